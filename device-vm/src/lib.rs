@@ -1,0 +1,1 @@
+//! The device runtime. Filled by the device VM work; empty until then.

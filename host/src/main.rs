@@ -1,0 +1,153 @@
+//! The `hotswap` command.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use hotswap::plugin::{Plugin, PluginRuntime, RuntimeConfig, WaveStats};
+
+#[derive(Parser)]
+#[command(
+    name = "hotswap",
+    version,
+    about = "HotSwap: programmable, safe rollouts of WebAssembly agents to IoT fleets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Plan a rollout over a generated fleet with every built-in strategy, in the sandbox.
+    Demo {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 3)]
+        regions: usize,
+    },
+    /// Plan a rollout over a generated fleet with one built-in strategy and print the waves.
+    Plan {
+        /// A built-in strategy: direct, regional, canary, blue-green, rolling.
+        #[arg(long)]
+        strategy: String,
+        /// The strategy's configuration, a JSON object.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 3)]
+        regions: usize,
+    },
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Check a component the way an upload is checked, then run it once on a generated fleet.
+    Check {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Parameters to run it with, a JSON object.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 3)]
+        regions: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let runtime = PluginRuntime::new(RuntimeConfig::default())?;
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Command::Demo { devices, regions } => {
+            hotswap::demo::run(&runtime, devices, regions, &mut out)
+        }
+        Command::Plan {
+            strategy,
+            config,
+            devices,
+            regions,
+        } => {
+            let strategy = runtime.builtin_strategy(&strategy)?;
+            hotswap::demo::plan_generated(&strategy, &config, devices, regions, &mut out)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Check {
+                    file,
+                    config,
+                    devices,
+                    regions,
+                },
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let plugin = runtime.load(&bytes)?;
+            let d = plugin.description();
+            writeln!(
+                out,
+                "ok: {} plugin `{}` version {}: {}",
+                plugin.kind(),
+                d.name,
+                d.version,
+                d.summary
+            )?;
+            writeln!(out, "sha256 {}", plugin.content_hash())?;
+            match plugin {
+                Plugin::Strategy(s) => {
+                    hotswap::demo::plan_generated(&s, &config, devices, regions, &mut out)
+                }
+                Plugin::HealthPolicy(h) => {
+                    let stats = WaveStats::from(&hotswap_plan::health::WaveStats {
+                        wave: 0,
+                        waves: 2,
+                        mode: hotswap_plan::Mode::Install,
+                        gate: hotswap_plan::Gate {
+                            soak_seconds: 0,
+                            min_success_percent: 95,
+                            failure_budget: 10,
+                            min_sample: 10,
+                        },
+                        targeted: 100,
+                        succeeded: 97,
+                        failed: 3,
+                        in_progress: 0,
+                        elapsed_seconds: 60,
+                        settled_seconds: Some(30),
+                        deployment_targeted: 1000,
+                        deployment_succeeded: 97,
+                        deployment_failed: 3,
+                    });
+                    let verdict = h.evaluate(&config, &stats, &[])?;
+                    writeln!(out, "a wave of 100 with 97 ok and 3 failed -> {verdict:?}")?;
+                    Ok(())
+                }
+            }
+        }
+    }
+}

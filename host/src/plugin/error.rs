@@ -1,0 +1,64 @@
+use hotswap_plan::PlanViolation;
+
+/// Why a plugin was refused at upload or a call into it failed. Every message says what was
+/// expected and what was found, so a plugin author can act on it.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin is {size} bytes, the limit is {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
+    #[error(
+        "expected a WebAssembly component, found bytes that are not WebAssembly (no `\\0asm` header)"
+    )]
+    NotWasm,
+    #[error(
+        "expected a WebAssembly component, found a core module: turn it into a component with \
+         `wasm-tools component new` (or wit-component) against the `{world}` world"
+    )]
+    CoreModule { world: &'static str },
+    #[error("the component is not valid WebAssembly: {0}")]
+    Invalid(String),
+    #[error("the component imports `{import}`, but plugins may import only {allowed}")]
+    ForbiddenImport { import: String, allowed: String },
+    #[error("the component does not implement the `{world}` world: {detail}")]
+    WrongWorld { world: &'static str, detail: String },
+    #[error("plugin `{plugin}` ran out of fuel ({fuel} units) in `{function}`")]
+    OutOfFuel {
+        plugin: String,
+        function: &'static str,
+        fuel: u64,
+    },
+    #[error("plugin `{plugin}` was stopped after its {deadline_ms} ms deadline in `{function}`")]
+    Deadline {
+        plugin: String,
+        function: &'static str,
+        deadline_ms: u64,
+    },
+    #[error(
+        "plugin `{plugin}` tried to grow its memory to {requested} bytes in `{function}`, the limit is {limit} bytes"
+    )]
+    MemoryLimit {
+        plugin: String,
+        function: &'static str,
+        requested: usize,
+        limit: usize,
+    },
+    #[error("plugin `{plugin}` trapped in `{function}`: {message}")]
+    Trap {
+        plugin: String,
+        function: &'static str,
+        message: String,
+    },
+    #[error("plugin `{plugin}` refused its input: {message}")]
+    Rejected { plugin: String, message: String },
+    #[error("plugin `{plugin}` returned an invalid plan: {violation}")]
+    BadPlan {
+        plugin: String,
+        violation: PlanViolation,
+    },
+    #[error("plugin `{plugin}` returned an invalid description: {detail}")]
+    BadDescription { plugin: String, detail: String },
+    #[error("no plugin instance is free ({0}); try again")]
+    Busy(String),
+    #[error("plugin runtime: {0}")]
+    Runtime(String),
+}

@@ -1,0 +1,130 @@
+//! A loaded health-policy plugin. A one-off verdict runs in a fresh instance; a [`HealthSession`]
+//! keeps one instance warm for the many verdicts of one deployment, refilling its fuel and
+//! deadline before each, and starts a fresh one after a call that failed.
+
+use std::sync::Arc;
+
+use wasmtime::Store;
+
+use super::bindings::health_policy::{HealthPolicy, HealthPolicyPre};
+use super::bindings::{Description, HealthSample, WaveStats};
+use super::cache::ContentHash;
+use super::runtime::{PluginRuntime, PluginState};
+use super::{PluginError, check_description};
+
+#[derive(Clone)]
+pub struct HealthPolicyPlugin {
+    runtime: PluginRuntime,
+    pre: HealthPolicyPre<PluginState>,
+    hash: ContentHash,
+    name: Arc<str>,
+    description: Arc<Description>,
+}
+
+impl HealthPolicyPlugin {
+    pub(crate) fn new(
+        runtime: PluginRuntime,
+        pre: HealthPolicyPre<PluginState>,
+        hash: ContentHash,
+        name: Arc<str>,
+    ) -> Result<Self, PluginError> {
+        let mut plugin = HealthPolicyPlugin {
+            runtime,
+            pre,
+            hash,
+            name,
+            description: Arc::new(Description::default()),
+        };
+        let description = plugin
+            .session()
+            .call("describe", |store, instance| instance.call_describe(store))?;
+        plugin.name = check_description(&plugin.name, &description)?;
+        plugin.description = Arc::new(description);
+        Ok(plugin)
+    }
+
+    pub fn description(&self) -> &Description {
+        &self.description
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn content_hash(&self) -> String {
+        hex::encode(self.hash)
+    }
+
+    /// Judges a wave in a fresh instance.
+    pub fn evaluate(
+        &self,
+        params: &str,
+        stats: &WaveStats,
+        samples: &[HealthSample],
+    ) -> Result<hotswap_plan::health::Verdict, PluginError> {
+        self.session().evaluate(params, stats, samples)
+    }
+
+    /// A warm instance for repeated verdicts.
+    pub fn session(&self) -> HealthSession {
+        HealthSession {
+            plugin: self.clone(),
+            warm: None,
+        }
+    }
+}
+
+/// One warm health-policy instance.
+pub struct HealthSession {
+    plugin: HealthPolicyPlugin,
+    warm: Option<(Store<PluginState>, HealthPolicy)>,
+}
+
+impl HealthSession {
+    pub fn evaluate(
+        &mut self,
+        params: &str,
+        stats: &WaveStats,
+        samples: &[HealthSample],
+    ) -> Result<hotswap_plan::health::Verdict, PluginError> {
+        let verdict = self.call("evaluate", |store, instance| {
+            instance.call_evaluate(store, params, stats.clone(), samples)
+        })?;
+        verdict
+            .map(Into::into)
+            .map_err(|message| PluginError::Rejected {
+                plugin: self.plugin.name.to_string(),
+                message,
+            })
+    }
+
+    fn call<R>(
+        &mut self,
+        function: &'static str,
+        f: impl FnOnce(&mut Store<PluginState>, &HealthPolicy) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let runtime = &self.plugin.runtime;
+        let (store, instance) = match &mut self.warm {
+            Some(warm) => {
+                runtime.arm(&mut warm.0);
+                warm
+            }
+            None => {
+                let mut store = runtime.store(&self.plugin.name);
+                let instance = self
+                    .plugin
+                    .pre
+                    .instantiate(&mut store)
+                    .map_err(|e| runtime.call_error(&self.plugin.name, function, e))?;
+                self.warm.insert((store, instance))
+            }
+        };
+        let result = f(store, instance);
+        store.data_mut().reset_log();
+        // An instance that trapped may be in any state; the next call gets a fresh one.
+        result.map_err(|e| {
+            self.warm = None;
+            runtime.call_error(&self.plugin.name, function, e)
+        })
+    }
+}
