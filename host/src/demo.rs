@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use crate::plugin::{Device, PluginRuntime, StrategyPlugin, WaveStats};
+use crate::plugin::{Fleet, PluginRuntime, StrategyPlugin, WaveStats};
 
 /// Each built-in strategy with a configuration that shows what it does.
 pub const EXAMPLES: [(&str, &str); 5] = [
@@ -38,8 +38,7 @@ pub fn run(
     regions: usize,
     out: &mut impl Write,
 ) -> Result<()> {
-    let fleet = hotswap_plan::fleet::generate(devices, regions);
-    let wit_fleet: Vec<Device> = fleet.iter().map(Device::from).collect();
+    let wit_fleet = Fleet::from(&hotswap_plan::fleet::generate(devices, regions));
     writeln!(
         out,
         "HotSwap: planning a rollout over {devices} generated devices in {regions} regions"
@@ -110,12 +109,13 @@ pub fn run(
 }
 
 /// Prints one line per wave: name, mode, size, devices per region, gate.
-pub fn print_plan(out: &mut impl Write, plan: &hotswap_plan::Plan, fleet: &[Device]) -> Result<()> {
+pub fn print_plan(out: &mut impl Write, plan: &hotswap_plan::Plan, fleet: &Fleet) -> Result<()> {
     for (i, wave) in plan.waves.iter().enumerate() {
         let mut per_region: BTreeMap<&str, usize> = BTreeMap::new();
         for &d in &wave.devices {
+            let region = fleet.devices[d as usize].region as usize;
             *per_region
-                .entry(fleet[d as usize].region.as_str())
+                .entry(fleet.regions[region].as_str())
                 .or_default() += 1;
         }
         let regions: Vec<String> = per_region.iter().map(|(r, n)| format!("{r} {n}")).collect();
@@ -147,10 +147,7 @@ pub fn plan_generated(
     regions: usize,
     out: &mut impl Write,
 ) -> Result<()> {
-    let fleet: Vec<Device> = hotswap_plan::fleet::generate(devices, regions)
-        .iter()
-        .map(Device::from)
-        .collect();
+    let fleet = Fleet::from(&hotswap_plan::fleet::generate(devices, regions));
     let started = Instant::now();
     let plan = strategy.plan(config, &fleet)?;
     let took = started.elapsed();

@@ -7,7 +7,7 @@ mod strategies;
 
 use std::sync::OnceLock;
 
-use hotswap::plugin::{Device, PluginRuntime, RuntimeConfig};
+use hotswap::plugin::{Fleet, PluginRuntime, RuntimeConfig};
 
 /// The fixtures built by `tests/build.rs`: hostile and malformed plugins.
 pub mod fixtures {
@@ -23,9 +23,14 @@ pub fn runtime() -> &'static PluginRuntime {
     })
 }
 
-/// The generated test fleet, as the host hands it to plugins.
-pub fn fleet(n: usize, regions: usize) -> (Vec<hotswap_plan::Device>, Vec<Device>) {
+/// The generated test fleet: natively, and as the host hands it to plugins.
+pub fn fleet(n: usize, regions: usize) -> (hotswap_plan::Fleet, Fleet) {
     let native = hotswap_plan::fleet::generate(n, regions);
-    let wit = native.iter().map(Device::from).collect();
+    let wit = Fleet::from(&native);
     (native, wit)
+}
+
+/// The region name of device `d` of a fleet.
+pub fn region(fleet: &hotswap_plan::Fleet, d: u32) -> &str {
+    &fleet.regions[fleet.devices[d as usize].region as usize]
 }

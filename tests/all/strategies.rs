@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use hotswap::plugin::PluginError;
+use hotswap::plugin::{Fleet, PluginError};
 use hotswap_plan::{Mode, Plan};
 
 use crate::{fleet, runtime};
@@ -57,7 +57,9 @@ fn regions_of(devices: &[u32]) -> BTreeMap<String, usize> {
     let (native, _) = fleet(N, 3);
     let mut count = BTreeMap::new();
     for &d in devices {
-        *count.entry(native[d as usize].region.clone()).or_default() += 1;
+        *count
+            .entry(crate::region(&native, d).to_string())
+            .or_default() += 1;
     }
     count
 }
@@ -97,7 +99,7 @@ fn canary_sample_is_spread_across_regions_and_not_the_first_ids() {
     );
     let (native, _) = fleet(N, 3);
     assert!(
-        canary.iter().all(|&d| native[d as usize].online),
+        canary.iter().all(|&d| native.devices[d as usize].online),
         "an offline device was picked for the canary"
     );
 }
@@ -189,7 +191,7 @@ fn direct_updates_exactly_the_named_devices() {
     let mut ids: Vec<&str> = plan.waves[0]
         .devices
         .iter()
-        .map(|&d| native[d as usize].id.as_str())
+        .map(|&d| native.devices[d as usize].id.as_str())
         .collect();
     ids.sort();
     assert_eq!(ids, ["dev-000010", "dev-000500", "dev-000999"]);
@@ -355,7 +357,7 @@ fn an_empty_fleet_gives_an_empty_plan() {
         let plan = runtime()
             .builtin_strategy(name)
             .unwrap()
-            .plan(config, &[])
+            .plan(config, &Fleet::from(&hotswap_plan::Fleet::default()))
             .unwrap();
         assert!(plan.waves.is_empty(), "{name}");
     }

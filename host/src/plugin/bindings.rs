@@ -21,20 +21,25 @@ pub mod health_policy {
 
 pub use health_policy::hotswap::plugin::health_types::{HealthSample, Metric, Verdict, WaveStats};
 pub use strategy::hotswap::plugin::log::Level;
-pub use strategy::hotswap::plugin::types::{Description, Device, Gate, Label, Mode, Plan, Wave};
+pub use strategy::hotswap::plugin::types::{
+    Description, Device, Fleet, Gate, Group, Label, Mode, Plan, Wave,
+};
 
-impl hotswap_plan::DeviceView for Device {
-    fn id(&self) -> &str {
-        &self.id
+impl hotswap_plan::FleetView for Fleet {
+    fn len(&self) -> usize {
+        self.devices.len()
     }
-    fn region(&self) -> &str {
-        &self.region
+    fn id(&self, device: usize) -> &str {
+        &self.devices[device].id
     }
-    fn groups(&self) -> &[String] {
-        &self.groups
+    fn region(&self, device: usize) -> u32 {
+        self.devices[device].region
     }
-    fn online(&self) -> bool {
-        self.online
+    fn region_name(&self, region: u32) -> &str {
+        self.regions.get(region as usize).map_or("", String::as_str)
+    }
+    fn online(&self, device: usize) -> bool {
+        self.devices[device].online
     }
 }
 
@@ -98,22 +103,38 @@ impl From<Plan> for hotswap_plan::Plan {
     }
 }
 
-impl From<&hotswap_plan::Device> for Device {
-    fn from(d: &hotswap_plan::Device) -> Self {
-        Device {
-            id: d.id.clone(),
-            region: d.region.clone(),
-            groups: d.groups.clone(),
-            labels: d
-                .labels
+impl From<&hotswap_plan::Fleet> for Fleet {
+    fn from(f: &hotswap_plan::Fleet) -> Self {
+        Fleet {
+            devices: f
+                .devices
                 .iter()
-                .map(|(key, value)| Label {
-                    key: key.clone(),
-                    value: value.clone(),
+                .map(|d| Device {
+                    id: d.id.clone(),
+                    region: d.region,
+                    version: d.version,
+                    online: d.online,
                 })
                 .collect(),
-            version: d.version.clone(),
-            online: d.online,
+            regions: f.regions.clone(),
+            versions: f.versions.clone(),
+            groups: f
+                .groups
+                .iter()
+                .map(|g| Group {
+                    name: g.name.clone(),
+                    members: g.members.clone(),
+                })
+                .collect(),
+            labels: f
+                .labels
+                .iter()
+                .map(|l| Label {
+                    key: l.key.clone(),
+                    value: l.value.clone(),
+                    members: l.members.clone(),
+                })
+                .collect(),
         }
     }
 }

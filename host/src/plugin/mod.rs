@@ -22,7 +22,8 @@ mod strategy;
 use std::sync::Arc;
 
 pub use bindings::{
-    Description, Device, Gate, HealthSample, Label, Metric, Mode, Plan, Verdict, Wave, WaveStats,
+    Description, Device, Fleet, Gate, Group, HealthSample, Label, Metric, Mode, Plan, Verdict,
+    Wave, WaveStats,
 };
 pub use builtin::{BUILTINS, Builtin, builtin};
 pub use error::PluginError;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::bindings::strategy::StrategyPre;
-use super::bindings::{Description, Device};
+use super::bindings::{Description, Fleet};
 use super::cache::ContentHash;
 use super::runtime::{PluginRuntime, PluginState};
 use super::{PluginError, check_description};
@@ -52,15 +52,11 @@ impl StrategyPlugin {
         hex::encode(self.hash)
     }
 
-    /// Plans a rollout over `devices` with `params` (a JSON object as text). The plan is checked:
-    /// every index names a given device and no device is updated twice.
-    pub fn plan(
-        &self,
-        params: &str,
-        devices: &[Device],
-    ) -> Result<hotswap_plan::Plan, PluginError> {
+    /// Plans a rollout over `fleet` with `params` (a JSON object as text). The plan is checked:
+    /// every index names a device of the fleet and no device is updated twice.
+    pub fn plan(&self, params: &str, fleet: &Fleet) -> Result<hotswap_plan::Plan, PluginError> {
         let result = self.call("plan", |store, instance| {
-            instance.call_plan(store, params, devices)
+            instance.call_plan(store, params, fleet)
         })?;
         let plan: hotswap_plan::Plan = result
             .map_err(|message| PluginError::Rejected {
@@ -68,12 +64,18 @@ impl StrategyPlugin {
                 message,
             })?
             .into();
-        plan.check(devices.len())
+        plan.check(fleet.devices.len())
             .map_err(|violation| PluginError::BadPlan {
                 plugin: self.name.to_string(),
                 violation,
             })?;
         Ok(plan)
+    }
+
+    /// Instantiates the plugin in a fresh store from the pool and drops it: what every `plan`
+    /// pays before its call. For benchmarks and readiness checks.
+    pub fn instantiate(&self) -> Result<(), PluginError> {
+        self.call("instantiate", |_, _| Ok(()))
     }
 
     fn call<R>(

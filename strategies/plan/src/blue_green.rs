@@ -5,7 +5,7 @@
 use serde::Deserialize;
 
 use crate::params::{self, GateDefaults, GateParams, gate_schema};
-use crate::{DeviceView, Mode, ParamError, Plan, Wave, spread_order};
+use crate::{FleetView, Mode, ParamError, Plan, Wave, spread_order};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -56,7 +56,7 @@ pub const SCHEMA: &str = concat!(
 }"#
 );
 
-pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamError> {
+pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, ParamError> {
     let p: Params = params::parse("blue-green", params)?;
     params::check_cumulative("activateIncrements", &p.activate_increments)?;
     p.stage_gate.check("stageGate")?;
@@ -64,10 +64,10 @@ pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamErr
     if p.max_in_flight == Some(0) {
         return Err(ParamError::new("`maxInFlight` must be at least 1, found 0"));
     }
-    if devices.is_empty() {
+    if fleet.is_empty() {
         return Ok(Plan::default());
     }
-    let order = spread_order(devices, p.seed);
+    let order = spread_order(fleet, p.seed);
     let mut waves = vec![Wave {
         name: "stage all".to_string(),
         devices: order.clone(),
@@ -80,7 +80,7 @@ pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamErr
             .into_iter()
             .map(|(percent, devices)| Wave {
                 name: format!("activate {}", params::percent_label(percent)),
-                gate: p.gate.resolve(params::DEFAULT_GATE, devices.len()),
+                gate: p.gate.resolve(params::DEFAULT_GATE, fleet.len()),
                 devices,
                 mode: Mode::Activate,
                 max_in_flight: p.max_in_flight,

@@ -6,7 +6,7 @@
 use serde::Deserialize;
 
 use crate::params::{self, GateDefaults, GateParams, gate_schema};
-use crate::{DeviceView, Mode, ParamError, Plan, Wave, spread_order};
+use crate::{FleetView, Mode, ParamError, Plan, Wave, spread_order};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -63,7 +63,7 @@ pub const SCHEMA: &str = concat!(
 }"#
 );
 
-pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamError> {
+pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, ParamError> {
     let p: Params = params::parse("canary", params)?;
     let mut steps = Vec::with_capacity(p.increments.len() + 1);
     steps.push(p.initial_percentage);
@@ -88,7 +88,7 @@ pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamErr
         return Err(ParamError::new("`maxInFlight` must be at least 1, found 0"));
     }
 
-    let order = spread_order(devices, p.seed);
+    let order = spread_order(fleet, p.seed);
     let waves = params::cut_cumulative(&order, &steps)
         .into_iter()
         .enumerate()
@@ -104,7 +104,7 @@ pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamErr
             };
             Wave {
                 name,
-                gate: gate.resolve(DEFAULTS, devices.len()),
+                gate: gate.resolve(DEFAULTS, fleet.len()),
                 devices,
                 mode: Mode::Install,
                 max_in_flight: p.max_in_flight,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use crate::params::{self, GateParams, gate_schema};
-use crate::{DeviceView, Mode, ParamError, Plan, Wave};
+use crate::{FleetView, Mode, ParamError, Plan, Wave};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -38,7 +38,7 @@ pub const SCHEMA: &str = concat!(
 }"#
 );
 
-pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamError> {
+pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, ParamError> {
     let p: Params = params::parse("direct", params)?;
     p.gate.check("gate")?;
     if p.max_in_flight == Some(0) {
@@ -59,15 +59,12 @@ pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamErr
         (None, list) => list,
     };
     let chosen: Vec<u32> = match named {
-        None => (0..devices.len() as u32).collect(),
+        None => (0..fleet.len() as u32).collect(),
         Some(ids) => {
-            let index: HashMap<&str, u32> = devices
-                .iter()
-                .enumerate()
-                .map(|(i, d)| (d.id(), i as u32))
-                .collect();
+            let index: HashMap<&str, u32> =
+                (0..fleet.len()).map(|i| (fleet.id(i), i as u32)).collect();
             let mut chosen = Vec::with_capacity(ids.len());
-            let mut taken = vec![false; devices.len()];
+            let mut taken = vec![false; fleet.len()];
             for id in &ids {
                 let Some(&i) = index.get(id.as_str()) else {
                     return Err(ParamError::new(format!(

@@ -1,14 +1,185 @@
-//! Generated fleets for demonstrations, tests and benchmarks.
+//! Fleets: the devices a strategy plans over, mirroring `types.fleet` in `wit/plugin`, and
+//! generated fleets for demonstrations, tests and benchmarks.
 
-use crate::Device;
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What a strategy reads of a fleet. Implemented by [`Fleet`] and by the fleet record the WIT
+/// bindings generate, so planning never copies a fleet.
+pub trait FleetView {
+    /// How many devices the fleet has.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn id(&self, device: usize) -> &str;
+    /// The device's region, an index into the region names.
+    fn region(&self, device: usize) -> u32;
+    /// A region's name; `""` for an index the fleet does not have.
+    fn region_name(&self, region: u32) -> &str;
+    fn online(&self, device: usize) -> bool;
+}
+
+/// A device of a [`Fleet`]: its names are indices into the fleet's lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetDevice {
+    pub id: String,
+    pub region: u32,
+    pub version: u32,
+    pub online: bool,
+}
+
+/// A device group and its members (device indices).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub members: Vec<u32>,
+}
+
+/// A key/value label and the devices (indices) that carry it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Label {
+    pub key: String,
+    pub value: String,
+    pub members: Vec<u32>,
+}
+
+/// The devices a deployment targets, with shared names listed once.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Fleet {
+    pub devices: Vec<FleetDevice>,
+    pub regions: Vec<String>,
+    pub versions: Vec<String>,
+    pub groups: Vec<Group>,
+    pub labels: Vec<Label>,
+}
+
+/// One device with all its names spelled out: the convenient form to build a [`Fleet`] from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    pub id: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub labels: Vec<(String, String)>,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default = "yes")]
+    pub online: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Hands out indices for names, first come first served.
+struct Interner<K> {
+    index: HashMap<K, u32>,
+    names: Vec<K>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Interner<K> {
+    fn new() -> Self {
+        Interner {
+            index: HashMap::new(),
+            names: Vec::new(),
+        }
+    }
+
+    fn intern(&mut self, name: &K) -> u32 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.index.insert(name.clone(), i);
+        self.names.push(name.clone());
+        i
+    }
+}
+
+impl Fleet {
+    /// Builds a fleet from devices with their names spelled out.
+    pub fn from_devices(devices: &[Device]) -> Fleet {
+        let mut regions = Interner::new();
+        let mut versions = Interner::new();
+        let mut groups: Interner<String> = Interner::new();
+        let mut labels: Interner<(String, String)> = Interner::new();
+        let mut group_members: Vec<Vec<u32>> = Vec::new();
+        let mut label_members: Vec<Vec<u32>> = Vec::new();
+        let mut out = Vec::with_capacity(devices.len());
+        for (i, d) in devices.iter().enumerate() {
+            for g in &d.groups {
+                let gi = groups.intern(g) as usize;
+                group_members.resize_with(groups.names.len(), Vec::new);
+                group_members[gi].push(i as u32);
+            }
+            for l in &d.labels {
+                let li = labels.intern(l) as usize;
+                label_members.resize_with(labels.names.len(), Vec::new);
+                label_members[li].push(i as u32);
+            }
+            out.push(FleetDevice {
+                id: d.id.clone(),
+                region: regions.intern(&d.region),
+                version: versions.intern(&d.version),
+                online: d.online,
+            });
+        }
+        Fleet {
+            devices: out,
+            regions: regions.names,
+            versions: versions.names,
+            groups: groups
+                .names
+                .into_iter()
+                .zip(group_members)
+                .map(|(name, members)| Group { name, members })
+                .collect(),
+            labels: labels
+                .names
+                .into_iter()
+                .zip(label_members)
+                .map(|((key, value), members)| Label {
+                    key,
+                    value,
+                    members,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl FleetView for Fleet {
+    fn len(&self) -> usize {
+        self.devices.len()
+    }
+    fn id(&self, device: usize) -> &str {
+        &self.devices[device].id
+    }
+    fn region(&self, device: usize) -> u32 {
+        self.devices[device].region
+    }
+    fn region_name(&self, region: u32) -> &str {
+        self.regions.get(region as usize).map_or("", String::as_str)
+    }
+    fn online(&self, device: usize) -> bool {
+        self.devices[device].online
+    }
+}
 
 /// Regions of a generated fleet, with uneven shares so proportional spreading shows.
 pub const REGIONS: [(&str, u32); 3] = [("eu-west", 50), ("us-east", 30), ("ap-south", 20)];
 
 /// `n` devices with ids `dev-000001` up, spread over `regions` (the first `regions` of
 /// [`REGIONS`], at most 3) in their shares, on version 1.0.0, one in twenty offline; every device
-/// is in group `all` and in `even` or `odd`. The same `n` and `regions` give the same fleet.
-pub fn generate(n: usize, regions: usize) -> Vec<Device> {
+/// is in group `all` and in `even` or `odd`, and labelled `model=sensor-v1`. The same `n` and
+/// `regions` give the same devices.
+pub fn generate_devices(n: usize, regions: usize) -> Vec<Device> {
     let regions = &REGIONS[..regions.clamp(1, REGIONS.len())];
     let total: u32 = regions.iter().map(|r| r.1).sum();
     (0..n)
@@ -36,4 +207,9 @@ pub fn generate(n: usize, regions: usize) -> Vec<Device> {
             }
         })
         .collect()
+}
+
+/// [`generate_devices`] as a [`Fleet`].
+pub fn generate(n: usize, regions: usize) -> Fleet {
+    Fleet::from_devices(&generate_devices(n, regions))
 }

@@ -19,25 +19,26 @@ pub mod rolling;
 mod sample;
 
 pub use error::ParamError;
+pub use fleet::{Device, Fleet, FleetView};
 pub use params::GateParams;
-pub use plan::{Device, DeviceView, Gate, Mode, Plan, PlanViolation, Wave};
+pub use plan::{Gate, Mode, Plan, PlanViolation, Wave};
 pub use sample::spread_order;
 
 /// The built-in strategies, by the names operators use.
 pub const STRATEGIES: [&str; 5] = ["direct", "regional", "canary", "blue-green", "rolling"];
 
 /// Plans with the built-in strategy called `name`, taking its parameters as a JSON object.
-pub fn plan_builtin<D: DeviceView>(
+pub fn plan_builtin<F: FleetView + ?Sized>(
     name: &str,
     params: &str,
-    devices: &[D],
+    fleet: &F,
 ) -> Result<Plan, ParamError> {
     match name {
-        "direct" => direct::plan(params, devices),
-        "regional" => regional::plan(params, devices),
-        "canary" => canary::plan(params, devices),
-        "blue-green" => blue_green::plan(params, devices),
-        "rolling" => rolling::plan(params, devices),
+        "direct" => direct::plan(params, fleet),
+        "regional" => regional::plan(params, fleet),
+        "canary" => canary::plan(params, fleet),
+        "blue-green" => blue_green::plan(params, fleet),
+        "rolling" => rolling::plan(params, fleet),
         other => Err(ParamError::new(format!(
             "unknown strategy `{other}`, expected one of {}",
             STRATEGIES.join(", ")

@@ -1,54 +1,9 @@
-//! Plans and the devices they are made from, mirroring `wit/plugin/types.wit`.
+//! Plans, mirroring `types.plan` in `wit/plugin`, and the rules every plan keeps.
 
 use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-
-/// What a strategy needs to know about a device. Implemented by the native [`Device`] and by the
-/// device record that the WIT bindings generate, so planning never copies a fleet.
-pub trait DeviceView {
-    fn id(&self) -> &str;
-    fn region(&self) -> &str;
-    fn groups(&self) -> &[String];
-    fn online(&self) -> bool;
-}
-
-/// A device as the host describes it to a strategy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Device {
-    pub id: String,
-    #[serde(default)]
-    pub region: String,
-    #[serde(default)]
-    pub groups: Vec<String>,
-    #[serde(default)]
-    pub labels: Vec<(String, String)>,
-    #[serde(default)]
-    pub version: String,
-    #[serde(default = "yes")]
-    pub online: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl DeviceView for Device {
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn region(&self) -> &str {
-        &self.region
-    }
-    fn groups(&self) -> &[String] {
-        &self.groups
-    }
-    fn online(&self) -> bool {
-        self.online
-    }
-}
 
 /// What the devices of a wave are asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -87,7 +42,7 @@ pub struct Gate {
 #[serde(rename_all = "camelCase")]
 pub struct Wave {
     pub name: String,
-    /// Indices into the device list the plan was made from.
+    /// Indices into the fleet the plan was made from.
     pub devices: Vec<u32>,
     pub mode: Mode,
     pub gate: Gate,

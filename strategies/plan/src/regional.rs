@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 
 use crate::params::{self, GateParams, gate_schema};
-use crate::{DeviceView, Mode, ParamError, Plan, Wave};
+use crate::{FleetView, Mode, ParamError, Plan, Wave};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -37,18 +37,22 @@ pub const SCHEMA: &str = concat!(
 }"#
 );
 
-pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamError> {
+pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, ParamError> {
     let p: Params = params::parse("regional", params)?;
     p.gate.check("gate")?;
     if p.max_in_flight == Some(0) {
         return Err(ParamError::new("`maxInFlight` must be at least 1, found 0"));
     }
+    // Devices by region name; a region index the fleet does not name counts as no region.
     let mut regions: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for (i, d) in devices.iter().enumerate() {
-        regions.entry(d.region()).or_default().push(i as u32);
+    for i in 0..fleet.len() {
+        regions
+            .entry(fleet.region_name(fleet.region(i)))
+            .or_default()
+            .push(i as u32);
     }
     for members in regions.values_mut() {
-        members.sort_unstable_by(|&a, &b| devices[a as usize].id().cmp(devices[b as usize].id()));
+        members.sort_unstable_by(|&a, &b| fleet.id(a as usize).cmp(fleet.id(b as usize)));
     }
 
     let order: Vec<&str> = match &p.order {
@@ -101,7 +105,7 @@ pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamErr
             };
             Wave {
                 name,
-                gate: p.gate.resolve(params::DEFAULT_GATE, devices.len()),
+                gate: p.gate.resolve(params::DEFAULT_GATE, fleet.len()),
                 devices,
                 mode: Mode::Install,
                 max_in_flight: p.max_in_flight,

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::params::{self, GateParams, gate_schema};
-use crate::{DeviceView, Mode, ParamError, Plan, Wave};
+use crate::{FleetView, Mode, ParamError, Plan, Wave};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -37,7 +37,7 @@ pub const SCHEMA: &str = concat!(
 }"#
 );
 
-pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamError> {
+pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, ParamError> {
     let p: Params = params::parse("rolling", params)?;
     p.gate.check("gate")?;
     let batch = match (p.batch_size, p.batch_percentage) {
@@ -58,7 +58,7 @@ pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamErr
                 "`batchPercentage` must be above 0 and at most 100, found {pct}"
             )));
         }
-        (None, Some(pct)) => params::share(devices.len(), pct).max(1),
+        (None, Some(pct)) => params::share(fleet.len(), pct).max(1),
     };
     if p.max_concurrency == Some(0) {
         return Err(ParamError::new(
@@ -66,8 +66,8 @@ pub fn plan<D: DeviceView>(params: &str, devices: &[D]) -> Result<Plan, ParamErr
         ));
     }
 
-    let mut order: Vec<u32> = (0..devices.len() as u32).collect();
-    order.sort_unstable_by(|&a, &b| devices[a as usize].id().cmp(devices[b as usize].id()));
+    let mut order: Vec<u32> = (0..fleet.len() as u32).collect();
+    order.sort_unstable_by(|&a, &b| fleet.id(a as usize).cmp(fleet.id(b as usize)));
     let batches = order.len().div_ceil(batch);
     let waves = order
         .chunks(batch)

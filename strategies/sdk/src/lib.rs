@@ -17,8 +17,8 @@ pub mod strategy {
     });
 
     pub use self::hotswap::plugin::log::{Level, log};
-    // `Description`, `Device` and `Plan` are already in scope: the world `use`s them.
-    pub use self::hotswap::plugin::types::{Gate, Label, Mode, Wave};
+    // `Description`, `Fleet` and `Plan` are already in scope: the world `use`s them.
+    pub use self::hotswap::plugin::types::{Device, Gate, Group, Label, Mode, Wave};
 }
 
 /// Bindings of the `health-policy` world.
@@ -38,18 +38,21 @@ pub mod health_policy {
     pub use self::hotswap::plugin::types::{Gate, Mode};
 }
 
-impl hotswap_plan::DeviceView for strategy::Device {
-    fn id(&self) -> &str {
-        &self.id
+impl hotswap_plan::FleetView for strategy::Fleet {
+    fn len(&self) -> usize {
+        self.devices.len()
     }
-    fn region(&self) -> &str {
-        &self.region
+    fn id(&self, device: usize) -> &str {
+        &self.devices[device].id
     }
-    fn groups(&self) -> &[String] {
-        &self.groups
+    fn region(&self, device: usize) -> u32 {
+        self.devices[device].region
     }
-    fn online(&self) -> bool {
-        self.online
+    fn region_name(&self, region: u32) -> &str {
+        self.regions.get(region as usize).map_or("", String::as_str)
+    }
+    fn online(&self, device: usize) -> bool {
+        self.devices[device].online
     }
 }
 
@@ -163,12 +166,16 @@ macro_rules! builtin_strategy {
 
             fn plan(
                 params: String,
-                devices: Vec<$crate::strategy::Device>,
+                fleet: $crate::strategy::Fleet,
             ) -> Result<$crate::strategy::Plan, String> {
                 use $module as planner;
-                planner::plan(&params, &devices)
+                let plan = planner::plan(&params, &fleet)
                     .map(Into::into)
-                    .map_err(Into::into)
+                    .map_err(Into::into);
+                // Every plan runs in a fresh instance that is thrown away after the call: freeing
+                // a fleet's strings one by one would be wasted work.
+                core::mem::forget(fleet);
+                plan
             }
         }
 

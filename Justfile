@@ -1,0 +1,32 @@
+# Recipes for contributors. Nothing here is needed to build or test: `cargo` does it all.
+
+# The demonstration the README's first command runs.
+demo:
+    cargo run --release -- demo
+
+# The README's test command, as CI runs it.
+test:
+    bash .ci/run
+
+# Lints as the project keeps them: formatted, and clippy without warnings.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Benchmarks; their figures go into BENCHMARKS.md.
+bench:
+    cargo bench -p hotswap --bench plugins
+
+# The built-in plugins and test fixtures as components (the host's and tests' build scripts do
+# this on every build; this only shows where they land).
+plugins:
+    cargo build -p hotswap -p hotswap-tests --tests
+    find target/debug/build -name '*.component.wasm' -newer Cargo.toml
+
+# Plan with one built-in strategy over a generated fleet: `just plan canary '{"seed": 3}'`.
+plan strategy config="{}":
+    cargo run --release -- plan --strategy {{strategy}} --config '{{config}}'
+
+# Check a plugin component the way an upload is checked, and run it once.
+check-plugin file config="{}":
+    cargo run --release -- plugin check {{file}} --config '{{config}}'
