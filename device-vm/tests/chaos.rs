@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use ed25519_dalek::SigningKey;
 use hotswap_device_vm::slots::SlotError;
 use hotswap_device_vm::{TrialOutcome, UpdateError, Version};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -117,11 +116,8 @@ fn a_manifest_changed_after_signing_is_refused() {
 #[test]
 fn an_unknown_key_is_refused() {
     let mut device = device_with(&release(v(1), alarm(), 0));
-    let stranger = SigningKey::from_bytes(&[9; 32]);
-    let err = refused(
-        &mut device,
-        &release_signed_by(&stranger, v(2), &alarm_variant(2), 0),
-    );
+    let stranger = hotswap_device_vm::sim::ReleaseKey::from_seed([9; 32]);
+    let err = refused(&mut device, &stranger.release(v(2), &alarm_variant(2), 0));
     assert!(
         matches!(err, UpdateError::Slot(SlotError::UnknownKey(_))),
         "{err}"

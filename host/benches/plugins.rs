@@ -23,6 +23,10 @@ fn plugins(c: &mut Criterion) {
     group.bench_function("wasm component", |b| {
         b.iter(|| black_box(canary.plan(CANARY, black_box(&fleet)).unwrap()))
     });
+    let direct = runtime.builtin_strategy("direct").unwrap();
+    group.bench_function("hand-over only (direct, one wave)", |b| {
+        b.iter(|| black_box(direct.plan("{}", black_box(&fleet)).unwrap()))
+    });
     group.bench_function("native", |b| {
         b.iter(|| black_box(hotswap_plan::canary::plan(CANARY, black_box(&fleet)).unwrap()))
     });

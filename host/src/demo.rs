@@ -113,7 +113,7 @@ pub fn print_plan(out: &mut impl Write, plan: &hotswap_plan::Plan, fleet: &Fleet
     for (i, wave) in plan.waves.iter().enumerate() {
         let mut per_region: BTreeMap<&str, usize> = BTreeMap::new();
         for &d in &wave.devices {
-            let region = fleet.devices[d as usize].region as usize;
+            let region = fleet.region[d as usize] as usize;
             *per_region
                 .entry(fleet.regions[region].as_str())
                 .or_default() += 1;

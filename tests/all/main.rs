@@ -32,5 +32,5 @@ pub fn fleet(n: usize, regions: usize) -> (hotswap_plan::Fleet, Fleet) {
 
 /// The region name of device `d` of a fleet.
 pub fn region(fleet: &hotswap_plan::Fleet, d: u32) -> &str {
-    &fleet.regions[fleet.devices[d as usize].region as usize]
+    &fleet.regions[fleet.region[d as usize] as usize]
 }

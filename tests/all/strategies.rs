@@ -99,7 +99,7 @@ fn canary_sample_is_spread_across_regions_and_not_the_first_ids() {
     );
     let (native, _) = fleet(N, 3);
     assert!(
-        canary.iter().all(|&d| native.devices[d as usize].online),
+        canary.iter().all(|&d| native.online[d as usize]),
         "an offline device was picked for the canary"
     );
 }
@@ -191,7 +191,7 @@ fn direct_updates_exactly_the_named_devices() {
     let mut ids: Vec<&str> = plan.waves[0]
         .devices
         .iter()
-        .map(|&d| native.devices[d as usize].id.as_str())
+        .map(|&d| hotswap_plan::FleetView::id(&native, d as usize))
         .collect();
     ids.sort();
     assert_eq!(ids, ["dev-000010", "dev-000500", "dev-000999"]);

@@ -2,12 +2,10 @@
 
 #![allow(dead_code)]
 
-use ed25519_dalek::{Signer, SigningKey};
 use hotswap_device_vm::agent::{self, AgentLimits, RecordingHost};
 use hotswap_device_vm::layout::DEFAULT_SLOT_SIZE;
-use hotswap_device_vm::sim::SimFlash;
-use hotswap_device_vm::slots::TrustedKey;
-use hotswap_device_vm::{Device, DeviceConfig, KeyId, Layout, Manifest, TrialOutcome, Version};
+use hotswap_device_vm::sim::{ReleaseKey, SimFlash};
+use hotswap_device_vm::{Device, DeviceConfig, Layout, TrialOutcome, Version};
 
 /// 4-byte words, 1 KiB sectors: two journal sectors and two 14 KiB slots.
 pub type Flash = SimFlash<4, 1024>;
@@ -17,43 +15,21 @@ pub fn layout() -> Layout {
     Layout::new(1024, DEFAULT_SLOT_SIZE, 4, CAPACITY as u32).unwrap()
 }
 
-pub fn release_key() -> SigningKey {
-    SigningKey::from_bytes(&[7; 32])
+pub use hotswap_device_vm::sim::Release;
+
+pub fn release_key() -> ReleaseKey {
+    ReleaseKey::from_seed([7; 32])
 }
 
 pub fn config() -> DeviceConfig {
     DeviceConfig {
-        keys: vec![TrustedKey::new(release_key().verifying_key())],
+        keys: vec![release_key().trusted()],
         allow_downgrade: false,
     }
 }
 
-/// A signed release of `image`.
-#[derive(Clone)]
-pub struct Release {
-    pub manifest: Manifest,
-    pub key_id: KeyId,
-    pub signature: [u8; 64],
-    pub image: Vec<u8>,
-}
-
 pub fn release(version: Version, image: &[u8], counter: u32) -> Release {
-    release_signed_by(&release_key(), version, image, counter)
-}
-
-pub fn release_signed_by(
-    key: &SigningKey,
-    version: Version,
-    image: &[u8],
-    counter: u32,
-) -> Release {
-    let manifest = Manifest::for_image(version, image, counter);
-    Release {
-        manifest,
-        key_id: KeyId::of(key.verifying_key().as_bytes()),
-        signature: key.sign(&manifest.signing_bytes()).to_bytes(),
-        image: image.to_vec(),
-    }
+    release_key().release(version, image, counter)
 }
 
 pub const fn v(patch: u16) -> Version {

@@ -22,24 +22,24 @@ pub mod health_policy {
 pub use health_policy::hotswap::plugin::health_types::{HealthSample, Metric, Verdict, WaveStats};
 pub use strategy::hotswap::plugin::log::Level;
 pub use strategy::hotswap::plugin::types::{
-    Description, Device, Fleet, Gate, Group, Label, Mode, Plan, Wave,
+    Description, Fleet, Gate, Group, Label, Mode, Plan, Wave,
 };
 
 impl hotswap_plan::FleetView for Fleet {
     fn len(&self) -> usize {
-        self.devices.len()
+        self.id_ends.len()
     }
     fn id(&self, device: usize) -> &str {
-        &self.devices[device].id
+        hotswap_plan::fleet::id_in(&self.ids, &self.id_ends, device)
     }
     fn region(&self, device: usize) -> u32 {
-        self.devices[device].region
+        self.region.get(device).copied().unwrap_or(u32::MAX)
     }
     fn region_name(&self, region: u32) -> &str {
         self.regions.get(region as usize).map_or("", String::as_str)
     }
     fn online(&self, device: usize) -> bool {
-        self.devices[device].online
+        self.online.get(device).copied().unwrap_or(false)
     }
 }
 
@@ -106,16 +106,11 @@ impl From<Plan> for hotswap_plan::Plan {
 impl From<&hotswap_plan::Fleet> for Fleet {
     fn from(f: &hotswap_plan::Fleet) -> Self {
         Fleet {
-            devices: f
-                .devices
-                .iter()
-                .map(|d| Device {
-                    id: d.id.clone(),
-                    region: d.region,
-                    version: d.version,
-                    online: d.online,
-                })
-                .collect(),
+            ids: f.ids.clone(),
+            id_ends: f.id_ends.clone(),
+            region: f.region.clone(),
+            version: f.version.clone(),
+            online: f.online.clone(),
             regions: f.regions.clone(),
             versions: f.versions.clone(),
             groups: f

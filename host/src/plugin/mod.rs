@@ -22,8 +22,8 @@ mod strategy;
 use std::sync::Arc;
 
 pub use bindings::{
-    Description, Device, Fleet, Gate, Group, HealthSample, Label, Metric, Mode, Plan, Verdict,
-    Wave, WaveStats,
+    Description, Fleet, Gate, Group, HealthSample, Label, Metric, Mode, Plan, Verdict, Wave,
+    WaveStats,
 };
 pub use builtin::{BUILTINS, Builtin, builtin};
 pub use error::PluginError;

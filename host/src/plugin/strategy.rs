@@ -64,7 +64,7 @@ impl StrategyPlugin {
                 message,
             })?
             .into();
-        plan.check(fleet.devices.len())
+        plan.check(fleet.id_ends.len())
             .map_err(|violation| PluginError::BadPlan {
                 plugin: self.name.to_string(),
                 violation,

@@ -21,16 +21,6 @@ pub trait FleetView {
     fn online(&self, device: usize) -> bool;
 }
 
-/// A device of a [`Fleet`]: its names are indices into the fleet's lists.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FleetDevice {
-    pub id: String,
-    pub region: u32,
-    pub version: u32,
-    pub online: bool,
-}
-
 /// A device group and its members (device indices).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Group {
@@ -46,14 +36,32 @@ pub struct Label {
     pub members: Vec<u32>,
 }
 
-/// The devices a deployment targets, with shared names listed once.
+/// The devices a deployment targets, column by column, with shared names listed once; the
+/// shape of `types.fleet` in the WIT.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Fleet {
-    pub devices: Vec<FleetDevice>,
+    /// Every device's id, back to back; device `i`'s ends at `id_ends[i]`.
+    pub ids: String,
+    pub id_ends: Vec<u32>,
+    pub region: Vec<u32>,
+    pub version: Vec<u32>,
+    pub online: Vec<bool>,
     pub regions: Vec<String>,
     pub versions: Vec<String>,
     pub groups: Vec<Group>,
     pub labels: Vec<Label>,
+}
+
+/// Device `device`'s id in a columnar fleet; `""` where the columns do not hold one.
+pub fn id_in<'a>(ids: &'a str, id_ends: &[u32], device: usize) -> &'a str {
+    let start = if device == 0 {
+        0
+    } else {
+        id_ends.get(device - 1).map_or(0, |&e| e as usize)
+    };
+    let end = id_ends.get(device).map_or(start, |&e| e as usize);
+    ids.get(start..end).unwrap_or("")
 }
 
 /// One device with all its names spelled out: the convenient form to build a [`Fleet`] from.
@@ -111,7 +119,7 @@ impl Fleet {
         let mut labels: Interner<(String, String)> = Interner::new();
         let mut group_members: Vec<Vec<u32>> = Vec::new();
         let mut label_members: Vec<Vec<u32>> = Vec::new();
-        let mut out = Vec::with_capacity(devices.len());
+        let mut fleet = Fleet::default();
         for (i, d) in devices.iter().enumerate() {
             for g in &d.groups {
                 let gi = groups.intern(g) as usize;
@@ -123,15 +131,13 @@ impl Fleet {
                 label_members.resize_with(labels.names.len(), Vec::new);
                 label_members[li].push(i as u32);
             }
-            out.push(FleetDevice {
-                id: d.id.clone(),
-                region: regions.intern(&d.region),
-                version: versions.intern(&d.version),
-                online: d.online,
-            });
+            fleet.ids.push_str(&d.id);
+            fleet.id_ends.push(fleet.ids.len() as u32);
+            fleet.region.push(regions.intern(&d.region));
+            fleet.version.push(versions.intern(&d.version));
+            fleet.online.push(d.online);
         }
         Fleet {
-            devices: out,
             regions: regions.names,
             versions: versions.names,
             groups: groups
@@ -150,25 +156,26 @@ impl Fleet {
                     members,
                 })
                 .collect(),
+            ..fleet
         }
     }
 }
 
 impl FleetView for Fleet {
     fn len(&self) -> usize {
-        self.devices.len()
+        self.id_ends.len()
     }
     fn id(&self, device: usize) -> &str {
-        &self.devices[device].id
+        id_in(&self.ids, &self.id_ends, device)
     }
     fn region(&self, device: usize) -> u32 {
-        self.devices[device].region
+        self.region.get(device).copied().unwrap_or(u32::MAX)
     }
     fn region_name(&self, region: u32) -> &str {
         self.regions.get(region as usize).map_or("", String::as_str)
     }
     fn online(&self, device: usize) -> bool {
-        self.devices[device].online
+        self.online.get(device).copied().unwrap_or(false)
     }
 }
 

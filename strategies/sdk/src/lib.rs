@@ -18,7 +18,7 @@ pub mod strategy {
 
     pub use self::hotswap::plugin::log::{Level, log};
     // `Description`, `Fleet` and `Plan` are already in scope: the world `use`s them.
-    pub use self::hotswap::plugin::types::{Device, Gate, Group, Label, Mode, Wave};
+    pub use self::hotswap::plugin::types::{Gate, Group, Label, Mode, Wave};
 }
 
 /// Bindings of the `health-policy` world.
@@ -40,19 +40,19 @@ pub mod health_policy {
 
 impl hotswap_plan::FleetView for strategy::Fleet {
     fn len(&self) -> usize {
-        self.devices.len()
+        self.id_ends.len()
     }
     fn id(&self, device: usize) -> &str {
-        &self.devices[device].id
+        hotswap_plan::fleet::id_in(&self.ids, &self.id_ends, device)
     }
     fn region(&self, device: usize) -> u32 {
-        self.devices[device].region
+        self.region.get(device).copied().unwrap_or(u32::MAX)
     }
     fn region_name(&self, region: u32) -> &str {
         self.regions.get(region as usize).map_or("", String::as_str)
     }
     fn online(&self, device: usize) -> bool {
-        self.devices[device].online
+        self.online.get(device).copied().unwrap_or(false)
     }
 }
 
@@ -146,11 +146,28 @@ impl From<hotswap_plan::health::Verdict> for health_policy::Verdict {
     }
 }
 
+#[doc(hidden)]
+#[cfg(target_arch = "wasm32")]
+pub use lol_alloc;
+
 /// Defines and exports a built-in strategy component around a planning function of
 /// `hotswap-plan`: `builtin_strategy!("canary", "summary", hotswap_plan::canary)`.
+///
+/// The component allocates with a bump allocator that never frees: the host runs every plan in
+/// a fresh instance and throws it away after the call, so freeing would be wasted work (the
+/// memory cap still bounds what one plan may use).
 #[macro_export]
 macro_rules! builtin_strategy {
     ($name:literal, $summary:literal, $module:path) => {
+        // SAFETY: a component instance runs on one thread.
+        #[cfg(target_arch = "wasm32")]
+        #[global_allocator]
+        static ALLOCATOR: $crate::lol_alloc::AssumeSingleThreaded<
+            $crate::lol_alloc::LeakingAllocator,
+        > = unsafe {
+            $crate::lol_alloc::AssumeSingleThreaded::new($crate::lol_alloc::LeakingAllocator::new())
+        };
+
         struct Builtin;
 
         impl $crate::strategy::Guest for Builtin {
