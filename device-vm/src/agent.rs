@@ -164,7 +164,7 @@ pub fn compile(engine: &Engine, bytes: &[u8]) -> Result<Module, AgentError> {
     Ok(module)
 }
 
-fn read_str<'a>(memory: &'a [u8], ptr: i32, len: i32) -> Result<&'a str, wasmi::Error> {
+fn read_str(memory: &[u8], ptr: i32, len: i32) -> Result<&str, wasmi::Error> {
     let (ptr, len) = (ptr as u32 as usize, len as u32 as usize);
     let bytes = memory.get(
         ptr..ptr

@@ -88,7 +88,7 @@ impl HealthSession {
         samples: &[HealthSample],
     ) -> Result<hotswap_plan::health::Verdict, PluginError> {
         let verdict = self.call("evaluate", |store, instance| {
-            instance.call_evaluate(store, params, stats.clone(), samples)
+            instance.call_evaluate(store, params, *stats, samples)
         })?;
         verdict
             .map(Into::into)

@@ -102,7 +102,7 @@ pub(crate) fn check_cumulative(field: &str, steps: &[f64]) -> Result<(), ParamEr
         previous = p;
     }
     match steps.last() {
-        Some(&last) if last == 100.0 => Ok(()),
+        Some(100.0) => Ok(()),
         Some(&last) => Err(ParamError::new(format!(
             "`{field}` must end at 100 so every target device is updated, found {last}"
         ))),
