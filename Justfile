@@ -16,6 +16,12 @@ lint:
 # Benchmarks; their figures go into BENCHMARKS.md.
 bench:
     cargo bench -p hotswap --bench plugins
+    cargo bench -p hotswap-device-vm --bench device
+
+# Fuzz the device VM (`metadata` or `boot`) for a while; needs the nightly toolchain.
+fuzz target="metadata" seconds="60":
+    cargo install cargo-fuzz --locked
+    cd device-vm && cargo +nightly fuzz run {{target}} -- -max_total_time={{seconds}}
 
 # The built-in plugins and test fixtures as components (the host's and tests' build scripts do
 # this on every build; this only shows where they land).

@@ -279,3 +279,30 @@ fn writes_that_fail_in_the_slot_leave_the_running_agent() {
     );
     assert_eq!(running(&mut device), v(1));
 }
+
+#[test]
+fn failed_writes_in_the_state_journal_leave_the_running_agent() {
+    let mut device = device_with(&release(v(1), alarm(), 0));
+    download(&mut device, &release(v(2), &alarm_variant(2), 0), 512).unwrap();
+    let journal = 0..2 * device.layout().sector;
+    let mut flash = device.into_flash();
+    flash.faults.fail_writes = Some(journal);
+    let mut device = boot(flash);
+    let err = device.activate().unwrap_err();
+    assert!(
+        matches!(err, UpdateError::Slot(SlotError::Flash(_))),
+        "{err}"
+    );
+    assert_eq!(running(&mut device), v(1));
+    // The staged image survives; once the journal takes writes again it activates.
+    let mut flash = device.into_flash();
+    flash.faults.fail_writes = None;
+    let mut device = boot(flash);
+    assert_eq!(running(&mut device), v(1));
+    device.activate().unwrap();
+    assert_eq!(
+        device.run_trial(self_test).unwrap(),
+        TrialOutcome::Confirmed { version: v(2) }
+    );
+    assert_eq!(running(&mut device), v(2));
+}
