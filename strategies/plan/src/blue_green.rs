@@ -61,9 +61,7 @@ pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, Para
     params::check_cumulative("activateIncrements", &p.activate_increments)?;
     p.stage_gate.check("stageGate")?;
     p.gate.check("gate")?;
-    if p.max_in_flight == Some(0) {
-        return Err(ParamError::new("`maxInFlight` must be at least 1, found 0"));
-    }
+    params::at_least_one("maxInFlight", p.max_in_flight)?;
     if fleet.is_empty() {
         return Ok(Plan::default());
     }

@@ -84,9 +84,7 @@ pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, Para
     if let Some(g) = &p.canary_gate {
         g.check("canaryGate")?;
     }
-    if p.max_in_flight == Some(0) {
-        return Err(ParamError::new("`maxInFlight` must be at least 1, found 0"));
-    }
+    params::at_least_one("maxInFlight", p.max_in_flight)?;
 
     let order = spread_order(fleet, p.seed);
     let waves = params::cut_cumulative(&order, &steps)

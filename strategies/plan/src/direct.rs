@@ -41,9 +41,7 @@ pub const SCHEMA: &str = concat!(
 pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, ParamError> {
     let p: Params = params::parse("direct", params)?;
     p.gate.check("gate")?;
-    if p.max_in_flight == Some(0) {
-        return Err(ParamError::new("`maxInFlight` must be at least 1, found 0"));
-    }
+    params::at_least_one("maxInFlight", p.max_in_flight)?;
     let named: Option<Vec<String>> = match (p.device, p.devices) {
         (Some(_), Some(_)) => {
             return Err(ParamError::new(

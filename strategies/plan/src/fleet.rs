@@ -161,23 +161,33 @@ impl Fleet {
     }
 }
 
-impl FleetView for Fleet {
-    fn len(&self) -> usize {
-        self.id_ends.len()
-    }
-    fn id(&self, device: usize) -> &str {
-        id_in(&self.ids, &self.id_ends, device)
-    }
-    fn region(&self, device: usize) -> u32 {
-        self.region.get(device).copied().unwrap_or(u32::MAX)
-    }
-    fn region_name(&self, region: u32) -> &str {
-        self.regions.get(region as usize).map_or("", String::as_str)
-    }
-    fn online(&self, device: usize) -> bool {
-        self.online.get(device).copied().unwrap_or(false)
-    }
+/// Implements [`FleetView`] for a type with the columnar fields of `types.fleet` (`ids`,
+/// `id_ends`, `region`, `online`, `regions`): [`Fleet`] here, and the records the WIT bindings
+/// generate for guests and for the host.
+#[macro_export]
+macro_rules! impl_fleet_view {
+    ($fleet:ty) => {
+        impl $crate::FleetView for $fleet {
+            fn len(&self) -> usize {
+                self.id_ends.len()
+            }
+            fn id(&self, device: usize) -> &str {
+                $crate::fleet::id_in(&self.ids, &self.id_ends, device)
+            }
+            fn region(&self, device: usize) -> u32 {
+                self.region.get(device).copied().unwrap_or(u32::MAX)
+            }
+            fn region_name(&self, region: u32) -> &str {
+                self.regions.get(region as usize).map_or("", String::as_str)
+            }
+            fn online(&self, device: usize) -> bool {
+                self.online.get(device).copied().unwrap_or(false)
+            }
+        }
+    };
 }
+
+impl_fleet_view!(Fleet);
 
 /// Regions of a generated fleet, with uneven shares so proportional spreading shows.
 pub const REGIONS: [(&str, u32); 3] = [("eu-west", 50), ("us-east", 30), ("ap-south", 20)];

@@ -75,6 +75,16 @@ impl GateParams {
     }
 }
 
+/// Checks an optional count that must be at least 1 when given (`maxInFlight`, ...).
+pub(crate) fn at_least_one(field: &str, value: Option<u32>) -> Result<(), ParamError> {
+    match value {
+        Some(0) => Err(ParamError::new(format!(
+            "`{field}` must be at least 1, found 0"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Decodes a strategy's parameters; an empty string counts as `{}`.
 pub(crate) fn parse<T: DeserializeOwned>(what: &str, params: &str) -> Result<T, ParamError> {
     let params = if params.trim().is_empty() {

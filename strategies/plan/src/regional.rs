@@ -40,9 +40,7 @@ pub const SCHEMA: &str = concat!(
 pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, ParamError> {
     let p: Params = params::parse("regional", params)?;
     p.gate.check("gate")?;
-    if p.max_in_flight == Some(0) {
-        return Err(ParamError::new("`maxInFlight` must be at least 1, found 0"));
-    }
+    params::at_least_one("maxInFlight", p.max_in_flight)?;
     // Devices by region name; a region index the fleet does not name counts as no region.
     let mut regions: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
     for i in 0..fleet.len() {

@@ -60,11 +60,7 @@ pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, Para
         }
         (None, Some(pct)) => params::share(fleet.len(), pct).max(1),
     };
-    if p.max_concurrency == Some(0) {
-        return Err(ParamError::new(
-            "`maxConcurrency` must be at least 1, found 0",
-        ));
-    }
+    params::at_least_one("maxConcurrency", p.max_concurrency)?;
 
     let mut order: Vec<u32> = (0..fleet.len() as u32).collect();
     order.sort_unstable_by(|&a, &b| fleet.id(a as usize).cmp(fleet.id(b as usize)));

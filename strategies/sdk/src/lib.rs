@@ -38,23 +38,7 @@ pub mod health_policy {
     pub use self::hotswap::plugin::types::{Gate, Mode};
 }
 
-impl hotswap_plan::FleetView for strategy::Fleet {
-    fn len(&self) -> usize {
-        self.id_ends.len()
-    }
-    fn id(&self, device: usize) -> &str {
-        hotswap_plan::fleet::id_in(&self.ids, &self.id_ends, device)
-    }
-    fn region(&self, device: usize) -> u32 {
-        self.region.get(device).copied().unwrap_or(u32::MAX)
-    }
-    fn region_name(&self, region: u32) -> &str {
-        self.regions.get(region as usize).map_or("", String::as_str)
-    }
-    fn online(&self, device: usize) -> bool {
-        self.online.get(device).copied().unwrap_or(false)
-    }
-}
+hotswap_plan::impl_fleet_view!(strategy::Fleet);
 
 impl From<hotswap_plan::Mode> for strategy::Mode {
     fn from(mode: hotswap_plan::Mode) -> Self {
