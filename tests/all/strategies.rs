@@ -72,6 +72,14 @@ fn canary_takes_the_configured_cumulative_percentages() {
     );
     assert_eq!(sizes(&plan), [100, 200, 200, 500]);
     assert!(plan.waves.iter().all(|w| w.mode == Mode::Install));
+    // Each wave's gate is sized by the wave: 95% must succeed by default.
+    let budgets: Vec<u32> = plan.waves.iter().map(|w| w.gate.failure_budget).collect();
+    assert_eq!(budgets, [5, 10, 10, 25]);
+    assert!(
+        plan.waves
+            .iter()
+            .all(|w| w.gate.soak_seconds == 60 && w.gate.min_sample == 10)
+    );
     every_device_updated_once(&plan);
 }
 

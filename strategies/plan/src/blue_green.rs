@@ -78,7 +78,7 @@ pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, Para
             .into_iter()
             .map(|(percent, devices)| Wave {
                 name: format!("activate {}", params::percent_label(percent)),
-                gate: p.gate.resolve(params::DEFAULT_GATE, fleet.len()),
+                gate: p.gate.resolve(params::DEFAULT_GATE, devices.len()),
                 devices,
                 mode: Mode::Activate,
                 max_in_flight: p.max_in_flight,

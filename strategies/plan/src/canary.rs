@@ -102,7 +102,7 @@ pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, Para
             };
             Wave {
                 name,
-                gate: gate.resolve(DEFAULTS, fleet.len()),
+                gate: gate.resolve(DEFAULTS, devices.len()),
                 devices,
                 mode: Mode::Install,
                 max_in_flight: p.max_in_flight,

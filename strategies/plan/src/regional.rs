@@ -103,7 +103,7 @@ pub fn plan<F: FleetView + ?Sized>(params: &str, fleet: &F) -> Result<Plan, Para
             };
             Wave {
                 name,
-                gate: p.gate.resolve(params::DEFAULT_GATE, fleet.len()),
+                gate: p.gate.resolve(params::DEFAULT_GATE, devices.len()),
                 devices,
                 mode: Mode::Install,
                 max_in_flight: p.max_in_flight,

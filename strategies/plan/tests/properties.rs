@@ -133,6 +133,26 @@ proptest! {
     }
 
     #[test]
+    fn default_gates_are_sized_by_their_own_wave(fleet in arb_fleet(), steps in arb_steps(), batch in 1u32..40, min_success in 50u8..=100) {
+        let gate = serde_json::json!({"minSuccessPercent": min_success});
+        let plans = [
+            hotswap_plan::canary::plan(&serde_json::json!({"initialPercentage": steps[0], "increments": &steps[1..], "gate": gate}).to_string(), &fleet).unwrap(),
+            hotswap_plan::regional::plan(&serde_json::json!({"gate": gate}).to_string(), &fleet).unwrap(),
+            hotswap_plan::rolling::plan(&serde_json::json!({"batchSize": batch, "gate": gate}).to_string(), &fleet).unwrap(),
+            hotswap_plan::blue_green::plan(&serde_json::json!({"activateIncrements": steps, "gate": gate}).to_string(), &fleet).unwrap(),
+            hotswap_plan::direct::plan(&serde_json::json!({"gate": gate}).to_string(), &fleet).unwrap(),
+        ];
+        for plan in &plans {
+            for w in plan.waves.iter().filter(|w| w.mode != Mode::Stage) {
+                let size = w.devices.len() as u32;
+                let must_succeed = (size * u32::from(min_success)).div_ceil(100);
+                prop_assert_eq!(w.gate.failure_budget, size - must_succeed, "{}", w.name);
+                prop_assert_eq!(w.gate.min_sample, size.min(10), "{}", w.name);
+            }
+        }
+    }
+
+    #[test]
     fn check_catches_a_device_moved_into_a_second_wave(fleet in arb_fleet(), pick in any::<prop::sample::Index>()) {
         prop_assume!(fleet.len() >= 2);
         let mut plan = hotswap_plan::rolling::plan(r#"{"batchSize": 1}"#, &fleet).unwrap();
