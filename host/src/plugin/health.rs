@@ -12,17 +12,23 @@ use super::cache::ContentHash;
 use super::runtime::{PluginRuntime, PluginState};
 use super::{PluginError, check_description};
 
-#[derive(Clone)]
-pub struct HealthPolicyPlugin {
-    runtime: PluginRuntime,
+/// What loading a health policy validated; cached by the runtime without a reference back to it.
+pub(crate) struct Loaded {
     pre: HealthPolicyPre<PluginState>,
     hash: ContentHash,
     name: Arc<str>,
-    description: Arc<Description>,
+    description: Description,
+}
+
+#[derive(Clone)]
+pub struct HealthPolicyPlugin {
+    runtime: PluginRuntime,
+    loaded: Arc<Loaded>,
 }
 
 impl HealthPolicyPlugin {
-    pub(crate) fn new(
+    /// Checks a linked health policy by calling its `describe`.
+    pub(crate) fn load(
         runtime: PluginRuntime,
         pre: HealthPolicyPre<PluginState>,
         hash: ContentHash,
@@ -30,29 +36,42 @@ impl HealthPolicyPlugin {
     ) -> Result<Self, PluginError> {
         let mut plugin = HealthPolicyPlugin {
             runtime,
-            pre,
-            hash,
-            name,
-            description: Arc::new(Description::default()),
+            loaded: Arc::new(Loaded {
+                pre,
+                hash,
+                name,
+                description: Description::default(),
+            }),
         };
         let description = plugin
             .session()
             .call("describe", |store, instance| instance.call_describe(store))?;
-        plugin.name = check_description(&plugin.name, &description)?;
-        plugin.description = Arc::new(description);
+        let name = check_description(&plugin.loaded.name, &description)?;
+        let loaded = Arc::get_mut(&mut plugin.loaded)
+            .expect("the session that described the plugin is gone");
+        loaded.name = name;
+        loaded.description = description;
         Ok(plugin)
     }
 
+    pub(crate) fn from_loaded(runtime: PluginRuntime, loaded: Arc<Loaded>) -> Self {
+        HealthPolicyPlugin { runtime, loaded }
+    }
+
+    pub(crate) fn loaded(&self) -> &Arc<Loaded> {
+        &self.loaded
+    }
+
     pub fn description(&self) -> &Description {
-        &self.description
+        &self.loaded.description
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.loaded.name
     }
 
     pub fn content_hash(&self) -> String {
-        hex::encode(self.hash)
+        hex::encode(self.loaded.hash)
     }
 
     /// Judges a wave in a fresh instance.
@@ -93,7 +112,7 @@ impl HealthSession {
         verdict
             .map(Into::into)
             .map_err(|message| PluginError::Rejected {
-                plugin: self.plugin.name.to_string(),
+                plugin: self.plugin.loaded.name.to_string(),
                 message,
             })
     }
@@ -110,12 +129,13 @@ impl HealthSession {
                 warm
             }
             None => {
-                let mut store = runtime.store(&self.plugin.name);
+                let mut store = runtime.store(&self.plugin.loaded.name);
                 let instance = self
                     .plugin
+                    .loaded
                     .pre
                     .instantiate(&mut store)
-                    .map_err(|e| runtime.call_error(&self.plugin.name, function, e))?;
+                    .map_err(|e| runtime.call_error(&self.plugin.loaded.name, function, e))?;
                 self.warm.insert((store, instance))
             }
         };
@@ -124,7 +144,7 @@ impl HealthSession {
         // An instance that trapped may be in any state; the next call gets a fresh one.
         result.map_err(|e| {
             self.warm = None;
-            runtime.call_error(&self.plugin.name, function, e)
+            runtime.call_error(&self.plugin.loaded.name, function, e)
         })
     }
 }

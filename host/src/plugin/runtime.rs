@@ -90,6 +90,13 @@ impl Plugin {
     }
 }
 
+/// What loading validated, by kind.
+#[derive(Clone)]
+enum Loaded {
+    Strategy(Arc<super::strategy::Loaded>),
+    HealthPolicy(Arc<super::health::Loaded>),
+}
+
 /// How to build a [`PluginRuntime`].
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
@@ -109,7 +116,8 @@ pub(crate) struct Inner {
     pub linker: Linker<PluginState>,
     pub limits: Limits,
     cache: ComponentCache,
-    loaded: Mutex<HashMap<ContentHash, Plugin>>,
+    /// Plugins validated so far, without a reference back to the runtime.
+    loaded: Mutex<HashMap<ContentHash, Loaded>>,
     ticker: Arc<AtomicBool>,
 }
 
@@ -263,15 +271,24 @@ impl PluginRuntime {
             });
         }
         let hash = content_hash(bytes);
-        if let Some(plugin) = self
+        let cached = self
             .inner
             .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&hash)
-        {
+            .cloned();
+        if let Some(loaded) = cached {
+            let plugin = match loaded {
+                Loaded::Strategy(l) => {
+                    Plugin::Strategy(StrategyPlugin::from_loaded(self.clone(), l))
+                }
+                Loaded::HealthPolicy(l) => {
+                    Plugin::HealthPolicy(HealthPolicyPlugin::from_loaded(self.clone(), l))
+                }
+            };
             check_kind(plugin.kind(), expected, &BTreeSet::new())?;
-            return Ok(plugin.clone());
+            return Ok(plugin);
         }
         let component = self
             .inner
@@ -279,11 +296,15 @@ impl PluginRuntime {
             .get_or_compile(&self.inner.engine, &hash, bytes)
             .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
         let plugin = self.link(component, hash, expected)?;
+        let loaded = match &plugin {
+            Plugin::Strategy(s) => Loaded::Strategy(s.loaded().clone()),
+            Plugin::HealthPolicy(h) => Loaded::HealthPolicy(h.loaded().clone()),
+        };
         self.inner
             .loaded
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(hash, plugin.clone());
+            .insert(hash, loaded);
         Ok(plugin)
     }
 
@@ -354,11 +375,11 @@ impl PluginRuntime {
         Ok(match kind {
             PluginKind::Strategy => {
                 let pre = strategy::StrategyPre::new(pre).map_err(wrong_types)?;
-                Plugin::Strategy(StrategyPlugin::new(self.clone(), pre, hash, name)?)
+                Plugin::Strategy(StrategyPlugin::load(self.clone(), pre, hash, name)?)
             }
             PluginKind::HealthPolicy => {
                 let pre = health_policy::HealthPolicyPre::new(pre).map_err(wrong_types)?;
-                Plugin::HealthPolicy(HealthPolicyPlugin::new(self.clone(), pre, hash, name)?)
+                Plugin::HealthPolicy(HealthPolicyPlugin::load(self.clone(), pre, hash, name)?)
             }
         })
     }
@@ -471,4 +492,24 @@ fn list(names: &BTreeSet<String>) -> String {
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_runtime_is_freed_with_its_last_handle_even_with_plugins_cached() {
+        let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
+        let strategy = runtime.builtin_strategy("canary").unwrap();
+        // Cached: a second load is served from the cache, not compiled again.
+        runtime.builtin_strategy("canary").unwrap();
+        let weak = Arc::downgrade(&runtime.inner);
+        drop(runtime);
+        assert!(weak.upgrade().is_some(), "a plugin keeps its runtime alive");
+        drop(strategy);
+        assert!(weak.upgrade().is_none(), "the plugin cache keeps the runtime alive: a reference cycle");
+    }
 }

@@ -3,53 +3,71 @@
 
 use std::sync::Arc;
 
-use super::bindings::strategy::StrategyPre;
+use super::bindings::strategy::{Strategy, StrategyPre};
 use super::bindings::{Description, Fleet};
 use super::cache::ContentHash;
 use super::runtime::{PluginRuntime, PluginState};
 use super::{PluginError, check_description};
 
-#[derive(Clone)]
-pub struct StrategyPlugin {
-    runtime: PluginRuntime,
+/// What loading a strategy validated. The runtime caches it by content hash; it holds no
+/// reference back to the runtime, so the cache makes no cycle.
+pub(crate) struct Loaded {
     pre: StrategyPre<PluginState>,
     hash: ContentHash,
     name: Arc<str>,
-    description: Arc<Description>,
+    description: Description,
+}
+
+#[derive(Clone)]
+pub struct StrategyPlugin {
+    runtime: PluginRuntime,
+    loaded: Arc<Loaded>,
 }
 
 impl StrategyPlugin {
-    pub(crate) fn new(
+    /// Checks a linked strategy by calling its `describe`.
+    pub(crate) fn load(
         runtime: PluginRuntime,
         pre: StrategyPre<PluginState>,
         hash: ContentHash,
         name: Arc<str>,
     ) -> Result<Self, PluginError> {
-        let mut plugin = StrategyPlugin {
-            runtime,
+        let mut loaded = Loaded {
             pre,
             hash,
             name,
-            description: Arc::new(Description::default()),
+            description: Description::default(),
         };
-        let description =
-            plugin.call("describe", |store, instance| instance.call_describe(store))?;
-        plugin.name = check_description(&plugin.name, &description)?;
-        plugin.description = Arc::new(description);
-        Ok(plugin)
+        let description = call(&runtime, &loaded, "describe", |store, instance| {
+            instance.call_describe(store)
+        })?;
+        loaded.name = check_description(&loaded.name, &description)?;
+        loaded.description = description;
+        Ok(StrategyPlugin {
+            runtime,
+            loaded: Arc::new(loaded),
+        })
+    }
+
+    pub(crate) fn from_loaded(runtime: PluginRuntime, loaded: Arc<Loaded>) -> Self {
+        StrategyPlugin { runtime, loaded }
+    }
+
+    pub(crate) fn loaded(&self) -> &Arc<Loaded> {
+        &self.loaded
     }
 
     pub fn description(&self) -> &Description {
-        &self.description
+        &self.loaded.description
     }
 
     /// `name@version`, as the plugin describes itself.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.loaded.name
     }
 
     pub fn content_hash(&self) -> String {
-        hex::encode(self.hash)
+        hex::encode(self.loaded.hash)
     }
 
     /// Plans a rollout over `fleet` with `params` (a JSON object as text). The plan is checked:
@@ -60,13 +78,13 @@ impl StrategyPlugin {
         })?;
         let plan: hotswap_plan::Plan = result
             .map_err(|message| PluginError::Rejected {
-                plugin: self.name.to_string(),
+                plugin: self.loaded.name.to_string(),
                 message,
             })?
             .into();
         plan.check(fleet.id_ends.len())
             .map_err(|violation| PluginError::BadPlan {
-                plugin: self.name.to_string(),
+                plugin: self.loaded.name.to_string(),
                 violation,
             })?;
         Ok(plan)
@@ -77,23 +95,29 @@ impl StrategyPlugin {
     pub fn instantiate(&self) -> Result<(), PluginError> {
         self.call("instantiate", |_, _| Ok(()))
     }
-
     fn call<R>(
         &self,
         function: &'static str,
-        f: impl FnOnce(
-            &mut wasmtime::Store<PluginState>,
-            &super::bindings::strategy::Strategy,
-        ) -> wasmtime::Result<R>,
+        f: impl FnOnce(&mut wasmtime::Store<PluginState>, &Strategy) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        let mut store = self.runtime.store(&self.name);
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| f(&mut store, &instance));
-        store.data_mut().reset_log();
-        result.map_err(|e| self.runtime.call_error(&self.name, function, e))
+        call(&self.runtime, &self.loaded, function, f)
     }
+}
+
+/// One call in a fresh instance from the pool.
+fn call<R>(
+    runtime: &PluginRuntime,
+    loaded: &Loaded,
+    function: &'static str,
+    f: impl FnOnce(&mut wasmtime::Store<PluginState>, &Strategy) -> wasmtime::Result<R>,
+) -> Result<R, PluginError> {
+    let mut store = runtime.store(&loaded.name);
+    let result = loaded
+        .pre
+        .instantiate(&mut store)
+        .and_then(|instance| f(&mut store, &instance));
+    store.data_mut().reset_log();
+    result.map_err(|e| runtime.call_error(&loaded.name, function, e))
 }
 
 impl Default for Description {
