@@ -1,7 +1,13 @@
 //! HotSwap's host: the server and the `hotswap` command.
 //!
 //! - [`plugin`]: the sandbox that runs strategies and health policies (wasmtime, component model).
+//! - [`store`]: durable state, SQLite and content-addressed artifacts.
+//! - [`api`]: the HTTP API.
+//! - [`server`]: `hotswap serve`, putting them together.
 //! - [`demo`]: the built-in demonstration the README's first command runs.
 
+pub mod api;
 pub mod demo;
 pub mod plugin;
+pub mod server;
+pub mod store;

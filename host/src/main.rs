@@ -21,6 +21,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the server: the HTTP API over a data directory.
+    Serve {
+        /// Where to listen.
+        #[arg(long, env = "HOTSWAP_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Database, artifacts and compiled plugins.
+        #[arg(long, env = "HOTSWAP_DATA_DIR", default_value = "./hotswap-data")]
+        data_dir: PathBuf,
+        /// Ed25519 public keys (hex) whose signatures firmware must carry; comma-separated in the
+        /// environment.
+        #[arg(
+            long = "trusted-key",
+            env = "HOTSWAP_TRUSTED_KEYS",
+            value_delimiter = ','
+        )]
+        trusted_keys: Vec<String>,
+    },
     /// Plan a rollout over a generated fleet with every built-in strategy, in the sandbox.
     Demo {
         #[arg(long, default_value_t = 1000)]
@@ -80,10 +97,52 @@ fn main() -> ExitCode {
     }
 }
 
+fn serve(listen: std::net::SocketAddr, data_dir: PathBuf, trusted_keys: Vec<String>) -> Result<()> {
+    let trusted_keys = trusted_keys
+        .iter()
+        .map(|k| hotswap::server::parse_trusted_key(k))
+        .collect::<Result<Vec<_>>>()?;
+    if trusted_keys.is_empty() {
+        tracing::warn!(
+            "no trusted release keys: every firmware registration will be refused (pass --trusted-key)"
+        );
+    }
+    let config = hotswap::server::ServerConfig {
+        data_dir,
+        trusted_keys,
+        limits: Default::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let state = hotswap::server::state(&config)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        eprintln!(
+            "hotswap: serving on http://{} with data in {}",
+            listener.local_addr()?,
+            config.data_dir.display()
+        );
+        hotswap::server::serve(listener, state, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+    })
+}
+
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Serve {
+        listen,
+        data_dir,
+        trusted_keys,
+    } = cli.command
+    {
+        return serve(listen, data_dir, trusted_keys);
+    }
     let runtime = PluginRuntime::new(RuntimeConfig::default())?;
     let mut out = io::stdout().lock();
     match cli.command {
+        Command::Serve { .. } => unreachable!("handled above"),
         Command::Demo { devices, regions } => {
             hotswap::demo::run(&runtime, devices, regions, &mut out)
         }

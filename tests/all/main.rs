@@ -1,5 +1,6 @@
 //! Cross-crate tests, one binary with a module per topic so it links once.
 
+mod api;
 mod health;
 mod hostile;
 mod runtime;

@@ -510,6 +510,9 @@ mod tests {
         drop(runtime);
         assert!(weak.upgrade().is_some(), "a plugin keeps its runtime alive");
         drop(strategy);
-        assert!(weak.upgrade().is_none(), "the plugin cache keeps the runtime alive: a reference cycle");
+        assert!(
+            weak.upgrade().is_none(),
+            "the plugin cache keeps the runtime alive: a reference cycle"
+        );
     }
 }

@@ -1,0 +1,99 @@
+//! Durable state: SQLite through rusqlite (bundled), in WAL mode with `synchronous = FULL`, so a
+//! change is on disk before the request that made it is answered; schema migrations by
+//! `PRAGMA user_version`; artifact bytes content-addressed on disk beside the database.
+
+mod blobs;
+mod firmware;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+
+use rusqlite::Connection;
+
+pub use blobs::BlobStore;
+pub use firmware::{Firmware, FirmwareFilter, NewFirmware};
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("data directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// Schema versions, applied in order; the database's `user_version` says how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+    CREATE TABLE firmware (
+        id               INTEGER PRIMARY KEY,
+        device_model     TEXT NOT NULL,
+        version          TEXT NOT NULL,
+        sha256           TEXT NOT NULL,
+        size             INTEGER NOT NULL,
+        key_id           TEXT NOT NULL,
+        signature        TEXT NOT NULL,
+        security_counter INTEGER NOT NULL,
+        release_notes    TEXT NOT NULL,
+        deprecated       INTEGER NOT NULL DEFAULT 0,
+        created_at       INTEGER NOT NULL,
+        UNIQUE (device_model, version)
+    );
+"#];
+
+/// The server's state on disk: `hotswap.db` and `blobs/` under one data directory.
+pub struct Store {
+    conn: Mutex<Connection>,
+    blobs: BlobStore,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `dir` and brings its schema up to date.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut conn = Connection::open(dir.join("hotswap.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&mut conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            blobs: BlobStore::open(&dir.join("blobs"))?,
+        })
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let applied: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
