@@ -388,3 +388,138 @@ async fn bad_registrations_get_the_right_status_and_a_clear_message() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_are_registered_filtered_and_paged() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/devices", server.url);
+    let regions = ["eu-west", "us-east", "ap-south"];
+    for i in 0..30 {
+        let body = json!({
+            "deviceId": format!("dev-{i:03}"),
+            "deviceModel": if i % 3 == 0 { "gateway" } else { "sensor-v1" },
+            "region": regions[i % 3],
+            "labels": {"site": if i < 10 { "lyon" } else { "oslo" }},
+            "groups": if i % 2 == 0 { vec!["even", "all"] } else { vec!["all"] },
+            "firmwareVersion": "1.0.0",
+        });
+        let (status, answer) = post(&client, url.clone(), &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    let get = |query: &str| {
+        let client = client.clone();
+        let url = format!("{url}?{query}");
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            (response.status(), response.json::<Value>().await.unwrap())
+        }
+    };
+    let count = |v: &Value| v["devices"].as_array().unwrap().len();
+    assert_eq!(count(&get("deviceModel=gateway").await.1), 10);
+    assert_eq!(count(&get("region=us-east").await.1), 10);
+    assert_eq!(count(&get("group=even").await.1), 15);
+    assert_eq!(count(&get("label=site=lyon").await.1), 10);
+    assert_eq!(
+        count(
+            &get("label=site=lyon&region=eu-west&deviceModel=gateway")
+                .await
+                .1
+        ),
+        4
+    );
+    assert_eq!(count(&get("firmwareVersion=2.0.0").await.1), 0);
+
+    // Pages of 7 cover every device once, in order.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let query = match &after {
+            Some(a) => format!("limit=7&after={a}"),
+            None => "limit=7".to_string(),
+        };
+        let (status, page) = get(&query).await;
+        assert_eq!(status, StatusCode::OK);
+        seen.extend(
+            page["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["deviceId"].as_str().unwrap().to_string()),
+        );
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_string()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..30).map(|i| format!("dev-{i:03}")).collect();
+    assert_eq!(seen, expected);
+
+    let shown: Value = client
+        .get(format!("{url}/dev-004"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["labels"]["site"], "lyon");
+    assert_eq!(shown["groups"], json!(["even", "all"]));
+    assert_eq!(shown["status"], "registered");
+
+    let bad: Vec<(&str, Value, StatusCode, &str)> = vec![
+        (
+            "duplicate",
+            json!({"deviceId": "dev-001", "deviceModel": "sensor-v1"}),
+            StatusCode::CONFLICT,
+            "already registered",
+        ),
+        (
+            "bad id",
+            json!({"deviceId": "dev 1/..", "deviceModel": "sensor-v1"}),
+            StatusCode::BAD_REQUEST,
+            "`deviceId` must be 1 to 128",
+        ),
+        (
+            "no model",
+            json!({"deviceId": "dev-x"}),
+            StatusCode::BAD_REQUEST,
+            "missing field `deviceModel`",
+        ),
+        (
+            "unknown field",
+            json!({"deviceId": "dev-x", "deviceModel": "m", "site": "lyon"}),
+            StatusCode::BAD_REQUEST,
+            "unknown field `site`",
+        ),
+        (
+            "bad version",
+            json!({"deviceId": "dev-x", "deviceModel": "m", "firmwareVersion": "one"}),
+            StatusCode::BAD_REQUEST,
+            "`firmwareVersion` must be semver",
+        ),
+    ];
+    for (what, body, status, expected) in bad {
+        let (got, answer) = post(&client, url.clone(), &body).await;
+        assert_eq!(got, status, "{what}: {answer}");
+        assert!(
+            message(&answer).contains(expected),
+            "{what}: {:?}",
+            message(&answer)
+        );
+    }
+    for (query, expected) in [
+        ("limit=0", "`limit` must be from 1 to 1000"),
+        ("limit=5000", "found 5000"),
+        ("label=site", "`label` must be `key=value`"),
+    ] {
+        let (status, answer) = get(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(message(&answer).contains(expected), "{query}: {answer}");
+    }
+    let response = client.get(format!("{url}/nope")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

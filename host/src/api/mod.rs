@@ -2,6 +2,7 @@
 //! JSON, `{"error": {"status": 400, "message": "..."}}`, with a message that says what is wrong;
 //! request bodies are capped at [`ServerLimits::max_body_bytes`].
 
+mod devices;
 mod firmware;
 
 use std::sync::Arc;
@@ -56,6 +57,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/firmware/{id}", get(firmware::get))
         .route("/api/v1/firmware/{id}/deprecate", post(firmware::deprecate))
+        .route(
+            "/api/v1/devices",
+            post(devices::register).get(devices::list),
+        )
+        .route("/api/v1/devices/{id}", get(devices::get))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)

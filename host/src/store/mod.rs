@@ -3,6 +3,7 @@
 //! `PRAGMA user_version`; artifact bytes content-addressed on disk beside the database.
 
 mod blobs;
+mod devices;
 mod firmware;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use blobs::BlobStore;
+pub use devices::{DeviceFilter, DeviceRecord, NewDevice};
 pub use firmware::{Firmware, FirmwareFilter, NewFirmware};
 
 /// Why the store could not do what was asked.
@@ -30,7 +32,8 @@ pub enum StoreError {
 }
 
 /// Schema versions, applied in order; the database's `user_version` says how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE firmware (
         id               INTEGER PRIMARY KEY,
         device_model     TEXT NOT NULL,
@@ -45,7 +48,23 @@ const MIGRATIONS: &[&str] = &[r#"
         created_at       INTEGER NOT NULL,
         UNIQUE (device_model, version)
     );
-"#];
+"#,
+    r#"
+    CREATE TABLE devices (
+        id          INTEGER PRIMARY KEY,
+        device_id   TEXT NOT NULL UNIQUE,
+        model       TEXT NOT NULL,
+        region      TEXT NOT NULL,
+        labels      TEXT NOT NULL,
+        groups      TEXT NOT NULL,
+        version     TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        last_seen   INTEGER,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX devices_model_region ON devices (model, region);
+"#,
+];
 
 /// The server's state on disk: `hotswap.db` and `blobs/` under one data directory.
 pub struct Store {

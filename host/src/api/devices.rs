@@ -1,0 +1,152 @@
+//! `/api/v1/devices`: register devices, list them with filters and cursor paging, show one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, AppState, Body};
+use crate::store::{DeviceFilter, DeviceRecord, NewDevice};
+
+/// The most devices one page lists.
+pub const MAX_PAGE: usize = 1000;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Registration {
+    device_id: String,
+    device_model: String,
+    #[serde(default)]
+    region: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    firmware_version: String,
+}
+
+/// Ids, models, regions, group names and label keys: 1 to 128 characters of letters, digits and
+/// `-_.:`, so they read the same in URLs, logs and filters.
+fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{field}` must be 1 to 128 letters, digits, `-`, `_`, `.` or `:`, found {value:?}"
+        )))
+    }
+}
+
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    Body(r): Body<Registration>,
+) -> Result<(StatusCode, Json<DeviceRecord>), ApiError> {
+    check_name("deviceId", &r.device_id)?;
+    check_name("deviceModel", &r.device_model)?;
+    if !r.region.is_empty() {
+        check_name("region", &r.region)?;
+    }
+    for g in &r.groups {
+        check_name("groups", g)?;
+    }
+    for (k, v) in &r.labels {
+        check_name("labels", k)?;
+        if v.len() > 256 {
+            return Err(ApiError::bad_request(format!(
+                "label `{k}` has a value of {} bytes, the limit is 256",
+                v.len()
+            )));
+        }
+    }
+    if !r.firmware_version.is_empty() && semver::Version::parse(&r.firmware_version).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "`firmwareVersion` must be semver such as 1.2.0, found {:?}",
+            r.firmware_version
+        )));
+    }
+    let device = state.store.add_device(NewDevice {
+        device_id: r.device_id,
+        device_model: r.device_model,
+        region: r.region,
+        labels: r.labels,
+        groups: r.groups,
+        firmware_version: r.firmware_version,
+    })?;
+    Ok((StatusCode::CREATED, Json(device)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListQuery {
+    device_model: Option<String>,
+    region: Option<String>,
+    group: Option<String>,
+    /// `key=value`.
+    label: Option<String>,
+    firmware_version: Option<String>,
+    status: Option<String>,
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+pub struct Page {
+    devices: Vec<DeviceRecord>,
+    /// Pass as `after` for the next page; null on the last page.
+    next: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Page>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be from 1 to {MAX_PAGE}, found {limit}"
+        )));
+    }
+    let label = match q.label {
+        Some(l) => Some(
+            l.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("`label` must be `key=value`, found {l:?}"))
+                })?,
+        ),
+        None => None,
+    };
+    let filter = DeviceFilter {
+        device_model: q.device_model,
+        region: q.region,
+        group: q.group,
+        label,
+        firmware_version: q.firmware_version,
+        status: q.status,
+        after: q.after,
+        limit,
+    };
+    let devices = state.store.list_devices(&filter)?;
+    let next = (devices.len() == limit)
+        .then(|| devices.last().map(|d| d.device_id.clone()))
+        .flatten();
+    Ok(Json(Page { devices, next }))
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceRecord>, ApiError> {
+    Ok(Json(state.store.device(&id)?))
+}

@@ -1,0 +1,127 @@
+//! The device registry: identity, model, region, labels, groups, the version a device runs and
+//! its status.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::{Store, StoreError, now};
+
+/// A registered device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub device_model: String,
+    pub region: String,
+    pub labels: BTreeMap<String, String>,
+    pub groups: Vec<String>,
+    /// The agent version the device runs; empty before its first report.
+    pub firmware_version: String,
+    pub status: String,
+    pub last_seen: Option<i64>,
+    pub created_at: i64,
+}
+
+pub struct NewDevice {
+    pub device_id: String,
+    pub device_model: String,
+    pub region: String,
+    pub labels: BTreeMap<String, String>,
+    pub groups: Vec<String>,
+    pub firmware_version: String,
+}
+
+/// Which devices to list; every field narrows the list. Paging by `after` (the last device id of
+/// the previous page) keeps pages stable while devices are added.
+#[derive(Debug, Default)]
+pub struct DeviceFilter {
+    pub device_model: Option<String>,
+    pub region: Option<String>,
+    pub group: Option<String>,
+    pub label: Option<(String, String)>,
+    pub firmware_version: Option<String>,
+    pub status: Option<String>,
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+const COLUMNS: &str =
+    "device_id, model, region, labels, groups, version, status, last_seen, created_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    Ok(DeviceRecord {
+        device_id: r.get(0)?,
+        device_model: r.get(1)?,
+        region: r.get(2)?,
+        labels: serde_json::from_str(&json(3)?).unwrap_or_default(),
+        groups: serde_json::from_str(&json(4)?).unwrap_or_default(),
+        firmware_version: r.get(5)?,
+        status: r.get(6)?,
+        last_seen: r.get(7)?,
+        created_at: r.get(8)?,
+    })
+}
+
+impl Store {
+    pub fn add_device(&self, d: NewDevice) -> Result<DeviceRecord, StoreError> {
+        let labels = serde_json::to_string(&d.labels).unwrap_or_else(|_| "{}".into());
+        let groups = serde_json::to_string(&d.groups).unwrap_or_else(|_| "[]".into());
+        let inserted = self.conn().execute(
+            "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'registered', ?7) ON CONFLICT (device_id) DO NOTHING",
+            params![d.device_id, d.device_model, d.region, labels, groups, d.firmware_version, now()],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "device `{}` is already registered",
+                d.device_id
+            )));
+        }
+        self.device(&d.device_id)
+    }
+
+    pub fn device(&self, device_id: &str) -> Result<DeviceRecord, StoreError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM devices WHERE device_id = ?1"),
+                [device_id],
+                from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no device `{device_id}`")))
+    }
+
+    pub fn list_devices(&self, f: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM devices
+             WHERE (?1 IS NULL OR model = ?1)
+               AND (?2 IS NULL OR region = ?2)
+               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(groups) WHERE value = ?3))
+               AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5)
+               AND (?6 IS NULL OR version = ?6)
+               AND (?7 IS NULL OR status = ?7)
+               AND (?8 IS NULL OR device_id > ?8)
+             ORDER BY device_id LIMIT ?9"
+        ))?;
+        let (label_key, label_value) = f.label.clone().unzip();
+        let rows = stmt.query_map(
+            params![
+                f.device_model,
+                f.region,
+                f.group,
+                label_key,
+                label_value,
+                f.firmware_version,
+                f.status,
+                f.after,
+                f.limit as i64
+            ],
+            from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
