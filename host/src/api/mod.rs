@@ -4,6 +4,7 @@
 
 mod devices;
 mod firmware;
+mod plugins;
 
 use std::sync::Arc;
 
@@ -62,6 +63,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(devices::register).get(devices::list),
         )
         .route("/api/v1/devices/{id}", get(devices::get))
+        .route("/api/v1/plugins", post(plugins::upload).get(plugins::list))
+        .route(
+            "/api/v1/plugins/{name}/{version}",
+            axum::routing::delete(plugins::delete),
+        )
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)

@@ -5,6 +5,7 @@
 mod blobs;
 mod devices;
 mod firmware;
+mod plugins;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -14,6 +15,7 @@ use rusqlite::Connection;
 pub use blobs::BlobStore;
 pub use devices::{DeviceFilter, DeviceRecord, NewDevice};
 pub use firmware::{Firmware, FirmwareFilter, NewFirmware};
+pub use plugins::StoredPlugin;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,19 @@ const MIGRATIONS: &[&str] = &[
         created_at  INTEGER NOT NULL
     );
     CREATE INDEX devices_model_region ON devices (model, region);
+"#,
+    r#"
+    CREATE TABLE plugins (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        version       TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        sha256        TEXT NOT NULL,
+        summary       TEXT NOT NULL,
+        params_schema TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        UNIQUE (name, version)
+    );
 "#,
 ];
 
@@ -115,4 +130,46 @@ pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_database_is_migrated_forward_and_keeps_its_rows() {
+        let dir = std::env::temp_dir().join(format!("hotswap-migrate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            // A database as the first release left it: only migration 1, one firmware row.
+            let conn = Connection::open(dir.join("hotswap.db")).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO firmware (device_model, version, sha256, size, key_id, signature, security_counter, release_notes, created_at)
+                 VALUES ('m', '1.0.0', 'ab', 1, 'k', 's', 0, '', 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let store = Store::open(&dir).unwrap();
+        let version: usize = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        assert_eq!(
+            store
+                .list_firmware(&FirmwareFilter::default())
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(store.list_plugins().unwrap().is_empty());
+        drop(store);
+        // Opening again applies nothing twice.
+        Store::open(&dir).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

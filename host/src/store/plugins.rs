@@ -1,0 +1,100 @@
+//! Uploaded plugins: name, version, kind and description, with the component's bytes in the blob
+//! store under their SHA-256.
+
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::{Store, StoreError, now};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredPlugin {
+    pub name: String,
+    pub version: String,
+    /// `strategy` or `health-policy`.
+    pub kind: String,
+    pub sha256: String,
+    pub summary: String,
+    pub params_schema: String,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "name, version, kind, sha256, summary, params_schema, created_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredPlugin> {
+    Ok(StoredPlugin {
+        name: r.get(0)?,
+        version: r.get(1)?,
+        kind: r.get(2)?,
+        sha256: r.get(3)?,
+        summary: r.get(4)?,
+        params_schema: r.get(5)?,
+        created_at: r.get(6)?,
+    })
+}
+
+impl Store {
+    /// Records a plugin. The same name and version again is accepted only with the same bytes
+    /// (`Ok(false)`: nothing new); other bytes under a taken version are a conflict.
+    pub fn add_plugin(&self, p: &StoredPlugin) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let existing: Option<String> = conn
+            .query_row(
+                "SELECT sha256 FROM plugins WHERE name = ?1 AND version = ?2",
+                [&p.name, &p.version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match existing {
+            Some(sha) if sha == p.sha256 => Ok(false),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "plugin {}@{} is already uploaded with other bytes: give the new build a new version",
+                p.name, p.version
+            ))),
+            None => {
+                conn.execute(
+                    &format!("INSERT INTO plugins ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                    params![
+                        p.name,
+                        p.version,
+                        p.kind,
+                        p.sha256,
+                        p.summary,
+                        p.params_schema,
+                        now()
+                    ],
+                )?;
+                Ok(true)
+            }
+        }
+    }
+
+    pub fn plugin(&self, name: &str, version: &str) -> Result<StoredPlugin, StoreError> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM plugins WHERE name = ?1 AND version = ?2"),
+                [name, version],
+                from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no plugin {name}@{version}")))
+    }
+
+    pub fn list_plugins(&self) -> Result<Vec<StoredPlugin>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM plugins ORDER BY name, id"))?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn delete_plugin(&self, name: &str, version: &str) -> Result<(), StoreError> {
+        let deleted = self.conn().execute(
+            "DELETE FROM plugins WHERE name = ?1 AND version = ?2",
+            [name, version],
+        )?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!("no plugin {name}@{version}")));
+        }
+        Ok(())
+    }
+}
