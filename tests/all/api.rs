@@ -643,3 +643,209 @@ async fn plugins_are_uploaded_checked_listed_and_deleted() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_deployment_returns_the_plan_with_device_ids() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let client = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1/{path}", server.url);
+    let image = hotswap_agents_image();
+    let (status, _) = post(
+        &client,
+        api("firmware"),
+        &registration(&release_key(), "2.0.0", &image),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, old) = post(
+        &client,
+        api("firmware"),
+        &registration(&release_key(), "1.9.0", &image),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = post(
+        &client,
+        format!("{}/{}/deprecate", api("firmware"), old["id"]),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let regions = ["eu-west", "us-east", "ap-south"];
+    for i in 0..100 {
+        let body = json!({"deviceId": format!("s-{i:03}"), "deviceModel": "sensor-v1", "region": regions[i % 3], "groups": ["all"]});
+        assert_eq!(
+            post(&client, api("devices"), &body).await.0,
+            StatusCode::CREATED
+        );
+    }
+    let gateway = json!({"deviceId": "g-1", "deviceModel": "gateway"});
+    assert_eq!(
+        post(&client, api("devices"), &gateway).await.0,
+        StatusCode::CREATED
+    );
+    let upload = client
+        .post(api("plugins"))
+        .body(crate::fixtures::HOSTILE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), StatusCode::CREATED);
+
+    let dry = format!("{}?dryRun=true", api("deployments"));
+    let deployment = |strategy: &str, config: Value| json!({"firmwareVersion": "2.0.0", "deviceModel": "sensor-v1", "targetFilter": {}, "strategy": strategy, "config": config});
+    let (status, plan) = post(
+        &client,
+        dry.clone(),
+        &deployment(
+            "Canary",
+            json!({"initialPercentage": 10, "increments": [50, 100]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert_eq!(plan["strategy"], "canary@0.1.0");
+    assert_eq!(plan["healthPolicy"], "default@0.1.0");
+    assert_eq!(plan["targets"], 100);
+    let waves = plan["waves"].as_array().unwrap();
+    let sizes: Vec<usize> = waves
+        .iter()
+        .map(|w| w["devices"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, [10, 40, 50]);
+    let mut ids: Vec<&str> = waves
+        .iter()
+        .flat_map(|w| {
+            w["devices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_str().unwrap())
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100, "every target exactly once");
+    assert!(!ids.contains(&"g-1"));
+
+    let direct = json!({"firmwareVersion": "2.0.0", "deviceModel": "sensor-v1", "targetDevices": ["s-001", "s-002"], "strategy": "direct"});
+    let (status, plan) = post(&client, dry.clone(), &direct).await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert_eq!(plan["waves"][0]["devices"], json!(["s-001", "s-002"]));
+    for name in ["hostile", "hostile@0.1.0"] {
+        let (status, plan) = post(&client, dry.clone(), &deployment(name, json!({}))).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {plan}");
+        assert_eq!(plan["strategy"], "hostile@0.1.0");
+    }
+
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut body = deployment("canary", json!({}));
+        f(&mut body);
+        body
+    };
+    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
+        (
+            "unknown firmware",
+            with(&|b| b["firmwareVersion"] = json!("9.9.9")),
+            StatusCode::NOT_FOUND,
+            "unknown firmware 9.9.9",
+        ),
+        (
+            "deprecated",
+            with(&|b| b["firmwareVersion"] = json!("1.9.0")),
+            StatusCode::BAD_REQUEST,
+            "is deprecated",
+        ),
+        (
+            "no targets",
+            with(&|b| {
+                b.as_object_mut().unwrap().remove("targetFilter");
+            }),
+            StatusCode::BAD_REQUEST,
+            "`targetDevices` or `targetFilter` is required",
+        ),
+        (
+            "unknown device",
+            with(&|b| {
+                b.as_object_mut().unwrap().remove("targetFilter");
+                b["targetDevices"] = json!(["s-001", "nope"]);
+            }),
+            StatusCode::BAD_REQUEST,
+            "names `nope`, which is not registered",
+        ),
+        (
+            "other model",
+            with(&|b| {
+                b.as_object_mut().unwrap().remove("targetFilter");
+                b["targetDevices"] = json!(["g-1"]);
+            }),
+            StatusCode::BAD_REQUEST,
+            "is a `gateway`, not a `sensor-v1`",
+        ),
+        (
+            "empty filter match",
+            with(&|b| b["targetFilter"] = json!({"region": "mars"})),
+            StatusCode::BAD_REQUEST,
+            "match no registered device",
+        ),
+        (
+            "unknown strategy",
+            with(&|b| b["strategy"] = json!("Linear")),
+            StatusCode::BAD_REQUEST,
+            "unknown strategy `Linear`",
+        ),
+        (
+            "invalid config",
+            with(&|b| b["config"] = json!({"initialPercentage": 0})),
+            StatusCode::BAD_REQUEST,
+            "`initialPercentage` must be above 0",
+        ),
+        (
+            "config not an object",
+            with(&|b| b["config"] = json!([1])),
+            StatusCode::BAD_REQUEST,
+            "`config` must be a JSON object",
+        ),
+        (
+            "invalid health config",
+            with(&|b| b["healthConfig"] = json!({"failureThresholdPercent": 400})),
+            StatusCode::BAD_REQUEST,
+            "invalid `healthConfig`",
+        ),
+        (
+            "unknown policy",
+            with(&|b| b["healthPolicy"] = json!("strict")),
+            StatusCode::BAD_REQUEST,
+            "no built-in health-policy called `strict`",
+        ),
+        (
+            "unknown field",
+            with(&|b| b["targets"] = json!([])),
+            StatusCode::BAD_REQUEST,
+            "unknown field `targets`",
+        ),
+    ];
+    for (what, body, status, expected) in cases {
+        let (got, answer) = post(&client, dry.clone(), &body).await;
+        assert_eq!(got, status, "{what}: {answer}");
+        assert!(
+            message(&answer).contains(expected),
+            "{what}: {:?}",
+            message(&answer)
+        );
+    }
+    let (status, answer) = post(
+        &client,
+        api("deployments"),
+        &deployment("canary", json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert!(
+        message(&answer).contains("does not run them yet"),
+        "{answer}"
+    );
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,6 +2,7 @@
 //! JSON, `{"error": {"status": 400, "message": "..."}}`, with a message that says what is wrong;
 //! request bodies are capped at [`ServerLimits::max_body_bytes`].
 
+mod deployments;
 mod devices;
 mod firmware;
 mod plugins;
@@ -64,6 +65,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/devices/{id}", get(devices::get))
         .route("/api/v1/plugins", post(plugins::upload).get(plugins::list))
+        .route("/api/v1/deployments", post(deployments::create))
         .route(
             "/api/v1/plugins/{name}/{version}",
             axum::routing::delete(plugins::delete),

@@ -125,3 +125,26 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }
+
+impl Store {
+    /// The devices with these ids, in the order given; ids that are not registered are returned
+    /// in the second list.
+    pub fn devices_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<(Vec<DeviceRecord>, Vec<String>), StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM devices WHERE device_id = ?1"
+        ))?;
+        for id in ids {
+            match stmt.query_row([id], from_row).optional()? {
+                Some(d) => found.push(d),
+                None => missing.push(id.clone()),
+            }
+        }
+        Ok((found, missing))
+    }
+}
