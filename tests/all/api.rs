@@ -763,7 +763,7 @@ async fn a_dry_run_deployment_returns_the_plan_with_device_ids() {
                 b.as_object_mut().unwrap().remove("targetFilter");
             }),
             StatusCode::BAD_REQUEST,
-            "`targetDevices` or `targetFilter` is required",
+            "`targetDevices`, `targetFilter` or `targetGroup` is required",
         ),
         (
             "unknown device",

@@ -26,6 +26,9 @@ pub struct Request {
     target_devices: Option<Vec<String>>,
     #[serde(default)]
     target_filter: Option<TargetFilter>,
+    /// A device group by name.
+    #[serde(default)]
+    target_group: Option<String>,
     strategy: String,
     #[serde(default)]
     config: Option<Value>,
@@ -171,17 +174,34 @@ pub async fn create(
                 firmware.version, firmware.device_model
             )));
         }
+        let given = [
+            r.target_devices.is_some(),
+            r.target_filter.is_some(),
+            r.target_group.is_some(),
+        ];
+        match given.iter().filter(|g| **g).count() {
+            0 => {
+                return Err(ApiError::bad_request(
+                    "`targetDevices`, `targetFilter` or `targetGroup` is required",
+                ));
+            }
+            1 => {}
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give one of `targetDevices`, `targetFilter` and `targetGroup`",
+                ));
+            }
+        }
         let devices = match (r.target_devices, r.target_filter) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::bad_request(
-                    "give `targetDevices` or `targetFilter`, not both",
-                ));
-            }
             (None, None) => {
-                return Err(ApiError::bad_request(
-                    "`targetDevices` or `targetFilter` is required",
-                ));
+                let name = r.target_group.unwrap_or_default();
+                let group = state
+                    .store
+                    .group(&name)
+                    .map_err(|_| ApiError::bad_request(format!("unknown device group `{name}`")))?;
+                state.store.group_devices(&group)?
             }
+            (Some(_), Some(_)) => unreachable!("at most one target kind, checked above"),
             (Some(ids), None) => {
                 let (found, missing) = state.store.devices_by_id(&ids)?;
                 if let Some(id) = missing.first() {

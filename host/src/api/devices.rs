@@ -32,7 +32,7 @@ pub struct Registration {
 
 /// Ids, models, regions, group names and label keys: 1 to 128 characters of letters, digits and
 /// `-_.:`, so they read the same in URLs, logs and filters.
-fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+pub(super) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
         && value.len() <= 128
         && value

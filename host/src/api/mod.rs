@@ -5,6 +5,7 @@
 mod deployments;
 mod devices;
 mod firmware;
+mod groups;
 mod plugins;
 
 use std::sync::Arc;
@@ -64,6 +65,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(devices::register).get(devices::list),
         )
         .route("/api/v1/devices/{id}", get(devices::get))
+        .route(
+            "/api/v1/device-groups",
+            post(groups::create).get(groups::list),
+        )
+        .route("/api/v1/device-groups/{name}", get(groups::get))
         .route("/api/v1/plugins", post(plugins::upload).get(plugins::list))
         .route("/api/v1/deployments", post(deployments::create))
         .route(

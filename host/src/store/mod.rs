@@ -5,6 +5,7 @@
 mod blobs;
 mod devices;
 mod firmware;
+mod groups;
 mod plugins;
 
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use rusqlite::Connection;
 pub use blobs::BlobStore;
 pub use devices::{DeviceFilter, DeviceRecord, NewDevice};
 pub use firmware::{Firmware, FirmwareFilter, NewFirmware};
+pub use groups::{DeviceGroup, GroupFilter};
 pub use plugins::StoredPlugin;
 
 /// Why the store could not do what was asked.
@@ -77,6 +79,16 @@ const MIGRATIONS: &[&str] = &[
         params_schema TEXT NOT NULL,
         created_at    INTEGER NOT NULL,
         UNIQUE (name, version)
+    );
+"#,
+    r#"
+    CREATE TABLE device_groups (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        members    TEXT,
+        filter     TEXT,
+        created_at INTEGER NOT NULL,
+        CHECK ((members IS NULL) <> (filter IS NULL))
     );
 "#,
 ];
