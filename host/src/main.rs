@@ -23,12 +23,12 @@ struct Cli {
 enum Command {
     /// Run the server: the HTTP API over a data directory.
     Serve {
-        /// Where to listen.
-        #[arg(long, env = "HOTSWAP_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: std::net::SocketAddr,
-        /// Database, artifacts and compiled plugins.
-        #[arg(long, env = "HOTSWAP_DATA_DIR", default_value = "./hotswap-data")]
-        data_dir: PathBuf,
+        /// Where to listen [default: 127.0.0.1:8080].
+        #[arg(long, env = "HOTSWAP_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Database, artifacts and compiled plugins [default: ./hotswap-data].
+        #[arg(long, env = "HOTSWAP_DATA_DIR")]
+        data_dir: Option<PathBuf>,
         /// Ed25519 public keys (hex) whose signatures firmware must carry; comma-separated in the
         /// environment.
         #[arg(
@@ -37,6 +37,9 @@ enum Command {
             value_delimiter = ','
         )]
         trusted_keys: Vec<String>,
+        /// A TOML configuration file; flags and environment override it.
+        #[arg(long, env = "HOTSWAP_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Plan a rollout over a generated fleet with every built-in strategy, in the sandbox.
     Demo {
@@ -97,21 +100,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(listen: std::net::SocketAddr, data_dir: PathBuf, trusted_keys: Vec<String>) -> Result<()> {
-    let trusted_keys = trusted_keys
-        .iter()
-        .map(|k| hotswap::server::parse_trusted_key(k))
-        .collect::<Result<Vec<_>>>()?;
-    if trusted_keys.is_empty() {
+fn serve(overrides: hotswap::server::Overrides, config_file: Option<PathBuf>) -> Result<()> {
+    let file = match config_file {
+        Some(path) => hotswap::server::FileConfig::load(&path)?,
+        None => hotswap::server::FileConfig::default(),
+    };
+    let (listen, config) = hotswap::server::resolve(overrides, file)?;
+    if config.trusted_keys.is_empty() {
         tracing::warn!(
             "no trusted release keys: every firmware registration will be refused (pass --trusted-key)"
         );
     }
-    let config = hotswap::server::ServerConfig {
-        data_dir,
-        trusted_keys,
-        limits: Default::default(),
-    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let state = hotswap::server::state(&config)?;
@@ -123,8 +122,14 @@ fn serve(listen: std::net::SocketAddr, data_dir: PathBuf, trusted_keys: Vec<Stri
             listener.local_addr()?,
             config.data_dir.display()
         );
-        hotswap::server::serve(listener, state, async {
-            let _ = tokio::signal::ctrl_c().await;
+        // Ctrl-C, or SIGTERM as service managers send it: finish the requests in flight, then stop.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        hotswap::server::serve(listener, state, async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
         })
         .await
     })
@@ -135,9 +140,17 @@ fn run(cli: Cli) -> Result<()> {
         listen,
         data_dir,
         trusted_keys,
+        config,
     } = cli.command
     {
-        return serve(listen, data_dir, trusted_keys);
+        return serve(
+            hotswap::server::Overrides {
+                listen,
+                data_dir,
+                trusted_keys,
+            },
+            config,
+        );
     }
     let runtime = PluginRuntime::new(RuntimeConfig::default())?;
     let mut out = io::stdout().lock();
