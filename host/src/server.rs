@@ -135,6 +135,7 @@ pub fn state(config: &ServerConfig) -> Result<Arc<AppState>> {
         runtime,
         trusted_keys: config.trusted_keys.clone(),
         limits: config.limits,
+        metrics: Default::default(),
     }))
 }
 

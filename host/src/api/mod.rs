@@ -6,6 +6,7 @@ mod deployments;
 mod devices;
 mod firmware;
 mod groups;
+mod metrics;
 mod plugins;
 
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use axum::{Json, Router};
 use hotswap_device_vm::slots::TrustedKey;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+
+pub use metrics::Metrics;
 
 use crate::plugin::PluginRuntime;
 use crate::store::{Store, StoreError};
@@ -48,12 +51,14 @@ pub struct AppState {
     /// Release keys whose signatures firmware must carry.
     pub trusted_keys: Vec<TrustedKey>,
     pub limits: ServerLimits,
+    pub metrics: Metrics,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.limits.max_body_bytes;
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics::scrape))
         .route(
             "/api/v1/firmware",
             post(firmware::register).get(firmware::list),
@@ -76,6 +81,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/plugins/{name}/{version}",
             axum::routing::delete(plugins::delete),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)

@@ -122,6 +122,15 @@ impl Store {
         &self.blobs
     }
 
+    /// How many firmware versions, devices and uploaded plugins are registered.
+    pub fn counts(&self) -> Result<(i64, i64, i64), StoreError> {
+        let conn = self.conn();
+        let count = |table: &str| -> rusqlite::Result<i64> {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        };
+        Ok((count("firmware")?, count("devices")?, count("plugins")?))
+    }
+
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
