@@ -74,14 +74,15 @@ pub async fn register(
             r.firmware_version
         )));
     }
-    let device = state.store.add_device(NewDevice {
+    let new = NewDevice {
         device_id: r.device_id,
         device_model: r.device_model,
         region: r.region,
         labels: r.labels,
         groups: r.groups,
         firmware_version: r.firmware_version,
-    })?;
+    };
+    let device = super::blocking(move || Ok(state.store.add_device(new)?)).await?;
     Ok((StatusCode::CREATED, Json(device)))
 }
 

@@ -175,5 +175,7 @@ pub async fn deprecate(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> Result<Json<Firmware>, ApiError> {
-    Ok(Json(state.store.deprecate_firmware(id)?))
+    Ok(Json(
+        super::blocking(move || Ok(state.store.deprecate_firmware(id)?)).await?,
+    ))
 }

@@ -78,7 +78,8 @@ pub async fn create(
             }
         }
     };
-    let group = state.store.add_group(&group)?;
+    let store_state = state.clone();
+    let group = super::blocking(move || Ok(store_state.store.add_group(&group)?)).await?;
     let members = state
         .store
         .group_devices(&group)?

@@ -131,6 +131,15 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Runs store work that syncs to disk on the blocking pool, off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
 /// A JSON body whose rejections (malformed JSON, unknown fields, wrong types, too large) are
 /// answered as [`ApiError`]s.
 pub struct Body<T>(pub T);

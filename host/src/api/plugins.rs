@@ -135,6 +135,6 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.delete_plugin(&name, &version)?;
+    super::blocking(move || Ok(state.store.delete_plugin(&name, &version)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
