@@ -92,6 +92,24 @@ async fn post(client: &reqwest::Client, url: String, body: &Value) -> (StatusCod
     (status, response.json().await.unwrap())
 }
 
+/// Posts each case and checks its status and that its JSON error message contains the expected
+/// piece: `(what, body, status, piece of the message)`.
+async fn assert_refusals(
+    client: &reqwest::Client,
+    url: &str,
+    cases: Vec<(&str, Value, StatusCode, &str)>,
+) {
+    for (what, body, status, expected) in cases {
+        let (got, answer) = post(client, url.to_string(), &body).await;
+        assert_eq!(got, status, "{what}: {answer}");
+        assert!(
+            message(&answer).contains(expected),
+            "{what}: {:?} does not contain {expected:?}",
+            message(&answer)
+        );
+    }
+}
+
 fn message(body: &Value) -> &str {
     body["error"]["message"]
         .as_str()
@@ -325,15 +343,7 @@ async fn bad_registrations_get_the_right_status_and_a_clear_message() {
             "request body over the limit",
         ),
     ];
-    for (what, body, status, expected) in cases {
-        let (got, answer) = post(&client, url.clone(), &body).await;
-        assert_eq!(got, status, "{what}: {answer}");
-        assert!(
-            message(&answer).contains(expected),
-            "{what}: {:?} does not contain {expected:?}",
-            message(&answer)
-        );
-    }
+    assert_refusals(&client, &url, cases).await;
 
     // Malformed JSON and a missing content type.
     let response = client
@@ -500,15 +510,7 @@ async fn devices_are_registered_filtered_and_paged() {
             "`firmwareVersion` must be semver",
         ),
     ];
-    for (what, body, status, expected) in bad {
-        let (got, answer) = post(&client, url.clone(), &body).await;
-        assert_eq!(got, status, "{what}: {answer}");
-        assert!(
-            message(&answer).contains(expected),
-            "{what}: {:?}",
-            message(&answer)
-        );
-    }
+    assert_refusals(&client, &url, bad).await;
     for (query, expected) in [
         ("limit=0", "`limit` must be from 1 to 1000"),
         ("limit=5000", "found 5000"),
@@ -826,15 +828,7 @@ async fn a_dry_run_deployment_returns_the_plan_with_device_ids() {
             "unknown field `targets`",
         ),
     ];
-    for (what, body, status, expected) in cases {
-        let (got, answer) = post(&client, dry.clone(), &body).await;
-        assert_eq!(got, status, "{what}: {answer}");
-        assert!(
-            message(&answer).contains(expected),
-            "{what}: {:?}",
-            message(&answer)
-        );
-    }
+    assert_refusals(&client, &dry, cases).await;
     let (status, answer) = post(
         &client,
         api("deployments"),
