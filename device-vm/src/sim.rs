@@ -88,11 +88,6 @@ impl<const W: usize, const E: usize> SimFlash<W, E> {
         self.faults.cut_after_bytes = None;
     }
 
-    /// Whether the power is off after a cut.
-    pub fn is_dead(&self) -> bool {
-        self.dead
-    }
-
     /// Flips one bit, as a worn cell or a cosmic ray would.
     pub fn flip_bit(&mut self, offset: usize, bit: u8) {
         self.data[offset] ^= 1 << bit;

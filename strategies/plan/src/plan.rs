@@ -1,6 +1,5 @@
 //! Plans, mirroring `types.plan` in `wit/plugin`, and the rules every plan keeps.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -226,13 +225,5 @@ impl Plan {
     /// How many devices the plan names.
     pub fn device_count(&self) -> usize {
         self.waves.iter().map(|w| w.devices.len()).sum()
-    }
-
-    /// The set of device indices the plan names.
-    pub fn devices(&self) -> HashSet<u32> {
-        self.waves
-            .iter()
-            .flat_map(|w| w.devices.iter().copied())
-            .collect()
     }
 }
