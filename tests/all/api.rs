@@ -110,6 +110,13 @@ async fn assert_refusals(
     }
 }
 
+/// A copy of `base` changed by `f`: one bad field at a time in the tables of refusals.
+fn edited(base: &Value, f: &dyn Fn(&mut Value)) -> Value {
+    let mut body = base.clone();
+    f(&mut body);
+    body
+}
+
 fn message(body: &Value) -> &str {
     body["error"]["message"]
         .as_str()
@@ -238,11 +245,8 @@ async fn bad_registrations_get_the_right_status_and_a_clear_message() {
     let image = hotswap_agents_image();
     let good = registration(&release_key(), "2.0.0", &image);
 
-    let with = |f: &dyn Fn(&mut Value)| {
-        let mut body = good.clone();
-        f(&mut body);
-        body
-    };
+    let base = good.clone();
+    let with = |f: &dyn Fn(&mut Value)| edited(&base, f);
     let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
         (
             "unknown field",
@@ -741,11 +745,8 @@ async fn a_dry_run_deployment_returns_the_plan_with_device_ids() {
         assert_eq!(plan["strategy"], "hostile@0.1.0");
     }
 
-    let with = |f: &dyn Fn(&mut Value)| {
-        let mut body = deployment("canary", json!({}));
-        f(&mut body);
-        body
-    };
+    let base = deployment("canary", json!({}));
+    let with = |f: &dyn Fn(&mut Value)| edited(&base, f);
     let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
         (
             "unknown firmware",

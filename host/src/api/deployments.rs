@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::{ApiError, AppState, Body};
 use crate::plugin::{Fleet, PluginKind, StrategyPlugin, builtin};
-use crate::store::{DeviceFilter, DeviceRecord};
+use crate::store::{DeviceRecord, GroupFilter};
 
 /// A device counts as online when it was seen this recently.
 const ONLINE_WITHIN_SECONDS: i64 = 300;
@@ -24,8 +24,9 @@ pub struct Request {
     device_model: String,
     #[serde(default)]
     target_devices: Option<Vec<String>>,
+    /// The same filter a dynamic device group has; `deviceModel` defaults to the deployment's.
     #[serde(default)]
-    target_filter: Option<TargetFilter>,
+    target_filter: Option<GroupFilter>,
     /// A device group by name.
     #[serde(default)]
     target_group: Option<String>,
@@ -36,16 +37,6 @@ pub struct Request {
     health_policy: Option<String>,
     #[serde(default)]
     health_config: Option<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TargetFilter {
-    region: Option<String>,
-    group: Option<String>,
-    /// `key=value`.
-    label: Option<String>,
-    firmware_version: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -213,27 +204,13 @@ pub async fn create(
                 found
             }
             (None, Some(f)) => {
-                let label = match f.label {
-                    Some(l) => Some(
-                        l.split_once('=')
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                            .ok_or_else(|| {
-                                ApiError::bad_request(format!(
-                                    "`targetFilter.label` must be `key=value`, found {l:?}"
-                                ))
-                            })?,
-                    ),
-                    None => None,
-                };
-                state.store.list_devices(&DeviceFilter {
-                    device_model: Some(r.device_model.clone()),
-                    region: f.region,
-                    group: f.group,
-                    label,
-                    firmware_version: f.firmware_version,
-                    limit: i64::MAX as usize,
-                    ..DeviceFilter::default()
-                })?
+                let mut filter = f
+                    .to_device_filter()
+                    .map_err(|e| ApiError::bad_request(format!("`targetFilter`: {e}")))?;
+                filter
+                    .device_model
+                    .get_or_insert_with(|| r.device_model.clone());
+                state.store.list_devices(&filter)?
             }
         };
         if devices.is_empty() {

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState, Body};
-use crate::store::{DeviceFilter, DeviceRecord, NewDevice};
+use crate::store::{DeviceFilter, DeviceRecord, NewDevice, parse_label};
 
 /// The most devices one page lists.
 pub const MAX_PAGE: usize = 1000;
@@ -118,16 +118,12 @@ pub async fn list(
             "`limit` must be from 1 to {MAX_PAGE}, found {limit}"
         )));
     }
-    let label = match q.label {
-        Some(l) => Some(
-            l.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!("`label` must be `key=value`, found {l:?}"))
-                })?,
-        ),
-        None => None,
-    };
+    let label = q
+        .label
+        .as_deref()
+        .map(parse_label)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let filter = DeviceFilter {
         device_model: q.device_model,
         region: q.region,

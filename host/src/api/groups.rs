@@ -29,6 +29,17 @@ pub struct Resolved {
     members: Vec<String>,
 }
 
+/// A group with the ids of the devices it stands for now.
+fn resolved(state: &AppState, group: DeviceGroup) -> Result<Resolved, ApiError> {
+    let members = state
+        .store
+        .group_devices(&group)?
+        .into_iter()
+        .map(|d| d.device_id)
+        .collect();
+    Ok(Resolved { group, members })
+}
+
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Body(c): Body<Creation>,
@@ -80,13 +91,7 @@ pub async fn create(
     };
     let store_state = state.clone();
     let group = super::blocking(move || Ok(store_state.store.add_group(&group)?)).await?;
-    let members = state
-        .store
-        .group_devices(&group)?
-        .into_iter()
-        .map(|d| d.device_id)
-        .collect();
-    Ok((StatusCode::CREATED, Json(Resolved { group, members })))
+    Ok((StatusCode::CREATED, Json(resolved(&state, group)?)))
 }
 
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<DeviceGroup>>, ApiError> {
@@ -97,12 +102,5 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
 ) -> Result<Json<Resolved>, ApiError> {
-    let group = state.store.group(&name)?;
-    let members = state
-        .store
-        .group_devices(&group)?
-        .into_iter()
-        .map(|d| d.device_id)
-        .collect();
-    Ok(Json(Resolved { group, members }))
+    Ok(Json(resolved(&state, state.store.group(&name)?)?))
 }

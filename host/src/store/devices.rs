@@ -47,6 +47,14 @@ pub struct DeviceFilter {
     pub limit: usize,
 }
 
+/// Parses a label filter written `key=value`.
+pub fn parse_label(label: &str) -> Result<(String, String), String> {
+    label
+        .split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`label` must be `key=value`, found {label:?}"))
+}
+
 const COLUMNS: &str =
     "device_id, model, region, labels, groups, version, status, last_seen, created_at";
 

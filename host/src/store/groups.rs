@@ -28,14 +28,7 @@ pub struct GroupFilter {
 impl GroupFilter {
     /// The device filter this group stands for, over every matching device.
     pub fn to_device_filter(&self) -> Result<DeviceFilter, String> {
-        let label = match &self.label {
-            Some(l) => Some(
-                l.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .ok_or_else(|| format!("`label` must be `key=value`, found {l:?}"))?,
-            ),
-            None => None,
-        };
+        let label = self.label.as_deref().map(super::parse_label).transpose()?;
         Ok(DeviceFilter {
             device_model: self.device_model.clone(),
             region: self.region.clone(),

@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use blobs::BlobStore;
-pub use devices::{DeviceFilter, DeviceRecord, NewDevice};
+pub use devices::{DeviceFilter, DeviceRecord, NewDevice, parse_label};
 pub use firmware::{Firmware, FirmwareFilter, NewFirmware};
 pub use groups::{DeviceGroup, GroupFilter};
 pub use plugins::StoredPlugin;
