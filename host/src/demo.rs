@@ -101,7 +101,7 @@ pub fn run(
         let verdict = policy.evaluate("{}", &stats, &[])?;
         writeln!(
             out,
-            "   {label:<15} {} ok, {} failed -> {verdict:?}",
+            "   {label:<15} {} ok, {} failed -> {verdict}",
             stats.succeeded, stats.failed
         )?;
     }
@@ -124,7 +124,7 @@ pub fn print_plan(out: &mut impl Write, plan: &hotswap_plan::Plan, fleet: &Fleet
             .map_or(String::new(), |m| format!(", at most {m} at once"));
         writeln!(
             out,
-            "   wave {:>2} {:<14} {:<8} {:>6} devices  [{}]  soak {}s, >= {}% ok, budget {}{in_flight}",
+            "   wave {:>2} {:<14} {:<8} {:>6} devices  [{}]  soak {}s, >= {}% ok, <= {} failures{in_flight}",
             i + 1,
             wave.name,
             wave.mode.to_string(),

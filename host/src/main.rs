@@ -216,7 +216,7 @@ fn run(cli: Cli) -> Result<()> {
                         deployment_failed: 3,
                     });
                     let verdict = h.evaluate(&config, &stats, &[])?;
-                    writeln!(out, "a wave of 100 with 97 ok and 3 failed -> {verdict:?}")?;
+                    writeln!(out, "a wave of 100 with 97 ok and 3 failed -> {verdict}")?;
                     Ok(())
                 }
             }

@@ -50,6 +50,17 @@ pub enum Verdict {
     RollBack { reason: String },
 }
 
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Proceed => f.write_str("proceed"),
+            Verdict::Wait { seconds } => write!(f, "wait {seconds} s"),
+            Verdict::Pause { reason } => write!(f, "pause: {reason}"),
+            Verdict::RollBack { reason } => write!(f, "roll back: {reason}"),
+        }
+    }
+}
+
 /// What a health sample says; `healthy` alone is the device's own view.
 pub trait SampleView {
     fn healthy(&self) -> bool;
