@@ -3,11 +3,13 @@
 //! - [`plugin`]: the sandbox that runs strategies and health policies (wasmtime, component model).
 //! - [`store`]: durable state, SQLite and content-addressed artifacts.
 //! - [`api`]: the HTTP API.
+//! - [`orchestrator`]: runs deployments wave by wave, asking the health policy.
 //! - [`server`]: `hotswap serve`, putting them together.
 //! - [`demo`]: the built-in demonstration the README's first command runs.
 
 pub mod api;
 pub mod demo;
+pub mod orchestrator;
 pub mod plugin;
 pub mod server;
 pub mod store;

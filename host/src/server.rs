@@ -8,6 +8,7 @@ use hotswap_device_vm::slots::TrustedKey;
 use tokio::net::TcpListener;
 
 use crate::api::{AppState, ServerLimits, router};
+use crate::orchestrator::{DEFAULT_TICK, Orchestrator};
 use crate::plugin::{PluginRuntime, RuntimeConfig};
 use crate::store::Store;
 
@@ -18,6 +19,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub trusted_keys: Vec<TrustedKey>,
     pub limits: ServerLimits,
+    /// How often the orchestrator advances the deployments.
+    pub tick: std::time::Duration,
 }
 
 /// The listen address when nothing says otherwise.
@@ -34,6 +37,7 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 /// trusted-keys = ["<ed25519 public key, hex>"]
 /// max-body-bytes = 4194304
 /// max-firmware-bytes = 1048576
+/// orchestrator-tick-ms = 500
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -44,6 +48,7 @@ pub struct FileConfig {
     pub trusted_keys: Vec<String>,
     pub max_body_bytes: Option<usize>,
     pub max_firmware_bytes: Option<usize>,
+    pub orchestrator_tick_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -97,12 +102,18 @@ pub fn resolve(
             .max_firmware_bytes
             .unwrap_or(defaults.max_firmware_bytes),
     };
+    let tick = match file.orchestrator_tick_ms {
+        None => DEFAULT_TICK,
+        Some(ms @ 10..=60_000) => std::time::Duration::from_millis(ms),
+        Some(ms) => anyhow::bail!("`orchestrator-tick-ms` must be from 10 to 60000, found {ms}"),
+    };
     Ok((
         listen,
         ServerConfig {
             data_dir,
             trusted_keys,
             limits,
+            tick,
         },
     ))
 }
@@ -136,15 +147,17 @@ pub fn state(config: &ServerConfig) -> Result<Arc<AppState>> {
         trusted_keys: config.trusted_keys.clone(),
         limits: config.limits,
         metrics: Default::default(),
+        tick: config.tick,
     }))
 }
 
-/// Serves the API on `listener` until `shutdown` completes.
+/// Serves the API on `listener`, and runs the orchestrator, until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let _orchestrator = Orchestrator::new(state.clone()).spawn(state.tick);
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -43,6 +43,7 @@ impl Server {
                 max_body_bytes: 256 << 10,
                 max_firmware_bytes: 64 << 10,
             },
+            tick: std::time::Duration::from_millis(50),
         };
         let state = state(&config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -115,6 +116,10 @@ fn edited(base: &Value, f: &dyn Fn(&mut Value)) -> Value {
     let mut body = base.clone();
     f(&mut body);
     body
+}
+
+async fn get(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 fn message(body: &Value) -> &str {
@@ -820,7 +825,19 @@ async fn a_dry_run_deployment_returns_the_plan_with_device_ids() {
             "unknown policy",
             with(&|b| b["healthPolicy"] = json!("strict")),
             StatusCode::BAD_REQUEST,
-            "no built-in health-policy called `strict`",
+            "unknown health-policy `strict`: not a built-in (default)",
+        ),
+        (
+            "timeout out of range",
+            with(&|b| b["deviceTimeoutSeconds"] = json!(0)),
+            StatusCode::BAD_REQUEST,
+            "`deviceTimeoutSeconds` must be from 1 to 86400, found 0",
+        ),
+        (
+            "too many attempts",
+            with(&|b| b["maxAttempts"] = json!(11)),
+            StatusCode::BAD_REQUEST,
+            "`maxAttempts` must be from 1 to 10, found 11",
         ),
         (
             "unknown field",
@@ -830,17 +847,80 @@ async fn a_dry_run_deployment_returns_the_plan_with_device_ids() {
         ),
     ];
     assert_refusals(&client, &dry, cases).await;
-    let (status, answer) = post(
+    assert_eq!(
+        get(&client, api("deployments")).await,
+        json!([]),
+        "a dry run starts nothing"
+    );
+
+    // Without `dryRun` the same request starts the deployment; its devices are then taken.
+    let (status, started) = post(&client, api("deployments"), &direct).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    assert_eq!(started["state"], "running");
+    assert_eq!(started["strategy"], "direct@0.1.0");
+    assert_eq!(started["waveStatus"][0]["devices"], 2);
+    let overlapping = edited(&direct, &|b| b["targetDevices"] = json!(["s-003", "s-002"]));
+    assert_refusals(
         &client,
-        api("deployments"),
-        &deployment("canary", json!({})),
+        &api("deployments"),
+        vec![(
+            "overlapping deployment",
+            overlapping.clone(),
+            StatusCode::CONFLICT,
+            "device `s-002` is in deployment 1, which is still active",
+        )],
     )
     .await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert!(
-        message(&answer).contains("does not run them yet"),
-        "{answer}"
+    assert_eq!(
+        get(&client, api("deployments"))
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "the refused deployment left nothing behind"
     );
+    let (status, cancelled) = post(&client, api("deployments/1/cancel"), &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["state"], "cancelled");
+    let (status, _) = post(&client, api("deployments"), &overlapping).await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a cancelled deployment frees its devices"
+    );
+    assert_refusals(
+        &client,
+        &api("deployments/1/resume"),
+        vec![(
+            "resume a cancelled deployment",
+            json!({}),
+            StatusCode::CONFLICT,
+            "deployment 1 is cancelled, so it cannot become running",
+        )],
+    )
+    .await;
+    for (path, status, expected) in [
+        (
+            "deployments/1/explode",
+            StatusCode::NOT_FOUND,
+            "no action `explode`",
+        ),
+        (
+            "deployments/99/pause",
+            StatusCode::NOT_FOUND,
+            "no deployment 99",
+        ),
+        (
+            "deployments/x/pause",
+            StatusCode::BAD_REQUEST,
+            "a deployment id is a number",
+        ),
+    ] {
+        let (got, answer) = post(&client, api(path), &json!({})).await;
+        assert_eq!(got, status, "{path}: {answer}");
+        assert!(message(&answer).contains(expected), "{path}: {answer}");
+    }
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

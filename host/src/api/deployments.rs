@@ -1,18 +1,23 @@
-//! `/api/v1/deployments`: for now, `?dryRun=true`: resolve the targets, run the strategy in the
-//! sandbox and return the plan it would follow, with device ids, without starting anything.
+//! `/api/v1/deployments`: resolve the targets, run the strategy in the sandbox, check the health
+//! policy's configuration, then either return the plan (`?dryRun=true`) or store it and start it
+//! (the orchestrator runs it). Status, the decision log, and the operator's pause, resume, cancel
+//! and rollback.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{ApiError, AppState, Body};
-use crate::plugin::{Fleet, PluginKind, StrategyPlugin, builtin};
-use crate::store::{DeviceRecord, GroupFilter};
+use super::{ApiError, AppState, Body, blocking};
+use crate::plugin::{Fleet, HealthPolicyPlugin, PluginKind, StrategyPlugin, builtin};
+use crate::store::{
+    Decision, Deployment, DeploymentState, DeploymentStatus, DeviceRecord, GroupFilter,
+    NewDeployment, NewWave, RetryPolicy,
+};
 
 /// A device counts as online when it was seen this recently.
 const ONLINE_WITHIN_SECONDS: i64 = 300;
@@ -37,6 +42,37 @@ pub struct Request {
     health_policy: Option<String>,
     #[serde(default)]
     health_config: Option<Value>,
+    /// How long a device may go without a report before it is retried.
+    #[serde(default)]
+    device_timeout_seconds: Option<u32>,
+    /// Tries per device before it is failed and quarantined.
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    /// The wait before the first retry; it doubles with each.
+    #[serde(default)]
+    retry_backoff_seconds: Option<u32>,
+}
+
+/// The per-device timeout's range, in seconds, and its default.
+pub const DEVICE_TIMEOUT_SECONDS: (u32, u32, u32) = (1, 86_400, 600);
+/// The tries per device's range and default.
+pub const MAX_ATTEMPTS: (u32, u32, u32) = (1, 10, 3);
+/// The first retry's backoff range, in seconds, and its default.
+pub const RETRY_BACKOFF_SECONDS: (u32, u32, u32) = (0, 3_600, 30);
+
+fn bounded(
+    field: &str,
+    value: Option<u32>,
+    (min, max, default): (u32, u32, u32),
+) -> Result<u32, ApiError> {
+    let v = value.unwrap_or(default);
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{field}` must be from {min} to {max}, found {v}"
+        )))
+    }
 }
 
 #[derive(Deserialize)]
@@ -65,6 +101,8 @@ pub struct DryRun {
     strategy: String,
     health_policy: String,
     targets: usize,
+    /// Quarantined devices the targets matched, left out of the plan.
+    quarantined_skipped: usize,
     waves: Vec<PlannedWave>,
 }
 
@@ -78,36 +116,76 @@ fn config_text(field: &str, value: Option<Value>) -> Result<String, ApiError> {
     }
 }
 
-/// The strategy called `name`: a built-in (`canary`, `Canary`, ...), or an uploaded plugin as
-/// `name@version` or `name` (its newest upload).
-fn strategy(state: &AppState, name: &str) -> Result<StrategyPlugin, ApiError> {
-    if builtin(PluginKind::Strategy, name).is_some() {
-        return state
-            .runtime
-            .builtin_strategy(name)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()));
+/// The uploaded plugin of `kind` called `name`: `name@version`, or `name` for its newest
+/// upload; `None` when `name` is a built-in. Returns the name to record and the component's hash.
+fn uploaded(
+    state: &AppState,
+    kind: PluginKind,
+    name: &str,
+) -> Result<Option<(String, String)>, ApiError> {
+    if builtin(kind, name).is_some() {
+        return Ok(None);
     }
     let uploaded = state.store.list_plugins()?;
     let found = match name.split_once('@') {
         Some((n, v)) => uploaded.into_iter().find(|p| p.name == n && p.version == v),
         None => uploaded.into_iter().rev().find(|p| p.name == name),
     };
-    let Some(plugin) = found.filter(|p| p.kind == PluginKind::Strategy.to_string()) else {
-        let builtins: Vec<&str> = crate::plugin::BUILTINS
-            .iter()
-            .filter(|b| b.kind == PluginKind::Strategy)
-            .map(|b| b.name)
-            .collect();
-        return Err(ApiError::bad_request(format!(
-            "unknown strategy `{name}`: not a built-in ({}) nor an uploaded strategy plugin",
-            builtins.join(", ")
-        )));
-    };
-    let bytes = state.store.blobs().get(&plugin.sha256)?;
-    state
-        .runtime
-        .load_strategy(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    match found.filter(|p| p.kind == kind.to_string()) {
+        Some(p) => Ok(Some((format!("{}@{}", p.name, p.version), p.sha256))),
+        None => {
+            let builtins: Vec<&str> = crate::plugin::BUILTINS
+                .iter()
+                .filter(|b| b.kind == kind)
+                .map(|b| b.name)
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "unknown {kind} `{name}`: not a built-in ({}) nor an uploaded {kind} plugin",
+                builtins.join(", ")
+            )))
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// The strategy called `name`, built-in or uploaded, with the name to record.
+fn strategy(state: &AppState, name: &str) -> Result<(String, StrategyPlugin), ApiError> {
+    match uploaded(state, PluginKind::Strategy, name)? {
+        None => {
+            let plugin = state.runtime.builtin_strategy(name).map_err(internal)?;
+            Ok((plugin.name().to_string(), plugin))
+        }
+        Some((recorded, sha)) => {
+            let bytes = state.store.blobs().get(&sha)?;
+            let plugin = state.runtime.load_strategy(&bytes).map_err(internal)?;
+            Ok((recorded, plugin))
+        }
+    }
+}
+
+/// The health policy called `name`, built-in or uploaded, with the name to record and, for an
+/// upload, its component's hash.
+fn health_policy(
+    state: &AppState,
+    name: &str,
+) -> Result<(String, Option<String>, HealthPolicyPlugin), ApiError> {
+    match uploaded(state, PluginKind::HealthPolicy, name)? {
+        None => {
+            let plugin = state
+                .runtime
+                .builtin_health_policy(name)
+                .map_err(internal)?;
+            Ok((plugin.name().to_string(), None, plugin))
+        }
+        Some((recorded, sha)) => {
+            let bytes = state.store.blobs().get(&sha)?;
+            let plugin = state.runtime.load_health_policy(&bytes).map_err(internal)?;
+            Ok((recorded, Some(sha), plugin))
+        }
+    }
 }
 
 fn fleet(devices: &[DeviceRecord]) -> hotswap_plan::Fleet {
@@ -136,17 +214,24 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     params: Result<Query<Params>, QueryRejection>,
     Body(r): Body<Request>,
-) -> Result<Json<DryRun>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    if !params.dry_run {
-        return Err(ApiError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "this server plans deployments (`?dryRun=true`) but does not run them yet: the orchestrator is not built",
-        ));
-    }
     let config = config_text("config", r.config)?;
     let health_config = config_text("healthConfig", r.health_config)?;
-    tokio::task::spawn_blocking(move || {
+    let retry = RetryPolicy {
+        device_timeout_seconds: bounded(
+            "deviceTimeoutSeconds",
+            r.device_timeout_seconds,
+            DEVICE_TIMEOUT_SECONDS,
+        )?,
+        max_attempts: bounded("maxAttempts", r.max_attempts, MAX_ATTEMPTS)?,
+        retry_backoff_seconds: bounded(
+            "retryBackoffSeconds",
+            r.retry_backoff_seconds,
+            RETRY_BACKOFF_SECONDS,
+        )?,
+    };
+    blocking(move || {
         let firmware = state
             .store
             .firmware_by_version(&r.device_model, &r.firmware_version)?
@@ -213,10 +298,17 @@ pub async fn create(
                 state.store.list_devices(&filter)?
             }
         };
+        let matched = devices.len();
+        let devices: Vec<DeviceRecord> = devices
+            .into_iter()
+            .filter(|d| d.status != "quarantined")
+            .collect();
         if devices.is_empty() {
-            return Err(ApiError::bad_request(
-                "the targets match no registered device",
-            ));
+            return Err(ApiError::bad_request(if matched == 0 {
+                "the targets match no registered device".to_string()
+            } else {
+                format!("the targets match {matched} devices, all of them quarantined")
+            }));
         }
         if let Some(d) = devices.iter().find(|d| d.device_model != r.device_model) {
             return Err(ApiError::bad_request(format!(
@@ -224,12 +316,9 @@ pub async fn create(
                 d.device_id, d.device_model, r.device_model
             )));
         }
-        let strategy = strategy(&state, &r.strategy)?;
+        let (strategy_name, strategy) = strategy(&state, &r.strategy)?;
         let policy_name = r.health_policy.unwrap_or_else(|| "default".to_string());
-        let policy = state
-            .runtime
-            .builtin_health_policy(&policy_name)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let (policy_name, policy_sha, policy) = health_policy(&state, &policy_name)?;
         // The policy's parameters are checked now, not when the first wave is judged.
         let probe = hotswap_plan::health::WaveStats {
             wave: 0,
@@ -258,6 +347,43 @@ pub async fn create(
         let plan = strategy
             .plan(&config, &Fleet::from(&native))
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if !params.dry_run {
+            let waves = plan
+                .waves
+                .into_iter()
+                .map(|w| NewWave {
+                    devices: w
+                        .devices
+                        .iter()
+                        .map(|&i| {
+                            let d = &devices[i as usize];
+                            (d.device_id.clone(), d.firmware_version.clone())
+                        })
+                        .collect(),
+                    name: w.name,
+                    mode: w.mode,
+                    gate: w.gate,
+                    max_in_flight: w.max_in_flight,
+                })
+                .collect();
+            let id = state.store.create_deployment(&NewDeployment {
+                firmware_id: firmware.id,
+                device_model: firmware.device_model,
+                strategy: strategy_name,
+                strategy_config: config,
+                health_policy: policy_name,
+                health_sha256: policy_sha,
+                health_config,
+                retry,
+                waves,
+            })?;
+            state.metrics.deployment_started();
+            let status = state.store.deployment_status(id)?;
+            return Ok((
+                StatusCode::CREATED,
+                Json(serde_json::to_value(status).map_err(internal)?),
+            ));
+        }
         let waves = plan
             .waves
             .into_iter()
@@ -273,16 +399,80 @@ pub async fn create(
                 max_in_flight: w.max_in_flight,
             })
             .collect();
-        Ok(Json(DryRun {
+        let dry_run = DryRun {
             dry_run: true,
             firmware_version: firmware.version,
             device_model: firmware.device_model,
-            strategy: strategy.name().to_string(),
-            health_policy: policy.name().to_string(),
+            strategy: strategy_name,
+            health_policy: policy_name,
             targets: devices.len(),
+            quarantined_skipped: matched - devices.len(),
             waves,
-        }))
+        };
+        Ok((
+            StatusCode::OK,
+            Json(serde_json::to_value(dry_run).map_err(internal)?),
+        ))
     })
     .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// `GET /api/v1/deployments`: the newest first.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Deployment>>, ApiError> {
+    blocking(move || Ok(Json(state.store.list_deployments(1000)?))).await
+}
+
+fn id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("a deployment id is a number, found {raw:?}")))
+}
+
+/// `GET /api/v1/deployments/{id}` and `.../status`: state, waves with their counts by device
+/// state, recent events and decisions.
+pub async fn status(
+    State(state): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    let id = id(&raw)?;
+    blocking(move || Ok(Json(state.store.deployment_status(id)?))).await
+}
+
+/// `GET /api/v1/deployments/{id}/decisions`: every verdict of the health policy with what it was
+/// shown, oldest first, for replay.
+pub async fn decisions(
+    State(state): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+) -> Result<Json<Vec<Decision>>, ApiError> {
+    let id = id(&raw)?;
+    blocking(move || {
+        state.store.deployment(id)?;
+        Ok(Json(state.store.decisions(id, 100_000)?))
+    })
+    .await
+}
+
+/// `POST /api/v1/deployments/{id}/{action}`: pause, resume, cancel or rollback.
+pub async fn act(
+    State(state): State<Arc<AppState>>,
+    Path((raw, action)): Path<(String, String)>,
+) -> Result<Json<Deployment>, ApiError> {
+    use DeploymentState::*;
+    let id = id(&raw)?;
+    let (from, to, reason): (&[DeploymentState], _, _) = match action.as_str() {
+        "pause" => (&[Running], Paused, "paused by the operator"),
+        "resume" => (&[Paused], Running, "resumed by the operator"),
+        "cancel" => (&[Running, Paused], Cancelled, "cancelled by the operator"),
+        "rollback" => (
+            &[Running, Paused],
+            RollingBack,
+            "rollback asked by the operator",
+        ),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no action `{other}`: pause, resume, cancel or rollback"),
+            ));
+        }
+    };
+    blocking(move || Ok(Json(state.store.transition(id, from, to, reason)?))).await
 }

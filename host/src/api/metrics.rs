@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text. Requests by method, route template and status (counted by a
 //! route layer, so unmatched paths cannot blow up the label space) and the sizes of the
-//! registries, read from the store at scrape time.
+//! registries, read from the store at scrape time; deployments by state and devices by status,
+//! also read at scrape time; device check-ins and reports by state, counted as they arrive.
 
 use std::sync::Arc;
 
@@ -23,6 +24,11 @@ struct RequestLabels {
     status: u16,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -30,6 +36,30 @@ pub struct Metrics {
     firmware: Gauge,
     devices: Gauge,
     plugins: Gauge,
+    deployments_started: Counter,
+    deployments: Family<StateLabel, Gauge>,
+    devices_by_status: Family<StateLabel, Gauge>,
+    check_ins: Counter,
+    reports: Family<StateLabel, Counter>,
+}
+
+impl Metrics {
+    pub fn deployment_started(&self) {
+        self.deployments_started.inc();
+    }
+
+    pub fn check_in(&self) {
+        self.check_ins.inc();
+    }
+
+    /// A device report that changed something, by the state it reported.
+    pub fn report(&self, state: &str) {
+        self.reports
+            .get_or_create(&StateLabel {
+                state: state.to_string(),
+            })
+            .inc();
+    }
 }
 
 impl Default for Metrics {
@@ -53,12 +83,43 @@ impl Default for Metrics {
             "Uploaded plugins (built-ins not counted)",
             plugins.clone(),
         );
+        let deployments_started = Counter::default();
+        registry.register(
+            "deployments_started",
+            "Deployments started since the server started",
+            deployments_started.clone(),
+        );
+        let deployments = Family::<StateLabel, Gauge>::default();
+        registry.register("deployments", "Deployments by state", deployments.clone());
+        let devices_by_status = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "devices_by_status",
+            "Registered devices by status (registered, online, quarantined)",
+            devices_by_status.clone(),
+        );
+        let check_ins = Counter::default();
+        registry.register(
+            "device_check_ins",
+            "Device check-ins answered",
+            check_ins.clone(),
+        );
+        let reports = Family::<StateLabel, Counter>::default();
+        registry.register(
+            "device_reports",
+            "Device reports that changed an assignment, by the state reported",
+            reports.clone(),
+        );
         Metrics {
             registry,
             requests,
             firmware,
             devices,
             plugins,
+            deployments_started,
+            deployments,
+            devices_by_status,
+            check_ins,
+            reports,
         }
     }
 }
@@ -85,6 +146,16 @@ pub async fn scrape(State(state): State<Arc<AppState>>) -> Result<Response, ApiE
     state.metrics.firmware.set(firmware);
     state.metrics.devices.set(devices);
     state.metrics.plugins.set(plugins);
+    let (deployments, devices) = state.store.counts_by_state()?;
+    for (family, counts) in [
+        (&state.metrics.deployments, deployments),
+        (&state.metrics.devices_by_status, devices),
+    ] {
+        family.clear();
+        for (s, n) in counts {
+            family.get_or_create(&StateLabel { state: s }).set(n);
+        }
+    }
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &state.metrics.registry)
         .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

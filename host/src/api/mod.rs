@@ -8,6 +8,7 @@ mod firmware;
 mod groups;
 mod metrics;
 mod plugins;
+mod protocol;
 
 use std::sync::Arc;
 
@@ -52,6 +53,8 @@ pub struct AppState {
     pub trusted_keys: Vec<TrustedKey>,
     pub limits: ServerLimits,
     pub metrics: Metrics,
+    /// How often the orchestrator advances the deployments.
+    pub tick: std::time::Duration,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -76,7 +79,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/api/v1/device-groups/{name}", get(groups::get))
         .route("/api/v1/plugins", post(plugins::upload).get(plugins::list))
-        .route("/api/v1/deployments", post(deployments::create))
+        .route(
+            "/api/v1/deployments",
+            post(deployments::create).get(deployments::list),
+        )
+        .route("/api/v1/deployments/{id}", get(deployments::status))
+        .route("/api/v1/deployments/{id}/status", get(deployments::status))
+        .route(
+            "/api/v1/deployments/{id}/decisions",
+            get(deployments::decisions),
+        )
+        .route("/api/v1/deployments/{id}/{action}", post(deployments::act))
+        .route("/api/v1/devices/{id}/check-in", post(protocol::check_in))
+        .route("/api/v1/devices/{id}/reports", post(protocol::report))
+        .route("/api/v1/artifacts/{sha256}", get(protocol::artifact))
         .route(
             "/api/v1/plugins/{name}/{version}",
             axum::routing::delete(plugins::delete),
@@ -122,6 +138,11 @@ impl From<StoreError> for ApiError {
         let status = match err {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::Conflict(_) => StatusCode::CONFLICT,
+            StoreError::Invalid(_) => StatusCode::BAD_REQUEST,
+            StoreError::Unavailable(_) => {
+                tracing::error!(error = %err, "store unavailable");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             StoreError::Sqlite(_) | StoreError::Io { .. } => {
                 tracing::error!(error = %err, "store failure");
                 StatusCode::INTERNAL_SERVER_ERROR

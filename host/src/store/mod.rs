@@ -3,21 +3,29 @@
 //! `PRAGMA user_version`; artifact bytes content-addressed on disk beside the database.
 
 mod blobs;
+mod deployments;
 mod devices;
 mod firmware;
 mod groups;
 mod plugins;
+mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
 pub use blobs::BlobStore;
+pub use deployments::{
+    Assignment, AssignmentMode, CheckIn, Decision, Deployment, DeploymentState, DeploymentStatus,
+    DeviceState, Event, Health, NewDeployment, NewWave, Report, ReportAnswer, RetryPolicy,
+    SlotInfo, WaveStatus, WaveView,
+};
 pub use devices::{DeviceFilter, DeviceRecord, NewDevice, parse_label};
 pub use firmware::{Firmware, FirmwareFilter, NewFirmware};
 pub use groups::{DeviceGroup, GroupFilter};
 pub use plugins::StoredPlugin;
+pub use writer::{BatchWriter, MAX_BATCH};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +41,12 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request itself is wrong.
+    #[error("{0}")]
+    Invalid(String),
+    /// The write could not be made durable; nothing of it is kept.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Schema versions, applied in order; the database's `user_version` says how many ran.
@@ -91,12 +105,93 @@ const MIGRATIONS: &[&str] = &[
         CHECK ((members IS NULL) <> (filter IS NULL))
     );
 "#,
+    r#"
+    ALTER TABLE devices ADD COLUMN slots TEXT;
+    ALTER TABLE devices ADD COLUMN health TEXT;
+    CREATE TABLE deployments (
+        id              INTEGER PRIMARY KEY,
+        firmware_id     INTEGER NOT NULL REFERENCES firmware (id),
+        device_model    TEXT NOT NULL,
+        strategy        TEXT NOT NULL,
+        strategy_config TEXT NOT NULL,
+        health_policy   TEXT NOT NULL,
+        health_sha256   TEXT,
+        health_config   TEXT NOT NULL,
+        device_timeout  INTEGER NOT NULL,
+        max_attempts    INTEGER NOT NULL,
+        retry_backoff   INTEGER NOT NULL,
+        state           TEXT NOT NULL,
+        current_wave    INTEGER NOT NULL DEFAULT 0,
+        waves           INTEGER NOT NULL,
+        reason          TEXT,
+        created_at      INTEGER NOT NULL,
+        updated_at      INTEGER NOT NULL
+    );
+    CREATE INDEX deployments_state ON deployments (state);
+    CREATE TABLE waves (
+        deployment_id INTEGER NOT NULL REFERENCES deployments (id),
+        idx           INTEGER NOT NULL,
+        name          TEXT NOT NULL,
+        mode          TEXT NOT NULL,
+        gate          TEXT NOT NULL,
+        max_in_flight INTEGER,
+        started_at    INTEGER,
+        settled_at    INTEGER,
+        PRIMARY KEY (deployment_id, idx)
+    );
+    CREATE TABLE assignments (
+        id            INTEGER PRIMARY KEY,
+        deployment_id INTEGER NOT NULL REFERENCES deployments (id),
+        kind          TEXT NOT NULL,
+        wave          INTEGER NOT NULL,
+        device_id     TEXT NOT NULL,
+        mode          TEXT NOT NULL,
+        firmware_id   INTEGER NOT NULL REFERENCES firmware (id),
+        from_version  TEXT NOT NULL,
+        state         TEXT NOT NULL,
+        outcome       TEXT,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        not_before    INTEGER,
+        deadline      INTEGER,
+        reason        TEXT,
+        updated_at    INTEGER NOT NULL,
+        UNIQUE (deployment_id, kind, wave, device_id)
+    );
+    CREATE INDEX assignments_device ON assignments (device_id, outcome);
+    CREATE INDEX assignments_wave ON assignments (deployment_id, kind, wave, state);
+    CREATE TABLE device_locks (
+        device_id     TEXT PRIMARY KEY,
+        deployment_id INTEGER NOT NULL REFERENCES deployments (id)
+    );
+    CREATE TABLE decisions (
+        id            INTEGER PRIMARY KEY,
+        deployment_id INTEGER NOT NULL REFERENCES deployments (id),
+        wave          INTEGER NOT NULL,
+        policy        TEXT NOT NULL,
+        config        TEXT NOT NULL,
+        stats         TEXT NOT NULL,
+        samples       TEXT NOT NULL,
+        verdict       TEXT NOT NULL,
+        at            INTEGER NOT NULL
+    );
+    CREATE INDEX decisions_deployment ON decisions (deployment_id, id);
+    CREATE TABLE events (
+        id            INTEGER PRIMARY KEY,
+        deployment_id INTEGER NOT NULL REFERENCES deployments (id),
+        device_id     TEXT,
+        message       TEXT NOT NULL,
+        at            INTEGER NOT NULL
+    );
+    CREATE INDEX events_deployment ON events (deployment_id, id);
+"#,
 ];
 
 /// The server's state on disk: `hotswap.db` and `blobs/` under one data directory.
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
     blobs: BlobStore,
+    dir: PathBuf,
+    writer: BatchWriter,
 }
 
 impl Store {
@@ -112,10 +207,37 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn)?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(Store {
-            conn: Mutex::new(conn),
+            writer: BatchWriter::start(conn.clone()),
+            conn,
             blobs: BlobStore::open(&dir.join("blobs"))?,
+            dir: dir.to_path_buf(),
         })
+    }
+
+    /// Where artifact `sha256` is on disk, for serving it with HTTP Range.
+    pub fn blob_path(&self, sha256: &str) -> Option<PathBuf> {
+        let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        valid.then(|| self.dir.join("blobs").join(sha256))
+    }
+
+    /// A device's check-in, through the batched writer.
+    pub async fn check_in(
+        &self,
+        device_id: String,
+        c: CheckIn,
+    ) -> Result<Option<Assignment>, StoreError> {
+        self.writer
+            .write(move |tx| Store::check_in_tx(tx, &device_id, &c, now_ms()))
+            .await
+    }
+
+    /// A device's report, through the batched writer.
+    pub async fn report(&self, device_id: String, r: Report) -> Result<ReportAnswer, StoreError> {
+        self.writer
+            .write(move |tx| Store::report_tx(tx, &device_id, &r, now_ms()))
+            .await
     }
 
     pub fn blobs(&self) -> &BlobStore {
@@ -129,6 +251,21 @@ impl Store {
             conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
         };
         Ok((count("firmware")?, count("devices")?, count("plugins")?))
+    }
+
+    /// Deployments by state and devices by status.
+    #[allow(clippy::type_complexity)]
+    pub fn counts_by_state(&self) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>), StoreError> {
+        let conn = self.conn();
+        let grouped = |sql: &str| -> Result<Vec<(String, i64)>, StoreError> {
+            let mut stmt = conn.prepare(sql)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        Ok((
+            grouped("SELECT state, COUNT(*) FROM deployments GROUP BY state")?,
+            grouped("SELECT status, COUNT(*) FROM devices GROUP BY status")?,
+        ))
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -147,10 +284,16 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Seconds since the Unix epoch.
 pub(crate) fn now() -> i64 {
+    now_ms() / 1000
+}
+
+/// Milliseconds since the Unix epoch: deadlines and backoff are kept in these.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

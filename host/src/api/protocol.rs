@@ -1,0 +1,80 @@
+//! The device protocol. Devices poll:
+//!
+//! - `POST /api/v1/devices/{id}/check-in` with what they run, their slots and their health; the
+//!   answer carries the assignment to work on (deployment, version, size, checksum, security
+//!   counter, signature, download URL, mode) or none, and when to check in again.
+//! - `GET /api/v1/artifacts/{sha256}` the bytes, with HTTP Range, so a broken download resumes
+//!   where it stopped.
+//! - `POST /api/v1/devices/{id}/reports` each state change of the assignment (downloading,
+//!   downloaded, verifying, installed, trial, confirmed, rolled-back, failed with a reason).
+//!   Reports are idempotent: one the assignment has already gone past changes nothing.
+//!
+//! Check-ins and reports go through the store's batched writer: each is on disk before it is
+//! answered, and concurrent ones share a sync.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::{ApiError, AppState, Body};
+use crate::store::{Assignment, CheckIn, Report, ReportAnswer};
+
+/// How long a device waits between check-ins while it has nothing to do, in seconds.
+pub const POLL_SECONDS: u32 = 30;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckInAnswer {
+    assignment: Option<Assignment>,
+    poll_seconds: u32,
+}
+
+pub async fn check_in(
+    State(state): State<Arc<AppState>>,
+    Path(device_id): Path<String>,
+    Body(c): Body<CheckIn>,
+) -> Result<Json<CheckInAnswer>, ApiError> {
+    let assignment = state.store.check_in(device_id, c).await?;
+    state.metrics.check_in();
+    Ok(Json(CheckInAnswer {
+        assignment,
+        poll_seconds: POLL_SECONDS,
+    }))
+}
+
+pub async fn report(
+    State(state): State<Arc<AppState>>,
+    Path(device_id): Path<String>,
+    Body(r): Body<Report>,
+) -> Result<Json<ReportAnswer>, ApiError> {
+    let reported = r.state;
+    let answer = state.store.report(device_id, r).await?;
+    if answer.applied {
+        state.metrics.report(reported.as_str());
+    }
+    Ok(Json(answer))
+}
+
+/// Serves an artifact's bytes; `Range` requests get `206 Partial Content`.
+pub async fn artifact(
+    State(state): State<Arc<AppState>>,
+    Path(sha256): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no artifact `{sha256}`"));
+    let path = state.store.blob_path(&sha256).ok_or_else(not_found)?;
+    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
+        return Err(not_found());
+    }
+    let response = ServeFile::new(&path)
+        .oneshot(req)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(response.map(axum::body::Body::new).into_response())
+}

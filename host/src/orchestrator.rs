@@ -1,0 +1,186 @@
+//! The orchestrator: runs every active deployment wave by wave.
+//!
+//! One pass, every tick, for each active deployment: give up on devices past their deadline
+//! (retry with a doubling backoff, quarantine after the last try); start the current wave and hand
+//! out its devices up to `maxInFlight`; count the wave and gather the health samples the new
+//! version's devices sent; when those inputs changed, or the policy's last `wait` ran out, ask the
+//! health policy (in the sandbox) and store its verdict with its inputs; act on it: next wave,
+//! done, pause, or roll back. A rollback ends when every device sent back has answered.
+//!
+//! All state is in the store; the orchestrator keeps only caches (warm policy instances, the
+//! inputs last judged), so a restarted server carries on where the last one stopped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use hotswap_plan::health::Verdict;
+
+use crate::api::AppState;
+use crate::plugin::{HealthSample, HealthSession, WaveStats};
+use crate::store::{Deployment, DeploymentState, StoreError, WaveView, now_ms};
+
+/// How often the orchestrator looks at its deployments when nothing says otherwise.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(500);
+
+/// What was last judged for a deployment: the wave and its counts, and when to ask again if
+/// they stay the same.
+struct Judged {
+    inputs: (u32, u32, u32, u32, bool),
+    again_at: i64,
+}
+
+pub struct Orchestrator {
+    state: Arc<AppState>,
+    sessions: HashMap<i64, HealthSession>,
+    judged: HashMap<i64, Judged>,
+}
+
+/// Stops the orchestrator's thread when dropped.
+pub struct Running {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Orchestrator {
+    pub fn new(state: Arc<AppState>) -> Orchestrator {
+        Orchestrator {
+            state,
+            sessions: HashMap::new(),
+            judged: HashMap::new(),
+        }
+    }
+
+    /// Runs a pass every `tick` on a thread of its own until the returned handle is dropped.
+    pub fn spawn(mut self, tick: Duration) -> Running {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("hotswap-orchestrator".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                    if let Err(e) = self.pass(now_ms()) {
+                        tracing::error!(error = %e, "orchestrator pass failed");
+                    }
+                }
+            })
+            .expect("the orchestrator thread starts");
+        Running {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// One look at every active deployment.
+    pub fn pass(&mut self, now: i64) -> Result<(), StoreError> {
+        let active = self.state.store.active_deployments()?;
+        for d in &active {
+            if let Err(e) = self.advance(d, now) {
+                tracing::error!(deployment = d.id, error = %e, "advancing a deployment failed");
+            }
+        }
+        self.sessions
+            .retain(|id, _| active.iter().any(|d| d.id == *id));
+        self.judged
+            .retain(|id, _| active.iter().any(|d| d.id == *id));
+        Ok(())
+    }
+
+    fn advance(&mut self, d: &Deployment, now: i64) -> Result<(), StoreError> {
+        let state = self.state.clone();
+        let store = &state.store;
+        store.expire(d, now)?;
+        let mut d = d.clone();
+        loop {
+            match d.state {
+                DeploymentState::RollingBack => {
+                    store.finish_rollback(&d, now)?;
+                    return Ok(());
+                }
+                DeploymentState::Running => {}
+                _ => return Ok(()),
+            }
+            let view = store.advance_wave(&d, now)?;
+            let s = &view.stats;
+            let inputs = (
+                view.index,
+                s.succeeded,
+                s.failed,
+                s.in_progress,
+                s.settled_seconds.is_some(),
+            );
+            if let Some(j) = self.judged.get(&d.id)
+                && j.inputs == inputs
+                && now < j.again_at
+            {
+                return Ok(());
+            }
+            let verdict = self.judge(&d, &view);
+            store.decide(&d, &view, &verdict, now)?;
+            let again_at = match &verdict {
+                Verdict::Wait { seconds } => now + i64::from(*seconds) * 1000,
+                _ => now,
+            };
+            self.judged.insert(d.id, Judged { inputs, again_at });
+            if verdict != Verdict::Proceed {
+                return Ok(());
+            }
+            // The next wave starts in this same pass.
+            d = store.deployment(d.id)?;
+        }
+    }
+
+    /// The health policy's verdict; a policy that fails pauses the deployment, it never lets it
+    /// go on unjudged.
+    fn judge(&mut self, d: &Deployment, view: &WaveView) -> Verdict {
+        if !self.sessions.contains_key(&d.id) {
+            match self.load_policy(d) {
+                Ok(s) => self.sessions.insert(d.id, s),
+                Err(reason) => return Verdict::Pause { reason },
+            };
+        }
+        let session = self.sessions.get_mut(&d.id).expect("inserted above");
+        let stats = WaveStats::from(&view.stats);
+        let samples: Vec<HealthSample> = view.samples.iter().map(HealthSample::from).collect();
+        match session.evaluate(&d.health_config, &stats, &samples) {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                self.sessions.remove(&d.id);
+                Verdict::Pause {
+                    reason: format!("the health policy failed: {e}"),
+                }
+            }
+        }
+    }
+
+    fn load_policy(&self, d: &Deployment) -> Result<HealthSession, String> {
+        let runtime = &self.state.runtime;
+        let policy =
+            match &d.health_sha256 {
+                // A built-in is recorded as `name@version`; its name alone finds it.
+                None => {
+                    let name = d.health_policy.split('@').next().unwrap_or_default();
+                    runtime.builtin_health_policy(name)
+                }
+                Some(sha) => {
+                    let bytes =
+                        self.state.store.blobs().get(sha).map_err(|e| {
+                            format!("the health policy's component is missing: {e}")
+                        })?;
+                    runtime.load_health_policy(&bytes)
+                }
+            };
+        policy
+            .map(|p| p.session())
+            .map_err(|e| format!("the health policy cannot be loaded: {e}"))
+    }
+}
