@@ -12,11 +12,11 @@ use hotswap_device_vm::sim::ReleaseKey;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-fn release_key() -> ReleaseKey {
+pub(crate) fn release_key() -> ReleaseKey {
     ReleaseKey::from_seed([7; 32])
 }
 
-fn data_dir() -> PathBuf {
+pub(crate) fn data_dir() -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "hotswap-api-{}-{}",
@@ -28,14 +28,14 @@ fn data_dir() -> PathBuf {
 }
 
 /// A running server; stops when dropped.
-struct Server {
-    url: String,
+pub(crate) struct Server {
+    pub(crate) url: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
-    async fn start(dir: &std::path::Path) -> Server {
+    pub(crate) async fn start(dir: &std::path::Path) -> Server {
         let config = ServerConfig {
             data_dir: dir.to_path_buf(),
             trusted_keys: vec![release_key().trusted()],
@@ -63,14 +63,14 @@ impl Server {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         let _ = (&mut self.task).await;
     }
 }
 
 /// A registration of `image` as `version`, signed by `key`.
-fn registration(key: &ReleaseKey, version: &str, image: &[u8]) -> Value {
+pub(crate) fn registration(key: &ReleaseKey, version: &str, image: &[u8]) -> Value {
     let v = Version::parse(version).unwrap();
     let release = key.release(v, image, 0);
     json!({
@@ -83,11 +83,15 @@ fn registration(key: &ReleaseKey, version: &str, image: &[u8]) -> Value {
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn post(client: &reqwest::Client, url: String, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: &Value,
+) -> (StatusCode, Value) {
     let response = client.post(url).json(body).send().await.unwrap();
     let status = response.status();
     (status, response.json().await.unwrap())
@@ -118,11 +122,11 @@ fn edited(base: &Value, f: &dyn Fn(&mut Value)) -> Value {
     body
 }
 
-async fn get(client: &reqwest::Client, url: String) -> Value {
+pub(crate) async fn get(client: &reqwest::Client, url: String) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
-fn message(body: &Value) -> &str {
+pub(crate) fn message(body: &Value) -> &str {
     body["error"]["message"]
         .as_str()
         .unwrap_or_else(|| panic!("not a JSON error: {body}"))
@@ -236,7 +240,7 @@ async fn firmware_is_registered_listed_and_deprecated() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-fn hotswap_agents_image() -> Vec<u8> {
+pub(crate) fn hotswap_agents_image() -> Vec<u8> {
     // Any bytes will do for the registry; it checks checksums and signatures, not WebAssembly.
     (0..4096u32).map(|i| (i * 7 % 251) as u8).collect()
 }

@@ -3,6 +3,7 @@
 mod api;
 mod health;
 mod hostile;
+mod orchestrator;
 mod runtime;
 mod strategies;
 

@@ -453,7 +453,7 @@ impl Store {
                 d.retry.max_attempts,
                 d.retry.retry_backoff_seconds,
                 d.waves.len() as u32,
-                now
+                now / 1000
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -782,10 +782,10 @@ impl Store {
             None => {
                 tx.execute(
                     "UPDATE waves SET started_at = ?3 WHERE deployment_id = ?1 AND idx = ?2",
-                    params![d.id, wave, now],
+                    params![d.id, wave, now / 1000],
                 )?;
                 event(&tx, d.id, None, &format!("wave {} started", wave + 1), now)?;
-                now
+                now / 1000
             }
         };
         let timeout = i64::from(d.retry.device_timeout_seconds) * 1000;
@@ -819,9 +819,9 @@ impl Store {
             (0, None) => {
                 tx.execute(
                     "UPDATE waves SET settled_at = ?3 WHERE deployment_id = ?1 AND idx = ?2",
-                    params![d.id, wave, now],
+                    params![d.id, wave, now / 1000],
                 )?;
-                Some(now)
+                Some(now / 1000)
             }
             (0, Some(t)) => Some(t),
             _ => None,
@@ -860,7 +860,7 @@ impl Store {
             samples
         };
         tx.commit()?;
-        let seconds = |ms: i64| u32::try_from(ms.max(0) / 1000).unwrap_or(u32::MAX);
+        let seconds = |since: i64| u32::try_from((now / 1000 - since).max(0)).unwrap_or(u32::MAX);
         Ok(WaveView {
             index: wave,
             stats: WaveStats {
@@ -872,8 +872,8 @@ impl Store {
                 succeeded,
                 failed,
                 in_progress,
-                elapsed_seconds: seconds(now - started_at),
-                settled_seconds: settled_at.map(|t| seconds(now - t)),
+                elapsed_seconds: seconds(started_at),
+                settled_seconds: settled_at.map(seconds),
                 deployment_targeted: all,
                 deployment_succeeded: all_succeeded,
                 deployment_failed: all_failed,
@@ -904,7 +904,7 @@ impl Store {
                 json(&view.stats),
                 json(&view.samples),
                 json(verdict),
-                now
+                now / 1000
             ],
         )?;
         let current = deployment(&tx, d.id)?;
@@ -925,7 +925,7 @@ impl Store {
                 Verdict::Proceed => {
                     tx.execute(
                         "UPDATE deployments SET current_wave = ?2, updated_at = ?3 WHERE id = ?1",
-                        params![d.id, wave, now],
+                        params![d.id, wave, now / 1000],
                     )?;
                     event(&tx, d.id, None, &format!("wave {wave} passed"), now)?;
                 }
@@ -1214,7 +1214,7 @@ fn set_state(
 ) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE deployments SET state = ?2, reason = COALESCE(?3, reason), updated_at = ?4 WHERE id = ?1",
-        params![id, state.as_str(), reason, now],
+        params![id, state.as_str(), reason, now / 1000],
     )?;
     Ok(())
 }

@@ -1,0 +1,543 @@
+//! The orchestrator over real HTTP: a real server, and scripted device clients speaking the
+//! device protocol (check-in, Range download, reports, each report sent twice to prove a retry
+//! changes nothing). A canary rollout completes; a rollout whose devices fail rolls back by
+//! itself and every device ends on the version it had; a device that stops answering is retried
+//! with backoff, then quarantined.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hotswap_device_vm::Version;
+use hotswap_device_vm::image::Manifest;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::{Server, data_dir, get, hex, post, registration, release_key};
+
+/// What a scripted device does with the version it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Behaviour {
+    /// Installs, passes its trial, stays healthy.
+    Good,
+    /// Installs, fails its self-test, reverts on its own.
+    FailsSelfTest,
+    /// Installs and confirms, then reports traps at every check-in.
+    Unhealthy,
+    /// Never answers its assignment.
+    Silent,
+}
+
+/// A distinct image per version.
+pub(crate) fn image(version: &str) -> Vec<u8> {
+    let mut image = crate::api::hotswap_agents_image();
+    image.extend_from_slice(version.as_bytes());
+    image
+}
+
+pub(crate) async fn register_firmware(client: &reqwest::Client, url: &str, version: &str) {
+    let (status, body) = post(
+        client,
+        format!("{url}/api/v1/firmware"),
+        &registration(&release_key(), version, &image(version)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+pub(crate) async fn register_devices(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+    version: &str,
+) -> Vec<String> {
+    let regions = ["eu-west", "us-east", "ap-south"];
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("d-{i:03}");
+        let body = json!({"deviceId": id, "deviceModel": "sensor-v1", "region": regions[i % 3], "firmwareVersion": version});
+        let (status, answer) = post(client, format!("{url}/api/v1/devices"), &body).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        ids.push(id);
+    }
+    ids
+}
+
+/// A POST that survives a server that is down for a while (the crash test restarts it).
+async fn send(client: &reqwest::Client, url: &str, body: &Value) -> Value {
+    loop {
+        if let Ok(r) = client.post(url).json(body).send().await
+            && r.status().is_success()
+            && let Ok(v) = r.json::<Value>().await
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reports `state`, twice: the second, a retry, must change nothing.
+async fn report(
+    client: &reqwest::Client,
+    url: &str,
+    assignment: &Value,
+    state: &str,
+    reason: &str,
+) {
+    let body =
+        json!({"assignmentId": assignment["assignmentId"], "state": state, "reason": reason});
+    let first = send(client, url, &body).await;
+    let again = send(client, url, &body).await;
+    assert_eq!(
+        again["applied"], false,
+        "a retried {state} report changed something: {first} then {again}"
+    );
+}
+
+/// Downloads an artifact in two HTTP ranges, as a device resuming a broken download does.
+async fn download(client: &reqwest::Client, url: &str, size: usize) -> Vec<u8> {
+    let half = size / 2;
+    let mut bytes = Vec::with_capacity(size);
+    for range in [format!("bytes=0-{}", half - 1), format!("bytes={half}-")] {
+        let r = loop {
+            match client.get(url).header("Range", &range).send().await {
+                Ok(r) => break r,
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        bytes.extend_from_slice(&r.bytes().await.unwrap());
+    }
+    bytes
+}
+
+/// A device client following a script until `stop` is set. Returns the version it ends on.
+pub(crate) async fn scripted_device(
+    url: String,
+    id: String,
+    mut version: String,
+    behaviour: impl Fn(&str) -> Behaviour,
+    stop: Arc<AtomicBool>,
+) -> String {
+    let client = reqwest::Client::new();
+    let check_in = format!("{url}/api/v1/devices/{id}/check-in");
+    let reports = format!("{url}/api/v1/devices/{id}/reports");
+    let mut traps = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let health = json!({"healthy": traps == 0, "traps": traps});
+        let answer = send(
+            &client,
+            &check_in,
+            &json!({"firmwareVersion": version, "health": health}),
+        )
+        .await;
+        let a = &answer["assignment"];
+        if a.is_object() {
+            let target = a["version"].as_str().unwrap().to_string();
+            let b = behaviour(&target);
+            if b != Behaviour::Silent {
+                report(&client, &reports, a, "downloading", "").await;
+                let size = a["size"].as_u64().unwrap() as usize;
+                let bytes = download(
+                    &client,
+                    &format!("{url}{}", a["url"].as_str().unwrap()),
+                    size,
+                )
+                .await;
+                let sha = Manifest::for_image(Version::parse(&target).unwrap(), &bytes, 0).sha256;
+                assert_eq!(
+                    a["checksum"],
+                    format!("sha256:{}", hex(&sha)),
+                    "{id}: the bytes match the checksum"
+                );
+                report(&client, &reports, a, "downloaded", "").await;
+                report(&client, &reports, a, "verifying", "").await;
+                report(&client, &reports, a, "installed", "").await;
+                if a["mode"] == "rollback" {
+                    version = target;
+                    traps = 0;
+                    report(&client, &reports, a, "rolled-back", "").await;
+                } else {
+                    report(&client, &reports, a, "trial", "").await;
+                    match b {
+                        Behaviour::FailsSelfTest => {
+                            report(
+                                &client,
+                                &reports,
+                                a,
+                                "rolled-back",
+                                "self-test failed: sensor read out of range",
+                            )
+                            .await;
+                        }
+                        Behaviour::Unhealthy => {
+                            version = target;
+                            traps = 3;
+                            report(&client, &reports, a, "confirmed", "").await;
+                        }
+                        Behaviour::Good | Behaviour::Silent => {
+                            version = target;
+                            traps = 0;
+                            report(&client, &reports, a, "confirmed", "").await;
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    version
+}
+
+/// Polls the deployment's status until it is in one of `states`.
+pub(crate) async fn wait_for(
+    client: &reqwest::Client,
+    url: &str,
+    id: i64,
+    states: &[&str],
+) -> Value {
+    for _ in 0..1200 {
+        let status = get(client, format!("{url}/api/v1/deployments/{id}/status")).await;
+        if states.iter().any(|s| status["state"] == *s) {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = get(client, format!("{url}/api/v1/deployments/{id}/status")).await;
+    panic!("deployment {id} never reached {states:?}: {status:#}");
+}
+
+/// A fleet of scripted devices running in the background.
+pub(crate) struct Fleet {
+    stop: Arc<AtomicBool>,
+    devices: Vec<(String, tokio::task::JoinHandle<String>)>,
+}
+
+impl Fleet {
+    pub(crate) fn start(
+        url: &str,
+        ids: &[String],
+        version: &str,
+        behaviour: impl Fn(&str, &str) -> Behaviour + Clone + Send + Sync + 'static,
+    ) -> Fleet {
+        let stop = Arc::new(AtomicBool::new(false));
+        let devices = ids
+            .iter()
+            .map(|id| {
+                let b = behaviour.clone();
+                let device = id.clone();
+                let task = tokio::spawn(scripted_device(
+                    url.to_string(),
+                    id.clone(),
+                    version.to_string(),
+                    move |v| b(&device, v),
+                    stop.clone(),
+                ));
+                (id.clone(), task)
+            })
+            .collect();
+        Fleet { stop, devices }
+    }
+
+    /// Stops every device; returns the version each ended on.
+    pub(crate) async fn stop(self) -> BTreeMap<String, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut versions = BTreeMap::new();
+        for (id, task) in self.devices {
+            versions.insert(id, task.await.unwrap());
+        }
+        versions
+    }
+}
+
+async fn versions_on_server(client: &reqwest::Client, url: &str) -> BTreeMap<String, String> {
+    let page = get(client, format!("{url}/api/v1/devices?limit=1000")).await;
+    page["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["deviceId"].as_str().unwrap().to_string(),
+                d["firmwareVersion"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn canary(version: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "firmwareVersion": version,
+        "deviceModel": "sensor-v1",
+        "targetFilter": {},
+        "strategy": "Canary",
+        "config": {"initialPercentage": 10, "increments": [50, 100], "gate": {"soakSeconds": 0}},
+        "healthConfig": {"pollSeconds": 1},
+    });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_rollout_completes_wave_by_wave() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let url = server.url.clone();
+    let client = reqwest::Client::new();
+    register_firmware(&client, &url, "1.0.0").await;
+    register_firmware(&client, &url, "2.0.0").await;
+    let ids = register_devices(&client, &url, 30, "1.0.0").await;
+
+    let (status, started) = post(
+        &client,
+        format!("{url}/api/v1/deployments"),
+        &canary("2.0.0", json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let id = started["id"].as_i64().unwrap();
+    // Paused before any device has been seen: nothing is handed out until it is resumed.
+    let (status, paused) = post(
+        &client,
+        format!("{url}/api/v1/deployments/{id}/pause"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{paused}");
+    let fleet = Fleet::start(&url, &ids, "1.0.0", |_, _| Behaviour::Good);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = get(&client, format!("{url}/api/v1/deployments/{id}/status")).await;
+    assert_eq!(status["state"], "paused");
+    assert_eq!(status["states"].get("confirmed"), None, "{status:#}");
+    let (status, _) = post(
+        &client,
+        format!("{url}/api/v1/deployments/{id}/resume"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let done = wait_for(&client, &url, id, &["completed", "rolled-back", "paused"]).await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+    let sizes: Vec<u64> = done["waveStatus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["succeeded"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [3, 12, 15], "{done:#}");
+    assert_eq!(done["states"], json!({"confirmed": 30}));
+    let versions = fleet.stop().await;
+    assert!(versions.values().all(|v| v == "2.0.0"), "{versions:?}");
+    assert!(
+        versions_on_server(&client, &url)
+            .await
+            .values()
+            .all(|v| v == "2.0.0")
+    );
+
+    // Every verdict is on record with its inputs; the last wave's is `proceed`.
+    let decisions = get(&client, format!("{url}/api/v1/deployments/{id}/decisions")).await;
+    let decisions = decisions.as_array().unwrap();
+    let proceeds: Vec<u64> = decisions
+        .iter()
+        .filter(|d| d["verdict"]["verdict"] == "proceed")
+        .map(|d| d["wave"].as_u64().unwrap())
+        .collect();
+    assert_eq!(proceeds, [0, 1, 2], "{decisions:#?}");
+    let last = decisions.last().unwrap();
+    assert_eq!(last["stats"]["succeeded"], 15);
+    assert_eq!(last["stats"]["deploymentSucceeded"], 30);
+    assert_eq!(last["policy"], "default@0.1.0");
+    assert_eq!(
+        last["samples"].as_array().unwrap().len(),
+        15,
+        "the health samples the verdict saw"
+    );
+
+    // The devices are free again for the next deployment; metrics count the reports.
+    let (status, next) = post(
+        &client,
+        format!("{url}/api/v1/deployments?dryRun=true"),
+        &canary("1.0.0", json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{next}");
+    let metrics = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("hotswap_device_reports_total{state=\"confirmed\"} 30"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hotswap_deployments{state=\"completed\"} 1"),
+        "{metrics}"
+    );
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_rollout_rolls_back_and_every_device_ends_on_its_previous_version() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let url = server.url.clone();
+    let client = reqwest::Client::new();
+    for v in ["1.0.0", "2.0.0", "3.0.0"] {
+        register_firmware(&client, &url, v).await;
+    }
+    let ids = register_devices(&client, &url, 20, "1.0.0").await;
+    // 3.0.0 is broken: half the devices fail its self-test, the others take it and then trap.
+    let fleet = Fleet::start(&url, &ids, "1.0.0", |device, version| {
+        let n: usize = device[2..].parse().unwrap();
+        match (version, n % 2) {
+            ("3.0.0", 0) => Behaviour::Unhealthy,
+            ("3.0.0", _) => Behaviour::FailsSelfTest,
+            _ => Behaviour::Good,
+        }
+    });
+    let deploy = |version: &str, initial: u32| {
+        let mut body = canary(version, json!({}));
+        body["config"]["initialPercentage"] = json!(initial);
+        body
+    };
+    let (status, v2) = post(
+        &client,
+        format!("{url}/api/v1/deployments"),
+        &deploy("2.0.0", 10),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v2}");
+    let done = wait_for(
+        &client,
+        &url,
+        v2["id"].as_i64().unwrap(),
+        &["completed", "rolled-back", "paused"],
+    )
+    .await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+
+    let (status, v3) = post(
+        &client,
+        format!("{url}/api/v1/deployments"),
+        &deploy("3.0.0", 20),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v3}");
+    let id = v3["id"].as_i64().unwrap();
+    let done = wait_for(&client, &url, id, &["completed", "rolled-back", "paused"]).await;
+    assert_eq!(done["state"], "rolled-back", "{done:#}");
+    assert_eq!(
+        done["currentWave"], 0,
+        "stopped in the canary wave: {done:#}"
+    );
+    assert!(
+        done["reason"].as_str().unwrap().contains("wave 1"),
+        "{done:#}"
+    );
+    let sent_back = done["rollback"]["rolled-back"].as_u64().unwrap_or(0);
+    assert!(
+        sent_back >= 1,
+        "devices that took 3.0.0 were sent back: {done:#}"
+    );
+    assert!(
+        done["recentEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"].as_str().unwrap().contains("self-test failed")),
+        "{done:#}"
+    );
+
+    let versions = fleet.stop().await;
+    assert!(
+        versions.values().all(|v| v == "2.0.0"),
+        "every device on the previous version: {versions:?}"
+    );
+    assert!(
+        versions_on_server(&client, &url)
+            .await
+            .values()
+            .all(|v| v == "2.0.0")
+    );
+    let decisions = get(&client, format!("{url}/api/v1/deployments/{id}/decisions")).await;
+    let last = decisions.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["verdict"]["verdict"], "rollBack", "{last:#}");
+    assert_eq!(last["stats"]["wave"], 0);
+    assert!(last["stats"]["failed"].as_u64().unwrap() > 0, "{last:#}");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_device_is_retried_with_backoff_then_quarantined() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let url = server.url.clone();
+    let client = reqwest::Client::new();
+    register_firmware(&client, &url, "1.0.0").await;
+    register_firmware(&client, &url, "2.0.0").await;
+    let ids = register_devices(&client, &url, 3, "1.0.0").await;
+    let fleet = Fleet::start(&url, &ids, "1.0.0", |device, _| {
+        if device == "d-002" {
+            Behaviour::Silent
+        } else {
+            Behaviour::Good
+        }
+    });
+    let body = json!({
+        "firmwareVersion": "2.0.0", "deviceModel": "sensor-v1", "targetDevices": ids,
+        "strategy": "direct", "config": {"gate": {"soakSeconds": 0, "minSuccessPercent": 60}},
+        "healthConfig": {"failureThresholdPercent": 50, "pollSeconds": 1},
+        "deviceTimeoutSeconds": 1, "maxAttempts": 2, "retryBackoffSeconds": 1,
+    });
+    let (status, started) = post(&client, format!("{url}/api/v1/deployments"), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let id = started["id"].as_i64().unwrap();
+    let done = wait_for(&client, &url, id, &["completed", "rolled-back", "paused"]).await;
+    let events: Vec<&str> = done["recentEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert!(
+        events.iter().any(|e| e.contains("try 2 of 2 in 1 s")),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("quarantined: no report for 1 s, 2 times")),
+        "{events:#?}"
+    );
+    assert_eq!(done["waveStatus"][0]["failed"], 1, "{done:#}");
+    assert_eq!(
+        done["state"], "completed",
+        "two of three is within the 60% gate: {done:#}"
+    );
+    let silent = get(&client, format!("{url}/api/v1/devices/d-002")).await;
+    assert_eq!(silent["status"], "quarantined");
+    // A quarantined device is left out of the next plan.
+    let (status, plan) = post(
+        &client,
+        format!("{url}/api/v1/deployments?dryRun=true"),
+        &canary("1.0.0", json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{plan}");
+    assert_eq!(plan["targets"], 2);
+    assert_eq!(plan["quarantinedSkipped"], 1);
+    fleet.stop().await;
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
