@@ -5,9 +5,11 @@
 //! - [`api`]: the HTTP API.
 //! - [`orchestrator`]: runs deployments wave by wave, asking the health policy.
 //! - [`server`]: `hotswap serve`, putting them together.
+//! - [`cli`]: the `hotswap` command line.
 //! - [`demo`]: the built-in demonstration the README's first command runs.
 
 pub mod api;
+pub mod cli;
 pub mod demo;
 pub mod orchestrator;
 pub mod plugin;

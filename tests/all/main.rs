@@ -1,6 +1,7 @@
 //! Cross-crate tests, one binary with a module per topic so it links once.
 
 mod api;
+mod crash;
 mod health;
 mod hostile;
 mod orchestrator;

@@ -1,0 +1,226 @@
+//! The `hotswap` command line; `src/main.rs` only calls [`main`].
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::plugin::{Plugin, PluginRuntime, RuntimeConfig, WaveStats};
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hotswap",
+    version,
+    about = "HotSwap: programmable, safe rollouts of WebAssembly agents to IoT fleets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: the HTTP API over a data directory.
+    Serve {
+        /// Where to listen [default: 127.0.0.1:8080].
+        #[arg(long, env = "HOTSWAP_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+        /// Database, artifacts and compiled plugins [default: ./hotswap-data].
+        #[arg(long, env = "HOTSWAP_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Ed25519 public keys (hex) whose signatures firmware must carry; comma-separated in the
+        /// environment.
+        #[arg(
+            long = "trusted-key",
+            env = "HOTSWAP_TRUSTED_KEYS",
+            value_delimiter = ','
+        )]
+        trusted_keys: Vec<String>,
+        /// A TOML configuration file; flags and environment override it.
+        #[arg(long, env = "HOTSWAP_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Plan a rollout over a generated fleet with every built-in strategy, in the sandbox.
+    Demo {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 3)]
+        regions: usize,
+    },
+    /// Plan a rollout over a generated fleet with one built-in strategy and print the waves.
+    Plan {
+        /// A built-in strategy: direct, regional, canary, blue-green, rolling.
+        #[arg(long)]
+        strategy: String,
+        /// The strategy's configuration, a JSON object.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 3)]
+        regions: usize,
+    },
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Check a component the way an upload is checked, then run it once on a generated fleet.
+    Check {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Parameters to run it with, a JSON object.
+        #[arg(long, default_value = "{}")]
+        config: String,
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        #[arg(long, default_value_t = 3)]
+        regions: usize,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(overrides: crate::server::Overrides, config_file: Option<PathBuf>) -> Result<()> {
+    let file = match config_file {
+        Some(path) => crate::server::FileConfig::load(&path)?,
+        None => crate::server::FileConfig::default(),
+    };
+    let (listen, config) = crate::server::resolve(overrides, file)?;
+    if config.trusted_keys.is_empty() {
+        tracing::warn!(
+            "no trusted release keys: every firmware registration will be refused (pass --trusted-key)"
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let state = crate::server::state(&config)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        eprintln!(
+            "hotswap: serving on http://{} with data in {}",
+            listener.local_addr()?,
+            config.data_dir.display()
+        );
+        // Ctrl-C, or SIGTERM as service managers send it: finish the requests in flight, then stop.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        crate::server::serve(listener, state, async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+        .await
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Command::Serve {
+        listen,
+        data_dir,
+        trusted_keys,
+        config,
+    } = cli.command
+    {
+        return serve(
+            crate::server::Overrides {
+                listen,
+                data_dir,
+                trusted_keys,
+            },
+            config,
+        );
+    }
+    let runtime = PluginRuntime::new(RuntimeConfig::default())?;
+    let mut out = io::stdout().lock();
+    match cli.command {
+        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Demo { devices, regions } => {
+            crate::demo::run(&runtime, devices, regions, &mut out)
+        }
+        Command::Plan {
+            strategy,
+            config,
+            devices,
+            regions,
+        } => {
+            let strategy = runtime.builtin_strategy(&strategy)?;
+            crate::demo::plan_generated(&strategy, &config, devices, regions, &mut out)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Check {
+                    file,
+                    config,
+                    devices,
+                    regions,
+                },
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let plugin = runtime.load(&bytes)?;
+            let d = plugin.description();
+            writeln!(
+                out,
+                "ok: {} plugin `{}` version {}: {}",
+                plugin.kind(),
+                d.name,
+                d.version,
+                d.summary
+            )?;
+            writeln!(out, "sha256 {}", plugin.content_hash())?;
+            match plugin {
+                Plugin::Strategy(s) => {
+                    crate::demo::plan_generated(&s, &config, devices, regions, &mut out)
+                }
+                Plugin::HealthPolicy(h) => {
+                    let stats = WaveStats::from(&hotswap_plan::health::WaveStats {
+                        wave: 0,
+                        waves: 2,
+                        mode: hotswap_plan::Mode::Install,
+                        gate: hotswap_plan::Gate {
+                            soak_seconds: 0,
+                            min_success_percent: 95,
+                            failure_budget: 10,
+                            min_sample: 10,
+                        },
+                        targeted: 100,
+                        succeeded: 97,
+                        failed: 3,
+                        in_progress: 0,
+                        elapsed_seconds: 60,
+                        settled_seconds: Some(30),
+                        deployment_targeted: 1000,
+                        deployment_succeeded: 97,
+                        deployment_failed: 3,
+                    });
+                    let verdict = h.evaluate(&config, &stats, &[])?;
+                    writeln!(out, "a wave of 100 with 97 ok and 3 failed -> {verdict}")?;
+                    Ok(())
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Crash safety: the real `hotswap serve` in a process of its own, killed with SIGKILL at several
+//! points of a running deployment and restarted on the same data directory. Scripted devices keep
+//! polling through the outages. The deployment must resume and finish with every device updated
+//! once: no device state lost, none duplicated, no wave started or judged twice.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::{data_dir, get, hex, post, release_key};
+use crate::orchestrator::{Behaviour, Fleet, register_devices, register_firmware, wait_for};
+
+/// The server process; killed (SIGKILL) when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(dir: &Path, port: u16) -> Process {
+    let config = dir.with_extension("toml");
+    std::fs::write(&config, "orchestrator-tick-ms = 50\n").unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.with_extension("log"))
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_hotswap-under-test"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--config")
+        .arg(&config)
+        .arg("--trusted-key")
+        .arg(hex(release_key().trusted().key.as_bytes()))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the server starts");
+    let process = Process(child);
+    let client = reqwest::Client::new();
+    for _ in 0..600 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            && r.status() == StatusCode::OK
+        {
+            return process;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the server did not answer /healthz in 30 s");
+}
+
+/// Waits until `ready` says yes of the deployment's status.
+async fn until(
+    client: &reqwest::Client,
+    url: &str,
+    id: i64,
+    what: &str,
+    ready: impl Fn(&Value) -> bool,
+) {
+    for _ in 0..1200 {
+        let status = get(client, format!("{url}/api/v1/deployments/{id}/status")).await;
+        if ready(&status) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("deployment {id} never reached the kill point `{what}`");
+}
+
+fn confirmed(status: &Value) -> u64 {
+    status["states"]["confirmed"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_survives_sigkill_at_several_points() {
+    let dir = data_dir();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let mut server = start(&dir, port).await;
+    register_firmware(&client, &url, "1.0.0").await;
+    register_firmware(&client, &url, "2.0.0").await;
+    let ids = register_devices(&client, &url, 24, "1.0.0").await;
+    let fleet = Fleet::start(&url, &ids, "1.0.0", |_, _| Behaviour::Good);
+
+    let body = json!({
+        "firmwareVersion": "2.0.0", "deviceModel": "sensor-v1", "targetFilter": {},
+        "strategy": "canary",
+        "config": {"initialPercentage": 25, "increments": [50, 100], "gate": {"soakSeconds": 1}},
+        "healthConfig": {"pollSeconds": 1},
+    });
+    let (status, started) = post(&client, format!("{url}/api/v1/deployments"), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let id = started["id"].as_i64().unwrap();
+
+    // Kill points: just after the start was acknowledged; while the first wave's devices report;
+    // while the first wave soaks; in the second wave; in the last.
+    let points: [(&str, fn(&Value) -> bool); 4] = [
+        ("first wave reporting", |s| confirmed(s) >= 1),
+        ("first wave soaking", |s| {
+            s["waveStatus"][0]["settledAt"].is_number()
+        }),
+        ("second wave", |s| s["currentWave"] == 1 && confirmed(s) > 6),
+        ("last wave", |s| s["currentWave"] == 2),
+    ];
+    drop(server);
+    server = start(&dir, port).await;
+    for (what, ready) in points {
+        until(&client, &url, id, what, ready).await;
+        drop(server);
+        server = start(&dir, port).await;
+    }
+
+    let done = wait_for(&client, &url, id, &["completed", "rolled-back", "paused"]).await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+    assert_eq!(
+        done["states"],
+        json!({"confirmed": 24}),
+        "every device once: {done:#}"
+    );
+    let per_wave: Vec<u64> = done["waveStatus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["devices"].as_u64().unwrap())
+        .collect();
+    assert_eq!(per_wave, [6, 6, 12], "{done:#}");
+    let decisions = get(&client, format!("{url}/api/v1/deployments/{id}/decisions")).await;
+    let proceeds: Vec<u64> = decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["verdict"]["verdict"] == "proceed")
+        .map(|d| d["wave"].as_u64().unwrap())
+        .collect();
+    assert_eq!(proceeds, [0, 1, 2], "each wave passed once");
+    let versions = fleet.stop().await;
+    assert!(versions.values().all(|v| v == "2.0.0"), "{versions:?}");
+    let page = get(&client, format!("{url}/api/v1/devices?limit=1000")).await;
+    assert!(
+        page["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["firmwareVersion"] == "2.0.0")
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(dir.with_extension("toml"));
+    let _ = std::fs::remove_file(dir.with_extension("log"));
+}
