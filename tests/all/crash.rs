@@ -87,6 +87,9 @@ async fn until(
     panic!("deployment {id} never reached the kill point `{what}`");
 }
 
+/// Where to kill the server: a name, and when it is reached by the deployment's status.
+type KillPoint = (&'static str, fn(&Value) -> bool);
+
 fn confirmed(status: &Value) -> u64 {
     status["states"]["confirmed"].as_u64().unwrap_or(0)
 }
@@ -115,7 +118,7 @@ async fn a_deployment_survives_sigkill_at_several_points() {
 
     // Kill points: just after the start was acknowledged; while the first wave's devices report;
     // while the first wave soaks; in the second wave; in the last.
-    let points: [(&str, fn(&Value) -> bool); 4] = [
+    let points: [KillPoint; 4] = [
         ("first wave reporting", |s| confirmed(s) >= 1),
         ("first wave soaking", |s| {
             s["waveStatus"][0]["settledAt"].is_number()
