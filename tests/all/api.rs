@@ -904,6 +904,24 @@ async fn a_dry_run_deployment_returns_the_plan_with_device_ids() {
         )],
     )
     .await;
+    // An uploaded plugin cannot be deleted while an active deployment uses it.
+    let hostile = json!({"firmwareVersion": "2.0.0", "deviceModel": "sensor-v1", "targetDevices": ["s-050"], "strategy": "hostile"});
+    let (status, uses) = post(&client, api("deployments"), &hostile).await;
+    assert_eq!(status, StatusCode::CREATED, "{uses}");
+    let delete = |path: &str| client.delete(api(path)).send();
+    let refused = delete("plugins/hostile/0.1.0").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let answer: Value = refused.json().await.unwrap();
+    assert!(
+        message(&answer).contains("is used by deployment 3, which is still active"),
+        "{answer}"
+    );
+    let (status, _) = post(&client, api("deployments/3/cancel"), &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        delete("plugins/hostile/0.1.0").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
     for (path, status, expected) in [
         (
             "deployments/1/explode",

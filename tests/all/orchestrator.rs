@@ -358,6 +358,14 @@ async fn a_canary_rollout_completes_wave_by_wave() {
     assert!(samples.len() <= 15, "{last:#}");
     assert!(samples.iter().all(|s| s["healthy"] == true), "{last:#}");
 
+    // A device's inventory shows what it runs, its health and its history.
+    let device = get(&client, format!("{url}/api/v1/devices/d-000")).await;
+    assert_eq!(device["firmwareVersion"], "2.0.0", "{device:#}");
+    assert!(device["health"]["healthy"].as_bool().unwrap(), "{device:#}");
+    assert_eq!(device["history"][0]["version"], "2.0.0", "{device:#}");
+    assert_eq!(device["history"][0]["fromVersion"], "1.0.0", "{device:#}");
+    assert_eq!(device["history"][0]["state"], "confirmed", "{device:#}");
+
     // The devices are free again for the next deployment; metrics count the reports.
     let (status, next) = post(
         &client,
@@ -538,6 +546,108 @@ async fn a_silent_device_is_retried_with_backoff_then_quarantined() {
     assert_eq!(plan["targets"], 2);
     assert_eq!(plan["quarantinedSkipped"], 1);
     fleet.stop().await;
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_protocol_refuses_bad_input_with_clear_messages() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let url = server.url.clone();
+    let client = reqwest::Client::new();
+    register_firmware(&client, &url, "1.0.0").await;
+    register_devices(&client, &url, 1, "").await;
+    let devices = format!("{url}/api/v1/devices");
+    let cases: Vec<(&str, String, Value, StatusCode, &str)> = vec![
+        (
+            "unknown device",
+            format!("{devices}/nope/check-in"),
+            json!({}),
+            StatusCode::NOT_FOUND,
+            "no device `nope`: register it first",
+        ),
+        (
+            "unknown field",
+            format!("{devices}/d-000/check-in"),
+            json!({"battery": 3}),
+            StatusCode::BAD_REQUEST,
+            "unknown field `battery`",
+        ),
+        (
+            "health without `healthy`",
+            format!("{devices}/d-000/check-in"),
+            json!({"health": {"traps": 1}}),
+            StatusCode::BAD_REQUEST,
+            "missing field `healthy`",
+        ),
+        (
+            "unknown assignment",
+            format!("{devices}/d-000/reports"),
+            json!({"assignmentId": 42, "state": "downloading"}),
+            StatusCode::NOT_FOUND,
+            "no assignment 42 for device `d-000`",
+        ),
+        (
+            "a state devices do not report",
+            format!("{devices}/d-000/reports"),
+            json!({"assignmentId": 42, "state": "pending"}),
+            StatusCode::BAD_REQUEST,
+            "a device cannot report `pending`",
+        ),
+        (
+            "no such state",
+            format!("{devices}/d-000/reports"),
+            json!({"assignmentId": 42, "state": "exploded"}),
+            StatusCode::BAD_REQUEST,
+            "unknown variant `exploded`",
+        ),
+    ];
+    for (what, at, body, status, expected) in cases {
+        let (got, answer) = post(&client, at, &body).await;
+        assert_eq!(got, status, "{what}: {answer}");
+        assert!(
+            crate::api::message(&answer).contains(expected),
+            "{what}: {answer}"
+        );
+    }
+    // Nothing to do: no assignment; the check-in is recorded.
+    let (status, answer) = post(
+        &client,
+        format!("{devices}/d-000/check-in"),
+        &json!({"firmwareVersion": "1.0.0", "slots": [{"slot": "a", "version": "1.0.0", "state": "active"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({"assignment": null, "pollSeconds": 30}));
+    let device = get(&client, format!("{devices}/d-000")).await;
+    assert_eq!(device["status"], "online");
+    assert_eq!(device["firmwareVersion"], "1.0.0");
+    assert_eq!(device["slots"][0]["slot"], "a");
+
+    // Artifacts: a whole download, a resumed one, and unknown or malformed names.
+    let bytes = image("1.0.0");
+    let sha = hex(&Manifest::for_image(Version::parse("1.0.0").unwrap(), &bytes, 0).sha256);
+    let artifact = format!("{url}/api/v1/artifacts/{sha}");
+    let whole = client.get(&artifact).send().await.unwrap();
+    assert_eq!(whole.status(), StatusCode::OK);
+    assert_eq!(whole.bytes().await.unwrap().as_ref(), bytes.as_slice());
+    let rest = client
+        .get(&artifact)
+        .header("Range", "bytes=100-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(rest.bytes().await.unwrap().as_ref(), &bytes[100..]);
+    for name in ["00".repeat(32), "../hotswap.db".to_string()] {
+        let r = client
+            .get(format!("{url}/api/v1/artifacts/{name}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{name}");
+    }
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

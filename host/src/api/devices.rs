@@ -141,9 +141,24 @@ pub async fn list(
     Ok(Json(Page { devices, next }))
 }
 
+/// A device with its inventory: slots, last health, deployment history.
+#[derive(Serialize)]
+pub struct Detail {
+    #[serde(flatten)]
+    device: DeviceRecord,
+    #[serde(flatten)]
+    inventory: crate::store::Inventory,
+}
+
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<DeviceRecord>, ApiError> {
-    Ok(Json(state.store.device(&id)?))
+) -> Result<Json<Detail>, ApiError> {
+    super::blocking(move || {
+        Ok(Json(Detail {
+            device: state.store.device(&id)?,
+            inventory: state.store.inventory(&id)?,
+        }))
+    })
+    .await
 }

@@ -1325,3 +1325,68 @@ fn send_back(
 fn json<T: Serialize + ?Sized>(value: &T) -> String {
     serde_json::to_string(value).expect("decision inputs serialize")
 }
+
+/// One line of a device's history: what a deployment asked of it and how it went.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub deployment_id: i64,
+    /// `rollout`, or `rollback` when it was sent back.
+    pub kind: String,
+    pub mode: AssignmentMode,
+    pub version: String,
+    pub from_version: String,
+    pub state: DeviceState,
+    pub attempts: u32,
+    pub reason: Option<String>,
+    pub updated_at: i64,
+}
+
+/// What `GET /api/v1/devices/{id}` shows beyond the registry row.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    /// The slots as the device last described them.
+    pub slots: Option<Vec<SlotInfo>>,
+    /// Its last health report, with the version that sent it.
+    pub health: Option<serde_json::Value>,
+    /// Newest first, at most 50.
+    pub history: Vec<HistoryEntry>,
+}
+
+impl Store {
+    pub fn inventory(&self, device_id: &str) -> Result<Inventory, StoreError> {
+        let conn = self.conn();
+        let (slots, health): (Option<String>, Option<String>) = conn
+            .query_row(
+                "SELECT slots, health FROM devices WHERE device_id = ?1",
+                [device_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no device `{device_id}`")))?;
+        let mut stmt = conn.prepare(
+            "SELECT a.deployment_id, a.kind, a.mode, f.version, a.from_version, a.state, a.attempts, a.reason, a.updated_at
+             FROM assignments a JOIN firmware f ON f.id = a.firmware_id
+             WHERE a.device_id = ?1 AND a.state != 'pending' ORDER BY a.id DESC LIMIT 50",
+        )?;
+        let rows = stmt.query_map([device_id], |r| {
+            Ok(HistoryEntry {
+                deployment_id: r.get(0)?,
+                kind: r.get(1)?,
+                mode: AssignmentMode::parse(&r.get::<_, String>(2)?),
+                version: r.get(3)?,
+                from_version: r.get(4)?,
+                state: DeviceState::parse(&r.get::<_, String>(5)?).unwrap_or(DeviceState::Pending),
+                attempts: r.get(6)?,
+                reason: r.get(7)?,
+                updated_at: r.get::<_, i64>(8)? / 1000,
+            })
+        })?;
+        Ok(Inventory {
+            slots: slots.and_then(|s| serde_json::from_str(&s).ok()),
+            health: health.and_then(|h| serde_json::from_str(&h).ok()),
+            history: rows.collect::<Result<_, _>>()?,
+        })
+    }
+}

@@ -87,11 +87,29 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Deletes an uploaded plugin; refused while an active deployment uses it.
     pub fn delete_plugin(&self, name: &str, version: &str) -> Result<(), StoreError> {
-        let deleted = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let full = format!("{name}@{version}");
+        let user: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM deployments WHERE state IN ('running', 'paused', 'rolling-back')
+                 AND (strategy = ?1 OR health_policy = ?1) ORDER BY id LIMIT 1",
+                [&full],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = user {
+            return Err(StoreError::Conflict(format!(
+                "plugin {full} is used by deployment {id}, which is still active"
+            )));
+        }
+        let deleted = tx.execute(
             "DELETE FROM plugins WHERE name = ?1 AND version = ?2",
             [name, version],
         )?;
+        tx.commit()?;
         if deleted == 0 {
             return Err(StoreError::NotFound(format!("no plugin {name}@{version}")));
         }
