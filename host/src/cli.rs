@@ -41,8 +41,20 @@ enum Command {
         #[arg(long, env = "HOTSWAP_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Plan a rollout over a generated fleet with every built-in strategy, in the sandbox.
+    /// The whole mission: a server, a simulated fleet on the device VM, a canary rollout of a
+    /// good agent, then of a broken one that the health policy rolls back.
     Demo {
+        #[arg(long, default_value_t = 1000)]
+        devices: usize,
+        /// Soak time of each canary wave, in seconds.
+        #[arg(long, default_value_t = 2)]
+        soak_seconds: u32,
+        /// Keep the server's data here instead of a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Plan a rollout over a generated fleet with every built-in strategy, in the sandbox.
+    Plans {
         #[arg(long, default_value_t = 1000)]
         devices: usize,
         #[arg(long, default_value_t = 3)]
@@ -136,6 +148,36 @@ fn serve(overrides: crate::server::Overrides, config_file: Option<PathBuf>) -> R
     })
 }
 
+fn story(config: crate::story::StoryConfig) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut out = io::stdout();
+    let outcome = runtime.block_on(crate::story::run(config, &mut out))?;
+    let mut wrong = Vec::new();
+    if outcome.v2["state"] != "completed" {
+        wrong.push(format!(
+            "the rollout of 2.0.0 ended {}",
+            outcome.v2["state"]
+        ));
+    }
+    if outcome.v3["state"] != "rolled-back" {
+        wrong.push(format!(
+            "the rollout of 3.0.0 ended {}",
+            outcome.v3["state"]
+        ));
+    }
+    if outcome.fleet.bricked > 0 {
+        wrong.push(format!("{} devices bricked", outcome.fleet.bricked));
+    }
+    if !wrong.is_empty() {
+        anyhow::bail!("the demo did not go as it should: {}", wrong.join("; "));
+    }
+    writeln!(
+        out,
+        "\nok: 2.0.0 went out wave by wave; the broken 3.0.0 was stopped in its canary wave and rolled back; no device bricked"
+    )?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
     if let Command::Serve {
         listen,
@@ -153,11 +195,25 @@ fn run(cli: Cli) -> Result<()> {
             config,
         );
     }
+    if let Command::Demo {
+        devices,
+        soak_seconds,
+        data_dir,
+    } = cli.command
+    {
+        return story(crate::story::StoryConfig {
+            devices,
+            data_dir,
+            progress_bars: io::IsTerminal::is_terminal(&io::stderr()),
+            soak_seconds,
+        });
+    }
     let runtime = PluginRuntime::new(RuntimeConfig::default())?;
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Serve { .. } => unreachable!("handled above"),
-        Command::Demo { devices, regions } => {
+        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Plans { devices, regions } => {
             crate::demo::run(&runtime, devices, regions, &mut out)
         }
         Command::Plan {

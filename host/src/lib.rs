@@ -6,6 +6,8 @@
 //! - [`orchestrator`]: runs deployments wave by wave, asking the health policy.
 //! - [`server`]: `hotswap serve`, putting them together.
 //! - [`cli`]: the `hotswap` command line.
+//! - [`sim`]: the fleet simulator, devices on the device VM speaking the device protocol.
+//! - [`story`]: the README's main command, the whole mission at once.
 //! - [`demo`]: the built-in demonstration the README's first command runs.
 
 pub mod api;
@@ -14,4 +16,6 @@ pub mod demo;
 pub mod orchestrator;
 pub mod plugin;
 pub mod server;
+pub mod sim;
 pub mod store;
+pub mod story;

@@ -1,0 +1,464 @@
+//! One simulated device: the device VM (`hotswap_device_vm::Device` on simulated NOR flash, the
+//! agent in wasmi) speaking the device protocol over HTTP. It checks in with its slots and health,
+//! downloads an assignment with HTTP Range (resuming at the flash's own resume offset after a
+//! dropped connection), lets the device VM verify, write, activate and try it, and reports each
+//! step. A rollback assignment switches back to the other slot when it holds the version asked
+//! for. Faults (a dropped connection, a corrupted byte, a power cut) are injected on request.
+
+use std::time::{Duration, Instant};
+
+use hotswap_device_vm::agent::{self, Agent, AgentError, AgentLimits, RecordingHost};
+use hotswap_device_vm::device::{DeviceConfig, TrialOutcome};
+use hotswap_device_vm::image::{KeyId, Manifest};
+use hotswap_device_vm::layout::{DEFAULT_SLOT_SIZE, Layout, Slot};
+use hotswap_device_vm::sim::{Release, SimFlash};
+use hotswap_device_vm::{Device, Version};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The simulated flash: 1 KiB sectors, 4-byte words.
+pub type Flash = SimFlash<4, 1024>;
+const SECTOR: u32 = 1024;
+/// Two journal sectors and two slots.
+pub const CAPACITY: usize = 2 * SECTOR as usize + 2 * DEFAULT_SLOT_SIZE as usize;
+/// Download chunk written to flash at a time.
+const CHUNK: usize = 1024;
+
+/// What the server hands out; the fields of the protocol's `assignment`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignment {
+    pub assignment_id: i64,
+    pub mode: String,
+    pub version: String,
+    pub size: u32,
+    pub checksum: String,
+    pub security_counter: u32,
+    pub key_id: String,
+    pub signature: String,
+    pub url: String,
+}
+
+/// Faults this device suffers on its next update.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// The connection drops once, halfway through the download.
+    pub drop_connection: bool,
+    /// One byte of the download arrives flipped.
+    pub corrupt_download: bool,
+    /// The power fails while the image is written; the device reboots from flash.
+    pub power_cut: bool,
+}
+
+/// How an update ended, for the simulator's summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Confirmed(String),
+    Staged(String),
+    /// The new agent failed its trial; the device went back on its own.
+    Reverted {
+        failed: String,
+        reason: String,
+    },
+    RolledBack(String),
+    Failed(String),
+}
+
+pub struct SimDevice {
+    pub id: String,
+    device: Option<Device<Flash>>,
+    layout: Layout,
+    config: DeviceConfig,
+    agent: Option<Agent<RecordingHost>>,
+    limits: AgentLimits,
+    traps: u32,
+    fuel_exhausted: u32,
+    self_test_passed: bool,
+    pub faults: Faults,
+    /// Power cuts survived, and boots that had to recover.
+    pub power_cuts: u32,
+}
+
+fn host() -> RecordingHost {
+    RecordingHost {
+        sensors: vec![("temperature".into(), 21.5)],
+        ..RecordingHost::default()
+    }
+}
+
+fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
+    hex::decode(s).ok()?.try_into().ok()
+}
+
+impl SimDevice {
+    /// A device whose flash holds `release`, installed and confirmed as at the factory.
+    pub fn factory(
+        id: String,
+        config: DeviceConfig,
+        release: &Release,
+    ) -> Result<SimDevice, String> {
+        let layout = Layout::new(SECTOR, DEFAULT_SLOT_SIZE, 4, CAPACITY as u32)
+            .map_err(|e| e.to_string())?;
+        let mut device = Device::boot(Flash::new(CAPACITY), layout, config.clone())
+            .map_err(|f| f.error.to_string())?;
+        device
+            .begin_update(release.manifest, release.key_id, release.signature)
+            .map_err(|e| e.to_string())?;
+        device
+            .write_chunk(0, &release.image)
+            .map_err(|e| e.to_string())?;
+        device.finish_download(0).map_err(|e| e.to_string())?;
+        device.activate().map_err(|e| e.to_string())?;
+        let limits = AgentLimits::default();
+        let mut running = None;
+        let outcome = device
+            .run_trial(|image| {
+                agent::trial(image, host(), limits, "{}")
+                    .map(|a| running = Some(a))
+                    .map_err(|e| e.to_string())
+            })
+            .map_err(|e| e.to_string())?;
+        if !matches!(outcome, TrialOutcome::Confirmed { .. }) {
+            return Err(format!("the factory agent failed its trial: {outcome:?}"));
+        }
+        Ok(SimDevice {
+            id,
+            device: Some(device),
+            layout,
+            config,
+            agent: running,
+            limits,
+            traps: 0,
+            fuel_exhausted: 0,
+            self_test_passed: true,
+            faults: Faults::default(),
+            power_cuts: 0,
+        })
+    }
+
+    fn device(&mut self) -> &mut Device<Flash> {
+        self.device.as_mut().expect("a device is always booted")
+    }
+
+    /// The version the active slot runs.
+    pub fn version(&self) -> String {
+        self.device
+            .as_ref()
+            .and_then(|d| d.active())
+            .map_or_else(String::new, |(_, h)| h.manifest.version.to_string())
+    }
+
+    /// Runs the agent `steps` times on the simulated sensor; traps and fuel exhaustion count
+    /// against its health.
+    pub fn run_agent(&mut self, steps: u32) {
+        let Some(agent) = self.agent.as_mut() else {
+            return;
+        };
+        for _ in 0..steps {
+            match agent.step() {
+                Ok(()) => {}
+                Err(AgentError::OutOfFuel { .. }) => self.fuel_exhausted += 1,
+                Err(_) => self.traps += 1,
+            }
+        }
+    }
+
+    /// What the device says at check-in.
+    pub fn check_in(&self) -> Value {
+        let slots: Vec<Value> = match &self.device {
+            None => vec![],
+            Some(d) => {
+                let active = d.active().map(|(s, _)| s);
+                [Slot::A, Slot::B]
+                    .into_iter()
+                    .map(|slot| {
+                        let state = if Some(slot) == active {
+                            "active"
+                        } else {
+                            "inactive"
+                        };
+                        json!({"slot": if slot == Slot::A { "a" } else { "b" }, "state": state})
+                    })
+                    .collect()
+            }
+        };
+        let healthy = self.traps == 0 && self.fuel_exhausted == 0 && self.agent.is_some();
+        json!({
+            "firmwareVersion": self.version(),
+            "slots": slots,
+            "health": {
+                "healthy": healthy,
+                "selfTestPassed": self.self_test_passed,
+                "traps": self.traps,
+                "fuelExhausted": self.fuel_exhausted,
+            },
+        })
+    }
+
+    /// Reboots from flash, as after a power cut: the device VM recovers to a valid agent.
+    fn power_cycle(&mut self) -> Result<(), String> {
+        let mut flash = self.device.take().expect("booted").into_flash();
+        self.power_cuts += 1;
+        loop {
+            flash.power_cycle();
+            match Device::boot(flash, self.layout, self.config.clone()) {
+                Ok(device) => {
+                    self.device = Some(device);
+                    break;
+                }
+                Err(failure) => flash = failure.flash,
+            }
+        }
+        self.restart_agent()
+    }
+
+    fn restart_agent(&mut self) -> Result<(), String> {
+        let image = self.device().active_image().map_err(|e| e.to_string())?;
+        let mut agent = Agent::load(&image, host(), self.limits).map_err(|e| e.to_string())?;
+        agent.init("{}").map_err(|e| e.to_string())?;
+        self.agent = Some(agent);
+        self.traps = 0;
+        self.fuel_exhausted = 0;
+        Ok(())
+    }
+
+    /// Carries out an assignment, reporting each step through `report`.
+    pub async fn work(
+        &mut self,
+        client: &reqwest::Client,
+        server: &str,
+        a: &Assignment,
+        report: &mut impl AsyncReport,
+    ) -> Outcome {
+        match a.mode.as_str() {
+            "rollback" => self.roll_back(client, server, a, report).await,
+            "activate" => self.trial(a, report).await,
+            _ => {
+                if let Err(reason) = self.download(client, server, a, report).await {
+                    report.send(a, "failed", &reason).await;
+                    return Outcome::Failed(reason);
+                }
+                if a.mode == "stage" {
+                    return Outcome::Staged(a.version.clone());
+                }
+                if let Err(e) = self.device().activate() {
+                    let reason = format!("activate: {e}");
+                    report.send(a, "failed", &reason).await;
+                    return Outcome::Failed(reason);
+                }
+                self.trial(a, report).await
+            }
+        }
+    }
+
+    async fn roll_back(
+        &mut self,
+        client: &reqwest::Client,
+        server: &str,
+        a: &Assignment,
+        report: &mut impl AsyncReport,
+    ) -> Outcome {
+        if self.version() == a.version {
+            report.send(a, "rolled-back", "").await;
+            return Outcome::RolledBack(a.version.clone());
+        }
+        match self.device().rollback() {
+            Ok(v) if v.to_string() == a.version => {
+                if let Err(reason) = self.restart_agent() {
+                    report.send(a, "failed", &reason).await;
+                    return Outcome::Failed(reason);
+                }
+                report.send(a, "rolled-back", "").await;
+                Outcome::RolledBack(a.version.clone())
+            }
+            _ => {
+                // The other slot does not hold it: install it like any version.
+                if let Err(reason) = self.download(client, server, a, report).await {
+                    report.send(a, "failed", &reason).await;
+                    return Outcome::Failed(reason);
+                }
+                match self.device().activate() {
+                    Ok(_) => self.trial(a, report).await,
+                    Err(e) => {
+                        let reason = format!("activate: {e}");
+                        report.send(a, "failed", &reason).await;
+                        Outcome::Failed(reason)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn trial(&mut self, a: &Assignment, report: &mut impl AsyncReport) -> Outcome {
+        report.send(a, "trial", "").await;
+        let limits = self.limits;
+        let mut running = None;
+        let outcome = self.device().run_trial(|image| {
+            agent::trial(image, host(), limits, "{}")
+                .map(|agent| running = Some(agent))
+                .map_err(|e| e.to_string())
+        });
+        match outcome {
+            Ok(TrialOutcome::Confirmed { version }) => {
+                self.agent = running;
+                self.traps = 0;
+                self.fuel_exhausted = 0;
+                self.self_test_passed = true;
+                let state = if a.mode == "rollback" {
+                    "rolled-back"
+                } else {
+                    "confirmed"
+                };
+                report.send(a, state, "").await;
+                Outcome::Confirmed(version.to_string())
+            }
+            Ok(TrialOutcome::Reverted { reason, .. }) => {
+                let _ = self.restart_agent();
+                self.self_test_passed = false;
+                let reason = format!("trial failed, reverted to {}: {reason}", self.version());
+                report.send(a, "rolled-back", &reason).await;
+                Outcome::Reverted {
+                    failed: a.version.clone(),
+                    reason,
+                }
+            }
+            Err(e) => {
+                let reason = format!("trial: {e}");
+                report.send(a, "failed", &reason).await;
+                Outcome::Failed(reason)
+            }
+        }
+    }
+
+    /// Downloads into the inactive slot and has the device VM verify it; a download that fails
+    /// verification (corrupted on the way) is fetched again, up to three times.
+    async fn download(
+        &mut self,
+        client: &reqwest::Client,
+        server: &str,
+        a: &Assignment,
+        report: &mut impl AsyncReport,
+    ) -> Result<(), String> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.download_once(client, server, a, report).await {
+                Err(e) if e.starts_with("verify") && tries < 3 => {
+                    tracing::debug!(device = %self.id, error = %e, "downloading again");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn download_once(
+        &mut self,
+        client: &reqwest::Client,
+        server: &str,
+        a: &Assignment,
+        report: &mut impl AsyncReport,
+    ) -> Result<(), String> {
+        let version = Version::parse(&a.version).ok_or("the version is not major.minor.patch")?;
+        let sha256 = a
+            .checksum
+            .strip_prefix("sha256:")
+            .and_then(hex_array::<32>)
+            .ok_or("the checksum is not sha256:<64 hex digits>")?;
+        let key_id = KeyId(hex_array::<8>(&a.key_id).ok_or("the key id is not 16 hex digits")?);
+        let signature =
+            hex_array::<64>(&a.signature).ok_or("the signature is not 128 hex digits")?;
+        let manifest = Manifest {
+            version,
+            size: a.size,
+            sha256,
+            security_counter: a.security_counter,
+        };
+        report.send(a, "downloading", "").await;
+        self.device()
+            .begin_update(manifest, key_id, signature)
+            .map_err(|e| format!("refused: {e}"))?;
+        let faults = std::mem::take(&mut self.faults);
+        let mut dropped = !faults.drop_connection;
+        let mut corrupted = !faults.corrupt_download;
+        let mut cut = !faults.power_cut;
+        let url = format!("{server}{}", a.url);
+        let mut attempts = 0;
+        while let Some(offset) = self.device().resume_offset() {
+            if offset >= a.size {
+                break;
+            }
+            attempts += 1;
+            if attempts > 20 {
+                return Err(format!(
+                    "download: gave up after {attempts} tries at byte {offset}"
+                ));
+            }
+            let response = client
+                .get(&url)
+                .header("Range", format!("bytes={offset}-"))
+                .send()
+                .await;
+            let bytes = match response {
+                Ok(r) if r.status().as_u16() == 206 || (offset == 0 && r.status().is_success()) => {
+                    match r.bytes().await {
+                        Ok(b) => b.to_vec(),
+                        Err(_) => continue,
+                    }
+                }
+                Ok(r) => return Err(format!("download: the server answered {}", r.status())),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let mut bytes = bytes;
+            if !dropped {
+                // The connection drops halfway: only what arrived is written; resume from there.
+                bytes.truncate(bytes.len() / 2);
+                dropped = true;
+            }
+            if !corrupted && !bytes.is_empty() {
+                let i = bytes.len() / 3;
+                bytes[i] ^= 0x40;
+                corrupted = true;
+            }
+            let mut at = offset;
+            for chunk in bytes.chunks(CHUNK) {
+                if !cut && at > a.size / 2 {
+                    cut = true;
+                    self.power_cycle()?;
+                    // The download starts over after a reboot.
+                    self.device()
+                        .begin_update(manifest, key_id, signature)
+                        .map_err(|e| format!("refused after a power cut: {e}"))?;
+                    break;
+                }
+                self.device()
+                    .write_chunk(at, chunk)
+                    .map_err(|e| format!("write: {e}"))?;
+                at += chunk.len() as u32;
+            }
+        }
+        report.send(a, "downloaded", "").await;
+        report.send(a, "verifying", "").await;
+        let started = Instant::now();
+        match self.device().finish_download(0) {
+            Ok(_) => {
+                tracing::trace!(device = %self.id, took = ?started.elapsed(), "verified");
+                report.send(a, "installed", "").await;
+                Ok(())
+            }
+            Err(e) => Err(format!("verify: {e}")),
+        }
+    }
+}
+
+/// Where reports go: the server, or a recorder in tests.
+pub trait AsyncReport {
+    fn send(
+        &mut self,
+        a: &Assignment,
+        state: &str,
+        reason: &str,
+    ) -> impl std::future::Future<Output = ()>;
+}

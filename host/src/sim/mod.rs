@@ -1,0 +1,346 @@
+//! The fleet simulator: N devices on the device VM speaking the device protocol to a server, on
+//! tokio, with faults injected into a share of them. `hotswap sim` and the demo run it.
+
+pub mod device;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hotswap_device_vm::device::DeviceConfig;
+use hotswap_device_vm::sim::Release;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+pub use device::{Assignment, AsyncReport, Faults, Outcome, SimDevice};
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    pub server: String,
+    pub devices: usize,
+    pub regions: Vec<String>,
+    pub device_model: String,
+    /// Device ids are `<prefix>-<n>`.
+    pub prefix: String,
+    /// Between check-ins when there is nothing to do.
+    pub poll: Duration,
+    /// Agent steps between check-ins.
+    pub steps_per_poll: u32,
+    /// Shares of the devices, in percent, that suffer each fault on their updates.
+    pub power_cut_percent: f64,
+    pub corrupt_percent: f64,
+    pub drop_percent: f64,
+    /// Share of the devices that never come online.
+    pub offline_percent: f64,
+    pub seed: u64,
+}
+
+impl FleetConfig {
+    pub fn new(server: &str, devices: usize) -> FleetConfig {
+        FleetConfig {
+            server: server.trim_end_matches('/').to_string(),
+            devices,
+            regions: ["eu-west", "us-east", "ap-south"]
+                .map(String::from)
+                .to_vec(),
+            device_model: "sensor-v1".into(),
+            prefix: "sim".into(),
+            poll: Duration::from_millis(500),
+            steps_per_poll: 10,
+            power_cut_percent: 0.0,
+            corrupt_percent: 0.0,
+            drop_percent: 0.0,
+            offline_percent: 0.0,
+            seed: 1,
+        }
+    }
+}
+
+/// Counters the fleet keeps while it runs; read them for a live view.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub online: AtomicU64,
+    pub check_ins: AtomicU64,
+    pub confirmed: AtomicU64,
+    pub reverted: AtomicU64,
+    pub rolled_back: AtomicU64,
+    pub failed: AtomicU64,
+    pub power_cuts: AtomicU64,
+    pub reports: AtomicU64,
+    /// Time from receiving an assignment to its last report, per update, in microseconds.
+    latencies: Mutex<Vec<u64>>,
+    /// The version each device runs.
+    versions: Mutex<BTreeMap<String, String>>,
+}
+
+impl Progress {
+    /// How many devices run each version.
+    pub fn versions(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for v in self
+            .versions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
+            *counts.entry(v.clone()).or_insert(0) += 1;
+        }
+        counts
+    }
+
+    /// The p50 and p99 time per update.
+    pub fn latency_percentiles(&self) -> Option<(Duration, Duration)> {
+        let mut l = self
+            .latencies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if l.is_empty() {
+            return None;
+        }
+        l.sort_unstable();
+        let at = |p: f64| Duration::from_micros(l[((l.len() - 1) as f64 * p) as usize]);
+        Some((at(0.5), at(0.99)))
+    }
+}
+
+/// The fleet at the end.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub devices: usize,
+    pub versions: BTreeMap<String, usize>,
+    pub confirmed: u64,
+    pub reverted: u64,
+    pub rolled_back: u64,
+    pub failed: u64,
+    pub power_cuts: u64,
+    /// Devices left without a valid agent: must be 0.
+    pub bricked: usize,
+    pub check_ins: u64,
+    pub reports: u64,
+    pub latency: Option<(Duration, Duration)>,
+    pub elapsed: Duration,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "devices        {}", self.devices)?;
+        let versions: Vec<String> = self
+            .versions
+            .iter()
+            .map(|(v, n)| format!("{n} on {v}"))
+            .collect();
+        writeln!(f, "running        {}", versions.join(", "))?;
+        writeln!(
+            f,
+            "updates        {} confirmed, {} reverted by the device after a failed trial, {} sent back by a rollback, {} failed",
+            self.confirmed, self.reverted, self.rolled_back, self.failed
+        )?;
+        writeln!(f, "power cuts     {} survived", self.power_cuts)?;
+        writeln!(f, "bricked        {}", self.bricked)?;
+        writeln!(
+            f,
+            "requests       {} check-ins, {} reports",
+            self.check_ins, self.reports
+        )?;
+        if let Some((p50, p99)) = self.latency {
+            writeln!(
+                f,
+                "time/update    p50 {:.0} ms, p99 {:.0} ms",
+                p50.as_secs_f64() * 1000.0,
+                p99.as_secs_f64() * 1000.0
+            )?;
+        }
+        write!(f, "ran            {:.1} s", self.elapsed.as_secs_f64())
+    }
+}
+
+/// Reports sent to the server, retried until it answers.
+struct ServerReport<'a> {
+    client: &'a reqwest::Client,
+    url: String,
+    progress: &'a Progress,
+}
+
+impl AsyncReport for ServerReport<'_> {
+    async fn send(&mut self, a: &Assignment, state: &str, reason: &str) {
+        let body = json!({"assignmentId": a.assignment_id, "state": state, "reason": reason});
+        for attempt in 0..50u32 {
+            match self.client.post(&self.url).json(&body).send().await {
+                Ok(r) if r.status().is_success() || r.status().is_client_error() => break,
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))))
+                        .await
+                }
+            }
+        }
+        self.progress.reports.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A running fleet.
+pub struct Fleet {
+    pub progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Option<SimDevice>>>,
+    started: Instant,
+    devices: usize,
+}
+
+impl Fleet {
+    /// Registers the devices with the server (already registered ones are taken as they are)
+    /// and starts them, each with `factory` installed.
+    pub async fn start(
+        config: FleetConfig,
+        device_config: DeviceConfig,
+        factory: &Release,
+    ) -> anyhow::Result<Fleet> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?;
+        let progress = Arc::new(Progress::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
+        let mut tasks = Vec::with_capacity(config.devices);
+        let version = factory.manifest.version.to_string();
+        for n in 0..config.devices {
+            let id = format!("{}-{n:06}", config.prefix);
+            let region = &config.regions[n % config.regions.len()];
+            let body = json!({"deviceId": id, "deviceModel": config.device_model, "region": region, "firmwareVersion": version, "labels": {"simulated": "true"}});
+            let r = client
+                .post(format!("{}/api/v1/devices", config.server))
+                .json(&body)
+                .send()
+                .await?;
+            if !(r.status().is_success() || r.status().as_u16() == 409) {
+                let text = r.text().await.unwrap_or_default();
+                anyhow::bail!("registering {id}: {text}");
+            }
+            let mut device = SimDevice::factory(id.clone(), device_config.clone(), factory)
+                .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+            let mut roll = |percent: f64| rng.random_bool((percent / 100.0).clamp(0.0, 1.0));
+            device.faults = Faults {
+                power_cut: roll(config.power_cut_percent),
+                corrupt_download: roll(config.corrupt_percent),
+                drop_connection: roll(config.drop_percent),
+            };
+            let offline = roll(config.offline_percent);
+            progress
+                .versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, version.clone());
+            let start_after =
+                Duration::from_micros(rng.random_range(0..config.poll.as_micros() as u64 + 1));
+            tasks.push(tokio::spawn(run_device(
+                device,
+                client.clone(),
+                config.clone(),
+                progress.clone(),
+                stop.clone(),
+                offline,
+                start_after,
+            )));
+        }
+        Ok(Fleet {
+            progress,
+            stop,
+            tasks,
+            started: Instant::now(),
+            devices: config.devices,
+        })
+    }
+
+    /// Stops every device and sums up.
+    pub async fn stop(self) -> Summary {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut bricked = 0;
+        for task in self.tasks {
+            match task.await {
+                Ok(Some(device)) if !device.version().is_empty() => {}
+                Ok(None) => {} // offline all along
+                _ => bricked += 1,
+            }
+        }
+        let p = &self.progress;
+        Summary {
+            devices: self.devices,
+            versions: p.versions(),
+            confirmed: p.confirmed.load(Ordering::Relaxed),
+            reverted: p.reverted.load(Ordering::Relaxed),
+            rolled_back: p.rolled_back.load(Ordering::Relaxed),
+            failed: p.failed.load(Ordering::Relaxed),
+            power_cuts: p.power_cuts.load(Ordering::Relaxed),
+            bricked,
+            check_ins: p.check_ins.load(Ordering::Relaxed),
+            reports: p.reports.load(Ordering::Relaxed),
+            latency: p.latency_percentiles(),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+async fn run_device(
+    mut device: SimDevice,
+    client: reqwest::Client,
+    config: FleetConfig,
+    progress: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+    offline: bool,
+    start_after: Duration,
+) -> Option<SimDevice> {
+    if offline {
+        return None;
+    }
+    tokio::time::sleep(start_after).await;
+    progress.online.fetch_add(1, Ordering::Relaxed);
+    let check_in = format!("{}/api/v1/devices/{}/check-in", config.server, device.id);
+    let mut reports = ServerReport {
+        client: &client,
+        url: format!("{}/api/v1/devices/{}/reports", config.server, device.id),
+        progress: &progress,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        device.run_agent(config.steps_per_poll);
+        let answer = client.post(&check_in).json(&device.check_in()).send().await;
+        progress.check_ins.fetch_add(1, Ordering::Relaxed);
+        let assignment =
+            match answer {
+                Ok(r) if r.status().is_success() => r.json::<Value>().await.ok().and_then(|v| {
+                    serde_json::from_value::<Assignment>(v["assignment"].clone()).ok()
+                }),
+                _ => None,
+            };
+        if let Some(a) = assignment {
+            let started = Instant::now();
+            let cuts = device.power_cuts;
+            let outcome = device.work(&client, &config.server, &a, &mut reports).await;
+            progress
+                .power_cuts
+                .fetch_add(u64::from(device.power_cuts - cuts), Ordering::Relaxed);
+            let counter = match &outcome {
+                Outcome::Confirmed(_) | Outcome::Staged(_) => &progress.confirmed,
+                Outcome::Reverted { .. } => &progress.reverted,
+                Outcome::RolledBack(_) => &progress.rolled_back,
+                Outcome::Failed(_) => &progress.failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            progress
+                .latencies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(started.elapsed().as_micros() as u64);
+            progress
+                .versions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(device.id.clone(), device.version());
+            // Tell the server at once what runs now and how it is.
+            continue;
+        }
+        tokio::time::sleep(config.poll).await;
+    }
+    Some(device)
+}
