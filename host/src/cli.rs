@@ -53,6 +53,50 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Run simulated devices (the device VM) against a server until stopped or `--seconds` pass.
+    Sim {
+        /// The server's URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long, default_value_t = 100)]
+        devices: usize,
+        /// The release signing key's secret, 64 hex digits: the devices trust its public key and
+        /// come from the factory with the example agent signed by it.
+        #[arg(long, env = "HOTSWAP_RELEASE_KEY")]
+        release_key: String,
+        /// The version the devices run from the factory.
+        #[arg(long, default_value = "1.0.0")]
+        factory_version: String,
+        /// Regions, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "eu-west,us-east,ap-south"
+        )]
+        regions: Vec<String>,
+        #[arg(long, default_value = "sensor-v1")]
+        device_model: String,
+        #[arg(long, default_value = "sim")]
+        prefix: String,
+        /// Milliseconds between check-ins.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Percent of devices whose power fails while they write an update.
+        #[arg(long, default_value_t = 0.0)]
+        power_cut_percent: f64,
+        /// Percent of devices whose download arrives with a corrupted byte.
+        #[arg(long, default_value_t = 0.0)]
+        corrupt_percent: f64,
+        /// Percent of devices whose download connection drops halfway.
+        #[arg(long, default_value_t = 0.0)]
+        drop_percent: f64,
+        /// Percent of devices that never come online.
+        #[arg(long, default_value_t = 0.0)]
+        offline_percent: f64,
+        /// Stop after this many seconds (default: at Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
     /// Plan a rollout over a generated fleet with every built-in strategy, in the sandbox.
     Plans {
         #[arg(long, default_value_t = 1000)]
@@ -148,6 +192,64 @@ fn serve(overrides: crate::server::Overrides, config_file: Option<PathBuf>) -> R
     })
 }
 
+fn simulate(
+    config: crate::sim::FleetConfig,
+    seed: [u8; 32],
+    version: hotswap_device_vm::Version,
+    seconds: Option<u64>,
+) -> Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let key = hotswap_device_vm::sim::ReleaseKey::from_seed(seed);
+    let image = crate::story::tagged(hotswap_agents::THRESHOLD_ALARM, &version.to_string());
+    let factory = key.release(version, &image, 0);
+    let device_config = hotswap_device_vm::device::DeviceConfig {
+        keys: vec![key.trusted()],
+        allow_downgrade: false,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let devices = config.devices;
+        let fleet = crate::sim::Fleet::start(config, device_config, &factory).await?;
+        eprintln!(
+            "hotswap sim: {devices} devices on {version} (trusting key {}); Ctrl-C stops",
+            key.trusted().id
+        );
+        let progress = fleet.progress.clone();
+        let deadline =
+            seconds.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s));
+        loop {
+            let tick = tokio::time::sleep(std::time::Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = tick => {}
+            }
+            let versions: Vec<String> = progress
+                .versions()
+                .iter()
+                .map(|(v, n)| format!("{n}×{v}"))
+                .collect();
+            eprintln!(
+                "online {} | confirmed {} reverted {} rolled back {} failed {} | {}",
+                progress.online.load(Relaxed),
+                progress.confirmed.load(Relaxed),
+                progress.reverted.load(Relaxed),
+                progress.rolled_back.load(Relaxed),
+                progress.failed.load(Relaxed),
+                versions.join(" ")
+            );
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                break;
+            }
+        }
+        let summary = fleet.stop().await;
+        println!("{summary}");
+        if summary.bricked > 0 {
+            anyhow::bail!("{} devices bricked", summary.bricked);
+        }
+        Ok(())
+    })
+}
+
 fn story(config: crate::story::StoryConfig) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut out = io::stdout();
@@ -208,11 +310,45 @@ fn run(cli: Cli) -> Result<()> {
             soak_seconds,
         });
     }
+    if let Command::Sim {
+        server,
+        devices,
+        release_key,
+        factory_version,
+        regions,
+        device_model,
+        prefix,
+        poll_ms,
+        power_cut_percent,
+        corrupt_percent,
+        drop_percent,
+        offline_percent,
+        seconds,
+    } = cli.command
+    {
+        let seed: [u8; 32] = hex::decode(release_key.trim())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .context("--release-key must be 64 hex digits (the Ed25519 secret key)")?;
+        let version = hotswap_device_vm::Version::parse(&factory_version).with_context(|| {
+            format!("--factory-version {factory_version:?} is not major.minor.patch")
+        })?;
+        let mut config = crate::sim::FleetConfig::new(&server, devices);
+        config.regions = regions;
+        config.device_model = device_model;
+        config.prefix = prefix;
+        config.poll = std::time::Duration::from_millis(poll_ms);
+        config.power_cut_percent = power_cut_percent;
+        config.corrupt_percent = corrupt_percent;
+        config.drop_percent = drop_percent;
+        config.offline_percent = offline_percent;
+        return simulate(config, seed, version, seconds);
+    }
     let runtime = PluginRuntime::new(RuntimeConfig::default())?;
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Serve { .. } => unreachable!("handled above"),
-        Command::Demo { .. } => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Sim { .. } => unreachable!("handled above"),
         Command::Plans { devices, regions } => {
             crate::demo::run(&runtime, devices, regions, &mut out)
         }

@@ -2,6 +2,7 @@
 
 mod api;
 mod crash;
+mod e2e;
 mod health;
 mod hostile;
 mod orchestrator;

@@ -77,6 +77,10 @@ pub struct SimDevice {
     pub faults: Faults,
     /// Power cuts survived, and boots that had to recover.
     pub power_cuts: u32,
+    /// Downloads resumed where a dropped connection left them.
+    pub resumed: u32,
+    /// Downloads fetched again after the device VM found the bytes did not match.
+    pub refetched: u32,
 }
 
 fn host() -> RecordingHost {
@@ -133,6 +137,8 @@ impl SimDevice {
             self_test_passed: true,
             faults: Faults::default(),
             power_cuts: 0,
+            resumed: 0,
+            refetched: 0,
         })
     }
 
@@ -232,7 +238,23 @@ impl SimDevice {
     ) -> Outcome {
         match a.mode.as_str() {
             "rollback" => self.roll_back(client, server, a, report).await,
-            "activate" => self.trial(a, report).await,
+            "activate" => {
+                // The version was staged by an earlier wave; switch to it and try it.
+                match self.device().activate() {
+                    Ok(v) if v.to_string() == a.version => self.trial(a, report).await,
+                    Ok(v) => {
+                        let reason = format!("staged {v}, asked to activate {}", a.version);
+                        let _ = self.device().revert();
+                        report.send(a, "failed", &reason).await;
+                        Outcome::Failed(reason)
+                    }
+                    Err(e) => {
+                        let reason = format!("activate: {e}");
+                        report.send(a, "failed", &reason).await;
+                        Outcome::Failed(reason)
+                    }
+                }
+            }
             _ => {
                 if let Err(reason) = self.download(client, server, a, report).await {
                     report.send(a, "failed", &reason).await;
@@ -344,6 +366,7 @@ impl SimDevice {
             tries += 1;
             match self.download_once(client, server, a, report).await {
                 Err(e) if e.starts_with("verify") && tries < 3 => {
+                    self.refetched += 1;
                     tracing::debug!(device = %self.id, error = %e, "downloading again");
                 }
                 other => return other,
@@ -392,6 +415,9 @@ impl SimDevice {
                 return Err(format!(
                     "download: gave up after {attempts} tries at byte {offset}"
                 ));
+            }
+            if offset > 0 {
+                self.resumed += 1;
             }
             let response = client
                 .get(&url)

@@ -68,6 +68,8 @@ pub struct Progress {
     pub rolled_back: AtomicU64,
     pub failed: AtomicU64,
     pub power_cuts: AtomicU64,
+    pub resumed: AtomicU64,
+    pub refetched: AtomicU64,
     pub reports: AtomicU64,
     /// Time from receiving an assignment to its last report, per update, in microseconds.
     latencies: Mutex<Vec<u64>>,
@@ -116,6 +118,8 @@ pub struct Summary {
     pub rolled_back: u64,
     pub failed: u64,
     pub power_cuts: u64,
+    pub resumed: u64,
+    pub refetched: u64,
     /// Devices left without a valid agent: must be 0.
     pub bricked: usize,
     pub check_ins: u64,
@@ -138,7 +142,11 @@ impl std::fmt::Display for Summary {
             "updates        {} confirmed, {} reverted by the device after a failed trial, {} sent back by a rollback, {} failed",
             self.confirmed, self.reverted, self.rolled_back, self.failed
         )?;
-        writeln!(f, "power cuts     {} survived", self.power_cuts)?;
+        writeln!(
+            f,
+            "faults         {} power cuts survived, {} downloads resumed, {} fetched again after a failed verification",
+            self.power_cuts, self.resumed, self.refetched
+        )?;
         writeln!(f, "bricked        {}", self.bricked)?;
         writeln!(
             f,
@@ -273,6 +281,8 @@ impl Fleet {
             rolled_back: p.rolled_back.load(Ordering::Relaxed),
             failed: p.failed.load(Ordering::Relaxed),
             power_cuts: p.power_cuts.load(Ordering::Relaxed),
+            resumed: p.resumed.load(Ordering::Relaxed),
+            refetched: p.refetched.load(Ordering::Relaxed),
             bricked,
             check_ins: p.check_ins.load(Ordering::Relaxed),
             reports: p.reports.load(Ordering::Relaxed),
@@ -315,11 +325,15 @@ async fn run_device(
             };
         if let Some(a) = assignment {
             let started = Instant::now();
-            let cuts = device.power_cuts;
+            let before = (device.power_cuts, device.resumed, device.refetched);
             let outcome = device.work(&client, &config.server, &a, &mut reports).await;
-            progress
-                .power_cuts
-                .fetch_add(u64::from(device.power_cuts - cuts), Ordering::Relaxed);
+            for (counter, now, then) in [
+                (&progress.power_cuts, device.power_cuts, before.0),
+                (&progress.resumed, device.resumed, before.1),
+                (&progress.refetched, device.refetched, before.2),
+            ] {
+                counter.fetch_add(u64::from(now - then), Ordering::Relaxed);
+            }
             let counter = match &outcome {
                 Outcome::Confirmed(_) | Outcome::Staged(_) => &progress.confirmed,
                 Outcome::Reverted { .. } => &progress.reverted,

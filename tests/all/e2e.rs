@@ -1,0 +1,210 @@
+//! End to end: devices on the device VM (the fleet simulator) talking real HTTP to the real
+//! server, with strategies and health policies in the sandbox. The demo's story on a smaller
+//! fleet, every built-in strategy once, and a mix of injected faults after which no device is
+//! without a valid agent.
+
+use hotswap::sim::{Fleet, FleetConfig};
+use hotswap::story::{StoryConfig, registration, tagged};
+use hotswap_device_vm::Version;
+use hotswap_device_vm::device::DeviceConfig;
+use hotswap_device_vm::sim::Release;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::{Server, data_dir, post, release_key};
+use crate::orchestrator::wait_for;
+
+fn release(version: &str, image: &[u8]) -> Release {
+    release_key().release(Version::parse(version).unwrap(), &tagged(image, version), 0)
+}
+
+fn good(version: &str) -> Release {
+    release(version, hotswap_agents::THRESHOLD_ALARM)
+}
+
+async fn register(client: &reqwest::Client, url: &str, r: &Release) {
+    let (status, body) = post(
+        client,
+        format!("{url}/api/v1/firmware"),
+        &registration(r, ""),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+fn device_config() -> DeviceConfig {
+    DeviceConfig {
+        keys: vec![release_key().trusted()],
+        allow_downgrade: false,
+    }
+}
+
+fn fleet_config(url: &str, devices: usize) -> FleetConfig {
+    let mut c = FleetConfig::new(url, devices);
+    c.poll = std::time::Duration::from_millis(50);
+    c
+}
+
+async fn deploy(
+    client: &reqwest::Client,
+    url: &str,
+    version: &str,
+    strategy: &str,
+    config: Value,
+) -> Value {
+    let body = json!({
+        "firmwareVersion": version, "deviceModel": "sensor-v1", "targetFilter": {},
+        "strategy": strategy, "config": config, "healthConfig": {"pollSeconds": 1},
+    });
+    let (status, started) = post(client, format!("{url}/api/v1/deployments"), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{strategy}: {started}");
+    wait_for(
+        client,
+        url,
+        started["id"].as_i64().unwrap(),
+        &["completed", "rolled-back", "paused", "cancelled"],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_story_runs_end_to_end() {
+    let mut out = Vec::new();
+    let outcome = hotswap::story::run(
+        StoryConfig {
+            devices: 60,
+            data_dir: None,
+            progress_bars: false,
+            soak_seconds: 0,
+        },
+        &mut out,
+    )
+    .await
+    .unwrap();
+    let printed = String::from_utf8(out).unwrap();
+    assert_eq!(outcome.v2["state"], "completed", "{printed}");
+    assert_eq!(outcome.v3["state"], "rolled-back", "{printed}");
+    assert_eq!(
+        outcome.v3["currentWave"], 0,
+        "stopped in the canary wave: {printed}"
+    );
+    assert_eq!(outcome.fleet.bricked, 0, "{printed}");
+    assert_eq!(outcome.fleet.versions.get("2.0.0"), Some(&60), "{printed}");
+    assert!(
+        outcome.fleet.reverted >= 1,
+        "devices reverted 3.0.0 on their own: {printed}"
+    );
+    assert!(printed.contains("rolling back: wave 1"), "{printed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_built_in_strategy_rolls_out_to_simulated_devices() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let url = server.url.clone();
+    let client = reqwest::Client::new();
+    let versions = ["1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0", "6.0.0"];
+    for v in versions {
+        register(&client, &url, &good(v)).await;
+    }
+    let fleet = Fleet::start(fleet_config(&url, 30), device_config(), &good("1.0.0"))
+        .await
+        .unwrap();
+    let gate = json!({"soakSeconds": 0});
+    let rollouts = [
+        ("2.0.0", "direct", json!({"gate": gate})),
+        (
+            "3.0.0",
+            "regional",
+            json!({"order": ["ap-south", "us-east", "eu-west"], "gate": gate}),
+        ),
+        (
+            "4.0.0",
+            "canary",
+            json!({"initialPercentage": 10, "increments": [50, 100], "gate": gate}),
+        ),
+        (
+            "5.0.0",
+            "blue-green",
+            json!({"activateIncrements": [50, 100], "stageGate": gate, "gate": gate}),
+        ),
+        (
+            "6.0.0",
+            "rolling",
+            json!({"batchPercentage": 25, "gate": gate}),
+        ),
+    ];
+    for (version, strategy, config) in rollouts {
+        let done = deploy(&client, &url, version, strategy, config).await;
+        assert_eq!(done["state"], "completed", "{strategy}: {done:#}");
+        let waves = done["waveStatus"].as_array().unwrap();
+        let succeeded: u64 = waves.iter().map(|w| w["succeeded"].as_u64().unwrap()).sum();
+        let expected = if strategy == "blue-green" { 60 } else { 30 };
+        assert_eq!(
+            succeeded, expected,
+            "{strategy}: every device, stage and activate counted: {done:#}"
+        );
+        let running = fleet.progress.versions();
+        assert_eq!(running.get(version), Some(&30), "{strategy}: {running:?}");
+    }
+    let summary = fleet.stop().await;
+    assert_eq!(summary.bricked, 0);
+    assert_eq!(summary.failed, 0, "{summary}");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_leave_every_device_with_a_valid_agent() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let url = server.url.clone();
+    let client = reqwest::Client::new();
+    for r in [
+        good("1.0.0"),
+        good("2.0.0"),
+        release("3.0.0", hotswap_agents::FAILING_SELF_TEST),
+    ] {
+        register(&client, &url, &r).await;
+    }
+    let mut config = fleet_config(&url, 40);
+    config.power_cut_percent = 30.0;
+    config.corrupt_percent = 30.0;
+    config.drop_percent = 30.0;
+    config.seed = 11;
+    let fleet = Fleet::start(config, device_config(), &good("1.0.0"))
+        .await
+        .unwrap();
+
+    // Power cuts while writing, corrupted bytes, dropped connections: the devices recover, retry
+    // and the rollout completes.
+    let done = deploy(
+        &client,
+        &url,
+        "2.0.0",
+        "canary",
+        json!({"initialPercentage": 25, "increments": [100], "gate": {"soakSeconds": 0}}),
+    )
+    .await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+    assert_eq!(fleet.progress.versions().get("2.0.0"), Some(&40));
+    // A broken agent on top: the devices that try it revert; the deployment rolls back.
+    let done = deploy(
+        &client,
+        &url,
+        "3.0.0",
+        "canary",
+        json!({"initialPercentage": 25, "increments": [100], "gate": {"soakSeconds": 0}}),
+    )
+    .await;
+    assert_eq!(done["state"], "rolled-back", "{done:#}");
+
+    let summary = fleet.stop().await;
+    assert_eq!(summary.bricked, 0, "{summary}");
+    assert!(summary.power_cuts > 0, "the faults happened: {summary}");
+    assert!(summary.resumed > 0, "{summary}");
+    assert!(summary.refetched > 0, "{summary}");
+    assert_eq!(summary.versions.get("2.0.0"), Some(&40), "{summary}");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
