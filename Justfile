@@ -16,6 +16,7 @@ lint:
 # Benchmarks; their figures go into BENCHMARKS.md.
 bench:
     cargo bench -p hotswap --bench plugins
+    cargo bench -p hotswap --bench store
     cargo bench -p hotswap-device-vm --bench device
 
 # Fuzz the device VM (`metadata` or `boot`) for a while; needs the nightly toolchain.
