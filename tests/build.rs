@@ -1,4 +1,5 @@
-//! Builds the test fixtures (hostile and malformed plugins) to components.
+//! Builds the test fixtures (hostile and malformed plugins) and the example plugins of
+//! `plugins-examples/` to components.
 
 use hotswap_guest_build::{Guest, GuestBuild};
 
@@ -15,6 +16,14 @@ fn main() {
         .guest(Guest::component(
             "hotswap-fixture-wasi-strategy",
             "WASI_STRATEGY",
+        ))
+        .guest(Guest::component(
+            "hotswap-example-maintenance-window",
+            "MAINTENANCE_WINDOW",
+        ))
+        .guest(Guest::component(
+            "hotswap-example-zero-tolerance",
+            "ZERO_TOLERANCE",
         ))
         .run();
 }

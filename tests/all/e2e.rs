@@ -208,3 +208,107 @@ async fn injected_faults_leave_every_device_with_a_valid_agent() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploaded_example_plugins_drive_a_rollout() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let url = server.url.clone();
+    let client = reqwest::Client::new();
+    for plugin in [
+        crate::fixtures::MAINTENANCE_WINDOW,
+        crate::fixtures::ZERO_TOLERANCE,
+    ] {
+        let r = client
+            .post(format!("{url}/api/v1/plugins"))
+            .body(plugin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::CREATED,
+            "{}",
+            r.text().await.unwrap()
+        );
+    }
+    for r in [
+        good("1.0.0"),
+        good("2.0.0"),
+        release("3.0.0", hotswap_agents::FAILING_SELF_TEST),
+    ] {
+        register(&client, &url, &r).await;
+    }
+    let mut config = fleet_config(&url, 20);
+    config.labels = vec![
+        ("maintenance-window".into(), "22-04".into()),
+        ("maintenance-window".into(), "10-14".into()),
+    ];
+    let fleet = Fleet::start(config, device_config(), &good("1.0.0"))
+        .await
+        .unwrap();
+    let body = |version: &str| {
+        json!({
+            "firmwareVersion": version, "deviceModel": "sensor-v1", "targetFilter": {},
+            "strategy": "maintenance-window", "config": {"hourUtc": 23, "batchSize": 4},
+            "healthPolicy": "zero-tolerance@1.0.0", "healthConfig": {"minSamples": 1},
+        })
+    };
+    let (status, started) =
+        post(&client, format!("{url}/api/v1/deployments"), &body("2.0.0")).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    assert_eq!(started["strategy"], "maintenance-window@1.0.0");
+    assert_eq!(started["healthPolicy"], "zero-tolerance@1.0.0");
+    assert_eq!(
+        started["waves"], 3,
+        "10 devices in their window, batches of 4: {started:#}"
+    );
+    let done = wait_for(
+        &client,
+        &url,
+        started["id"].as_i64().unwrap(),
+        &["completed", "rolled-back", "paused"],
+    )
+    .await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+    let running = fleet.progress.versions();
+    assert_eq!(
+        running.get("2.0.0"),
+        Some(&10),
+        "only the devices in their window: {running:?}"
+    );
+    assert_eq!(running.get("1.0.0"), Some(&10), "{running:?}");
+
+    // The broken agent: its first device's failure rolls the deployment back.
+    let (status, started) =
+        post(&client, format!("{url}/api/v1/deployments"), &body("3.0.0")).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let id = started["id"].as_i64().unwrap();
+    let done = wait_for(&client, &url, id, &["completed", "rolled-back", "paused"]).await;
+    assert_eq!(done["state"], "rolled-back", "{done:#}");
+    assert_eq!(done["currentWave"], 0, "{done:#}");
+    let decisions =
+        crate::api::get(&client, format!("{url}/api/v1/deployments/{id}/decisions")).await;
+    let last = decisions.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["policy"], "zero-tolerance@1.0.0");
+    assert_eq!(last["verdict"]["verdict"], "rollBack", "{last:#}");
+
+    // A configuration the plugin refuses is refused with its message.
+    let mut bad = body("2.0.0");
+    bad["config"] = json!({"hourUtc": 30});
+    let (status, answer) = post(
+        &client,
+        format!("{url}/api/v1/deployments?dryRun=true"),
+        &bad,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        crate::api::message(&answer).contains("`hourUtc` must be from 0 to 23, found 30"),
+        "{answer}"
+    );
+    let summary = fleet.stop().await;
+    assert_eq!(summary.bricked, 0);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

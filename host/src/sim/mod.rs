@@ -24,6 +24,8 @@ pub struct FleetConfig {
     pub device_model: String,
     /// Device ids are `<prefix>-<n>`.
     pub prefix: String,
+    /// Extra labels, dealt out in turn: device `n` gets `labels[n % len]`.
+    pub labels: Vec<(String, String)>,
     /// Between check-ins when there is nothing to do.
     pub poll: Duration,
     /// Agent steps between check-ins.
@@ -47,6 +49,7 @@ impl FleetConfig {
                 .to_vec(),
             device_model: "sensor-v1".into(),
             prefix: "sim".into(),
+            labels: Vec::new(),
             poll: Duration::from_millis(500),
             steps_per_poll: 10,
             power_cut_percent: 0.0,
@@ -216,7 +219,12 @@ impl Fleet {
         for n in 0..config.devices {
             let id = format!("{}-{n:06}", config.prefix);
             let region = &config.regions[n % config.regions.len()];
-            let body = json!({"deviceId": id, "deviceModel": config.device_model, "region": region, "firmwareVersion": version, "labels": {"simulated": "true"}});
+            let mut labels = serde_json::Map::from_iter([("simulated".to_string(), json!("true"))]);
+            if !config.labels.is_empty() {
+                let (k, v) = &config.labels[n % config.labels.len()];
+                labels.insert(k.clone(), json!(v));
+            }
+            let body = json!({"deviceId": id, "deviceModel": config.device_model, "region": region, "firmwareVersion": version, "labels": labels});
             let r = client
                 .post(format!("{}/api/v1/devices", config.server))
                 .json(&body)
