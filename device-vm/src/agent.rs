@@ -11,9 +11,12 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+/// The wasmi types a host sharing compiled agents between devices needs.
+pub use wasmi::{Engine, Module};
+
 use wasmi::TrapCode;
 use wasmi::{
-    Caller, CompilationMode, Config, Engine, Instance, Linker, Memory, Module, Store, StoreLimits,
+    Caller, CompilationMode, Config, Instance, Linker, Memory, Store, StoreLimits,
     StoreLimitsBuilder, TypedFunc,
 };
 

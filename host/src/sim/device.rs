@@ -24,6 +24,53 @@ pub const CAPACITY: usize = 2 * SECTOR as usize + 2 * DEFAULT_SLOT_SIZE as usize
 /// Download chunk written to flash at a time.
 const CHUNK: usize = 1024;
 
+/// Compiled agents shared by every simulated device: one wasmi `Module` per distinct image (by
+/// SHA-256 of the bytes the device VM verified), instantiated per device. A device's own state
+/// is then its linear memory, its flash and a few hundred bytes.
+#[derive(Clone)]
+pub struct Modules {
+    engine: agent::Engine,
+    limits: AgentLimits,
+    compiled: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], agent::Module>>>,
+}
+
+impl Modules {
+    pub fn new(limits: AgentLimits) -> Modules {
+        Modules {
+            engine: agent::engine(&limits),
+            limits,
+            compiled: Default::default(),
+        }
+    }
+
+    /// Instantiates `image` (compiled once per distinct image) and runs its `init`.
+    pub fn start(&self, image: &[u8]) -> Result<Agent<RecordingHost>, AgentError> {
+        use sha2::Digest;
+        let hash: [u8; 32] = sha2::Sha256::digest(image).into();
+        let module = {
+            let mut compiled = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+            match compiled.get(&hash) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = agent::compile(&self.engine, image)?;
+                    compiled.insert(hash, m.clone());
+                    m
+                }
+            }
+        };
+        let mut agent = Agent::instantiate(&module, host(), self.limits)?;
+        agent.init("{}")?;
+        Ok(agent)
+    }
+
+    /// The trial of a new agent: instantiate, `init`, `self-test` under the watchdog budget.
+    pub fn trial(&self, image: &[u8]) -> Result<Agent<RecordingHost>, AgentError> {
+        let mut agent = self.start(image)?;
+        agent.self_test()?;
+        Ok(agent)
+    }
+}
+
 /// What the server hands out; the fields of the protocol's `assignment`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -70,7 +117,7 @@ pub struct SimDevice {
     layout: Layout,
     config: DeviceConfig,
     agent: Option<Agent<RecordingHost>>,
-    limits: AgentLimits,
+    modules: Modules,
     traps: u32,
     fuel_exhausted: u32,
     self_test_passed: bool,
@@ -100,6 +147,7 @@ impl SimDevice {
         id: String,
         config: DeviceConfig,
         release: &Release,
+        modules: Modules,
     ) -> Result<SimDevice, String> {
         let layout = Layout::new(SECTOR, DEFAULT_SLOT_SIZE, 4, CAPACITY as u32)
             .map_err(|e| e.to_string())?;
@@ -113,11 +161,11 @@ impl SimDevice {
             .map_err(|e| e.to_string())?;
         device.finish_download(0).map_err(|e| e.to_string())?;
         device.activate().map_err(|e| e.to_string())?;
-        let limits = AgentLimits::default();
         let mut running = None;
         let outcome = device
             .run_trial(|image| {
-                agent::trial(image, host(), limits, "{}")
+                modules
+                    .trial(image)
                     .map(|a| running = Some(a))
                     .map_err(|e| e.to_string())
             })
@@ -131,7 +179,7 @@ impl SimDevice {
             layout,
             config,
             agent: running,
-            limits,
+            modules,
             traps: 0,
             fuel_exhausted: 0,
             self_test_passed: true,
@@ -220,9 +268,7 @@ impl SimDevice {
 
     fn restart_agent(&mut self) -> Result<(), String> {
         let image = self.device().active_image().map_err(|e| e.to_string())?;
-        let mut agent = Agent::load(&image, host(), self.limits).map_err(|e| e.to_string())?;
-        agent.init("{}").map_err(|e| e.to_string())?;
-        self.agent = Some(agent);
+        self.agent = Some(self.modules.start(&image).map_err(|e| e.to_string())?);
         self.traps = 0;
         self.fuel_exhausted = 0;
         Ok(())
@@ -313,10 +359,11 @@ impl SimDevice {
 
     async fn trial(&mut self, a: &Assignment, report: &mut impl AsyncReport) -> Outcome {
         report.send(a, "trial", "").await;
-        let limits = self.limits;
+        let modules = self.modules.clone();
         let mut running = None;
         let outcome = self.device().run_trial(|image| {
-            agent::trial(image, host(), limits, "{}")
+            modules
+                .trial(image)
                 .map(|agent| running = Some(agent))
                 .map_err(|e| e.to_string())
         });

@@ -13,7 +13,7 @@ use hotswap_device_vm::sim::Release;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-pub use device::{Assignment, AsyncReport, Faults, Outcome, SimDevice};
+pub use device::{Assignment, AsyncReport, Faults, Modules, Outcome, SimDevice};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -216,6 +216,7 @@ impl Fleet {
         let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
         let mut tasks = Vec::with_capacity(config.devices);
         let version = factory.manifest.version.to_string();
+        let modules = Modules::new(hotswap_device_vm::agent::AgentLimits::default());
         for n in 0..config.devices {
             let id = format!("{}-{n:06}", config.prefix);
             let region = &config.regions[n % config.regions.len()];
@@ -234,8 +235,9 @@ impl Fleet {
                 let text = r.text().await.unwrap_or_default();
                 anyhow::bail!("registering {id}: {text}");
             }
-            let mut device = SimDevice::factory(id.clone(), device_config.clone(), factory)
-                .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
+            let mut device =
+                SimDevice::factory(id.clone(), device_config.clone(), factory, modules.clone())
+                    .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
             let mut roll = |percent: f64| rng.random_bool((percent / 100.0).clamp(0.0, 1.0));
             device.faults = Faults {
                 power_cut: roll(config.power_cut_percent),
