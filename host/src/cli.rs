@@ -97,6 +97,18 @@ enum Command {
         #[arg(long)]
         seconds: Option<u64>,
     },
+    /// The scale benchmark: a server process, N simulated devices here, every device updated
+    /// end to end; prints devices per minute, time per device, memory and CPU of each process.
+    Scale {
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
+        /// Milliseconds between a device's check-ins while it has nothing to do.
+        #[arg(long, default_value_t = 2000)]
+        poll_ms: u64,
+        /// The canary's first wave, in percent of the devices.
+        #[arg(long, default_value_t = 1.0)]
+        canary_percent: f64,
+    },
     /// Plan a rollout over a generated fleet with every built-in strategy, in the sandbox.
     Plans {
         #[arg(long, default_value_t = 1000)]
@@ -297,6 +309,22 @@ fn run(cli: Cli) -> Result<()> {
             config,
         );
     }
+    if let Command::Scale {
+        devices,
+        poll_ms,
+        canary_percent,
+    } = cli.command
+    {
+        let runtime = tokio::runtime::Runtime::new()?;
+        return runtime.block_on(crate::scale::run(
+            crate::scale::ScaleConfig {
+                devices,
+                poll: std::time::Duration::from_millis(poll_ms),
+                canary_percent,
+            },
+            &mut io::stdout(),
+        ));
+    }
     if let Command::Demo {
         devices,
         soak_seconds,
@@ -348,7 +376,9 @@ fn run(cli: Cli) -> Result<()> {
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Serve { .. } => unreachable!("handled above"),
-        Command::Demo { .. } | Command::Sim { .. } => unreachable!("handled above"),
+        Command::Demo { .. } | Command::Sim { .. } | Command::Scale { .. } => {
+            unreachable!("handled above")
+        }
         Command::Plans { devices, regions } => {
             crate::demo::run(&runtime, devices, regions, &mut out)
         }
