@@ -1094,14 +1094,11 @@ impl Store {
             state: current,
         });
         if outcome.is_some() {
-            // A device that took the new version after its rollout was called off is sent back
-            // too.
+            // A device that confirmed the new version after its rollout was called off (it was
+            // already on its way) is sent back too.
             if kind == "rollout"
                 && d_state == DeploymentState::RollingBack.as_str()
-                && matches!(
-                    r.state,
-                    DeviceState::Installed | DeviceState::Trial | DeviceState::Confirmed
-                )
+                && r.state == DeviceState::Confirmed
                 && AssignmentMode::parse(&mode) != AssignmentMode::Stage
             {
                 send_back(tx, deployment_id, device_id, &from, wave, now)?;
@@ -1249,7 +1246,7 @@ fn begin_rollback(
         let mut stmt = tx.prepare(
             "SELECT device_id, from_version, wave FROM assignments
              WHERE deployment_id = ?1 AND kind = 'rollout' AND mode != 'stage'
-               AND (outcome = 'succeeded' OR (outcome = 'cancelled' AND state IN ('installed', 'trial')))",
+               AND outcome = 'succeeded'",
         )?;
         let rows = stmt.query_map([d.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<_, _>>()?
