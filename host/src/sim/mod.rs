@@ -37,6 +37,9 @@ pub struct FleetConfig {
     /// Share of the devices that never come online.
     pub offline_percent: f64,
     pub seed: u64,
+    /// Devices talking to the server at once (each holds a connection meanwhile); the others
+    /// wait their turn. Keeps a large fleet under the process's file limit.
+    pub max_connections: usize,
 }
 
 impl FleetConfig {
@@ -57,6 +60,7 @@ impl FleetConfig {
             drop_percent: 0.0,
             offline_percent: 0.0,
             seed: 1,
+            max_connections: 4096,
         }
     }
 }
@@ -216,6 +220,7 @@ impl Fleet {
         let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
         let mut tasks = Vec::with_capacity(config.devices);
         let version = factory.manifest.version.to_string();
+        let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
         let modules = Modules::new(hotswap_device_vm::agent::AgentLimits::default());
         for n in 0..config.devices {
             let id = format!("{}-{n:06}", config.prefix);
@@ -260,6 +265,7 @@ impl Fleet {
                 stop.clone(),
                 offline,
                 start_after,
+                connections.clone(),
             )));
         }
         Ok(Fleet {
@@ -310,6 +316,7 @@ async fn run_device(
     stop: Arc<AtomicBool>,
     offline: bool,
     start_after: Duration,
+    connections: Arc<tokio::sync::Semaphore>,
 ) -> Option<SimDevice> {
     if offline {
         return None;
@@ -324,6 +331,9 @@ async fn run_device(
     };
     while !stop.load(Ordering::Relaxed) {
         device.run_agent(config.steps_per_poll);
+        let Ok(turn) = connections.acquire().await else {
+            break;
+        };
         let answer = client.post(&check_in).json(&device.check_in()).send().await;
         progress.check_ins.fetch_add(1, Ordering::Relaxed);
         let assignment =
@@ -364,6 +374,7 @@ async fn run_device(
             // Tell the server at once what runs now and how it is.
             continue;
         }
+        drop(turn);
         tokio::time::sleep(config.poll).await;
     }
     Some(device)
