@@ -257,15 +257,18 @@ impl Fleet {
                 .insert(id, version.clone());
             let start_after =
                 Duration::from_micros(rng.random_range(0..config.poll.as_micros() as u64 + 1));
+            let shared = Shared {
+                client: client.clone(),
+                config: config.clone(),
+                progress: progress.clone(),
+                stop: stop.clone(),
+                connections: connections.clone(),
+            };
             tasks.push(tokio::spawn(run_device(
                 device,
-                client.clone(),
-                config.clone(),
-                progress.clone(),
-                stop.clone(),
+                shared,
                 offline,
                 start_after,
-                connections.clone(),
             )));
         }
         Ok(Fleet {
@@ -308,16 +311,28 @@ impl Fleet {
     }
 }
 
-async fn run_device(
-    mut device: SimDevice,
+/// What every device of a fleet shares.
+struct Shared {
     client: reqwest::Client,
     config: FleetConfig,
     progress: Arc<Progress>,
     stop: Arc<AtomicBool>,
+    connections: Arc<tokio::sync::Semaphore>,
+}
+
+async fn run_device(
+    mut device: SimDevice,
+    shared: Shared,
     offline: bool,
     start_after: Duration,
-    connections: Arc<tokio::sync::Semaphore>,
 ) -> Option<SimDevice> {
+    let Shared {
+        client,
+        config,
+        progress,
+        stop,
+        connections,
+    } = shared;
     if offline {
         return None;
     }
