@@ -256,7 +256,7 @@ async fn follow(
         let state = status["state"].as_str().unwrap_or("");
         if matches!(state, "completed" | "rolled-back" | "paused" | "cancelled") {
             for b in &wave_bars {
-                b.finish();
+                b.abandon();
             }
             return Ok(status);
         }
