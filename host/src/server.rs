@@ -200,6 +200,27 @@ mod tests {
     }
 
     #[test]
+    fn the_orchestrator_tick_is_bounded() {
+        let tick =
+            |text: &str| resolve(Overrides::default(), FileConfig::parse(text, "t").unwrap());
+        assert_eq!(
+            tick("orchestrator-tick-ms = 50\n").unwrap().1.tick,
+            std::time::Duration::from_millis(50)
+        );
+        assert_eq!(tick("").unwrap().1.tick, DEFAULT_TICK);
+        for bad in [
+            "orchestrator-tick-ms = 5\n",
+            "orchestrator-tick-ms = 60001\n",
+        ] {
+            let err = tick(bad).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("`orchestrator-tick-ms` must be from 10 to 60000"),
+                "{err:#}"
+            );
+        }
+    }
+
+    #[test]
     fn a_bad_file_or_key_is_refused_with_the_reason() {
         let err = FileConfig::parse("listen = \"here\"\nport = 3\n", "hotswap.toml").unwrap_err();
         assert!(format!("{err:#}").contains("hotswap.toml"), "{err:#}");
