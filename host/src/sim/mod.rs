@@ -213,7 +213,7 @@ impl Fleet {
         factory: &Release,
     ) -> anyhow::Result<Fleet> {
         let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(config.max_connections)
             .build()?;
         let progress = Arc::new(Progress::default());
         let stop = Arc::new(AtomicBool::new(false));
