@@ -168,7 +168,13 @@ impl std::fmt::Display for Summary {
                 p99.as_secs_f64() * 1000.0
             )?;
         }
-        write!(f, "ran            {:.1} s", self.elapsed.as_secs_f64())
+        let updates = self.confirmed + self.reverted + self.rolled_back + self.failed;
+        write!(
+            f,
+            "ran            {:.1} s: {:.0} updates per minute",
+            self.elapsed.as_secs_f64(),
+            updates as f64 * 60.0 / self.elapsed.as_secs_f64().max(0.001)
+        )
     }
 }
 
