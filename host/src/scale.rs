@@ -222,7 +222,7 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
     }
     writeln!(
         out,
-        "requests       {check_ins} check-ins and {} reports during the rollout ({:.1} requests per device, downloads not counted)",
+        "requests       {check_ins} check-ins and {} report requests during the rollout ({:.1} requests per device, downloads not counted)",
         summary.reports,
         (check_ins + summary.reports) as f64 / config.devices as f64
     )?;

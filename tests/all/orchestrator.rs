@@ -596,6 +596,20 @@ async fn the_device_protocol_refuses_bad_input_with_clear_messages() {
             "a device cannot report `pending`",
         ),
         (
+            "empty batch",
+            format!("{devices}/d-000/reports/batch"),
+            json!({"reports": []}),
+            StatusCode::BAD_REQUEST,
+            "a batch carries 1 to 16 reports, found 0",
+        ),
+        (
+            "a batch naming an unknown assignment",
+            format!("{devices}/d-000/reports/batch"),
+            json!({"reports": [{"assignmentId": 42, "state": "downloading"}]}),
+            StatusCode::NOT_FOUND,
+            "report 0: no assignment 42 for device `d-000`",
+        ),
+        (
             "no such state",
             format!("{devices}/d-000/reports"),
             json!({"assignmentId": 42, "state": "exploded"}),

@@ -92,6 +92,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/deployments/{id}/{action}", post(deployments::act))
         .route("/api/v1/devices/{id}/check-in", post(protocol::check_in))
         .route("/api/v1/devices/{id}/reports", post(protocol::report))
+        .route(
+            "/api/v1/devices/{id}/reports/batch",
+            post(protocol::report_batch),
+        )
         .route("/api/v1/artifacts/{sha256}", get(protocol::artifact))
         .route(
             "/api/v1/plugins/{name}/{version}",

@@ -8,6 +8,9 @@
 //! - `POST /api/v1/devices/{id}/reports` each state change of the assignment (downloading,
 //!   downloaded, verifying, installed, trial, confirmed, rolled-back, failed with a reason).
 //!   Reports are idempotent: one the assignment has already gone past changes nothing.
+//!   `POST /api/v1/devices/{id}/reports/batch` takes `{"reports": [...]}` (at most
+//!   [`MAX_BATCH_REPORTS`]): state changes that happened together (downloaded, verifying,
+//!   installed) in one round trip, applied in order, all or none.
 //!
 //! Check-ins and reports go through the store's batched writer: each is on disk before it is
 //! answered, and concurrent ones share a sync.
@@ -27,6 +30,15 @@ use crate::store::{Assignment, CheckIn, Report, ReportAnswer};
 
 /// How long a device waits between check-ins while it has nothing to do, in seconds.
 pub const POLL_SECONDS: u32 = 30;
+
+/// The most reports one batch carries.
+pub const MAX_BATCH_REPORTS: usize = 16;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    reports: Vec<Report>,
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -59,6 +71,27 @@ pub async fn report(
         state.metrics.report(reported.as_str());
     }
     Ok(Json(answer))
+}
+
+pub async fn report_batch(
+    State(state): State<Arc<AppState>>,
+    Path(device_id): Path<String>,
+    Body(batch): Body<Batch>,
+) -> Result<Json<Vec<ReportAnswer>>, ApiError> {
+    if batch.reports.is_empty() || batch.reports.len() > MAX_BATCH_REPORTS {
+        return Err(ApiError::bad_request(format!(
+            "a batch carries 1 to {MAX_BATCH_REPORTS} reports, found {}",
+            batch.reports.len()
+        )));
+    }
+    let states: Vec<&'static str> = batch.reports.iter().map(|r| r.state.as_str()).collect();
+    let answers = state.store.reports(device_id, batch.reports).await?;
+    for (answer, reported) in answers.iter().zip(states) {
+        if answer.applied {
+            state.metrics.report(reported);
+        }
+    }
+    Ok(Json(answers))
 }
 
 /// Serves an artifact's bytes; `Range` requests get `206 Partial Content`.

@@ -157,7 +157,7 @@ impl std::fmt::Display for Summary {
         writeln!(f, "bricked        {}", self.bricked)?;
         writeln!(
             f,
-            "requests       {} check-ins, {} reports",
+            "requests       {} check-ins, {} report requests",
             self.check_ins, self.reports
         )?;
         if let Some((p50, p99)) = self.latency {
@@ -190,6 +190,25 @@ impl AsyncReport for ServerReport<'_> {
         let body = json!({"assignmentId": a.assignment_id, "state": state, "reason": reason});
         for attempt in 0..50u32 {
             match self.client.post(&self.url).json(&body).send().await {
+                Ok(r) if r.status().is_success() || r.status().is_client_error() => break,
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))))
+                        .await
+                }
+            }
+        }
+        self.progress.reports.fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn send_many(&mut self, a: &Assignment, states: &[(&str, &str)]) {
+        let reports: Vec<Value> = states
+            .iter()
+            .map(|(state, reason)| json!({"assignmentId": a.assignment_id, "state": state, "reason": reason}))
+            .collect();
+        let body = json!({"reports": reports});
+        let url = format!("{}/batch", self.url);
+        for attempt in 0..50u32 {
+            match self.client.post(&url).json(&body).send().await {
                 Ok(r) if r.status().is_success() || r.status().is_client_error() => break,
                 _ => {
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))))

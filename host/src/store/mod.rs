@@ -240,6 +240,38 @@ impl Store {
             .await
     }
 
+    /// Several reports of one device, applied in order as one write: all of them or, when one is
+    /// refused, none (the error names which).
+    pub async fn reports(
+        &self,
+        device_id: String,
+        reports: Vec<Report>,
+    ) -> Result<Vec<ReportAnswer>, StoreError> {
+        self.writer
+            .write(move |tx| {
+                let now = now_ms();
+                reports
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        Store::report_tx(tx, &device_id, r, now).map_err(|e| match e {
+                            StoreError::NotFound(m) => {
+                                StoreError::NotFound(format!("report {i}: {m}"))
+                            }
+                            StoreError::Invalid(m) => {
+                                StoreError::Invalid(format!("report {i}: {m}"))
+                            }
+                            StoreError::Conflict(m) => {
+                                StoreError::Conflict(format!("report {i}: {m}"))
+                            }
+                            other => other,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
+
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
     }
