@@ -109,7 +109,7 @@ impl Orchestrator {
                 DeploymentState::Running => {}
                 _ => return Ok(()),
             }
-            let view = store.advance_wave(&d, now)?;
+            let mut view = store.advance_wave(&d, now)?;
             let s = &view.stats;
             let inputs = (
                 view.index,
@@ -124,6 +124,7 @@ impl Orchestrator {
             {
                 return Ok(());
             }
+            view.samples = store.wave_samples(&d, view.index)?;
             let verdict = self.judge(&d, &view);
             store.decide(&d, &view, &verdict, now)?;
             let again_at = match &verdict {

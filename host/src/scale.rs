@@ -14,7 +14,7 @@ use hotswap_device_vm::sim::ReleaseKey;
 use serde_json::{Value, json};
 
 use crate::sim::{Fleet, FleetConfig};
-use crate::story::{registration, tagged};
+use crate::story::{post, registration, tagged};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -114,14 +114,13 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
     let v1 = key.release(Version::new(1, 0, 0), &tagged(agent, "1.0.0"), 0);
     let v2 = key.release(Version::new(2, 0, 0), &tagged(agent, "2.0.0"), 0);
     for r in [&v1, &v2] {
-        let answer = client
-            .post(format!("{url}/api/v1/firmware"))
-            .json(&registration(r, "scale"))
-            .send()
-            .await?;
-        if !answer.status().is_success() {
-            bail!("registering firmware: {}", answer.text().await?);
-        }
+        post(
+            &client,
+            format!("{url}/api/v1/firmware"),
+            &registration(r, "scale"),
+        )
+        .await
+        .context("registering firmware")?;
     }
 
     writeln!(out, "starting {} simulated devices...", config.devices)?;
@@ -158,13 +157,9 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
         "healthConfig": {"pollSeconds": 1},
     });
     let started = Instant::now();
-    let answer: Value = client
-        .post(format!("{url}/api/v1/deployments"))
-        .json(&body)
-        .send()
-        .await?
-        .json()
-        .await?;
+    let answer = post(&client, format!("{url}/api/v1/deployments"), &body)
+        .await
+        .context("starting the deployment")?;
     let id = answer["id"]
         .as_i64()
         .with_context(|| format!("starting the deployment: {answer}"))?;

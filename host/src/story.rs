@@ -53,24 +53,21 @@ pub fn tagged(image: &[u8], tag: &str) -> Vec<u8> {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    hex::encode(bytes)
-}
-
 /// The registration body of a signed release.
 pub fn registration(release: &Release, notes: &str) -> Value {
     json!({
         "version": release.manifest.version.to_string(),
         "deviceModel": "sensor-v1",
         "releaseNotes": notes,
-        "checksum": format!("sha256:{}", hex(&release.manifest.sha256)),
+        "checksum": format!("sha256:{}", hex::encode(release.manifest.sha256)),
         "binary": base64::engine::general_purpose::STANDARD.encode(&release.image),
-        "signature": hex(&release.signature),
+        "signature": hex::encode(release.signature),
         "securityCounter": release.manifest.security_counter,
     })
 }
 
-async fn post(client: &reqwest::Client, url: String, body: &Value) -> Result<Value> {
+/// POSTs `body`; an answer that is not a success is an error with the server's message.
+pub(crate) async fn post(client: &reqwest::Client, url: String, body: &Value) -> Result<Value> {
     let r = client.post(&url).json(body).send().await?;
     let status = r.status();
     let answer: Value = r.json().await?;

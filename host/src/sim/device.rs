@@ -284,38 +284,37 @@ impl SimDevice {
     ) -> Outcome {
         match a.mode.as_str() {
             "rollback" => self.roll_back(client, server, a, report).await,
-            "activate" => {
-                // The version was staged by an earlier wave; switch to it and try it.
-                match self.device().activate() {
-                    Ok(v) if v.to_string() == a.version => self.trial(a, report).await,
-                    Ok(v) => {
-                        let reason = format!("staged {v}, asked to activate {}", a.version);
-                        let _ = self.device().revert();
-                        report.send(a, "failed", &reason).await;
-                        Outcome::Failed(reason)
-                    }
-                    Err(e) => {
-                        let reason = format!("activate: {e}");
-                        report.send(a, "failed", &reason).await;
-                        Outcome::Failed(reason)
-                    }
+            // The version was staged by an earlier wave; switch to it and try it.
+            "activate" => match self.device().activate() {
+                Ok(v) if v.to_string() == a.version => self.trial(a, report).await,
+                Ok(v) => {
+                    let _ = self.device().revert();
+                    let reason = format!("staged {v}, asked to activate {}", a.version);
+                    failed(report, a, reason).await
                 }
-            }
-            _ => {
-                if let Err(reason) = self.download(client, server, a, report).await {
-                    report.send(a, "failed", &reason).await;
-                    return Outcome::Failed(reason);
-                }
-                if a.mode == "stage" {
-                    return Outcome::Staged(a.version.clone());
-                }
-                if let Err(e) = self.device().activate() {
-                    let reason = format!("activate: {e}");
-                    report.send(a, "failed", &reason).await;
-                    return Outcome::Failed(reason);
-                }
-                self.trial(a, report).await
-            }
+                Err(e) => failed(report, a, format!("activate: {e}")).await,
+            },
+            _ => self.install(client, server, a, report).await,
+        }
+    }
+
+    /// Download and verify; then, unless only staging, activate and try.
+    async fn install(
+        &mut self,
+        client: &reqwest::Client,
+        server: &str,
+        a: &Assignment,
+        report: &mut impl AsyncReport,
+    ) -> Outcome {
+        if let Err(reason) = self.download(client, server, a, report).await {
+            return failed(report, a, reason).await;
+        }
+        if a.mode == "stage" {
+            return Outcome::Staged(a.version.clone());
+        }
+        match self.device().activate() {
+            Ok(_) => self.trial(a, report).await,
+            Err(e) => failed(report, a, format!("activate: {e}")).await,
         }
     }
 
@@ -326,35 +325,19 @@ impl SimDevice {
         a: &Assignment,
         report: &mut impl AsyncReport,
     ) -> Outcome {
-        if self.version() == a.version {
-            report.send(a, "rolled-back", "").await;
-            return Outcome::RolledBack(a.version.clone());
-        }
-        match self.device().rollback() {
-            Ok(v) if v.to_string() == a.version => {
-                if let Err(reason) = self.restart_agent() {
-                    report.send(a, "failed", &reason).await;
-                    return Outcome::Failed(reason);
-                }
-                report.send(a, "rolled-back", "").await;
-                Outcome::RolledBack(a.version.clone())
-            }
-            _ => {
-                // The other slot does not hold it: install it like any version.
-                if let Err(reason) = self.download(client, server, a, report).await {
-                    report.send(a, "failed", &reason).await;
-                    return Outcome::Failed(reason);
-                }
-                match self.device().activate() {
-                    Ok(_) => self.trial(a, report).await,
-                    Err(e) => {
-                        let reason = format!("activate: {e}");
-                        report.send(a, "failed", &reason).await;
-                        Outcome::Failed(reason)
+        if self.version() != a.version {
+            match self.device().rollback() {
+                Ok(v) if v.to_string() == a.version => {
+                    if let Err(reason) = self.restart_agent() {
+                        return failed(report, a, reason).await;
                     }
                 }
+                // The other slot does not hold it: install it like any version.
+                _ => return self.install(client, server, a, report).await,
             }
         }
+        report.send(a, "rolled-back", "").await;
+        Outcome::RolledBack(a.version.clone())
     }
 
     async fn trial(&mut self, a: &Assignment, report: &mut impl AsyncReport) -> Outcome {
@@ -391,11 +374,7 @@ impl SimDevice {
                     reason,
                 }
             }
-            Err(e) => {
-                let reason = format!("trial: {e}");
-                report.send(a, "failed", &reason).await;
-                Outcome::Failed(reason)
-            }
+            Err(e) => failed(report, a, format!("trial: {e}")).await,
         }
     }
 
@@ -533,6 +512,12 @@ impl SimDevice {
             }
         }
     }
+}
+
+/// Reports the assignment failed, for `reason`.
+async fn failed(report: &mut impl AsyncReport, a: &Assignment, reason: String) -> Outcome {
+    report.send(a, "failed", &reason).await;
+    Outcome::Failed(reason)
 }
 
 /// Where reports go: the server, or a recorder in tests.

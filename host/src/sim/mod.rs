@@ -185,11 +185,11 @@ struct ServerReport<'a> {
     progress: &'a Progress,
 }
 
-impl AsyncReport for ServerReport<'_> {
-    async fn send(&mut self, a: &Assignment, state: &str, reason: &str) {
-        let body = json!({"assignmentId": a.assignment_id, "state": state, "reason": reason});
+impl ServerReport<'_> {
+    /// Posts until the server answers (it may be restarting), with a growing pause.
+    async fn post(&self, url: &str, body: &Value) {
         for attempt in 0..50u32 {
-            match self.client.post(&self.url).json(&body).send().await {
+            match self.client.post(url).json(body).send().await {
                 Ok(r) if r.status().is_success() || r.status().is_client_error() => break,
                 _ => {
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))))
@@ -199,24 +199,24 @@ impl AsyncReport for ServerReport<'_> {
         }
         self.progress.reports.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+fn report_body(a: &Assignment, state: &str, reason: &str) -> Value {
+    json!({"assignmentId": a.assignment_id, "state": state, "reason": reason})
+}
+
+impl AsyncReport for ServerReport<'_> {
+    async fn send(&mut self, a: &Assignment, state: &str, reason: &str) {
+        self.post(&self.url, &report_body(a, state, reason)).await;
+    }
 
     async fn send_many(&mut self, a: &Assignment, states: &[(&str, &str)]) {
         let reports: Vec<Value> = states
             .iter()
-            .map(|(state, reason)| json!({"assignmentId": a.assignment_id, "state": state, "reason": reason}))
+            .map(|(state, reason)| report_body(a, state, reason))
             .collect();
-        let body = json!({"reports": reports});
-        let url = format!("{}/batch", self.url);
-        for attempt in 0..50u32 {
-            match self.client.post(&url).json(&body).send().await {
-                Ok(r) if r.status().is_success() || r.status().is_client_error() => break,
-                _ => {
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))))
-                        .await
-                }
-            }
-        }
-        self.progress.reports.fetch_add(1, Ordering::Relaxed);
+        self.post(&format!("{}/batch", self.url), &json!({"reports": reports}))
+            .await;
     }
 }
 

@@ -428,6 +428,8 @@ pub struct ReportAnswer {
 pub struct WaveView {
     pub index: u32,
     pub stats: WaveStats,
+    /// Empty from [`Store::advance_wave`]; [`Store::wave_samples`] fills it when the wave is
+    /// judged.
     pub samples: Vec<HealthSample>,
 }
 
@@ -761,7 +763,8 @@ impl Store {
     }
 
     /// Starts the deployment's current wave if it has not started, and hands out as many of its
-    /// devices as `maxInFlight` allows; then counts the wave for the health policy.
+    /// devices as `maxInFlight` allows; then counts the wave for the health policy (its health
+    /// samples are read only when it is judged: [`Store::wave_samples`]).
     pub fn advance_wave(&self, d: &Deployment, now: i64) -> Result<WaveView, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -830,35 +833,6 @@ impl Store {
         let gate: Gate = serde_json::from_str(&gate).map_err(|e| {
             StoreError::Conflict(format!("wave {wave} of deployment {}: gate: {e}", d.id))
         })?;
-        let target_version = d.firmware_version.clone();
-        let samples = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT dv.device_id, dv.health FROM assignments a JOIN devices dv ON dv.device_id = a.device_id
-                 WHERE a.deployment_id = ?1 AND a.kind = 'rollout' AND a.wave = ?2 AND dv.health IS NOT NULL",
-            )?;
-            let rows = stmt.query_map(params![d.id, wave], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut samples = Vec::new();
-            for row in rows {
-                let (device, health) = row?;
-                let Ok(stored) = serde_json::from_str::<StoredHealth>(&health) else {
-                    continue;
-                };
-                // Only what the new version reported says anything about it.
-                if stored.version.as_deref() == Some(target_version.as_str()) {
-                    samples.push(HealthSample {
-                        device,
-                        healthy: stored.health.healthy,
-                        self_test_passed: stored.health.self_test_passed,
-                        traps: stored.health.traps,
-                        fuel_exhausted: stored.health.fuel_exhausted,
-                        metrics: stored.health.metrics.into_iter().collect(),
-                    });
-                }
-            }
-            samples
-        };
         tx.commit()?;
         let seconds = |since: i64| u32::try_from((now / 1000 - since).max(0)).unwrap_or(u32::MAX);
         Ok(WaveView {
@@ -878,8 +852,39 @@ impl Store {
                 deployment_succeeded: all_succeeded,
                 deployment_failed: all_failed,
             },
-            samples,
+            samples: Vec::new(),
         })
+    }
+
+    /// The health samples the wave's devices sent from the deployment's version: only what the
+    /// new version reported says anything about it.
+    pub fn wave_samples(&self, d: &Deployment, wave: u32) -> Result<Vec<HealthSample>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT dv.device_id, dv.health FROM assignments a JOIN devices dv ON dv.device_id = a.device_id
+             WHERE a.deployment_id = ?1 AND a.kind = 'rollout' AND a.wave = ?2 AND dv.health IS NOT NULL",
+        )?;
+        let rows = stmt.query_map(params![d.id, wave], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut samples = Vec::new();
+        for row in rows {
+            let (device, health) = row?;
+            let Ok(stored) = serde_json::from_str::<StoredHealth>(&health) else {
+                continue;
+            };
+            if stored.version.as_deref() == Some(d.firmware_version.as_str()) {
+                samples.push(HealthSample {
+                    device,
+                    healthy: stored.health.healthy,
+                    self_test_passed: stored.health.self_test_passed,
+                    traps: stored.health.traps,
+                    fuel_exhausted: stored.health.fuel_exhausted,
+                    metrics: stored.health.metrics.into_iter().collect(),
+                });
+            }
+        }
+        Ok(samples)
     }
 
     /// Stores a health policy's decision with its inputs and acts on it: the next wave, the end,
@@ -1276,25 +1281,21 @@ fn send_back(
     wave: u32,
     now: i64,
 ) -> Result<(), StoreError> {
-    let (model, timeout): (String, i64) = tx.query_row(
-        "SELECT device_model, device_timeout FROM deployments WHERE id = ?1",
-        [deployment_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    // Called once per device of a rollback: the statements are prepared once.
+    let (model, timeout): (String, i64) = tx
+        .prepare_cached("SELECT device_model, device_timeout FROM deployments WHERE id = ?1")?
+        .query_row([deployment_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let previous: Option<i64> = tx
-        .query_row(
-            "SELECT id FROM firmware WHERE device_model = ?1 AND version = ?2",
-            params![model, from_version],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT id FROM firmware WHERE device_model = ?1 AND version = ?2")?
+        .query_row(params![model, from_version], |r| r.get(0))
         .optional()?;
     match previous {
         Some(firmware) => {
-            tx.execute(
-            "INSERT INTO assignments (deployment_id, kind, wave, device_id, mode, firmware_id, from_version, state, deadline, updated_at)
-             VALUES (?1, 'rollback', ?2, ?3, 'rollback', ?4, ?5, 'assigned', ?6, ?7) ON CONFLICT DO NOTHING",
-            params![deployment_id, wave, device_id, firmware, from_version, now + timeout * 1000, now],
-        )?;
+            tx.prepare_cached(
+                "INSERT INTO assignments (deployment_id, kind, wave, device_id, mode, firmware_id, from_version, state, deadline, updated_at)
+                 VALUES (?1, 'rollback', ?2, ?3, 'rollback', ?4, ?5, 'assigned', ?6, ?7) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![deployment_id, wave, device_id, firmware, from_version, now + timeout * 1000, now])?;
         }
         None => {
             let current: i64 = tx.query_row(

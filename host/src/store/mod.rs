@@ -49,6 +49,18 @@ pub enum StoreError {
     Unavailable(String),
 }
 
+impl StoreError {
+    /// The same error with `prefix: ` before its message (store failures are left as they are).
+    pub fn prefixed(self, prefix: &str) -> StoreError {
+        match self {
+            StoreError::Conflict(m) => StoreError::Conflict(format!("{prefix}: {m}")),
+            StoreError::NotFound(m) => StoreError::NotFound(format!("{prefix}: {m}")),
+            StoreError::Invalid(m) => StoreError::Invalid(format!("{prefix}: {m}")),
+            other => other,
+        }
+    }
+}
+
 /// Schema versions, applied in order; the database's `user_version` says how many ran.
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -254,18 +266,8 @@ impl Store {
                     .iter()
                     .enumerate()
                     .map(|(i, r)| {
-                        Store::report_tx(tx, &device_id, r, now).map_err(|e| match e {
-                            StoreError::NotFound(m) => {
-                                StoreError::NotFound(format!("report {i}: {m}"))
-                            }
-                            StoreError::Invalid(m) => {
-                                StoreError::Invalid(format!("report {i}: {m}"))
-                            }
-                            StoreError::Conflict(m) => {
-                                StoreError::Conflict(format!("report {i}: {m}"))
-                            }
-                            other => other,
-                        })
+                        Store::report_tx(tx, &device_id, r, now)
+                            .map_err(|e| e.prefixed(&format!("report {i}")))
                     })
                     .collect()
             })
