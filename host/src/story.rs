@@ -151,8 +151,13 @@ pub async fn run(config: StoryConfig, out: &mut (impl Write + Send)) -> Result<S
     let fleet = Fleet::start(fleet_config, device_config, &releases[0].0).await?;
     writeln!(
         out,
-        "started {} simulated devices in 3 regions, each on the device VM running agent 1.0.0\n",
+        "started {} simulated devices in 3 regions, each on the device VM running agent 1.0.0",
         config.devices
+    )?;
+    writeln!(
+        out,
+        "next: 2.0.0 goes out by canary (10% of the devices, then 50%, then all), each wave judged \
+         by the health policy; then the broken 3.0.0 the same way, which the policy must stop\n"
     )?;
 
     let mut outcomes = Vec::new();
@@ -173,6 +178,17 @@ pub async fn run(config: StoryConfig, out: &mut (impl Write + Send)) -> Result<S
         let started = post(&client, format!("{url}/api/v1/deployments"), &body).await?;
         let id = started["id"].as_i64().context("a deployment id")?;
         let status = follow(&client, &url, id, &config, out).await?;
+        for w in status["waveStatus"].as_array().into_iter().flatten() {
+            writeln!(
+                out,
+                "  wave {} ({}): {} devices, {} updated, {} failed",
+                w["index"].as_u64().unwrap_or(0) + 1,
+                w["name"].as_str().unwrap_or(""),
+                w["devices"],
+                w["succeeded"],
+                w["failed"]
+            )?;
+        }
         writeln!(
             out,
             "deployment {id}: {} ({})",

@@ -1264,10 +1264,14 @@ fn begin_rollback(
         tx,
         d.id,
         None,
-        &format!(
-            "rolling back: {reason}; {} devices to send back",
-            took.len()
-        ),
+        &match took.len() {
+            0 => format!(
+                "rolling back: {reason}; no device kept the new version, so none is sent back"
+            ),
+            n => format!(
+                "rolling back: {reason}; {n} devices kept the new version and are sent back to their previous one"
+            ),
+        },
         now,
     )
 }
