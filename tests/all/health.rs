@@ -175,12 +175,25 @@ fn verdicts_follow_the_table_and_agree_with_the_native_policy() {
 }
 
 #[test]
-fn soak_wait_is_the_time_left() {
+fn a_soaking_wave_is_looked_at_again_every_poll_until_its_time_is_up() {
     let policy = runtime().builtin_health_policy("Default").unwrap();
-    let verdict = policy
-        .evaluate("{}", &WaveStats::from(&stats(10, 10, 0, Some(45))), &[])
-        .unwrap();
-    assert_eq!(verdict, Verdict::Wait { seconds: 15 });
+    let wait = |params: &str, settled: u32| {
+        policy
+            .evaluate(
+                params,
+                &WaveStats::from(&stats(10, 10, 0, Some(settled))),
+                &[],
+            )
+            .unwrap()
+    };
+    // 60 s of soak: 15 s left, polled every 5 s by default, or every 20 s when asked.
+    assert_eq!(wait("{}", 45), Verdict::Wait { seconds: 5 });
+    assert_eq!(
+        wait(r#"{"pollSeconds": 20}"#, 45),
+        Verdict::Wait { seconds: 15 }
+    );
+    assert_eq!(wait("{}", 58), Verdict::Wait { seconds: 2 });
+    assert_eq!(wait("{}", 60), Verdict::Proceed);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The orchestrator over real HTTP: a real server, and scripted device clients speaking the
 //! device protocol (check-in, Range download, reports, each report sent twice to prove a retry
 //! changes nothing). A canary rollout completes; a rollout whose devices fail rolls back by
-//! itself and every device ends on the version it had; a device that stops answering is retried
-//! with backoff, then quarantined.
+//! itself and every device ends on the version it had (devices still downloading are told to
+//! stop, devices that installed it are waited for and sent back); a device that stops answering
+//! is retried with backoff, then quarantined.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -77,14 +78,15 @@ async fn send(client: &reqwest::Client, url: &str, body: &Value) -> Value {
     }
 }
 
-/// Reports `state`, twice: the second, a retry, must change nothing.
+/// Reports `state`, twice: the second, a retry, must change nothing. True when the device
+/// carries on; false when the answer says the assignment was called off.
 async fn report(
     client: &reqwest::Client,
     url: &str,
     assignment: &Value,
     state: &str,
     reason: &str,
-) {
+) -> bool {
     let body =
         json!({"assignmentId": assignment["assignmentId"], "state": state, "reason": reason});
     let first = send(client, url, &body).await;
@@ -93,6 +95,7 @@ async fn report(
         again["applied"], false,
         "a retried {state} report changed something: {first} then {again}"
     );
+    first["state"] != "cancelled"
 }
 
 /// Downloads an artifact in two HTTP ranges, as a device resuming a broken download does.
@@ -136,8 +139,8 @@ pub(crate) async fn scripted_device(
         if a.is_object() {
             let target = a["version"].as_str().unwrap().to_string();
             let b = behaviour(&target);
-            if b != Behaviour::Silent {
-                report(&client, &reports, a, "downloading", "").await;
+            // Each report's answer may call the job off: the device stops before it activates.
+            if b != Behaviour::Silent && report(&client, &reports, a, "downloading", "").await {
                 let size = a["size"].as_u64().unwrap() as usize;
                 let bytes = download(
                     &client,
@@ -151,15 +154,14 @@ pub(crate) async fn scripted_device(
                     format!("sha256:{}", hex(&sha)),
                     "{id}: the bytes match the checksum"
                 );
-                report(&client, &reports, a, "downloaded", "").await;
-                report(&client, &reports, a, "verifying", "").await;
-                report(&client, &reports, a, "installed", "").await;
+                let mut go = report(&client, &reports, a, "downloaded", "").await;
+                go = go && report(&client, &reports, a, "verifying", "").await;
+                go = go && report(&client, &reports, a, "installed", "").await;
                 if a["mode"] == "rollback" {
                     version = target;
                     traps = 0;
                     report(&client, &reports, a, "rolled-back", "").await;
-                } else {
-                    report(&client, &reports, a, "trial", "").await;
+                } else if go && report(&client, &reports, a, "trial", "").await {
                     match b {
                         Behaviour::FailsSelfTest => {
                             report(
@@ -400,28 +402,33 @@ async fn a_failing_rollout_rolls_back_and_every_device_ends_on_its_previous_vers
     let server = Server::start(&dir).await;
     let url = server.url.clone();
     let client = reqwest::Client::new();
-    for v in ["1.0.0", "2.0.0", "3.0.0"] {
+    for v in ["1.0.0", "2.0.0", "3.0.0", "4.0.0"] {
         register_firmware(&client, &url, v).await;
     }
     let ids = register_devices(&client, &url, 20, "1.0.0").await;
-    // 3.0.0 is broken: half the devices fail its self-test, the others take it and then trap.
+    // 3.0.0 fails its self-test on half the devices; the others take it and then trap. Which
+    // device of the canary wave gets how far before the first failure stops the rollout is up
+    // to timing: whichever way it goes, no device keeps 3.0.0.
+    // 4.0.0 installs and confirms everywhere, then traps: its health samples stop it, and every
+    // device of the canary wave is sent back.
     let fleet = Fleet::start(&url, &ids, "1.0.0", |device, version| {
         let n: usize = device[2..].parse().unwrap();
         match (version, n % 2) {
-            ("3.0.0", 0) => Behaviour::Unhealthy,
+            ("3.0.0", 0) | ("4.0.0", _) => Behaviour::Unhealthy,
             ("3.0.0", _) => Behaviour::FailsSelfTest,
             _ => Behaviour::Good,
         }
     });
-    let deploy = |version: &str, initial: u32| {
+    let deploy = |version: &str, initial: u32, soak: u32| {
         let mut body = canary(version, json!({}));
         body["config"]["initialPercentage"] = json!(initial);
+        body["config"]["gate"]["soakSeconds"] = json!(soak);
         body
     };
     let (status, v2) = post(
         &client,
         format!("{url}/api/v1/deployments"),
-        &deploy("2.0.0", 10),
+        &deploy("2.0.0", 10, 0),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{v2}");
@@ -437,7 +444,7 @@ async fn a_failing_rollout_rolls_back_and_every_device_ends_on_its_previous_vers
     let (status, v3) = post(
         &client,
         format!("{url}/api/v1/deployments"),
-        &deploy("3.0.0", 20),
+        &deploy("3.0.0", 20, 0),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{v3}");
@@ -452,10 +459,10 @@ async fn a_failing_rollout_rolls_back_and_every_device_ends_on_its_previous_vers
         done["reason"].as_str().unwrap().contains("wave 1"),
         "{done:#}"
     );
-    let sent_back = done["rollback"]["rolled-back"].as_u64().unwrap_or(0);
-    assert!(
-        sent_back >= 1,
-        "devices that took 3.0.0 were sent back: {done:#}"
+    assert_eq!(
+        done["rollback"]["rolled-back"].as_u64().unwrap_or(0),
+        done["states"]["confirmed"].as_u64().unwrap_or(0),
+        "every device that confirmed 3.0.0 was sent back: {done:#}"
     );
     assert!(
         done["recentEvents"]
@@ -464,6 +471,42 @@ async fn a_failing_rollout_rolls_back_and_every_device_ends_on_its_previous_vers
             .iter()
             .any(|e| e["message"].as_str().unwrap().contains("self-test failed")),
         "{done:#}"
+    );
+    // The rollback ends only once every device that installed 3.0.0 is done with it.
+    let on_server = versions_on_server(&client, &url).await;
+    assert!(
+        on_server.values().all(|v| v == "2.0.0"),
+        "every device on the previous version when the rollback ends: {on_server:?}"
+    );
+    let decisions = get(&client, format!("{url}/api/v1/deployments/{id}/decisions")).await;
+    let last = decisions.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["verdict"]["verdict"], "rollBack", "{last:#}");
+    assert_eq!(last["stats"]["wave"], 0);
+    assert!(last["stats"]["failed"].as_u64().unwrap() > 0, "{last:#}");
+
+    // The gate's soak keeps the wave open long enough for the traps to be reported.
+    let (status, v4) = post(
+        &client,
+        format!("{url}/api/v1/deployments"),
+        &deploy("4.0.0", 20, 60),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{v4}");
+    let id = v4["id"].as_i64().unwrap();
+    let done = wait_for(&client, &url, id, &["completed", "rolled-back", "paused"]).await;
+    assert_eq!(done["state"], "rolled-back", "{done:#}");
+    assert_eq!(done["currentWave"], 0, "{done:#}");
+    assert!(
+        done["reason"]
+            .as_str()
+            .unwrap()
+            .contains("health samples are unhealthy"),
+        "{done:#}"
+    );
+    assert_eq!(done["states"]["confirmed"], 4, "{done:#}");
+    assert_eq!(
+        done["rollback"]["rolled-back"], 4,
+        "the canary wave was sent back: {done:#}"
     );
 
     let versions = fleet.stop().await;
@@ -477,11 +520,112 @@ async fn a_failing_rollout_rolls_back_and_every_device_ends_on_its_previous_vers
             .values()
             .all(|v| v == "2.0.0")
     );
-    let decisions = get(&client, format!("{url}/api/v1/deployments/{id}/decisions")).await;
-    let last = decisions.as_array().unwrap().last().unwrap().clone();
-    assert_eq!(last["verdict"]["verdict"], "rollBack", "{last:#}");
-    assert_eq!(last["stats"]["wave"], 0);
-    assert!(last["stats"]["failed"].as_u64().unwrap() > 0, "{last:#}");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Step by step, with no timing left to chance: when a rollout is called off, a device that
+/// was still downloading is told to stop by the answer to its next report; a device that had
+/// already installed the new version cannot be stopped, so the rollback waits for it and sends
+/// it back once it confirms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_installed() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let url = server.url.clone();
+    let client = reqwest::Client::new();
+    register_firmware(&client, &url, "1.0.0").await;
+    register_firmware(&client, &url, "2.0.0").await;
+    let ids = register_devices(&client, &url, 3, "1.0.0").await;
+    let body = json!({
+        "firmwareVersion": "2.0.0", "deviceModel": "sensor-v1", "targetDevices": ids,
+        "strategy": "direct", "config": {"gate": {"soakSeconds": 0, "failureBudget": 0}},
+        "healthConfig": {"pollSeconds": 1},
+    });
+    let (status, started) = post(&client, format!("{url}/api/v1/deployments"), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let id = started["id"].as_i64().unwrap();
+
+    let check_in = |device: &str, version: &str| {
+        let client = client.clone();
+        let url = format!("{url}/api/v1/devices/{device}/check-in");
+        let body = json!({"firmwareVersion": version});
+        async move {
+            for _ in 0..600 {
+                let answer = send(&client, &url, &body).await;
+                if answer["assignment"].is_object() {
+                    return answer["assignment"].clone();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("no assignment for {url}");
+        }
+    };
+    let report = |device: &str, assignment: &Value, state: &str, reason: &str| {
+        let client = client.clone();
+        let url = format!("{url}/api/v1/devices/{device}/reports");
+        let body =
+            json!({"assignmentId": assignment["assignmentId"], "state": state, "reason": reason});
+        let state = state.to_string();
+        async move {
+            let (status, answer) = post(&client, url, &body).await;
+            assert_eq!(status, StatusCode::OK, "{state}: {answer}");
+            answer
+        }
+    };
+
+    let installed = check_in("d-000", "1.0.0").await;
+    let downloading = check_in("d-001", "1.0.0").await;
+    let failing = check_in("d-002", "1.0.0").await;
+    for state in ["downloading", "downloaded", "verifying", "installed"] {
+        report("d-000", &installed, state, "").await;
+    }
+    report("d-001", &downloading, "downloading", "").await;
+    report("d-002", &failing, "downloading", "").await;
+    report("d-002", &failing, "failed", "self-test failed").await;
+
+    // d-000 installed 2.0.0: the rollback stays open for it.
+    let status = wait_for(&client, &url, id, &["rolling-back", "rolled-back"]).await;
+    assert_eq!(status["state"], "rolling-back", "{status:#}");
+    assert!(
+        status["recentEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["message"]
+                .as_str()
+                .unwrap()
+                .contains("1 devices already installed it and are sent back if they keep it")),
+        "{status:#}"
+    );
+
+    // d-001 learns from the answer to its next report that its job is called off.
+    let answer = report("d-001", &downloading, "downloaded", "").await;
+    assert_eq!(answer["state"], "cancelled", "{answer}");
+    assert_eq!(answer["applied"], false, "{answer}");
+
+    // d-000 tries 2.0.0 and keeps it: it is sent back.
+    let answer = report("d-000", &installed, "trial", "").await;
+    assert_eq!(answer["state"], "trial", "{answer}");
+    report("d-000", &installed, "confirmed", "").await;
+    let back = check_in("d-000", "2.0.0").await;
+    assert_eq!(back["mode"], "rollback", "{back}");
+    assert_eq!(back["version"], "1.0.0", "{back}");
+    let status = get(&client, format!("{url}/api/v1/deployments/{id}/status")).await;
+    assert_eq!(
+        status["state"], "rolling-back",
+        "not over while d-000 is on its way back: {status:#}"
+    );
+    report("d-000", &back, "rolled-back", "").await;
+    let done = wait_for(&client, &url, id, &["rolled-back"]).await;
+    assert_eq!(done["rollback"]["rolled-back"], 1, "{done:#}");
+    assert!(
+        versions_on_server(&client, &url)
+            .await
+            .values()
+            .all(|v| v == "1.0.0"),
+        "{done:#}"
+    );
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

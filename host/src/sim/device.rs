@@ -109,6 +109,46 @@ pub enum Outcome {
     },
     RolledBack(String),
     Failed(String),
+    /// The server called the job off (the answer to a report said `cancelled`) before the new
+    /// version was activated: the device stays on what it ran.
+    CalledOff,
+}
+
+/// What the server's answer to a report tells the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    CarryOn,
+    /// The assignment was called off: stop the job, do not activate.
+    CalledOff,
+}
+
+impl Answer {
+    /// Reads a report's answer (`{"applied": .., "state": ..}`); no answer means carry on, as a
+    /// device that cannot reach the server keeps the job it has.
+    pub fn of(answer: Option<&serde_json::Value>) -> Answer {
+        match answer {
+            Some(a) if a["state"] == "cancelled" => Answer::CalledOff,
+            _ => Answer::CarryOn,
+        }
+    }
+}
+
+/// Why a download did not leave a verified image in the inactive slot.
+enum Stop {
+    Failed(String),
+    CalledOff,
+}
+
+impl From<String> for Stop {
+    fn from(reason: String) -> Stop {
+        Stop::Failed(reason)
+    }
+}
+
+impl From<&str> for Stop {
+    fn from(reason: &str) -> Stop {
+        Stop::Failed(reason.to_string())
+    }
 }
 
 pub struct SimDevice {
@@ -306,8 +346,10 @@ impl SimDevice {
         a: &Assignment,
         report: &mut impl AsyncReport,
     ) -> Outcome {
-        if let Err(reason) = self.download(client, server, a, report).await {
-            return failed(report, a, reason).await;
+        match self.download(client, server, a, report).await {
+            Ok(()) => {}
+            Err(Stop::Failed(reason)) => return failed(report, a, reason).await,
+            Err(Stop::CalledOff) => return Outcome::CalledOff,
         }
         if a.mode == "stage" {
             return Outcome::Staged(a.version.clone());
@@ -341,7 +383,12 @@ impl SimDevice {
     }
 
     async fn trial(&mut self, a: &Assignment, report: &mut impl AsyncReport) -> Outcome {
-        report.send(a, "trial", "").await;
+        if report.send(a, "trial", "").await == Answer::CalledOff {
+            // Activated but not yet run: switch back to the slot it came from.
+            if self.device().revert().is_ok() && self.restart_agent().is_ok() {
+                return Outcome::CalledOff;
+            }
+        }
         let modules = self.modules.clone();
         let mut running = None;
         let outcome = self.device().run_trial(|image| {
@@ -386,12 +433,12 @@ impl SimDevice {
         server: &str,
         a: &Assignment,
         report: &mut impl AsyncReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), Stop> {
         let mut tries = 0;
         loop {
             tries += 1;
             match self.download_once(client, server, a, report).await {
-                Err(e) if e.starts_with("verify") && tries < 3 => {
+                Err(Stop::Failed(e)) if e.starts_with("verify") && tries < 3 => {
                     self.refetched += 1;
                     tracing::debug!(device = %self.id, error = %e, "downloading again");
                 }
@@ -406,7 +453,7 @@ impl SimDevice {
         server: &str,
         a: &Assignment,
         report: &mut impl AsyncReport,
-    ) -> Result<(), String> {
+    ) -> Result<(), Stop> {
         let version = Version::parse(&a.version).ok_or("the version is not major.minor.patch")?;
         let sha256 = a
             .checksum
@@ -422,7 +469,9 @@ impl SimDevice {
             sha256,
             security_counter: a.security_counter,
         };
-        report.send(a, "downloading", "").await;
+        if report.send(a, "downloading", "").await == Answer::CalledOff {
+            return Err(Stop::CalledOff);
+        }
         self.device()
             .begin_update(manifest, key_id, signature)
             .map_err(|e| format!("refused: {e}"))?;
@@ -438,9 +487,9 @@ impl SimDevice {
             }
             attempts += 1;
             if attempts > 20 {
-                return Err(format!(
-                    "download: gave up after {attempts} tries at byte {offset}"
-                ));
+                return Err(
+                    format!("download: gave up after {attempts} tries at byte {offset}").into(),
+                );
             }
             if offset > 0 {
                 self.resumed += 1;
@@ -457,7 +506,9 @@ impl SimDevice {
                         Err(_) => continue,
                     }
                 }
-                Ok(r) => return Err(format!("download: the server answered {}", r.status())),
+                Ok(r) => {
+                    return Err(format!("download: the server answered {}", r.status()).into());
+                }
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
@@ -496,19 +547,23 @@ impl SimDevice {
         match self.device().finish_download(0) {
             Ok(_) => {
                 tracing::trace!(device = %self.id, took = ?started.elapsed(), "verified");
-                report
+                let answer = report
                     .send_many(
                         a,
                         &[("downloaded", ""), ("verifying", ""), ("installed", "")],
                     )
                     .await;
-                Ok(())
+                // Called off: the verified image stays in the inactive slot, never activated.
+                match answer {
+                    Answer::CarryOn => Ok(()),
+                    Answer::CalledOff => Err(Stop::CalledOff),
+                }
             }
             Err(e) => {
                 report
                     .send_many(a, &[("downloaded", ""), ("verifying", "")])
                     .await;
-                Err(format!("verify: {e}"))
+                Err(format!("verify: {e}").into())
             }
         }
     }
@@ -527,19 +582,21 @@ pub trait AsyncReport {
         a: &Assignment,
         state: &str,
         reason: &str,
-    ) -> impl std::future::Future<Output = ()>;
+    ) -> impl std::future::Future<Output = Answer>;
 
     /// State changes that happened together, in order (one request where the server takes
-    /// batches).
+    /// batches); the answer to the last.
     fn send_many(
         &mut self,
         a: &Assignment,
         states: &[(&str, &str)],
-    ) -> impl std::future::Future<Output = ()> {
+    ) -> impl std::future::Future<Output = Answer> {
         async move {
+            let mut answer = Answer::CarryOn;
             for (state, reason) in states {
-                self.send(a, state, reason).await;
+                answer = self.send(a, state, reason).await;
             }
+            answer
         }
     }
 }

@@ -13,7 +13,7 @@ use hotswap_device_vm::sim::Release;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-pub use device::{Assignment, AsyncReport, Faults, Modules, Outcome, SimDevice};
+pub use device::{Answer, Assignment, AsyncReport, Faults, Modules, Outcome, SimDevice};
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -74,6 +74,8 @@ pub struct Progress {
     pub reverted: AtomicU64,
     pub rolled_back: AtomicU64,
     pub failed: AtomicU64,
+    /// Jobs the server called off before the new version was activated.
+    pub called_off: AtomicU64,
     pub power_cuts: AtomicU64,
     pub resumed: AtomicU64,
     pub refetched: AtomicU64,
@@ -124,6 +126,7 @@ pub struct Summary {
     pub reverted: u64,
     pub rolled_back: u64,
     pub failed: u64,
+    pub called_off: u64,
     pub power_cuts: u64,
     pub resumed: u64,
     pub refetched: u64,
@@ -146,8 +149,8 @@ impl std::fmt::Display for Summary {
         writeln!(f, "running        {}", versions.join(", "))?;
         writeln!(
             f,
-            "updates        {} confirmed, {} reverted by the device after a failed trial, {} sent back by a rollback, {} failed",
-            self.confirmed, self.reverted, self.rolled_back, self.failed
+            "updates        {} confirmed, {} reverted by the device after a failed trial, {} sent back by a rollback, {} failed, {} called off before activation",
+            self.confirmed, self.reverted, self.rolled_back, self.failed, self.called_off
         )?;
         writeln!(
             f,
@@ -186,11 +189,17 @@ struct ServerReport<'a> {
 }
 
 impl ServerReport<'_> {
-    /// Posts until the server answers (it may be restarting), with a growing pause.
-    async fn post(&self, url: &str, body: &Value) {
+    /// Posts until the server answers (it may be restarting), with a growing pause; returns
+    /// the answer when it was a success.
+    async fn post(&self, url: &str, body: &Value) -> Option<Value> {
+        let mut answer = None;
         for attempt in 0..50u32 {
             match self.client.post(url).json(body).send().await {
-                Ok(r) if r.status().is_success() || r.status().is_client_error() => break,
+                Ok(r) if r.status().is_success() => {
+                    answer = r.json::<Value>().await.ok();
+                    break;
+                }
+                Ok(r) if r.status().is_client_error() => break,
                 _ => {
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt.min(10))))
                         .await
@@ -198,6 +207,7 @@ impl ServerReport<'_> {
             }
         }
         self.progress.reports.fetch_add(1, Ordering::Relaxed);
+        answer
     }
 }
 
@@ -206,17 +216,21 @@ fn report_body(a: &Assignment, state: &str, reason: &str) -> Value {
 }
 
 impl AsyncReport for ServerReport<'_> {
-    async fn send(&mut self, a: &Assignment, state: &str, reason: &str) {
-        self.post(&self.url, &report_body(a, state, reason)).await;
+    async fn send(&mut self, a: &Assignment, state: &str, reason: &str) -> Answer {
+        let answer = self.post(&self.url, &report_body(a, state, reason)).await;
+        Answer::of(answer.as_ref())
     }
 
-    async fn send_many(&mut self, a: &Assignment, states: &[(&str, &str)]) {
+    async fn send_many(&mut self, a: &Assignment, states: &[(&str, &str)]) -> Answer {
         let reports: Vec<Value> = states
             .iter()
             .map(|(state, reason)| report_body(a, state, reason))
             .collect();
-        self.post(&format!("{}/batch", self.url), &json!({"reports": reports}))
+        let answer = self
+            .post(&format!("{}/batch", self.url), &json!({"reports": reports}))
             .await;
+        // One answer per report, in order: the last says where the assignment stands.
+        Answer::of(answer.as_ref().and_then(|a| a.as_array()?.last()))
     }
 }
 
@@ -324,6 +338,7 @@ impl Fleet {
             reverted: p.reverted.load(Ordering::Relaxed),
             rolled_back: p.rolled_back.load(Ordering::Relaxed),
             failed: p.failed.load(Ordering::Relaxed),
+            called_off: p.called_off.load(Ordering::Relaxed),
             power_cuts: p.power_cuts.load(Ordering::Relaxed),
             resumed: p.resumed.load(Ordering::Relaxed),
             refetched: p.refetched.load(Ordering::Relaxed),
@@ -399,6 +414,7 @@ async fn run_device(
                 Outcome::Reverted { .. } => &progress.reverted,
                 Outcome::RolledBack(_) => &progress.rolled_back,
                 Outcome::Failed(_) => &progress.failed,
+                Outcome::CalledOff => &progress.called_off,
             };
             counter.fetch_add(1, Ordering::Relaxed);
             progress

@@ -420,7 +420,9 @@ pub struct Report {
 pub struct ReportAnswer {
     /// False when the report was already known (a retry) or came too late to matter.
     pub applied: bool,
-    /// The assignment's state after the report.
+    /// The assignment's state after the report. `cancelled` tells the device its assignment
+    /// was called off (the deployment was cancelled or is rolling back): it stops the job and
+    /// does not activate what it downloaded.
     pub state: DeviceState,
 }
 
@@ -703,24 +705,34 @@ impl Store {
     pub fn expire(&self, d: &Deployment, now: i64) -> Result<usize, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let expired: Vec<(i64, String, u32, String)> = {
+        let expired: Vec<(i64, String, u32, String, String)> = {
             let mut stmt = tx.prepare_cached(
-                "SELECT id, device_id, attempts, state FROM assignments
+                "SELECT id, device_id, attempts, state, kind FROM assignments
                  WHERE deployment_id = ?1 AND outcome IS NULL AND deadline IS NOT NULL AND deadline < ?2",
             )?;
             let rows = stmt.query_map(params![d.id, now], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?;
             rows.collect::<Result<_, _>>()?
         };
         let timeout = i64::from(d.retry.device_timeout_seconds) * 1000;
-        for (id, device, attempts, state) in &expired {
+        for (id, device, attempts, state, kind) in &expired {
             let attempts = attempts + 1;
-            if attempts >= d.retry.max_attempts {
-                let reason = format!(
-                    "no report for {} s, {attempts} times (last state {state})",
-                    d.retry.device_timeout_seconds
-                );
+            // A device still trying the new version when the rollback began is not asked
+            // again: what it runs is unknown, so it is quarantined for the operator to look at.
+            let abandoned = kind == "rollout" && d.state == DeploymentState::RollingBack;
+            if abandoned || attempts >= d.retry.max_attempts {
+                let reason = if abandoned {
+                    format!(
+                        "no report for {} s during the rollback (last state {state}): what it runs is unknown",
+                        d.retry.device_timeout_seconds
+                    )
+                } else {
+                    format!(
+                        "no report for {} s, {attempts} times (last state {state})",
+                        d.retry.device_timeout_seconds
+                    )
+                };
                 tx.execute(
                     "UPDATE assignments SET state = 'failed', outcome = 'failed', attempts = ?2, reason = ?3, deadline = NULL, updated_at = ?4 WHERE id = ?1",
                     params![id, attempts, reason, now],
@@ -949,8 +961,10 @@ impl Store {
     pub fn finish_rollback(&self, d: &Deployment, now: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        // Open: devices being sent back, and devices still trying the new version.
         let (open, failed): (u32, u32) = tx.query_row(
-            "SELECT COALESCE(SUM(outcome IS NULL), 0), COALESCE(SUM(outcome = 'failed'), 0) FROM assignments WHERE deployment_id = ?1 AND kind = 'rollback'",
+            "SELECT COALESCE(SUM(outcome IS NULL), 0), COALESCE(SUM(kind = 'rollback' AND outcome = 'failed'), 0)
+             FROM assignments WHERE deployment_id = ?1",
             [d.id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
@@ -1098,15 +1112,33 @@ impl Store {
             applied: false,
             state: current,
         });
+        let rolling_back = d_state == DeploymentState::RollingBack.as_str();
         if outcome.is_some() {
-            // A device that confirmed the new version after its rollout was called off (it was
-            // already on its way) is sent back too.
+            // A device that confirmed the new version after its assignment was called off (it
+            // did not stop when told) runs it: the inventory says so, and while the deployment
+            // is rolling back the device is sent back too.
             if kind == "rollout"
-                && d_state == DeploymentState::RollingBack.as_str()
                 && r.state == DeviceState::Confirmed
                 && AssignmentMode::parse(&mode) != AssignmentMode::Stage
             {
-                send_back(tx, deployment_id, device_id, &from, wave, now)?;
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE devices SET version = ?2 WHERE device_id = ?1 AND version IS NOT ?2",
+                    )?
+                    .execute(params![device_id, version])?;
+                if rolling_back {
+                    send_back(tx, deployment_id, device_id, &from, wave, now)?;
+                } else if changed > 0 {
+                    event(
+                        tx,
+                        deployment_id,
+                        Some(device_id),
+                        &format!(
+                            "confirmed {version} after its assignment was called off: it runs {version}"
+                        ),
+                        now,
+                    )?;
+                }
             }
             return unchanged;
         }
@@ -1137,6 +1169,10 @@ impl Store {
             Some(Outcome::Succeeded) if mode != AssignmentMode::Stage => {
                 tx.prepare_cached("UPDATE devices SET version = ?2 WHERE device_id = ?1")?
                     .execute(params![device_id, version])?;
+                // It had installed the new version before the rollback began, and kept it.
+                if kind == "rollout" && rolling_back {
+                    send_back(tx, deployment_id, device_id, &from, wave, now)?;
+                }
             }
             Some(Outcome::Failed) => {
                 let why = reason.as_deref().unwrap_or("no reason given");
@@ -1234,8 +1270,11 @@ fn finish(
     event(conn, id, None, &format!("{state}: {reason}"), now)
 }
 
-/// Calls the rollout off: devices not yet done are cancelled, and every device that took the
-/// new version is given its previous version back.
+/// Calls the rollout off: devices that have not installed the new version yet are cancelled
+/// (a device learns it from the answer to its next report and stops), and every device that
+/// took the new version is given its previous version back. Devices that already installed it
+/// (`installed`, about to try it, or in `trial`) cannot be stopped: they stay open, and each is
+/// sent back when it confirms ([`Store::report_tx`]); the rollback ends only once they are done.
 fn begin_rollback(
     tx: &Transaction<'_>,
     d: &Deployment,
@@ -1244,8 +1283,13 @@ fn begin_rollback(
 ) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE assignments SET state = 'cancelled', outcome = 'cancelled', deadline = NULL, updated_at = ?2
-         WHERE deployment_id = ?1 AND kind = 'rollout' AND outcome IS NULL",
+         WHERE deployment_id = ?1 AND kind = 'rollout' AND outcome IS NULL AND state NOT IN ('installed', 'trial')",
         params![d.id, now],
+    )?;
+    let trying: u32 = tx.query_row(
+        "SELECT COUNT(*) FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout' AND outcome IS NULL",
+        [d.id],
+        |r| r.get(0),
     )?;
     let took: Vec<(String, String, u32)> = {
         let mut stmt = tx.prepare(
@@ -1264,14 +1308,20 @@ fn begin_rollback(
         tx,
         d.id,
         None,
-        &match took.len() {
-            0 => format!(
-                "rolling back: {reason}; no device kept the new version, so none is sent back"
-            ),
-            n => format!(
-                "rolling back: {reason}; {n} devices kept the new version and are sent back to their previous one"
-            ),
-        },
+        &format!(
+            "rolling back: {reason}; {}{}",
+            match took.len() {
+                0 => "no device kept the new version, so none is sent back".to_string(),
+                n => format!(
+                    "{n} devices kept the new version and are sent back to their previous one"
+                ),
+            },
+            match trying {
+                0 => String::new(),
+                n =>
+                    format!("; {n} devices already installed it and are sent back if they keep it"),
+            }
+        ),
         now,
     )
 }

@@ -93,7 +93,7 @@ struct Params {
     /// threshold by default.
     #[serde(default)]
     unhealthy_threshold_percent: Option<f64>,
-    /// How long to wait before judging a wave that is still running, in seconds.
+    /// How long to wait before judging a wave that is still running or soaking, in seconds.
     #[serde(default = "default_poll")]
     poll_seconds: u32,
 }
@@ -119,7 +119,7 @@ pub const SCHEMA: &str = r#"{
     "unhealthyThresholdPercent": {"type": "number", "minimum": 0, "maximum": 100,
       "description": "roll back when this share of health samples is unhealthy; failureThresholdPercent by default"},
     "pollSeconds": {"type": "integer", "minimum": 1, "default": 5,
-      "description": "how long to wait before judging a wave that is still running"}
+      "description": "how long to wait before judging a wave that is still running or soaking"}
   }
 }"#;
 
@@ -198,9 +198,10 @@ pub fn evaluate<S: SampleView>(
                 seconds: p.poll_seconds,
             });
         }
+        // Soaking: the health samples are looked at again every poll, not only at the end.
         Some(settled) if settled < gate.soak_seconds => {
             return Ok(Verdict::Wait {
-                seconds: gate.soak_seconds - settled,
+                seconds: (gate.soak_seconds - settled).min(p.poll_seconds),
             });
         }
         Some(_) => {}
