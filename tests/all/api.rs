@@ -36,11 +36,16 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) async fn start(dir: &std::path::Path) -> Server {
+        Server::with_body_limit(dir, 256 << 10).await
+    }
+
+    /// A server whose request bodies may be up to `max_body_bytes`.
+    pub(crate) async fn with_body_limit(dir: &std::path::Path, max_body_bytes: usize) -> Server {
         let config = ServerConfig {
             data_dir: dir.to_path_buf(),
             trusted_keys: vec![release_key().trusted()],
             limits: ServerLimits {
-                max_body_bytes: 256 << 10,
+                max_body_bytes,
                 max_firmware_bytes: 64 << 10,
             },
             tick: std::time::Duration::from_millis(50),
@@ -535,6 +540,106 @@ async fn devices_are_registered_filtered_and_paged() {
     }
     let response = client.get(format!("{url}/nope")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_are_registered_in_batches_all_or_none() {
+    let dir = data_dir();
+    // The default body limit (4 MiB): a full batch fits.
+    let server = Server::with_body_limit(&dir, 4 << 20).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/devices/batch", server.url);
+    let device = |i: usize| json!({"deviceId": format!("b-{i:05}"), "deviceModel": "sensor-v1", "region": "eu-west", "firmwareVersion": "1.0.0"});
+    let batch =
+        |range: std::ops::Range<usize>| json!({"devices": range.map(device).collect::<Vec<_>>()});
+
+    let (status, answer) = post(&client, url.clone(), &batch(0..3000)).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["created"], 3000);
+    assert_eq!(answer["skipped"], json!([]));
+    let page = get(
+        &client,
+        format!("{}/api/v1/devices?limit=1000&region=eu-west", server.url),
+    )
+    .await;
+    assert_eq!(page["devices"].as_array().unwrap().len(), 1000);
+
+    // Overlapping the first batch: refused whole, naming the registered ones; nothing added.
+    let (status, answer) = post(&client, url.clone(), &batch(2990..3010)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    assert!(
+        message(&answer).contains("10 of the devices are already registered (`b-02990`"),
+        "{answer}"
+    );
+    let missing = client
+        .get(format!("{}/api/v1/devices/b-03005", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // Asked to skip them: the others are registered.
+    let mut skipping = batch(2990..3010);
+    skipping["ifRegistered"] = json!("skip");
+    let (status, answer) = post(&client, url.clone(), &skipping).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!(answer["created"], 10);
+    assert_eq!(answer["skipped"].as_array().unwrap().len(), 10);
+
+    let mut twice = batch(5000..5003);
+    twice["devices"][2]["deviceId"] = json!("b-05000");
+    let mut bad_one = batch(6000..6003);
+    bad_one["devices"][1]["firmwareVersion"] = json!("one");
+    let refusals: Vec<(&str, Value, StatusCode, &str)> = vec![
+        (
+            "empty",
+            json!({"devices": []}),
+            StatusCode::BAD_REQUEST,
+            "`devices` is empty",
+        ),
+        (
+            "too many",
+            batch(10_000..20_001),
+            StatusCode::BAD_REQUEST,
+            "`devices` holds 10001 devices, the limit is 10000 per batch",
+        ),
+        (
+            "twice",
+            twice,
+            StatusCode::BAD_REQUEST,
+            "devices[2]: `b-05000` appears twice in the batch",
+        ),
+        (
+            "bad device",
+            bad_one,
+            StatusCode::BAD_REQUEST,
+            "devices[1]: `firmwareVersion` must be semver",
+        ),
+        (
+            "bad policy",
+            json!({"devices": [device(7000)], "ifRegistered": "overwrite"}),
+            StatusCode::BAD_REQUEST,
+            "unknown variant `overwrite`",
+        ),
+        (
+            "reserved id",
+            json!({"devices": [{"deviceId": "batch", "deviceModel": "m"}]}),
+            StatusCode::BAD_REQUEST,
+            "`deviceId` cannot be `batch`",
+        ),
+    ];
+    assert_refusals(&client, &url, refusals).await;
+    let missing = client
+        .get(format!("{}/api/v1/devices/b-05000", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        missing.status(),
+        StatusCode::NOT_FOUND,
+        "a refused batch adds nothing"
+    );
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -47,43 +47,121 @@ pub(super) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     }
 }
 
+impl Registration {
+    /// Checks every field; the device to store.
+    fn check(self) -> Result<NewDevice, ApiError> {
+        let r = self;
+        check_name("deviceId", &r.device_id)?;
+        if r.device_id == "batch" {
+            return Err(ApiError::bad_request(
+                "`deviceId` cannot be `batch`: /api/v1/devices/batch registers devices in bulk",
+            ));
+        }
+        check_name("deviceModel", &r.device_model)?;
+        if !r.region.is_empty() {
+            check_name("region", &r.region)?;
+        }
+        for g in &r.groups {
+            check_name("groups", g)?;
+        }
+        for (k, v) in &r.labels {
+            check_name("labels", k)?;
+            if v.len() > 256 {
+                return Err(ApiError::bad_request(format!(
+                    "label `{k}` has a value of {} bytes, the limit is 256",
+                    v.len()
+                )));
+            }
+        }
+        if !r.firmware_version.is_empty() && semver::Version::parse(&r.firmware_version).is_err() {
+            return Err(ApiError::bad_request(format!(
+                "`firmwareVersion` must be semver such as 1.2.0, found {:?}",
+                r.firmware_version
+            )));
+        }
+        Ok(NewDevice {
+            device_id: r.device_id,
+            device_model: r.device_model,
+            region: r.region,
+            labels: r.labels,
+            groups: r.groups,
+            firmware_version: r.firmware_version,
+        })
+    }
+}
+
 pub async fn register(
     State(state): State<Arc<AppState>>,
     Body(r): Body<Registration>,
 ) -> Result<(StatusCode, Json<DeviceRecord>), ApiError> {
-    check_name("deviceId", &r.device_id)?;
-    check_name("deviceModel", &r.device_model)?;
-    if !r.region.is_empty() {
-        check_name("region", &r.region)?;
-    }
-    for g in &r.groups {
-        check_name("groups", g)?;
-    }
-    for (k, v) in &r.labels {
-        check_name("labels", k)?;
-        if v.len() > 256 {
-            return Err(ApiError::bad_request(format!(
-                "label `{k}` has a value of {} bytes, the limit is 256",
-                v.len()
-            )));
-        }
-    }
-    if !r.firmware_version.is_empty() && semver::Version::parse(&r.firmware_version).is_err() {
-        return Err(ApiError::bad_request(format!(
-            "`firmwareVersion` must be semver such as 1.2.0, found {:?}",
-            r.firmware_version
-        )));
-    }
-    let new = NewDevice {
-        device_id: r.device_id,
-        device_model: r.device_model,
-        region: r.region,
-        labels: r.labels,
-        groups: r.groups,
-        firmware_version: r.firmware_version,
-    };
+    let new = r.check()?;
     let device = super::blocking(move || Ok(state.store.add_device(new)?)).await?;
     Ok((StatusCode::CREATED, Json(device)))
+}
+
+/// The most devices one `POST /api/v1/devices/batch` registers.
+pub const MAX_BATCH: usize = 10_000;
+
+/// What to do with devices of a batch that are registered already.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum IfRegistered {
+    /// Refuse the whole batch, naming them (the default).
+    #[default]
+    Fail,
+    /// Leave them as they are and register the others.
+    Skip,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Batch {
+    devices: Vec<Registration>,
+    #[serde(default)]
+    if_registered: IfRegistered,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchAnswer {
+    created: usize,
+    /// Devices left as they were because they were registered already (`ifRegistered: skip`).
+    skipped: Vec<String>,
+}
+
+/// Registers up to [`MAX_BATCH`] devices in one transaction: all of them or, on any error,
+/// none. Each error names the device's place in the batch.
+pub async fn register_batch(
+    State(state): State<Arc<AppState>>,
+    Body(batch): Body<Batch>,
+) -> Result<(StatusCode, Json<BatchAnswer>), ApiError> {
+    if batch.devices.is_empty() {
+        return Err(ApiError::bad_request("`devices` is empty"));
+    }
+    if batch.devices.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "`devices` holds {} devices, the limit is {MAX_BATCH} per batch",
+            batch.devices.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(batch.devices.len());
+    let mut devices = Vec::with_capacity(batch.devices.len());
+    for (i, r) in batch.devices.into_iter().enumerate() {
+        let new = r
+            .check()
+            .map_err(|e| e.prefixed(&format!("devices[{i}]")))?;
+        if !seen.insert(new.device_id.clone()) {
+            return Err(ApiError::bad_request(format!(
+                "devices[{i}]: `{}` appears twice in the batch",
+                new.device_id
+            )));
+        }
+        devices.push(new);
+    }
+    let skip = batch.if_registered == IfRegistered::Skip;
+    let (created, skipped) =
+        super::blocking(move || Ok(state.store.add_devices(&devices, skip)?)).await?;
+    Ok((StatusCode::CREATED, Json(BatchAnswer { created, skipped })))
 }
 
 #[derive(Deserialize)]

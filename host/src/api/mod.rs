@@ -72,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/devices",
             post(devices::register).get(devices::list),
         )
+        .route("/api/v1/devices/batch", post(devices::register_batch))
         .route("/api/v1/devices/{id}", get(devices::get))
         .route(
             "/api/v1/device-groups",
@@ -127,6 +128,14 @@ impl ApiError {
 
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// The same error, its message led by `prefix` (where in a batch it happened).
+    pub fn prefixed(self, prefix: &str) -> Self {
+        ApiError {
+            status: self.status,
+            message: format!("{prefix}: {}", self.message),
+        }
     }
 }
 

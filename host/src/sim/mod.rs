@@ -234,6 +234,9 @@ impl AsyncReport for ServerReport<'_> {
     }
 }
 
+/// Devices registered per request.
+const REGISTRATION_BATCH: usize = 5_000;
+
 /// A running fleet.
 pub struct Fleet {
     pub progress: Arc<Progress>,
@@ -261,24 +264,38 @@ impl Fleet {
         let version = factory.manifest.version.to_string();
         let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
         let modules = Modules::new(hotswap_device_vm::agent::AgentLimits::default());
-        for n in 0..config.devices {
-            let id = format!("{}-{n:06}", config.prefix);
-            let region = &config.regions[n % config.regions.len()];
-            let mut labels = serde_json::Map::from_iter([("simulated".to_string(), json!("true"))]);
-            if !config.labels.is_empty() {
-                let (k, v) = &config.labels[n % config.labels.len()];
-                labels.insert(k.clone(), json!(v));
-            }
-            let body = json!({"deviceId": id, "deviceModel": config.device_model, "region": region, "firmwareVersion": version, "labels": labels});
+        // Registered in batches (one transaction each); devices already registered stay as
+        // they are.
+        let ids: Vec<String> = (0..config.devices)
+            .map(|n| format!("{}-{n:06}", config.prefix))
+            .collect();
+        for (chunk_index, chunk) in ids.chunks(REGISTRATION_BATCH).enumerate() {
+            let devices: Vec<Value> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, id)| {
+                    let n = chunk_index * REGISTRATION_BATCH + i;
+                    let region = &config.regions[n % config.regions.len()];
+                    let mut labels =
+                        serde_json::Map::from_iter([("simulated".to_string(), json!("true"))]);
+                    if !config.labels.is_empty() {
+                        let (k, v) = &config.labels[n % config.labels.len()];
+                        labels.insert(k.clone(), json!(v));
+                    }
+                    json!({"deviceId": id, "deviceModel": config.device_model, "region": region, "firmwareVersion": version, "labels": labels})
+                })
+                .collect();
             let r = client
-                .post(format!("{}/api/v1/devices", config.server))
-                .json(&body)
+                .post(format!("{}/api/v1/devices/batch", config.server))
+                .json(&json!({"devices": devices, "ifRegistered": "skip"}))
                 .send()
                 .await?;
-            if !(r.status().is_success() || r.status().as_u16() == 409) {
+            if !r.status().is_success() {
                 let text = r.text().await.unwrap_or_default();
-                anyhow::bail!("registering {id}: {text}");
+                anyhow::bail!("registering devices {}..: {text}", chunk[0]);
             }
+        }
+        for id in ids {
             let mut device =
                 SimDevice::factory(id.clone(), device_config.clone(), factory, modules.clone())
                     .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;

@@ -91,6 +91,52 @@ impl Store {
         self.device(&d.device_id)
     }
 
+    /// Registers `devices` in one transaction. Devices registered already are skipped and
+    /// returned when `skip_registered`; otherwise they refuse the whole batch.
+    pub fn add_devices(
+        &self,
+        devices: &[NewDevice],
+        skip_registered: bool,
+    ) -> Result<(usize, Vec<String>), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut skipped = Vec::new();
+        let created_at = now();
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'registered', ?7) ON CONFLICT (device_id) DO NOTHING",
+            )?;
+            for d in devices {
+                let labels = serde_json::to_string(&d.labels).unwrap_or_else(|_| "{}".into());
+                let groups = serde_json::to_string(&d.groups).unwrap_or_else(|_| "[]".into());
+                let inserted = insert.execute(params![
+                    d.device_id,
+                    d.device_model,
+                    d.region,
+                    labels,
+                    groups,
+                    d.firmware_version,
+                    created_at
+                ])?;
+                if inserted == 0 {
+                    skipped.push(d.device_id.clone());
+                }
+            }
+        }
+        if !skip_registered && !skipped.is_empty() {
+            let named: Vec<String> = skipped.iter().take(5).map(|id| format!("`{id}`")).collect();
+            return Err(StoreError::Conflict(format!(
+                "{} of the devices are already registered ({}{}); nothing was registered: send \"ifRegistered\": \"skip\" to register the others",
+                skipped.len(),
+                named.join(", "),
+                if skipped.len() > 5 { ", …" } else { "" }
+            )));
+        }
+        tx.commit()?;
+        Ok((devices.len() - skipped.len(), skipped))
+    }
+
     pub fn device(&self, device_id: &str) -> Result<DeviceRecord, StoreError> {
         self.conn()
             .query_row(
