@@ -382,13 +382,10 @@ impl SimDevice {
         Outcome::RolledBack(a.version.clone())
     }
 
+    /// Tries the activated agent. A simulated trial takes microseconds, so `trial` is reported
+    /// together with how it ended, in one request (a real device reports `trial` first: its
+    /// trial lasts a watchdog period).
     async fn trial(&mut self, a: &Assignment, report: &mut impl AsyncReport) -> Outcome {
-        if report.send(a, "trial", "").await == Answer::CalledOff {
-            // Activated but not yet run: switch back to the slot it came from.
-            if self.device().revert().is_ok() && self.restart_agent().is_ok() {
-                return Outcome::CalledOff;
-            }
-        }
         let modules = self.modules.clone();
         let mut running = None;
         let outcome = self.device().run_trial(|image| {
@@ -397,7 +394,7 @@ impl SimDevice {
                 .map(|agent| running = Some(agent))
                 .map_err(|e| e.to_string())
         });
-        match outcome {
+        let (state, reason, outcome) = match outcome {
             Ok(TrialOutcome::Confirmed { version }) => {
                 self.agent = running;
                 self.traps = 0;
@@ -408,21 +405,31 @@ impl SimDevice {
                 } else {
                     "confirmed"
                 };
-                report.send(a, state, "").await;
-                Outcome::Confirmed(version.to_string())
+                (
+                    state,
+                    String::new(),
+                    Outcome::Confirmed(version.to_string()),
+                )
             }
             Ok(TrialOutcome::Reverted { reason, .. }) => {
                 let _ = self.restart_agent();
                 self.self_test_passed = false;
                 let reason = format!("trial failed, reverted to {}: {reason}", self.version());
-                report.send(a, "rolled-back", &reason).await;
-                Outcome::Reverted {
+                let outcome = Outcome::Reverted {
                     failed: a.version.clone(),
-                    reason,
-                }
+                    reason: reason.clone(),
+                };
+                ("rolled-back", reason, outcome)
             }
-            Err(e) => failed(report, a, format!("trial: {e}")).await,
-        }
+            Err(e) => {
+                let reason = format!("trial: {e}");
+                ("failed", reason.clone(), Outcome::Failed(reason))
+            }
+        };
+        report
+            .send_many(a, &[("trial", ""), (state, &reason)])
+            .await;
+        outcome
     }
 
     /// Downloads into the inactive slot and has the device VM verify it; a download that fails

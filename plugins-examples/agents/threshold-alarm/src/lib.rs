@@ -4,8 +4,9 @@
 //! Configuration: `{"threshold": 42.5}` (default 30). The self-test passes when the device has a
 //! temperature sensor giving a plausible reading.
 //!
-//! `no_std`, with dlmalloc as the allocator and a panic handler that traps: std's panic message
-//! formatting alone would push the agent past a 14 KiB slot.
+//! `no_std`, with talc over a 4 KiB static arena as the allocator (its memory stays one page)
+//! and a panic handler that traps: std's panic message formatting alone would push the agent
+//! past a 14 KiB slot.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
@@ -16,9 +17,22 @@ use core::sync::atomic::{AtomicU32, Ordering};
 
 wit_bindgen::generate!({ world: "agent", path: "../../../wit/agent" });
 
+/// The heap: a fixed arena inside the first page of linear memory. The agent's allocations are
+/// a few short strings, so its memory never grows past one 64 KiB page (a general allocator
+/// such as dlmalloc takes a second page on the first allocation): a device's RAM is scarce.
+#[cfg(target_arch = "wasm32")]
+static mut ARENA: [u8; 4096] = [0; 4096];
+
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
-static ALLOCATOR: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+static ALLOCATOR: talc::Talck<talc::locking::AssumeUnlockable, talc::ClaimOnOom> =
+    talc::Talc::new(unsafe {
+        // SAFETY: the arena is used by the allocator alone; agents run single-threaded.
+        talc::ClaimOnOom::new(talc::Span::from_array(
+            core::ptr::addr_of!(ARENA).cast_mut(),
+        ))
+    })
+    .lock();
 
 /// A panic traps; the device counts the trap against the agent's health.
 #[cfg(target_arch = "wasm32")]
