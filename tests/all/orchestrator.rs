@@ -604,10 +604,34 @@ async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_ins
     assert_eq!(answer["state"], "cancelled", "{answer}");
     assert_eq!(answer["applied"], false, "{answer}");
 
-    // d-000 tries 2.0.0 and keeps it: it is sent back.
+    // d-000 tries 2.0.0 and keeps it: it is sent back. Its health comes with the report that
+    // ends the assignment, not with one that does not.
+    let reports = format!("{url}/api/v1/devices/d-000/reports");
+    let health = json!({"healthy": false, "traps": 2});
+    let (status, refused) = post(
+        &client,
+        reports.clone(),
+        &json!({"assignmentId": installed["assignmentId"], "state": "trial", "health": health}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(
+        crate::api::message(&refused)
+            .contains("`health` comes with a report that ends the assignment"),
+        "{refused}"
+    );
     let answer = report("d-000", &installed, "trial", "").await;
     assert_eq!(answer["state"], "trial", "{answer}");
-    report("d-000", &installed, "confirmed", "").await;
+    let (status, answer) = post(
+        &client,
+        reports.clone(),
+        &json!({"assignmentId": installed["assignmentId"], "state": "confirmed", "health": health}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let shown = get(&client, format!("{url}/api/v1/devices/d-000")).await;
+    assert_eq!(shown["health"]["version"], "2.0.0", "{shown:#}");
+    assert_eq!(shown["health"]["traps"], 2, "{shown:#}");
     let back = check_in("d-000", "2.0.0").await;
     assert_eq!(back["mode"], "rollback", "{back}");
     assert_eq!(back["version"], "1.0.0", "{back}");

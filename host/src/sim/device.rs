@@ -276,16 +276,22 @@ impl SimDevice {
                     .collect()
             }
         };
-        let healthy = self.traps == 0 && self.fuel_exhausted == 0 && self.agent.is_some();
         json!({
             "firmwareVersion": self.version(),
             "slots": slots,
-            "health": {
-                "healthy": healthy,
-                "selfTestPassed": self.self_test_passed,
-                "traps": self.traps,
-                "fuelExhausted": self.fuel_exhausted,
-            },
+            "health": self.health(),
+        })
+    }
+
+    /// How the device and its agent are: sent at check-in and with the report that ends an
+    /// assignment.
+    pub fn health(&self) -> Value {
+        let healthy = self.traps == 0 && self.fuel_exhausted == 0 && self.agent.is_some();
+        json!({
+            "healthy": healthy,
+            "selfTestPassed": self.self_test_passed,
+            "traps": self.traps,
+            "fuelExhausted": self.fuel_exhausted,
         })
     }
 
@@ -378,7 +384,10 @@ impl SimDevice {
                 _ => return self.install(client, server, a, report).await,
             }
         }
-        report.send(a, "rolled-back", "").await;
+        let health = self.health();
+        report
+            .send_many(a, &[("rolled-back", "")], Some(health))
+            .await;
         Outcome::RolledBack(a.version.clone())
     }
 
@@ -426,8 +435,11 @@ impl SimDevice {
                 ("failed", reason.clone(), Outcome::Failed(reason))
             }
         };
+        // The last report carries the device's health on what it now runs: no check-in needed
+        // just to send it.
+        let health = self.health();
         report
-            .send_many(a, &[("trial", ""), (state, &reason)])
+            .send_many(a, &[("trial", ""), (state, &reason)], Some(health))
             .await;
         outcome
     }
@@ -558,6 +570,7 @@ impl SimDevice {
                     .send_many(
                         a,
                         &[("downloaded", ""), ("verifying", ""), ("installed", "")],
+                        None,
                     )
                     .await;
                 // Called off: the verified image stays in the inactive slot, never activated.
@@ -568,7 +581,7 @@ impl SimDevice {
             }
             Err(e) => {
                 report
-                    .send_many(a, &[("downloaded", ""), ("verifying", "")])
+                    .send_many(a, &[("downloaded", ""), ("verifying", "")], None)
                     .await;
                 Err(format!("verify: {e}").into())
             }
@@ -591,19 +604,12 @@ pub trait AsyncReport {
         reason: &str,
     ) -> impl std::future::Future<Output = Answer>;
 
-    /// State changes that happened together, in order (one request where the server takes
-    /// batches); the answer to the last.
+    /// State changes that happened together, in order, in one request; `health` goes with the
+    /// last. The answer to the last.
     fn send_many(
         &mut self,
         a: &Assignment,
         states: &[(&str, &str)],
-    ) -> impl std::future::Future<Output = Answer> {
-        async move {
-            let mut answer = Answer::CarryOn;
-            for (state, reason) in states {
-                answer = self.send(a, state, reason).await;
-            }
-            answer
-        }
-    }
+        health: Option<Value>,
+    ) -> impl std::future::Future<Output = Answer>;
 }

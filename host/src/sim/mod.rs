@@ -221,11 +221,19 @@ impl AsyncReport for ServerReport<'_> {
         Answer::of(answer.as_ref())
     }
 
-    async fn send_many(&mut self, a: &Assignment, states: &[(&str, &str)]) -> Answer {
-        let reports: Vec<Value> = states
+    async fn send_many(
+        &mut self,
+        a: &Assignment,
+        states: &[(&str, &str)],
+        health: Option<Value>,
+    ) -> Answer {
+        let mut reports: Vec<Value> = states
             .iter()
             .map(|(state, reason)| report_body(a, state, reason))
             .collect();
+        if let (Some(last), Some(health)) = (reports.last_mut(), health) {
+            last["health"] = health;
+        }
         let answer = self
             .post(&format!("{}/batch", self.url), &json!({"reports": reports}))
             .await;
@@ -444,8 +452,8 @@ async fn run_device(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(device.id.clone(), device.version());
-            // Tell the server at once what runs now and how it is.
-            continue;
+            // The report that ended the job carried the device's health: the next check-in
+            // comes after the usual pause.
         }
         drop(turn);
         tokio::time::sleep(config.poll).await;

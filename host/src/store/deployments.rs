@@ -412,6 +412,11 @@ pub struct Report {
     pub state: DeviceState,
     #[serde(default)]
     pub reason: Option<String>,
+    /// How the device is on the version it runs once the assignment ended: carried by a report
+    /// that ends it (`confirmed`, `rolled-back`, `failed`), stored as a check-in's health is, so
+    /// the device need not check in again just to send it.
+    #[serde(default)]
+    pub health: Option<Health>,
 }
 
 /// What a report did.
@@ -1150,6 +1155,12 @@ impl Store {
         }
         let mode = AssignmentMode::parse(&mode);
         let ends = mode.outcome(r.state);
+        if r.health.is_some() && ends.is_none() {
+            return Err(StoreError::Invalid(format!(
+                "`health` comes with a report that ends the assignment (confirmed, rolled-back or failed) or with a check-in, not with `{}`",
+                r.state.as_str()
+            )));
+        }
         if ends.is_none() && r.state <= current {
             return unchanged;
         }
@@ -1165,6 +1176,26 @@ impl Store {
             ends.is_none().then_some(now + timeout * 1000),
             now
         ])?;
+        if let (Some(health), Some(outcome)) = (&r.health, ends) {
+            // The version it runs now: the new one when it took it, else the one it kept (not
+            // known here when going back failed).
+            let runs = match (outcome, mode) {
+                (Outcome::Succeeded, AssignmentMode::Stage) => Some(&from),
+                (Outcome::Succeeded, _) => Some(&version),
+                (_, AssignmentMode::Rollback) => None,
+                _ => Some(&from),
+            };
+            let stored = serde_json::to_string(&StoredHealth {
+                version: runs.cloned(),
+                at: now / 1000,
+                health: health.clone(),
+            })
+            .expect("health serializes");
+            tx.prepare_cached(
+                "UPDATE devices SET health = ?2, last_seen = ?3 WHERE device_id = ?1",
+            )?
+            .execute(params![device_id, stored, now / 1000])?;
+        }
         match ends {
             Some(Outcome::Succeeded) if mode != AssignmentMode::Stage => {
                 tx.prepare_cached("UPDATE devices SET version = ?2 WHERE device_id = ?1")?
