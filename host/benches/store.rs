@@ -186,6 +186,7 @@ fn writes(c: &mut Criterion) {
                                 assignment_id,
                                 state: DeviceState::Downloading,
                                 reason: None,
+                                health: None,
                             };
                             assert!(store.report(id, r).await.unwrap().applied);
                         });
