@@ -148,6 +148,7 @@ pub fn state(config: &ServerConfig) -> Result<Arc<AppState>> {
         limits: config.limits,
         metrics: Default::default(),
         tick: config.tick,
+        artifacts: Default::default(),
     }))
 }
 

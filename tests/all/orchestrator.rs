@@ -821,7 +821,60 @@ async fn the_device_protocol_refuses_bad_input_with_clear_messages() {
         .await
         .unwrap();
     assert_eq!(rest.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        rest.headers()["content-range"],
+        format!("bytes 100-{}/{}", bytes.len() - 1, bytes.len()).as_str()
+    );
     assert_eq!(rest.bytes().await.unwrap().as_ref(), &bytes[100..]);
+    let ranged = |range: String| {
+        let request = client.get(&artifact).header("Range", range);
+        async move { request.send().await.unwrap() }
+    };
+    let middle = ranged("bytes=10-19".into()).await;
+    assert_eq!(middle.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(middle.bytes().await.unwrap().as_ref(), &bytes[10..20]);
+    let tail = ranged("bytes=-16".into()).await;
+    assert_eq!(
+        tail.bytes().await.unwrap().as_ref(),
+        &bytes[bytes.len() - 16..]
+    );
+    for (range, expected) in [
+        (format!("bytes={}-", bytes.len()), "the Range header"),
+        ("bytes=0-1,5-6".to_string(), "one range at a time"),
+        ("pages=0-1".to_string(), "the Range header"),
+    ] {
+        let r = ranged(range.clone()).await;
+        assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+        assert_eq!(
+            r.headers()["content-range"],
+            format!("bytes */{}", bytes.len()).as_str(),
+            "{range}"
+        );
+        let answer: Value = r.json().await.unwrap();
+        assert!(
+            crate::api::message(&answer).contains(expected),
+            "{range}: {answer}"
+        );
+    }
+    // A blob damaged on disk is an error, never served.
+    register_firmware(&client, &url, "2.0.0").await;
+    let two = image("2.0.0");
+    let sha2 = hex(&Manifest::for_image(Version::parse("2.0.0").unwrap(), &two, 0).sha256);
+    let blob = dir.join("blobs").join(&sha2);
+    let mut damaged = std::fs::read(&blob).unwrap();
+    damaged[7] ^= 1;
+    std::fs::write(&blob, damaged).unwrap();
+    let r = client
+        .get(format!("{url}/api/v1/artifacts/{sha2}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let answer: Value = r.json().await.unwrap();
+    assert!(
+        crate::api::message(&answer).contains("is damaged"),
+        "{answer}"
+    );
     for name in ["00".repeat(32), "../hotswap.db".to_string()] {
         let r = client
             .get(format!("{url}/api/v1/artifacts/{name}"))

@@ -2,6 +2,7 @@
 //! JSON, `{"error": {"status": 400, "message": "..."}}`, with a message that says what is wrong;
 //! request bodies are capped at [`ServerLimits::max_body_bytes`].
 
+mod artifacts;
 mod deployments;
 mod devices;
 mod firmware;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// How often the orchestrator advances the deployments.
     pub tick: std::time::Duration,
+    /// Artifacts served from memory.
+    pub artifacts: artifacts::Artifacts,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -97,7 +100,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/devices/{id}/reports/batch",
             post(protocol::report_batch),
         )
-        .route("/api/v1/artifacts/{sha256}", get(protocol::artifact))
+        .route("/api/v1/artifacts/{sha256}", get(artifacts::artifact))
         .route(
             "/api/v1/plugins/{name}/{version}",
             axum::routing::delete(plugins::delete),

@@ -4,7 +4,7 @@
 //!   answer carries the assignment to work on (deployment, version, size, checksum, security
 //!   counter, signature, download URL, mode) or none, and when to check in again.
 //! - `GET /api/v1/artifacts/{sha256}` the bytes, with HTTP Range, so a broken download resumes
-//!   where it stopped.
+//!   where it stopped (`artifacts.rs`).
 //! - `POST /api/v1/devices/{id}/reports` each state change of the assignment (downloading,
 //!   downloaded, verifying, installed, trial, confirmed, rolled-back, failed with a reason).
 //!   Reports are idempotent: one the assignment has already gone past changes nothing.
@@ -18,12 +18,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
 use serde::Serialize;
-use tower::ServiceExt;
-use tower_http::services::ServeFile;
 
 use super::{ApiError, AppState, Body};
 use crate::store::{Assignment, CheckIn, Report, ReportAnswer};
@@ -92,22 +88,4 @@ pub async fn report_batch(
         }
     }
     Ok(Json(answers))
-}
-
-/// Serves an artifact's bytes; `Range` requests get `206 Partial Content`.
-pub async fn artifact(
-    State(state): State<Arc<AppState>>,
-    Path(sha256): Path<String>,
-    req: Request,
-) -> Result<Response, ApiError> {
-    let not_found = || ApiError::new(StatusCode::NOT_FOUND, format!("no artifact `{sha256}`"));
-    let path = state.store.blob_path(&sha256).ok_or_else(not_found)?;
-    if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Err(not_found());
-    }
-    let response = ServeFile::new(&path)
-        .oneshot(req)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    Ok(response.map(axum::body::Body::new).into_response())
 }
