@@ -63,10 +63,11 @@ fn savepoint<T>(
     tx: &Transaction<'_>,
     work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    tx.execute_batch("SAVEPOINT job")?;
+    // Prepared once per connection: these run around every check-in and report.
+    tx.prepare_cached("SAVEPOINT job")?.execute([])?;
     match work(tx) {
         Ok(value) => {
-            tx.execute_batch("RELEASE job")?;
+            tx.prepare_cached("RELEASE job")?.execute([])?;
             Ok(value)
         }
         Err(e) => {
