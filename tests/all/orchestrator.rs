@@ -806,6 +806,40 @@ async fn the_device_protocol_refuses_bad_input_with_clear_messages() {
     assert_eq!(device["status"], "online");
     assert_eq!(device["firmwareVersion"], "1.0.0");
     assert_eq!(device["slots"][0]["slot"], "a");
+    // Repeated check-ins that tell nothing new are not written again, but anything new is kept
+    // at once: health, then the version.
+    for (body, health_traps, version) in [
+        (
+            json!({"firmwareVersion": "1.0.0", "health": {"healthy": true}}),
+            0,
+            "1.0.0",
+        ),
+        (
+            json!({"firmwareVersion": "1.0.0", "health": {"healthy": true}}),
+            0,
+            "1.0.0",
+        ),
+        (
+            json!({"firmwareVersion": "1.0.0", "health": {"healthy": false, "traps": 3}}),
+            3,
+            "1.0.0",
+        ),
+        (
+            json!({"firmwareVersion": "1.0.1", "health": {"healthy": false, "traps": 3}}),
+            3,
+            "1.0.1",
+        ),
+    ] {
+        let (status, answer) = post(&client, format!("{devices}/d-000/check-in"), &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let device = get(&client, format!("{devices}/d-000")).await;
+        assert_eq!(
+            device["health"]["traps"], health_traps,
+            "{body}: {device:#}"
+        );
+        assert_eq!(device["health"]["version"], version, "{body}: {device:#}");
+        assert_eq!(device["firmwareVersion"], version, "{body}: {device:#}");
+    }
 
     // Artifacts: a whole download, a resumed one, and unknown or malformed names.
     let bytes = image("1.0.0");

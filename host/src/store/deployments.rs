@@ -1009,8 +1009,41 @@ impl Store {
             })
             .expect("health serializes")
         });
-        let changed = tx
+        type Row = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+            String,
+        );
+        let stored: Option<Row> = tx
             .prepare_cached(
+                "SELECT version, slots, health, last_seen, status FROM devices WHERE device_id = ?1",
+            )?
+            .query_row([device_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .optional()?;
+        let Some((version, stored_slots, stored_health, last_seen, status)) = stored else {
+            return Err(StoreError::NotFound(format!(
+                "no device `{device_id}`: register it first (POST /api/v1/devices)"
+            )));
+        };
+        // A check-in that tells nothing new (same version, slots and health, seen recently) is
+        // not written: idle polls of a large fleet cost a read, not a write.
+        let same_health = match (&c.health, stored_health.as_deref()) {
+            (None, _) => true,
+            (Some(h), Some(json)) => serde_json::from_str::<StoredHealth>(json)
+                .is_ok_and(|s| s.version == c.firmware_version && s.health == *h),
+            (Some(_), None) => false,
+        };
+        let news = c.firmware_version.is_some() && c.firmware_version != version
+            || slots.is_some() && slots != stored_slots
+            || !same_health
+            || !matches!(status.as_str(), "online" | "quarantined")
+            || last_seen.is_none_or(|t| now / 1000 - t >= LAST_SEEN_REFRESH_SECONDS);
+        if news {
+            tx.prepare_cached(
                 "UPDATE devices SET last_seen = ?2, version = COALESCE(?3, version), slots = COALESCE(?4, slots), health = COALESCE(?5, health),
                  status = CASE WHEN status = 'quarantined' THEN status ELSE 'online' END
                  WHERE device_id = ?1",
@@ -1022,10 +1055,6 @@ impl Store {
                 slots,
                 health
             ])?;
-        if changed == 0 {
-            return Err(StoreError::NotFound(format!(
-                "no device `{device_id}`: register it first (POST /api/v1/devices)"
-            )));
         }
         let found = tx
             .prepare_cached(
@@ -1223,6 +1252,10 @@ impl Store {
         })
     }
 }
+
+/// A check-in that changes nothing but the time writes `last_seen` at most this often, in
+/// seconds: a device's `lastSeen` is accurate to this much.
+pub const LAST_SEEN_REFRESH_SECONDS: i64 = 30;
 
 /// What a device's health is stored as: the check-in's numbers and the version that gave them.
 #[derive(Debug, Serialize, Deserialize)]

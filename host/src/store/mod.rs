@@ -18,8 +18,8 @@ use rusqlite::Connection;
 pub use blobs::BlobStore;
 pub use deployments::{
     Assignment, AssignmentMode, CheckIn, Decision, Deployment, DeploymentState, DeploymentStatus,
-    DeviceState, Event, Health, HistoryEntry, Inventory, NewDeployment, NewWave, Report,
-    ReportAnswer, RetryPolicy, SlotInfo, WaveStatus, WaveView,
+    DeviceState, Event, Health, HistoryEntry, Inventory, LAST_SEEN_REFRESH_SECONDS, NewDeployment,
+    NewWave, Report, ReportAnswer, RetryPolicy, SlotInfo, WaveStatus, WaveView,
 };
 pub use devices::{DeviceFilter, DeviceRecord, NewDevice, parse_label};
 pub use firmware::{Firmware, FirmwareFilter, NewFirmware};
