@@ -242,6 +242,12 @@ impl AsyncReport for ServerReport<'_> {
     }
 }
 
+/// The part of a check-in's answer a simulated device uses.
+#[derive(serde::Deserialize)]
+struct CheckInAnswer {
+    assignment: Option<Assignment>,
+}
+
 /// Devices registered per request.
 const REGISTRATION_BATCH: usize = 5_000;
 
@@ -416,13 +422,14 @@ async fn run_device(
         };
         let answer = client.post(&check_in).json(&device.check_in()).send().await;
         progress.check_ins.fetch_add(1, Ordering::Relaxed);
-        let assignment =
-            match answer {
-                Ok(r) if r.status().is_success() => r.json::<Value>().await.ok().and_then(|v| {
-                    serde_json::from_value::<Assignment>(v["assignment"].clone()).ok()
-                }),
-                _ => None,
-            };
+        let assignment = match answer {
+            Ok(r) if r.status().is_success() => r
+                .json::<CheckInAnswer>()
+                .await
+                .ok()
+                .and_then(|a| a.assignment),
+            _ => None,
+        };
         if let Some(a) = assignment {
             let started = Instant::now();
             let before = (device.power_cuts, device.resumed, device.refetched);
