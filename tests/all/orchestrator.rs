@@ -65,6 +65,36 @@ pub(crate) async fn register_devices(
     ids
 }
 
+/// A server on a fresh data directory with `versions` registered for `sensor-v1` and `devices`
+/// devices on 1.0.0.
+struct Rig {
+    dir: std::path::PathBuf,
+    server: Server,
+    url: String,
+    client: reqwest::Client,
+    ids: Vec<String>,
+}
+
+impl Rig {
+    async fn start(versions: &[&str], devices: usize) -> Rig {
+        let dir = data_dir();
+        let server = Server::start(&dir).await;
+        let url = server.url.clone();
+        let client = reqwest::Client::new();
+        for v in versions {
+            register_firmware(&client, &url, v).await;
+        }
+        let ids = register_devices(&client, &url, devices, "1.0.0").await;
+        Rig {
+            dir,
+            server,
+            url,
+            client,
+            ids,
+        }
+    }
+}
+
 /// A POST that survives a server that is down for a while (the crash test restarts it).
 async fn send(client: &reqwest::Client, url: &str, body: &Value) -> Value {
     loop {
@@ -285,13 +315,13 @@ fn canary(version: &str, extra: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_rollout_completes_wave_by_wave() {
-    let dir = data_dir();
-    let server = Server::start(&dir).await;
-    let url = server.url.clone();
-    let client = reqwest::Client::new();
-    register_firmware(&client, &url, "1.0.0").await;
-    register_firmware(&client, &url, "2.0.0").await;
-    let ids = register_devices(&client, &url, 30, "1.0.0").await;
+    let Rig {
+        dir,
+        server,
+        url,
+        client,
+        ids,
+    } = Rig::start(&["1.0.0", "2.0.0"], 30).await;
 
     let (status, started) = post(
         &client,
@@ -398,14 +428,13 @@ async fn a_canary_rollout_completes_wave_by_wave() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_rollout_rolls_back_and_every_device_ends_on_its_previous_version() {
-    let dir = data_dir();
-    let server = Server::start(&dir).await;
-    let url = server.url.clone();
-    let client = reqwest::Client::new();
-    for v in ["1.0.0", "2.0.0", "3.0.0", "4.0.0"] {
-        register_firmware(&client, &url, v).await;
-    }
-    let ids = register_devices(&client, &url, 20, "1.0.0").await;
+    let Rig {
+        dir,
+        server,
+        url,
+        client,
+        ids,
+    } = Rig::start(&["1.0.0", "2.0.0", "3.0.0", "4.0.0"], 20).await;
     // 3.0.0 fails its self-test on half the devices; the others take it and then trap. Which
     // device of the canary wave gets how far before the first failure stops the rollout is up
     // to timing: whichever way it goes, no device keeps 3.0.0.
@@ -530,13 +559,13 @@ async fn a_failing_rollout_rolls_back_and_every_device_ends_on_its_previous_vers
 /// it back once it confirms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_installed() {
-    let dir = data_dir();
-    let server = Server::start(&dir).await;
-    let url = server.url.clone();
-    let client = reqwest::Client::new();
-    register_firmware(&client, &url, "1.0.0").await;
-    register_firmware(&client, &url, "2.0.0").await;
-    let ids = register_devices(&client, &url, 3, "1.0.0").await;
+    let Rig {
+        dir,
+        server,
+        url,
+        client,
+        ids,
+    } = Rig::start(&["1.0.0", "2.0.0"], 3).await;
     let body = json!({
         "firmwareVersion": "2.0.0", "deviceModel": "sensor-v1", "targetDevices": ids,
         "strategy": "direct", "config": {"gate": {"soakSeconds": 0, "failureBudget": 0}},
@@ -656,13 +685,13 @@ async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_ins
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_device_is_retried_with_backoff_then_quarantined() {
-    let dir = data_dir();
-    let server = Server::start(&dir).await;
-    let url = server.url.clone();
-    let client = reqwest::Client::new();
-    register_firmware(&client, &url, "1.0.0").await;
-    register_firmware(&client, &url, "2.0.0").await;
-    let ids = register_devices(&client, &url, 3, "1.0.0").await;
+    let Rig {
+        dir,
+        server,
+        url,
+        client,
+        ids,
+    } = Rig::start(&["1.0.0", "2.0.0"], 3).await;
     let fleet = Fleet::start(&url, &ids, "1.0.0", |device, _| {
         if device == "d-002" {
             Behaviour::Silent

@@ -43,36 +43,42 @@ impl Default for Artifacts {
 }
 
 impl Artifacts {
-    /// The artifact named `sha256`, or `None` when there is none.
+    /// The artifact named `sha256`, or `None` when there is none. Concurrent first requests for
+    /// one artifact read and check it once; the others wait for that.
     async fn get(&self, store: &Store, sha256: &str) -> Result<Option<Bytes>, ApiError> {
-        if let Some(bytes) = self.cache.get(sha256) {
-            return Ok(Some(bytes));
+        match self
+            .cache
+            .get_or_insert_async(sha256, load(store, sha256))
+            .await
+        {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(None) => Ok(None),
+            Err(Some(e)) => Err(e),
         }
-        let Some(path) = store.blob_path(sha256) else {
-            return Ok(None);
-        };
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(bytes) => Bytes::from(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("reading artifact `{sha256}`: {e}"),
-                ));
-            }
-        };
-        if hex::encode(sha2::Sha256::digest(&bytes)) != sha256.to_ascii_lowercase() {
-            tracing::error!(artifact = sha256, "stored artifact does not match its hash");
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!(
-                    "the stored artifact `{sha256}` is damaged: its bytes do not match its hash"
-                ),
-            ));
-        }
-        self.cache.insert(sha256.to_string(), bytes.clone());
-        Ok(Some(bytes))
     }
+}
+
+/// Reads a blob and checks it against its name; `Err(None)` when there is no such blob.
+async fn load(store: &Store, sha256: &str) -> Result<Bytes, Option<ApiError>> {
+    let path = store.blob_path(sha256).ok_or(None)?;
+    let bytes = match tokio::fs::read(&path).await {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
+        Err(e) => {
+            return Err(Some(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("reading artifact `{sha256}`: {e}"),
+            )));
+        }
+    };
+    if hex::encode(sha2::Sha256::digest(&bytes)) != sha256.to_ascii_lowercase() {
+        tracing::error!(artifact = sha256, "stored artifact does not match its hash");
+        return Err(Some(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the stored artifact `{sha256}` is damaged: its bytes do not match its hash"),
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Serves an artifact's bytes; a `Range` request for one range gets `206 Partial Content`.

@@ -50,21 +50,20 @@ pub(super) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
 impl Registration {
     /// Checks every field; the device to store.
     fn check(self) -> Result<NewDevice, ApiError> {
-        let r = self;
-        check_name("deviceId", &r.device_id)?;
-        if r.device_id == "batch" {
+        check_name("deviceId", &self.device_id)?;
+        if self.device_id == "batch" {
             return Err(ApiError::bad_request(
                 "`deviceId` cannot be `batch`: /api/v1/devices/batch registers devices in bulk",
             ));
         }
-        check_name("deviceModel", &r.device_model)?;
-        if !r.region.is_empty() {
-            check_name("region", &r.region)?;
+        check_name("deviceModel", &self.device_model)?;
+        if !self.region.is_empty() {
+            check_name("region", &self.region)?;
         }
-        for g in &r.groups {
+        for g in &self.groups {
             check_name("groups", g)?;
         }
-        for (k, v) in &r.labels {
+        for (k, v) in &self.labels {
             check_name("labels", k)?;
             if v.len() > 256 {
                 return Err(ApiError::bad_request(format!(
@@ -73,19 +72,21 @@ impl Registration {
                 )));
             }
         }
-        if !r.firmware_version.is_empty() && semver::Version::parse(&r.firmware_version).is_err() {
+        if !self.firmware_version.is_empty()
+            && semver::Version::parse(&self.firmware_version).is_err()
+        {
             return Err(ApiError::bad_request(format!(
                 "`firmwareVersion` must be semver such as 1.2.0, found {:?}",
-                r.firmware_version
+                self.firmware_version
             )));
         }
         Ok(NewDevice {
-            device_id: r.device_id,
-            device_model: r.device_model,
-            region: r.region,
-            labels: r.labels,
-            groups: r.groups,
-            firmware_version: r.firmware_version,
+            device_id: self.device_id,
+            device_model: self.device_model,
+            region: self.region,
+            labels: self.labels,
+            groups: self.groups,
+            firmware_version: self.firmware_version,
         })
     }
 }

@@ -597,13 +597,6 @@ async fn failed(report: &mut impl AsyncReport, a: &Assignment, reason: String) -
 
 /// Where reports go: the server, or a recorder in tests.
 pub trait AsyncReport {
-    fn send(
-        &mut self,
-        a: &Assignment,
-        state: &str,
-        reason: &str,
-    ) -> impl std::future::Future<Output = Answer>;
-
     /// State changes that happened together, in order, in one request; `health` goes with the
     /// last. The answer to the last.
     fn send_many(
@@ -612,4 +605,14 @@ pub trait AsyncReport {
         states: &[(&str, &str)],
         health: Option<Value>,
     ) -> impl std::future::Future<Output = Answer>;
+
+    /// One state change.
+    fn send(
+        &mut self,
+        a: &Assignment,
+        state: &str,
+        reason: &str,
+    ) -> impl std::future::Future<Output = Answer> {
+        async move { self.send_many(a, &[(state, reason)], None).await }
+    }
 }

@@ -216,11 +216,7 @@ fn report_body(a: &Assignment, state: &str, reason: &str) -> Value {
 }
 
 impl AsyncReport for ServerReport<'_> {
-    async fn send(&mut self, a: &Assignment, state: &str, reason: &str) -> Answer {
-        let answer = self.post(&self.url, &report_body(a, state, reason)).await;
-        Answer::of(answer.as_ref())
-    }
-
+    /// One report goes to `reports`, several to `reports/batch`.
     async fn send_many(
         &mut self,
         a: &Assignment,
@@ -233,6 +229,10 @@ impl AsyncReport for ServerReport<'_> {
             .collect();
         if let (Some(last), Some(health)) = (reports.last_mut(), health) {
             last["health"] = health;
+        }
+        if let [one] = reports.as_slice() {
+            let answer = self.post(&self.url, one).await;
+            return Answer::of(answer.as_ref());
         }
         let answer = self
             .post(&format!("{}/batch", self.url), &json!({"reports": reports}))

@@ -1001,14 +1001,6 @@ impl Store {
             .slots
             .as_ref()
             .map(|s| serde_json::to_string(s).expect("slots serialize"));
-        let health = c.health.as_ref().map(|h| {
-            serde_json::to_string(&StoredHealth {
-                version: c.firmware_version.clone(),
-                at: now / 1000,
-                health: h.clone(),
-            })
-            .expect("health serializes")
-        });
         type Row = (
             Option<String>,
             Option<String>,
@@ -1043,6 +1035,10 @@ impl Store {
             || !matches!(status.as_str(), "online" | "quarantined")
             || last_seen.is_none_or(|t| now / 1000 - t >= LAST_SEEN_REFRESH_SECONDS);
         if news {
+            let health = c
+                .health
+                .as_ref()
+                .map(|h| StoredHealth::json(c.firmware_version.clone(), now, h));
             tx.prepare_cached(
                 "UPDATE devices SET last_seen = ?2, version = COALESCE(?3, version), slots = COALESCE(?4, slots), health = COALESCE(?5, health),
                  status = CASE WHEN status = 'quarantined' THEN status ELSE 'online' END
@@ -1205,7 +1201,9 @@ impl Store {
             ends.is_none().then_some(now + timeout * 1000),
             now
         ])?;
-        if let (Some(health), Some(outcome)) = (&r.health, ends) {
+        // The device's row, once: the version it took, and the health it sent with the report.
+        let took = ends == Some(Outcome::Succeeded) && mode != AssignmentMode::Stage;
+        let health = r.health.as_ref().zip(ends).map(|(h, outcome)| {
             // The version it runs now: the new one when it took it, else the one it kept (not
             // known here when going back failed).
             let runs = match (outcome, mode) {
@@ -1214,25 +1212,25 @@ impl Store {
                 (_, AssignmentMode::Rollback) => None,
                 _ => Some(&from),
             };
-            let stored = serde_json::to_string(&StoredHealth {
-                version: runs.cloned(),
-                at: now / 1000,
-                health: health.clone(),
-            })
-            .expect("health serializes");
+            StoredHealth::json(runs.cloned(), now, h)
+        });
+        if took || health.is_some() {
             tx.prepare_cached(
-                "UPDATE devices SET health = ?2, last_seen = ?3 WHERE device_id = ?1",
+                "UPDATE devices SET version = COALESCE(?2, version), health = COALESCE(?3, health),
+                 last_seen = CASE WHEN ?3 IS NULL THEN last_seen ELSE ?4 END
+                 WHERE device_id = ?1",
             )?
-            .execute(params![device_id, stored, now / 1000])?;
+            .execute(params![
+                device_id,
+                took.then_some(&version),
+                health,
+                now / 1000
+            ])?;
         }
         match ends {
-            Some(Outcome::Succeeded) if mode != AssignmentMode::Stage => {
-                tx.prepare_cached("UPDATE devices SET version = ?2 WHERE device_id = ?1")?
-                    .execute(params![device_id, version])?;
-                // It had installed the new version before the rollback began, and kept it.
-                if kind == "rollout" && rolling_back {
-                    send_back(tx, deployment_id, device_id, &from, wave, now)?;
-                }
+            // It had installed the new version before the rollback began, and kept it.
+            Some(Outcome::Succeeded) if took && kind == "rollout" && rolling_back => {
+                send_back(tx, deployment_id, device_id, &from, wave, now)?;
             }
             Some(Outcome::Failed) => {
                 let why = reason.as_deref().unwrap_or("no reason given");
@@ -1264,6 +1262,18 @@ struct StoredHealth {
     at: i64,
     #[serde(flatten)]
     health: Health,
+}
+
+impl StoredHealth {
+    /// The stored form of `health` sent from `version` at `now` (milliseconds).
+    fn json(version: Option<String>, now: i64, health: &Health) -> String {
+        serde_json::to_string(&StoredHealth {
+            version,
+            at: now / 1000,
+            health: health.clone(),
+        })
+        .expect("health serializes")
+    }
 }
 
 fn truncate(s: &str, max: usize) -> String {

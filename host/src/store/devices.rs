@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{Store, StoreError, now};
@@ -75,14 +75,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
 
 impl Store {
     pub fn add_device(&self, d: NewDevice) -> Result<DeviceRecord, StoreError> {
-        let labels = serde_json::to_string(&d.labels).unwrap_or_else(|_| "{}".into());
-        let groups = serde_json::to_string(&d.groups).unwrap_or_else(|_| "[]".into());
-        let inserted = self.conn().execute(
-            "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'registered', ?7) ON CONFLICT (device_id) DO NOTHING",
-            params![d.device_id, d.device_model, d.region, labels, groups, d.firmware_version, now()],
-        )?;
-        if inserted == 0 {
+        if !insert_device(&self.conn(), &d, now())? {
             return Err(StoreError::Conflict(format!(
                 "device `{}` is already registered",
                 d.device_id
@@ -100,28 +93,11 @@ impl Store {
     ) -> Result<(usize, Vec<String>), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let mut skipped = Vec::new();
         let created_at = now();
-        {
-            let mut insert = tx.prepare(
-                "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'registered', ?7) ON CONFLICT (device_id) DO NOTHING",
-            )?;
-            for d in devices {
-                let labels = serde_json::to_string(&d.labels).unwrap_or_else(|_| "{}".into());
-                let groups = serde_json::to_string(&d.groups).unwrap_or_else(|_| "[]".into());
-                let inserted = insert.execute(params![
-                    d.device_id,
-                    d.device_model,
-                    d.region,
-                    labels,
-                    groups,
-                    d.firmware_version,
-                    created_at
-                ])?;
-                if inserted == 0 {
-                    skipped.push(d.device_id.clone());
-                }
+        let mut skipped = Vec::new();
+        for d in devices {
+            if !insert_device(&tx, d, created_at)? {
+                skipped.push(d.device_id.clone());
             }
         }
         if !skip_registered && !skipped.is_empty() {
@@ -201,4 +177,25 @@ impl Store {
         }
         Ok((found, missing))
     }
+}
+
+/// Inserts a device unless one with its id is registered; false when it was.
+fn insert_device(conn: &Connection, d: &NewDevice, created_at: i64) -> Result<bool, StoreError> {
+    let labels = serde_json::to_string(&d.labels).unwrap_or_else(|_| "{}".into());
+    let groups = serde_json::to_string(&d.groups).unwrap_or_else(|_| "[]".into());
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'registered', ?7) ON CONFLICT (device_id) DO NOTHING",
+        )?
+        .execute(params![
+            d.device_id,
+            d.device_model,
+            d.region,
+            labels,
+            groups,
+            d.firmware_version,
+            created_at
+        ])?;
+    Ok(inserted > 0)
 }
