@@ -179,14 +179,24 @@ pub async fn run(config: StoryConfig, out: &mut (impl Write + Send)) -> Result<S
         let id = started["id"].as_i64().context("a deployment id")?;
         let status = follow(&client, &url, id, &config, out).await?;
         for w in status["waveStatus"].as_array().into_iter().flatten() {
+            // Every device of a wave accounted for: updated, failed, or called off by a rollback
+            // before it activated the new version; a wave the rollout never reached says so.
+            let counts = if w["startedAt"].is_null() {
+                "not started".to_string()
+            } else {
+                let mut counts = format!("{} updated, {} failed", w["succeeded"], w["failed"]);
+                match w["states"]["cancelled"].as_u64().unwrap_or(0) {
+                    0 => {}
+                    n => counts.push_str(&format!(", {n} called off by the rollback")),
+                }
+                counts
+            };
             writeln!(
                 out,
-                "  wave {} ({}): {} devices, {} updated, {} failed",
+                "  wave {} ({}): {} devices, {counts}",
                 w["index"].as_u64().unwrap_or(0) + 1,
                 w["name"].as_str().unwrap_or(""),
                 w["devices"],
-                w["succeeded"],
-                w["failed"]
             )?;
         }
         writeln!(
