@@ -78,9 +78,14 @@ enum Command {
         device_model: String,
         #[arg(long, default_value = "sim")]
         prefix: String,
-        /// Milliseconds between check-ins.
+        /// Milliseconds between check-ins when not waiting in a long poll, and after one that
+        /// failed.
         #[arg(long, default_value_t = 1000)]
         poll_ms: u64,
+        /// Seconds a check-in waits for an assignment (long poll, at most 60); 0 polls every
+        /// `--poll-ms` instead.
+        #[arg(long, default_value_t = 20)]
+        wait_seconds: u32,
         /// Percent of devices whose power fails while they write an update.
         #[arg(long, default_value_t = 0.0)]
         power_cut_percent: f64,
@@ -102,9 +107,14 @@ enum Command {
     Scale {
         #[arg(long, default_value_t = 10_000)]
         devices: usize,
-        /// Milliseconds between a device's check-ins while it has nothing to do.
+        /// Milliseconds between a device's check-ins while it has nothing to do and does not wait
+        /// in a long poll.
         #[arg(long, default_value_t = 2000)]
         poll_ms: u64,
+        /// Seconds a check-in waits for an assignment (long poll, at most 60); 0 polls every
+        /// `--poll-ms` instead.
+        #[arg(long, default_value_t = 20)]
+        wait_seconds: u32,
         /// The canary's first wave, in percent of the devices.
         #[arg(long, default_value_t = 1.0)]
         canary_percent: f64,
@@ -312,6 +322,7 @@ fn run(cli: Cli) -> Result<()> {
     if let Command::Scale {
         devices,
         poll_ms,
+        wait_seconds,
         canary_percent,
     } = cli.command
     {
@@ -320,6 +331,7 @@ fn run(cli: Cli) -> Result<()> {
             crate::scale::ScaleConfig {
                 devices,
                 poll: std::time::Duration::from_millis(poll_ms),
+                wait_seconds,
                 canary_percent,
             },
             &mut io::stdout(),
@@ -347,6 +359,7 @@ fn run(cli: Cli) -> Result<()> {
         device_model,
         prefix,
         poll_ms,
+        wait_seconds,
         power_cut_percent,
         corrupt_percent,
         drop_percent,
@@ -366,6 +379,7 @@ fn run(cli: Cli) -> Result<()> {
         config.device_model = device_model;
         config.prefix = prefix;
         config.poll = std::time::Duration::from_millis(poll_ms);
+        config.wait_seconds = wait_seconds;
         config.power_cut_percent = power_cut_percent;
         config.corrupt_percent = corrupt_percent;
         config.drop_percent = drop_percent;

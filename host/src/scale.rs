@@ -22,6 +22,8 @@ pub struct ScaleConfig {
     pub devices: usize,
     /// Between a device's check-ins while it has nothing to do.
     pub poll: Duration,
+    /// How long a device's check-in waits for an assignment (long poll); 0: plain polling.
+    pub wait_seconds: u32,
     /// The canary's first wave, in percent.
     pub canary_percent: f64,
 }
@@ -126,6 +128,7 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
     writeln!(out, "starting {} simulated devices...", config.devices)?;
     let mut fleet_config = FleetConfig::new(&url, config.devices);
     fleet_config.poll = config.poll;
+    fleet_config.wait_seconds = config.wait_seconds;
     fleet_config.steps_per_poll = 1;
     let registering = Instant::now();
     let fleet = Fleet::start(

@@ -152,13 +152,21 @@ pub fn state(config: &ServerConfig) -> Result<Arc<AppState>> {
     }))
 }
 
-/// Serves the API on `listener`, and runs the orchestrator, until `shutdown` completes.
+/// Serves the API on `listener` (HTTP/1.1, and HTTP/2 with prior knowledge on the same port),
+/// and runs the orchestrator, until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let _orchestrator = Orchestrator::new(state.clone()).spawn(state.tick);
+    let closing = state.clone();
+    // Check-ins waiting for an assignment are answered at once, so shutting down does not wait
+    // for their long polls to run out.
+    let shutdown = async move {
+        shutdown.await;
+        closing.store.doorbell().close();
+    };
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

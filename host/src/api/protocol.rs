@@ -2,7 +2,8 @@
 //!
 //! - `POST /api/v1/devices/{id}/check-in` with what they run, their slots and their health; the
 //!   answer carries the assignment to work on (deployment, version, size, checksum, security
-//!   counter, signature, download URL, mode) or none, and when to check in again.
+//!   counter, signature, download URL, mode) or none, and when to check in again. With
+//!   `?wait=S` it is a long poll: held open until an assignment comes, at most `S` seconds.
 //! - `GET /api/v1/artifacts/{sha256}` the bytes, with HTTP Range, so a broken download resumes
 //!   where it stopped (`artifacts.rs`).
 //! - `POST /api/v1/devices/{id}/reports` each state change of the assignment (downloading,
@@ -17,8 +18,11 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use serde::Serialize;
 
 use super::{ApiError, AppState, Body};
@@ -43,13 +47,56 @@ pub struct CheckInAnswer {
     poll_seconds: u32,
 }
 
+/// The longest a check-in may wait for an assignment (`?wait=`), in seconds.
+pub const MAX_WAIT_SECONDS: u32 = 60;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckInQuery {
+    /// Seconds to hold the check-in open until an assignment comes (long poll); 0 answers at
+    /// once.
+    #[serde(default)]
+    wait: u32,
+}
+
+/// A check-in. With `?wait=S` (at most [`MAX_WAIT_SECONDS`]) and nothing to do, the answer
+/// waits until the device is handed an assignment (the store's doorbell rings for it) or `S`
+/// seconds pass, so a waiting fleet costs no polls and learns of its wave at once. The check-in
+/// itself (what the device runs, its slots and health) is written before the wait.
 pub async fn check_in(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
+    query: Result<Query<CheckInQuery>, QueryRejection>,
     Body(c): Body<CheckIn>,
 ) -> Result<Json<CheckInAnswer>, ApiError> {
-    let assignment = state.store.check_in(device_id, c).await?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if q.wait > MAX_WAIT_SECONDS {
+        return Err(ApiError::bad_request(format!(
+            "`wait` is at most {MAX_WAIT_SECONDS} seconds, found {}",
+            q.wait
+        )));
+    }
+    let store = &state.store;
+    let doorbell = store.doorbell();
+    let listener = (q.wait > 0 && !doorbell.is_closed()).then(|| doorbell.listen(&device_id));
+    // Listening before the first look: a ring between the look and the wait is not lost.
+    let mut rung = listener.as_ref().map(|l| Box::pin(l.notified()));
+    if let Some(r) = rung.as_mut() {
+        r.as_mut().enable();
+    }
+    let mut assignment = store.check_in(device_id.clone(), c).await?;
     state.metrics.check_in();
+    if let (Some(listener), Some(mut rung)) = (&listener, rung) {
+        let until = tokio::time::Instant::now() + Duration::from_secs(u64::from(q.wait));
+        while assignment.is_none() && !doorbell.is_closed() {
+            if tokio::time::timeout_at(until, rung.as_mut()).await.is_err() {
+                break;
+            }
+            rung = Box::pin(listener.notified());
+            rung.as_mut().enable();
+            assignment = store.assignment(device_id.clone()).await?;
+        }
+    }
     Ok(Json(CheckInAnswer {
         assignment,
         poll_seconds: POLL_SECONDS,

@@ -488,9 +488,9 @@ impl SimDevice {
             sha256,
             security_counter: a.security_counter,
         };
-        if report.send(a, "downloading", "").await == Answer::CalledOff {
-            return Err(Stop::CalledOff);
-        }
+        // The check-in that handed the assignment out is the go-ahead: the download starts at
+        // once, and `downloading` is reported with how it ended (a simulated download takes
+        // milliseconds), one request instead of two.
         self.device()
             .begin_update(manifest, key_id, signature)
             .map_err(|e| format!("refused: {e}"))?;
@@ -561,7 +561,8 @@ impl SimDevice {
                 at += chunk.len() as u32;
             }
         }
-        // Verification takes microseconds here: its three state changes go in one request.
+        // Downloading and verification take milliseconds here: their four state changes go in
+        // one request, whose answer says whether to go on.
         let started = Instant::now();
         match self.device().finish_download(0) {
             Ok(_) => {
@@ -569,7 +570,12 @@ impl SimDevice {
                 let answer = report
                     .send_many(
                         a,
-                        &[("downloaded", ""), ("verifying", ""), ("installed", "")],
+                        &[
+                            ("downloading", ""),
+                            ("downloaded", ""),
+                            ("verifying", ""),
+                            ("installed", ""),
+                        ],
                         None,
                     )
                     .await;
@@ -581,7 +587,11 @@ impl SimDevice {
             }
             Err(e) => {
                 report
-                    .send_many(a, &[("downloaded", ""), ("verifying", "")], None)
+                    .send_many(
+                        a,
+                        &[("downloading", ""), ("downloaded", ""), ("verifying", "")],
+                        None,
+                    )
                     .await;
                 Err(format!("verify: {e}").into())
             }

@@ -4,7 +4,7 @@
 pub mod device;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,12 @@ pub struct FleetConfig {
     pub prefix: String,
     /// Extra labels, dealt out in turn: device `n` gets `labels[n % len]`.
     pub labels: Vec<(String, String)>,
-    /// Between check-ins when there is nothing to do.
+    /// Between check-ins when there is nothing to do and no long poll; after a check-in that
+    /// failed.
     pub poll: Duration,
+    /// How long a check-in waits for an assignment (the server's `?wait=`, long poll); zero
+    /// polls every `poll` instead.
+    pub wait_seconds: u32,
     /// Agent steps between check-ins.
     pub steps_per_poll: u32,
     /// Shares of the devices, in percent, that suffer each fault on their updates.
@@ -37,9 +41,9 @@ pub struct FleetConfig {
     /// Share of the devices that never come online.
     pub offline_percent: f64,
     pub seed: u64,
-    /// Devices talking to the server at once (each holds a connection meanwhile); the others
-    /// wait their turn. Keeps a large fleet under the process's file limit.
-    pub max_connections: usize,
+    /// Devices working on an assignment at once (downloading, writing, trying); the others
+    /// wait their turn. Waiting check-ins do not count.
+    pub max_busy: usize,
 }
 
 impl FleetConfig {
@@ -54,13 +58,14 @@ impl FleetConfig {
             prefix: "sim".into(),
             labels: Vec::new(),
             poll: Duration::from_millis(500),
+            wait_seconds: 20,
             steps_per_poll: 10,
             power_cut_percent: 0.0,
             corrupt_percent: 0.0,
             drop_percent: 0.0,
             offline_percent: 0.0,
             seed: 1,
-            max_connections: 4096,
+            max_busy: 4096,
         }
     }
 }
@@ -251,10 +256,15 @@ struct CheckInAnswer {
 /// Devices registered per request.
 const REGISTRATION_BATCH: usize = 5_000;
 
+/// Devices sharing one HTTP/2 connection to the server. Each has at most one request open (a
+/// waiting check-in included), so this stays under the server's 200 streams per connection;
+/// 100,000 devices take 782 connections, far below the process's file limit.
+pub const DEVICES_PER_CONNECTION: usize = 128;
+
 /// A running fleet.
 pub struct Fleet {
     pub progress: Arc<Progress>,
-    stop: Arc<AtomicBool>,
+    stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<Option<SimDevice>>>,
     started: Instant,
     devices: usize,
@@ -268,15 +278,19 @@ impl Fleet {
         device_config: DeviceConfig,
         factory: &Release,
     ) -> anyhow::Result<Fleet> {
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(config.max_connections)
-            .build()?;
+        let client = reqwest::Client::new();
+        // Devices speak HTTP/2 to the server, many to a connection, as behind a gateway: one
+        // connection per device would run out of file descriptors and ports long before
+        // 100,000 devices, and a waiting check-in holds its stream for up to `wait_seconds`.
+        let connections = (0..config.devices.div_ceil(DEVICES_PER_CONNECTION))
+            .map(|_| reqwest::Client::builder().http2_prior_knowledge().build())
+            .collect::<Result<Vec<_>, _>>()?;
         let progress = Arc::new(Progress::default());
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
         let mut tasks = Vec::with_capacity(config.devices);
         let version = factory.manifest.version.to_string();
-        let connections = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
+        let busy = Arc::new(tokio::sync::Semaphore::new(config.max_busy.max(1)));
         let modules = Modules::new(hotswap_device_vm::agent::AgentLimits::default());
         // Registered in batches (one transaction each); devices already registered stay as
         // they are.
@@ -309,7 +323,7 @@ impl Fleet {
                 anyhow::bail!("registering devices {}..: {text}", chunk[0]);
             }
         }
-        for id in ids {
+        for (n, id) in ids.into_iter().enumerate() {
             let mut device =
                 SimDevice::factory(id.clone(), device_config.clone(), factory, modules.clone())
                     .map_err(|e| anyhow::anyhow!("{id}: {e}"))?;
@@ -328,11 +342,11 @@ impl Fleet {
             let start_after =
                 Duration::from_micros(rng.random_range(0..config.poll.as_micros() as u64 + 1));
             let shared = Shared {
-                client: client.clone(),
+                client: connections[n / DEVICES_PER_CONNECTION].clone(),
                 config: config.clone(),
                 progress: progress.clone(),
-                stop: stop.clone(),
-                connections: connections.clone(),
+                stopped: stopped.clone(),
+                busy: busy.clone(),
             };
             tasks.push(tokio::spawn(run_device(
                 device,
@@ -352,7 +366,7 @@ impl Fleet {
 
     /// Stops every device and sums up.
     pub async fn stop(self) -> Summary {
-        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
         let mut bricked = 0;
         for task in self.tasks {
             match task.await {
@@ -384,11 +398,13 @@ impl Fleet {
 
 /// What every device of a fleet shares.
 struct Shared {
+    /// The HTTP/2 connection this device shares.
     client: reqwest::Client,
     config: FleetConfig,
     progress: Arc<Progress>,
-    stop: Arc<AtomicBool>,
-    connections: Arc<tokio::sync::Semaphore>,
+    /// Becomes true when the fleet stops.
+    stopped: tokio::sync::watch::Receiver<bool>,
+    busy: Arc<tokio::sync::Semaphore>,
 }
 
 async fn run_device(
@@ -401,39 +417,61 @@ async fn run_device(
         client,
         config,
         progress,
-        stop,
-        connections,
+        mut stopped,
+        busy,
     } = shared;
     if offline {
         return None;
     }
-    tokio::time::sleep(start_after).await;
+    // Sleeps `pause`; false when the fleet stopped meanwhile.
+    async fn pause(stopped: &mut tokio::sync::watch::Receiver<bool>, pause: Duration) -> bool {
+        let slept = tokio::select! {
+            _ = tokio::time::sleep(pause) => true,
+            _ = stopped.wait_for(|s| *s) => false,
+        };
+        slept && !*stopped.borrow()
+    }
+    if !pause(&mut stopped, start_after).await {
+        return Some(device);
+    }
     progress.online.fetch_add(1, Ordering::Relaxed);
-    let check_in = format!("{}/api/v1/devices/{}/check-in", config.server, device.id);
+    let check_in = match config.wait_seconds {
+        0 => format!("{}/api/v1/devices/{}/check-in", config.server, device.id),
+        wait => format!(
+            "{}/api/v1/devices/{}/check-in?wait={wait}",
+            config.server, device.id
+        ),
+    };
     let mut reports = ServerReport {
         client: &client,
         url: format!("{}/api/v1/devices/{}/reports", config.server, device.id),
         progress: &progress,
     };
-    while !stop.load(Ordering::Relaxed) {
+    while !*stopped.borrow() {
         device.run_agent(config.steps_per_poll);
-        let Ok(turn) = connections.acquire().await else {
-            break;
+        let body = device.check_in();
+        let asked = async {
+            let r = client.post(&check_in).json(&body).send().await.ok()?;
+            if !r.status().is_success() {
+                return None;
+            }
+            r.json::<CheckInAnswer>().await.ok()
         };
-        let answer = client.post(&check_in).json(&device.check_in()).send().await;
+        // A waiting check-in is given up when the fleet stops.
+        let answer = tokio::select! {
+            answer = asked => answer,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
         progress.check_ins.fetch_add(1, Ordering::Relaxed);
-        let assignment = match answer {
-            Ok(r) if r.status().is_success() => r
-                .json::<CheckInAnswer>()
-                .await
-                .ok()
-                .and_then(|a| a.assignment),
-            _ => None,
-        };
-        if let Some(a) = assignment {
+        let answered = answer.is_some();
+        if let Some(a) = answer.and_then(|a| a.assignment) {
+            let Ok(turn) = busy.acquire().await else {
+                break;
+            };
             let started = Instant::now();
             let before = (device.power_cuts, device.resumed, device.refetched);
             let outcome = device.work(&client, &config.server, &a, &mut reports).await;
+            drop(turn);
             for (counter, now, then) in [
                 (&progress.power_cuts, device.power_cuts, before.0),
                 (&progress.resumed, device.resumed, before.1),
@@ -461,9 +499,13 @@ async fn run_device(
                 .insert(device.id.clone(), device.version());
             // The report that ended the job carried the device's health: the next check-in
             // comes after the usual pause.
+        } else if answered && config.wait_seconds > 0 {
+            // The long poll ran out with nothing to do: ask again straight away.
+            continue;
         }
-        drop(turn);
-        tokio::time::sleep(config.poll).await;
+        if !pause(&mut stopped, config.poll).await {
+            break;
+        }
     }
     Some(device)
 }

@@ -685,8 +685,10 @@ impl Store {
             )));
         }
         let now = now_ms();
+        // Devices with something new to do once this is committed.
+        let mut wake = Vec::new();
         match to {
-            DeploymentState::RollingBack => begin_rollback(&tx, &d, reason, now)?,
+            DeploymentState::RollingBack => wake = begin_rollback(&tx, &d, reason, now)?,
             DeploymentState::Cancelled => {
                 tx.execute(
                     "UPDATE assignments SET state = 'cancelled', outcome = 'cancelled', updated_at = ?2
@@ -698,9 +700,18 @@ impl Store {
             _ => {
                 set_state(&tx, id, to, Some(reason), now)?;
                 event(&tx, id, None, &format!("{to}: {reason}"), now)?;
+                if to == DeploymentState::Running {
+                    // Resumed: the devices handed out before the pause may start.
+                    let mut stmt = tx.prepare(
+                        "SELECT device_id FROM assignments WHERE deployment_id = ?1 AND outcome IS NULL AND state = 'assigned'",
+                    )?;
+                    let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
+                    wake = rows.collect::<Result<_, _>>()?;
+                }
             }
         }
         tx.commit()?;
+        self.doorbell.ring(wake.iter().map(String::as_str));
         deployment(&conn, id)
     }
 
@@ -809,6 +820,8 @@ impl Store {
             }
         };
         let timeout = i64::from(d.retry.device_timeout_seconds) * 1000;
+        // Devices given their assignment now: rung after the commit.
+        let mut handed_out: Vec<String> = Vec::new();
         if d.state == DeploymentState::Running {
             let in_flight: u32 = tx.query_row(
                 "SELECT COUNT(*) FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout' AND wave = ?2 AND state != 'pending' AND outcome IS NULL",
@@ -817,11 +830,15 @@ impl Store {
             )?;
             let room = max_in_flight.map_or(i64::MAX, |m| i64::from(m.saturating_sub(in_flight)));
             if room > 0 {
-                tx.execute(
+                let mut stmt = tx.prepare_cached(
                     "UPDATE assignments SET state = 'assigned', deadline = ?4, updated_at = ?5
-                     WHERE id IN (SELECT id FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout' AND wave = ?2 AND state = 'pending' ORDER BY id LIMIT ?3)",
-                    params![d.id, wave, room, now + timeout, now],
+                     WHERE id IN (SELECT id FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout' AND wave = ?2 AND state = 'pending' ORDER BY id LIMIT ?3)
+                     RETURNING device_id",
                 )?;
+                let rows = stmt.query_map(params![d.id, wave, room, now + timeout, now], |r| {
+                    r.get::<_, String>(0)
+                })?;
+                handed_out = rows.collect::<Result<_, _>>()?;
             }
         }
         let counts = |wave: Option<u32>| -> Result<(u32, u32, u32), StoreError> {
@@ -851,6 +868,7 @@ impl Store {
             StoreError::Conflict(format!("wave {wave} of deployment {}: gate: {e}", d.id))
         })?;
         tx.commit()?;
+        self.doorbell.ring(handed_out.iter().map(String::as_str));
         let seconds = |since: i64| u32::try_from((now / 1000 - since).max(0)).unwrap_or(u32::MAX);
         Ok(WaveView {
             index: wave,
@@ -930,6 +948,7 @@ impl Store {
             ],
         )?;
         let current = deployment(&tx, d.id)?;
+        let mut sent_back = Vec::new();
         if current.state == DeploymentState::Running && current.current_wave == view.index {
             let wave = view.index + 1;
             match verdict {
@@ -955,10 +974,13 @@ impl Store {
                     set_state(&tx, d.id, DeploymentState::Paused, Some(reason), now)?;
                     event(&tx, d.id, None, &format!("paused: {reason}"), now)?;
                 }
-                Verdict::RollBack { reason } => begin_rollback(&tx, &current, reason, now)?,
+                Verdict::RollBack { reason } => {
+                    sent_back = begin_rollback(&tx, &current, reason, now)?;
+                }
             }
         }
         tx.commit()?;
+        self.doorbell.ring(sent_back.iter().map(String::as_str));
         Ok(())
     }
 
@@ -1052,6 +1074,15 @@ impl Store {
                 health
             ])?;
         }
+        Store::assignment_tx(tx, device_id, now)
+    }
+
+    /// The assignment a device is to work on now, if any.
+    pub(crate) fn assignment_tx(
+        tx: &Transaction<'_>,
+        device_id: &str,
+        now: i64,
+    ) -> Result<Option<Assignment>, StoreError> {
         let found = tx
             .prepare_cached(
                 "SELECT a.id, a.deployment_id, a.mode, f.version, f.size, f.sha256, f.security_counter, f.key_id, f.signature, a.state, a.attempts
@@ -1349,12 +1380,13 @@ fn finish(
 /// took the new version is given its previous version back. Devices that already installed it
 /// (`installed`, about to try it, or in `trial`) cannot be stopped: they stay open, and each is
 /// sent back when it confirms ([`Store::report_tx`]); the rollback ends only once they are done.
+/// Returns the devices sent back, to ring once this is committed.
 fn begin_rollback(
     tx: &Transaction<'_>,
     d: &Deployment,
     reason: &str,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Vec<String>, StoreError> {
     tx.execute(
         "UPDATE assignments SET state = 'cancelled', outcome = 'cancelled', deadline = NULL, updated_at = ?2
          WHERE deployment_id = ?1 AND kind = 'rollout' AND outcome IS NULL AND state NOT IN ('installed', 'trial')",
@@ -1397,7 +1429,8 @@ fn begin_rollback(
             }
         ),
         now,
-    )
+    )?;
+    Ok(took.into_iter().map(|(device, _, _)| device).collect())
 }
 
 /// Assigns a device its previous version back (once per device and wave).

@@ -5,6 +5,7 @@
 mod blobs;
 mod deployments;
 mod devices;
+mod doorbell;
 mod firmware;
 mod groups;
 mod plugins;
@@ -22,6 +23,7 @@ pub use deployments::{
     NewWave, Report, ReportAnswer, RetryPolicy, SlotInfo, WaveStatus, WaveView,
 };
 pub use devices::{DeviceFilter, DeviceRecord, NewDevice, parse_label};
+pub use doorbell::{Doorbell, Listener};
 pub use firmware::{Firmware, FirmwareFilter, NewFirmware};
 pub use groups::{DeviceGroup, GroupFilter};
 pub use plugins::StoredPlugin;
@@ -207,6 +209,7 @@ pub struct Store {
     blobs: BlobStore,
     dir: PathBuf,
     writer: BatchWriter,
+    doorbell: Doorbell,
 }
 
 impl Store {
@@ -231,6 +234,7 @@ impl Store {
             conn,
             blobs: BlobStore::open(&dir.join("blobs"))?,
             dir: dir.to_path_buf(),
+            doorbell: Doorbell::default(),
         })
     }
 
@@ -248,6 +252,15 @@ impl Store {
     ) -> Result<Option<Assignment>, StoreError> {
         self.writer
             .write(move |tx| Store::check_in_tx(tx, &device_id, &c, now_ms()))
+            .await
+    }
+
+    /// The assignment a device is to work on now, if any: what a waiting check-in looks up again
+    /// when its device is rung. Read in the batched writer's transaction, so it sees every
+    /// committed write.
+    pub async fn assignment(&self, device_id: String) -> Result<Option<Assignment>, StoreError> {
+        self.writer
+            .write(move |tx| Store::assignment_tx(tx, &device_id, now_ms()))
             .await
     }
 
@@ -278,6 +291,11 @@ impl Store {
                     .collect()
             })
             .await
+    }
+
+    /// Devices waiting in a long-poll check-in, rung when the store hands them something.
+    pub fn doorbell(&self) -> &Doorbell {
+        &self.doorbell
     }
 
     pub fn blobs(&self) -> &BlobStore {
