@@ -84,7 +84,7 @@ enum Command {
         poll_ms: u64,
         /// Seconds a check-in waits for an assignment (long poll, at most 60); 0 polls every
         /// `--poll-ms` instead.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 60)]
         wait_seconds: u32,
         /// Percent of devices whose power fails while they write an update.
         #[arg(long, default_value_t = 0.0)]
@@ -113,7 +113,7 @@ enum Command {
         poll_ms: u64,
         /// Seconds a check-in waits for an assignment (long poll, at most 60); 0 polls every
         /// `--poll-ms` instead.
-        #[arg(long, default_value_t = 20)]
+        #[arg(long, default_value_t = 60)]
         wait_seconds: u32,
         /// The canary's first wave, in percent of the devices.
         #[arg(long, default_value_t = 1.0)]

@@ -3,9 +3,9 @@
 //! One pass, every tick, for each active deployment: give up on devices past their deadline
 //! (retry with a doubling backoff, quarantine after the last try); start the current wave and hand
 //! out its devices up to `maxInFlight`; count the wave and gather the health samples the new
-//! version's devices sent; when those inputs changed, or the policy's last `wait` ran out, ask the
-//! health policy (in the sandbox) and store its verdict with its inputs; act on it: next wave,
-//! done, pause, or roll back. A rollback ends when every device sent back has answered.
+//! version's devices sent; when those inputs changed (more devices done: at most once a second),
+//! or the policy's last `wait` ran out, ask the health policy (in the sandbox) and store its
+//! verdict with its inputs; act on it: next wave, done, pause, or roll back. A rollback ends when every device sent back has answered.
 //!
 //! All state is in the store; the orchestrator keeps only caches (warm policy instances, the
 //! inputs last judged), so a restarted server carries on where the last one stopped.
@@ -24,10 +24,17 @@ use crate::store::{Deployment, DeploymentState, StoreError, WaveView, now_ms};
 /// How often the orchestrator looks at its deployments when nothing says otherwise.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(500);
 
-/// What was last judged for a deployment: the wave and its counts, and when to ask again if
-/// they stay the same.
+/// A wave still in progress whose only news is more devices done (none more failed, not yet
+/// settled) is judged at most this often, in milliseconds: judging reads the health samples of
+/// every device of the wave, the orchestrator's largest cost in a large fleet. Failures and a
+/// settled wave are judged at the next tick.
+pub const PROGRESS_JUDGED_EVERY_MS: i64 = 1000;
+
+/// What was last judged for a deployment: the wave and its counts, when, and when to ask again
+/// if they stay the same.
 struct Judged {
     inputs: (u32, u32, u32, u32, bool),
+    at: i64,
     again_at: i64,
 }
 
@@ -118,11 +125,15 @@ impl Orchestrator {
                 s.in_progress,
                 s.settled_seconds.is_some(),
             );
-            if let Some(j) = self.judged.get(&d.id)
-                && j.inputs == inputs
-                && now < j.again_at
-            {
-                return Ok(());
+            if let Some(j) = self.judged.get(&d.id) {
+                if j.inputs == inputs && now < j.again_at {
+                    return Ok(());
+                }
+                let (wave, _, failed, _, settled) = inputs;
+                let progress_only = j.inputs.0 == wave && j.inputs.2 == failed && !settled;
+                if progress_only && now < j.at + PROGRESS_JUDGED_EVERY_MS {
+                    return Ok(());
+                }
             }
             view.samples = store.wave_samples(&d, view.index)?;
             let verdict = self.judge(&d, &view);
@@ -131,7 +142,14 @@ impl Orchestrator {
                 Verdict::Wait { seconds } => now + i64::from(*seconds) * 1000,
                 _ => now,
             };
-            self.judged.insert(d.id, Judged { inputs, again_at });
+            self.judged.insert(
+                d.id,
+                Judged {
+                    inputs,
+                    at: now,
+                    again_at,
+                },
+            );
             if verdict != Verdict::Proceed {
                 return Ok(());
             }

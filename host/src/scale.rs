@@ -167,6 +167,8 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
         .as_i64()
         .with_context(|| format!("starting the deployment: {answer}"))?;
     let planned = started.elapsed();
+    // When the last wave started: the canary wave and its judgement come before it.
+    let mut last_wave_at = None;
     let status = loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let status: Value = client
@@ -176,6 +178,13 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
             .json()
             .await?;
         let confirmed = status["states"]["confirmed"].as_u64().unwrap_or(0);
+        if last_wave_at.is_none()
+            && status["currentWave"]
+                .as_u64()
+                .is_some_and(|w| w + 1 >= status["waves"].as_u64().unwrap_or(1))
+        {
+            last_wave_at = Some(started.elapsed());
+        }
         eprint!(
             "\r{confirmed}/{} confirmed, {:.0} s",
             config.devices,
@@ -203,6 +212,13 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
         status["waves"],
         planned.as_secs_f64()
     )?;
+    if let Some(at) = last_wave_at {
+        writeln!(
+            out,
+            "last wave      started {:.1} s after the deployment (seen within 250 ms)",
+            at.as_secs_f64()
+        )?;
+    }
     writeln!(
         out,
         "updated        {confirmed} of {} devices end to end in {:.1} s: {:.0} devices/minute",

@@ -13,8 +13,7 @@ use hotswap_device_vm::image::{KeyId, Manifest};
 use hotswap_device_vm::layout::{DEFAULT_SLOT_SIZE, Layout, Slot};
 use hotswap_device_vm::sim::{Release, SimFlash};
 use hotswap_device_vm::{Device, Version};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 /// The simulated flash: 1 KiB sectors, 4-byte words.
 pub type Flash = SimFlash<4, 1024>;
@@ -86,6 +85,31 @@ pub struct Assignment {
     pub url: String,
 }
 
+/// What a device says at check-in (the protocol's check-in body).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckIn {
+    pub firmware_version: String,
+    pub slots: Vec<SlotState>,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct SlotState {
+    pub slot: &'static str,
+    pub state: &'static str,
+}
+
+/// A device's health, as check-ins and final reports carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    pub healthy: bool,
+    pub self_test_passed: bool,
+    pub traps: u32,
+    pub fuel_exhausted: u32,
+}
+
 /// Faults this device suffers on its next update.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
@@ -122,12 +146,18 @@ pub enum Answer {
     CalledOff,
 }
 
+/// The part of a report's answer (`{"applied": .., "state": ..}`) a device uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReportAnswer {
+    pub state: String,
+}
+
 impl Answer {
-    /// Reads a report's answer (`{"applied": .., "state": ..}`); no answer means carry on, as a
-    /// device that cannot reach the server keeps the job it has.
-    pub fn of(answer: Option<&serde_json::Value>) -> Answer {
+    /// Reads a report's answer; no answer means carry on, as a device that cannot reach the
+    /// server keeps the job it has.
+    pub fn of(answer: Option<&ReportAnswer>) -> Answer {
         match answer {
-            Some(a) if a["state"] == "cancelled" => Answer::CalledOff,
+            Some(a) if a.state == "cancelled" => Answer::CalledOff,
             _ => Answer::CarryOn,
         }
     }
@@ -258,41 +288,40 @@ impl SimDevice {
     }
 
     /// What the device says at check-in.
-    pub fn check_in(&self) -> Value {
-        let slots: Vec<Value> = match &self.device {
+    pub fn check_in(&self) -> CheckIn {
+        let slots = match &self.device {
             None => vec![],
             Some(d) => {
                 let active = d.active().map(|(s, _)| s);
                 [Slot::A, Slot::B]
                     .into_iter()
-                    .map(|slot| {
-                        let state = if Some(slot) == active {
+                    .map(|slot| SlotState {
+                        slot: if slot == Slot::A { "a" } else { "b" },
+                        state: if Some(slot) == active {
                             "active"
                         } else {
                             "inactive"
-                        };
-                        json!({"slot": if slot == Slot::A { "a" } else { "b" }, "state": state})
+                        },
                     })
                     .collect()
             }
         };
-        json!({
-            "firmwareVersion": self.version(),
-            "slots": slots,
-            "health": self.health(),
-        })
+        CheckIn {
+            firmware_version: self.version(),
+            slots,
+            health: self.health(),
+        }
     }
 
     /// How the device and its agent are: sent at check-in and with the report that ends an
     /// assignment.
-    pub fn health(&self) -> Value {
-        let healthy = self.traps == 0 && self.fuel_exhausted == 0 && self.agent.is_some();
-        json!({
-            "healthy": healthy,
-            "selfTestPassed": self.self_test_passed,
-            "traps": self.traps,
-            "fuelExhausted": self.fuel_exhausted,
-        })
+    pub fn health(&self) -> Health {
+        Health {
+            healthy: self.traps == 0 && self.fuel_exhausted == 0 && self.agent.is_some(),
+            self_test_passed: self.self_test_passed,
+            traps: self.traps,
+            fuel_exhausted: self.fuel_exhausted,
+        }
     }
 
     /// Reboots from flash, as after a power cut: the device VM recovers to a valid agent.
@@ -613,7 +642,7 @@ pub trait AsyncReport {
         &mut self,
         a: &Assignment,
         states: &[(&str, &str)],
-        health: Option<Value>,
+        health: Option<Health>,
     ) -> impl std::future::Future<Output = Answer>;
 
     /// One state change.

@@ -58,7 +58,7 @@ impl FleetConfig {
             prefix: "sim".into(),
             labels: Vec::new(),
             poll: Duration::from_millis(500),
-            wait_seconds: 20,
+            wait_seconds: 60,
             steps_per_poll: 10,
             power_cut_percent: 0.0,
             corrupt_percent: 0.0,
@@ -196,12 +196,16 @@ struct ServerReport<'a> {
 impl ServerReport<'_> {
     /// Posts until the server answers (it may be restarting), with a growing pause; returns
     /// the answer when it was a success.
-    async fn post(&self, url: &str, body: &Value) -> Option<Value> {
+    async fn post<A: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        body: &impl serde::Serialize,
+    ) -> Option<A> {
         let mut answer = None;
         for attempt in 0..50u32 {
             match self.client.post(url).json(body).send().await {
                 Ok(r) if r.status().is_success() => {
-                    answer = r.json::<Value>().await.ok();
+                    answer = r.json::<A>().await.ok();
                     break;
                 }
                 Ok(r) if r.status().is_client_error() => break,
@@ -216,8 +220,21 @@ impl ServerReport<'_> {
     }
 }
 
-fn report_body(a: &Assignment, state: &str, reason: &str) -> Value {
-    json!({"assignmentId": a.assignment_id, "state": state, "reason": reason})
+/// A report, as the protocol carries it.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportBody<'a> {
+    assignment_id: i64,
+    state: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health: Option<device::Health>,
+}
+
+#[derive(serde::Serialize)]
+struct ReportBatch<'a> {
+    reports: Vec<ReportBody<'a>>,
 }
 
 impl AsyncReport for ServerReport<'_> {
@@ -226,24 +243,29 @@ impl AsyncReport for ServerReport<'_> {
         &mut self,
         a: &Assignment,
         states: &[(&str, &str)],
-        health: Option<Value>,
+        health: Option<device::Health>,
     ) -> Answer {
-        let mut reports: Vec<Value> = states
+        let mut reports: Vec<ReportBody> = states
             .iter()
-            .map(|(state, reason)| report_body(a, state, reason))
+            .map(|&(state, reason)| ReportBody {
+                assignment_id: a.assignment_id,
+                state,
+                reason,
+                health: None,
+            })
             .collect();
-        if let (Some(last), Some(health)) = (reports.last_mut(), health) {
-            last["health"] = health;
+        if let Some(last) = reports.last_mut() {
+            last.health = health;
         }
         if let [one] = reports.as_slice() {
-            let answer = self.post(&self.url, one).await;
+            let answer: Option<device::ReportAnswer> = self.post(&self.url, one).await;
             return Answer::of(answer.as_ref());
         }
-        let answer = self
-            .post(&format!("{}/batch", self.url), &json!({"reports": reports}))
+        let answer: Option<Vec<device::ReportAnswer>> = self
+            .post(&format!("{}/batch", self.url), &ReportBatch { reports })
             .await;
         // One answer per report, in order: the last says where the assignment stands.
-        Answer::of(answer.as_ref().and_then(|a| a.as_array()?.last()))
+        Answer::of(answer.as_ref().and_then(|a| a.last()))
     }
 }
 

@@ -823,12 +823,16 @@ impl Store {
         // Devices given their assignment now: rung after the commit.
         let mut handed_out: Vec<String> = Vec::new();
         if d.state == DeploymentState::Running {
-            let in_flight: u32 = tx.query_row(
-                "SELECT COUNT(*) FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout' AND wave = ?2 AND state != 'pending' AND outcome IS NULL",
-                params![d.id, wave],
-                |r| r.get(0),
-            )?;
-            let room = max_in_flight.map_or(i64::MAX, |m| i64::from(m.saturating_sub(in_flight)));
+            let room = match max_in_flight {
+                None => i64::MAX,
+                Some(max) => {
+                    let in_flight: u32 = tx.prepare_cached(
+                        "SELECT COUNT(*) FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout' AND wave = ?2 AND state != 'pending' AND outcome IS NULL",
+                    )?
+                    .query_row(params![d.id, wave], |r| r.get(0))?;
+                    i64::from(max.saturating_sub(in_flight))
+                }
+            };
             if room > 0 {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE assignments SET state = 'assigned', deadline = ?4, updated_at = ?5
@@ -841,16 +845,24 @@ impl Store {
                 handed_out = rows.collect::<Result<_, _>>()?;
             }
         }
-        let counts = |wave: Option<u32>| -> Result<(u32, u32, u32), StoreError> {
-            Ok(tx.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(outcome = 'succeeded'), 0), COALESCE(SUM(outcome = 'failed'), 0)
-                 FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout' AND (?2 IS NULL OR wave = ?2)",
-                params![d.id, wave],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?)
-        };
-        let (targeted, succeeded, failed) = counts(Some(wave))?;
-        let (all, all_succeeded, all_failed) = counts(None)?;
+        // The wave's counts and the deployment's, in one pass over the index.
+        let (targeted, succeeded, failed, all, all_succeeded, all_failed): (
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+            u32,
+        ) = tx
+            .prepare_cached(
+                "SELECT COALESCE(SUM(wave = ?2), 0), COALESCE(SUM(wave = ?2 AND outcome = 'succeeded'), 0),
+                        COALESCE(SUM(wave = ?2 AND outcome = 'failed'), 0), COUNT(*),
+                        COALESCE(SUM(outcome = 'succeeded'), 0), COALESCE(SUM(outcome = 'failed'), 0)
+                 FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout'",
+            )?
+            .query_row(params![d.id, wave], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })?;
         let in_progress = targeted - succeeded - failed;
         let settled_at = match (in_progress, settled_at) {
             (0, None) => {
@@ -911,11 +923,11 @@ impl Store {
             if stored.version.as_deref() == Some(d.firmware_version.as_str()) {
                 samples.push(HealthSample {
                     device,
-                    healthy: stored.health.healthy,
-                    self_test_passed: stored.health.self_test_passed,
-                    traps: stored.health.traps,
-                    fuel_exhausted: stored.health.fuel_exhausted,
-                    metrics: stored.health.metrics.into_iter().collect(),
+                    healthy: stored.healthy,
+                    self_test_passed: stored.self_test_passed,
+                    traps: stored.traps,
+                    fuel_exhausted: stored.fuel_exhausted,
+                    metrics: stored.metrics.into_iter().collect(),
                 });
             }
         }
@@ -1048,7 +1060,7 @@ impl Store {
         let same_health = match (&c.health, stored_health.as_deref()) {
             (None, _) => true,
             (Some(h), Some(json)) => serde_json::from_str::<StoredHealth>(json)
-                .is_ok_and(|s| s.version == c.firmware_version && s.health == *h),
+                .is_ok_and(|s| s.same(&c.firmware_version, h)),
             (Some(_), None) => false,
         };
         let news = c.firmware_version.is_some() && c.firmware_version != version
@@ -1113,6 +1125,114 @@ impl Store {
             })
             .optional()?;
         Ok(found)
+    }
+
+    /// A device's reports, applied in order, as [`Store::report_tx`] applies each in turn (the
+    /// same answers, the same stored result). A run of reports of one assignment that only move
+    /// it along (no outcome, reason or health: downloading, downloaded, verifying, ...) is read
+    /// once and written once, in the state it ends on; when the report right after the run ends
+    /// that assignment (`trial` then `confirmed`), its write stands for the run's. An error names
+    /// the report (`report 2: ...`).
+    pub(crate) fn reports_tx(
+        tx: &Transaction<'_>,
+        device_id: &str,
+        reports: &[Report],
+        now: i64,
+    ) -> Result<Vec<ReportAnswer>, StoreError> {
+        let mut answers = Vec::with_capacity(reports.len());
+        let mut i = 0;
+        while i < reports.len() {
+            let id = reports[i].assignment_id;
+            let run = reports[i..]
+                .iter()
+                .take_while(|r| {
+                    r.assignment_id == id
+                        && r.reason.is_none()
+                        && r.health.is_none()
+                        && r.state.reportable()
+                })
+                .count();
+            let next = reports.get(i + run).filter(|r| r.assignment_id == id);
+            if (run >= 2 || run == 1 && next.is_some())
+                && let Some(moved) =
+                    Store::move_along_tx(tx, device_id, &reports[i..i + run], next, now)?
+            {
+                answers.extend(moved);
+                i += run;
+                continue;
+            }
+            answers.push(
+                Store::report_tx(tx, device_id, &reports[i], now)
+                    .map_err(|e| e.prefixed(&format!("report {i}")))?,
+            );
+            i += 1;
+        }
+        Ok(answers)
+    }
+
+    /// Applies `run`, reports of one assignment, in memory from one read, and writes the state
+    /// it ends on, unless `next` ends the assignment (its write sets the state, deadline and
+    /// time the run's would). `None` when a report of the run could end the assignment or the
+    /// assignment is not open: the caller applies them one by one, which says why.
+    fn move_along_tx(
+        tx: &Transaction<'_>,
+        device_id: &str,
+        run: &[Report],
+        next: Option<&Report>,
+        now: i64,
+    ) -> Result<Option<Vec<ReportAnswer>>, StoreError> {
+        let row: Option<(String, Option<String>, String, i64)> = tx
+            .prepare_cached(
+                "SELECT a.state, a.outcome, a.mode, d.device_timeout
+                 FROM assignments a JOIN deployments d ON d.id = a.deployment_id
+                 WHERE a.id = ?1 AND a.device_id = ?2",
+            )?
+            .query_row(params![run[0].assignment_id, device_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let Some((state, outcome, mode, timeout)) = row else {
+            return Ok(None);
+        };
+        let mode = AssignmentMode::parse(&mode);
+        let start = DeviceState::parse(&state).unwrap_or(DeviceState::Pending);
+        if outcome.is_some()
+            || start == DeviceState::Pending
+            || run.iter().any(|r| mode.outcome(r.state).is_some())
+        {
+            return Ok(None);
+        }
+        let mut current = start;
+        let answers = run
+            .iter()
+            .map(|r| {
+                if r.state > current {
+                    current = r.state;
+                    ReportAnswer {
+                        applied: true,
+                        state: r.state,
+                    }
+                } else {
+                    ReportAnswer {
+                        applied: false,
+                        state: current,
+                    }
+                }
+            })
+            .collect();
+        let overwritten = next.is_some_and(|n| mode.outcome(n.state).is_some());
+        if current != start && !overwritten {
+            tx.prepare_cached(
+                "UPDATE assignments SET state = ?2, deadline = ?3, updated_at = ?4 WHERE id = ?1",
+            )?
+            .execute(params![
+                run[0].assignment_id,
+                current.as_str(),
+                now + timeout * 1000,
+                now
+            ])?;
+        }
+        Ok(Some(answers))
     }
 
     /// Applies a device's report. A report the assignment has already gone past changes nothing,
@@ -1286,13 +1406,24 @@ impl Store {
 /// seconds: a device's `lastSeen` is accurate to this much.
 pub const LAST_SEEN_REFRESH_SECONDS: i64 = 30;
 
-/// What a device's health is stored as: the check-in's numbers and the version that gave them.
+/// What a device's health is stored as: the check-in's numbers and the version that gave them,
+/// in one JSON object (`{"version", "at", "healthy", "selfTestPassed", ...}`). Its fields are
+/// spelled out rather than `#[serde(flatten)]`ed from [`Health`]: the orchestrator reads a
+/// whole wave's of them each time it judges, and flattening buffers every field first.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct StoredHealth {
     version: Option<String>,
     at: i64,
-    #[serde(flatten)]
-    health: Health,
+    healthy: bool,
+    #[serde(default = "yes")]
+    self_test_passed: bool,
+    #[serde(default)]
+    traps: u32,
+    #[serde(default)]
+    fuel_exhausted: u32,
+    #[serde(default)]
+    metrics: BTreeMap<String, f64>,
 }
 
 impl StoredHealth {
@@ -1301,9 +1432,23 @@ impl StoredHealth {
         serde_json::to_string(&StoredHealth {
             version,
             at: now / 1000,
-            health: health.clone(),
+            healthy: health.healthy,
+            self_test_passed: health.self_test_passed,
+            traps: health.traps,
+            fuel_exhausted: health.fuel_exhausted,
+            metrics: health.metrics.clone(),
         })
         .expect("health serializes")
+    }
+
+    /// Whether it says what `health` from `version` says.
+    fn same(&self, version: &Option<String>, health: &Health) -> bool {
+        self.version == *version
+            && self.healthy == health.healthy
+            && self.self_test_passed == health.self_test_passed
+            && self.traps == health.traps
+            && self.fuel_exhausted == health.fuel_exhausted
+            && self.metrics == health.metrics
     }
 }
 

@@ -198,6 +198,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_deployment ON events (deployment_id, id);
 "#,
+    // A wave's counts by outcome (read every orchestrator tick) come from the index alone.
+    r#"
+    DROP INDEX assignments_wave;
+    CREATE INDEX assignments_wave ON assignments (deployment_id, kind, wave, state, outcome);
+"#,
 ];
 
 /// The most memory SQLite's page cache takes.
@@ -279,17 +284,7 @@ impl Store {
         reports: Vec<Report>,
     ) -> Result<Vec<ReportAnswer>, StoreError> {
         self.writer
-            .write(move |tx| {
-                let now = now_ms();
-                reports
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        Store::report_tx(tx, &device_id, r, now)
-                            .map_err(|e| e.prefixed(&format!("report {i}")))
-                    })
-                    .collect()
-            })
+            .write(move |tx| Store::reports_tx(tx, &device_id, &reports, now_ms()))
             .await
     }
 
@@ -393,5 +388,196 @@ mod tests {
         // Opening again applies nothing twice.
         Store::open(&dir).unwrap();
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A store with 2.0.0 handed out to devices `d-0` .. `d-4` in `mode`.
+    fn handed_out(name: &str, mode: hotswap_plan::Mode) -> (Store, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("hotswap-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).unwrap();
+        for version in ["1.0.0", "2.0.0"] {
+            store
+                .add_firmware(NewFirmware {
+                    device_model: "m".into(),
+                    version: version.into(),
+                    sha256: "00".repeat(32),
+                    size: 1,
+                    key_id: "k".into(),
+                    signature: "s".into(),
+                    security_counter: 0,
+                    release_notes: String::new(),
+                })
+                .unwrap();
+        }
+        let mut devices = Vec::new();
+        for i in 0..5 {
+            let id = format!("d-{i}");
+            store
+                .add_device(NewDevice {
+                    device_id: id.clone(),
+                    device_model: "m".into(),
+                    region: "r".into(),
+                    labels: Default::default(),
+                    groups: vec![],
+                    firmware_version: "1.0.0".into(),
+                })
+                .unwrap();
+            devices.push((id, "1.0.0".to_string()));
+        }
+        let id = store
+            .create_deployment(&NewDeployment {
+                firmware_id: 2,
+                device_model: "m".into(),
+                strategy: "direct".into(),
+                strategy_config: "{}".into(),
+                health_policy: "default".into(),
+                health_sha256: None,
+                health_config: "{}".into(),
+                retry: RetryPolicy {
+                    device_timeout_seconds: 600,
+                    max_attempts: 3,
+                    retry_backoff_seconds: 30,
+                },
+                waves: vec![NewWave {
+                    name: "all".into(),
+                    mode,
+                    gate: hotswap_plan::Gate {
+                        soak_seconds: 0,
+                        min_success_percent: 0,
+                        failure_budget: 0,
+                        min_sample: 1,
+                    },
+                    max_in_flight: None,
+                    devices,
+                }],
+            })
+            .unwrap();
+        let d = store.deployment(id).unwrap();
+        store.advance_wave(&d, now_ms()).unwrap();
+        (store, dir)
+    }
+
+    /// Device, state, outcome, reason, whether a deadline is set, the device's version.
+    type Row = (String, String, Option<String>, Option<String>, bool, String);
+
+    /// Each device's assignment and inventory row, as far as reports change them.
+    fn rows(store: &Store) -> Vec<Row> {
+        let conn = store.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT a.device_id, a.state, a.outcome, a.reason, a.deadline IS NOT NULL, d.version
+                 FROM assignments a JOIN devices d ON d.device_id = a.device_id ORDER BY a.id",
+            )
+            .unwrap();
+        stmt.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+
+    /// Batched reports answer and store what the same reports sent one by one do, including
+    /// when their runs of progress reports are applied from one read and one write.
+    #[tokio::test]
+    async fn a_batch_of_reports_does_what_the_same_reports_one_by_one_do() {
+        use DeviceState::*;
+        let health = Health {
+            healthy: true,
+            self_test_passed: true,
+            traps: 0,
+            fuel_exhausted: 0,
+            metrics: Default::default(),
+        };
+        let report = |device: usize, state: DeviceState, reason: Option<&str>, ends: bool| {
+            (
+                format!("d-{device}"),
+                Report {
+                    assignment_id: device as i64 + 1,
+                    state,
+                    reason: reason.map(String::from),
+                    health: ends.then(|| health.clone()),
+                },
+            )
+        };
+        // Batches, in the order sent; devices 0-4 in install mode.
+        let batches: Vec<Vec<(String, Report)>> = vec![
+            [Downloading, Downloaded, Verifying, Installed]
+                .map(|s| report(0, s, None, false))
+                .to_vec(),
+            vec![
+                report(0, Trial, None, false),
+                report(0, Confirmed, None, true),
+            ],
+            // The same again, a retry: nothing applies.
+            [Downloading, Downloaded, Verifying, Installed]
+                .map(|s| report(0, s, None, false))
+                .to_vec(),
+            // Out of order: the earlier state after the later one changes nothing.
+            [Downloaded, Downloading, Verifying]
+                .map(|s| report(1, s, None, false))
+                .to_vec(),
+            vec![
+                report(1, Installed, None, false),
+                report(1, Trial, None, false),
+                report(1, Failed, Some("self-test failed"), true),
+            ],
+            vec![
+                report(2, Downloading, None, false),
+                report(2, Downloaded, None, false),
+                report(2, Failed, Some("no space"), false),
+            ],
+            [Downloading, Downloaded, Verifying, Installed, Trial]
+                .map(|s| report(3, s, None, false))
+                .to_vec(),
+            // A state sent twice in one batch applies once.
+            [Downloading, Downloading, Downloaded]
+                .map(|s| report(4, s, None, false))
+                .to_vec(),
+        ];
+        for (mode, name) in [
+            (hotswap_plan::Mode::Install, "install"),
+            (hotswap_plan::Mode::Stage, "stage"),
+        ] {
+            let (batched, dir_a) = handed_out(&format!("batched-{name}"), mode);
+            let (one_by_one, dir_b) = handed_out(&format!("one-by-one-{name}"), mode);
+            for batch in &batches {
+                let device = batch[0].0.clone();
+                let reports: Vec<Report> = batch.iter().map(|(_, r)| r.clone()).collect();
+                let together = batched.reports(device.clone(), reports.clone()).await;
+                let mut alone = Vec::new();
+                for r in reports {
+                    alone.push(one_by_one.report(device.clone(), r).await);
+                }
+                let together: Vec<String> = match together {
+                    Ok(answers) => answers.iter().map(|a| format!("{a:?}")).collect(),
+                    Err(e) => vec![e.to_string()],
+                };
+                let alone: Vec<String> = alone
+                    .into_iter()
+                    .map(|a| a.map_or_else(|e| e.to_string(), |a| format!("{a:?}")))
+                    .collect();
+                if together.len() == alone.len() {
+                    assert_eq!(together, alone, "{name}: {batch:?}");
+                } else {
+                    // The batch was refused as a whole: one of the one-by-one reports was too.
+                    assert!(
+                        alone.iter().any(|a| together[0].ends_with(a.as_str())),
+                        "{name}: {together:?} vs {alone:?}"
+                    );
+                }
+            }
+            assert_eq!(rows(&batched), rows(&one_by_one), "{name}");
+            for dir in [dir_a, dir_b] {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
     }
 }
