@@ -389,6 +389,42 @@ async fn a_canary_rollout_completes_wave_by_wave() {
     let samples = last["samples"].as_array().unwrap();
     assert!(samples.len() <= 15, "{last:#}");
     assert!(samples.iter().all(|s| s["healthy"] == true), "{last:#}");
+    // The newest only, without samples (a large wave's are megabytes per decision); the
+    // status shows recent verdicts without them too.
+    let newest = get(
+        &client,
+        format!("{url}/api/v1/deployments/{id}/decisions?limit=1&samples=false"),
+    )
+    .await;
+    let newest = newest.as_array().unwrap();
+    assert_eq!(newest.len(), 1, "{newest:#?}");
+    assert_eq!(newest[0]["id"], last["id"], "{newest:#?}");
+    assert!(newest[0].get("samples").is_none(), "{newest:#?}");
+    let status = get(&client, format!("{url}/api/v1/deployments/{id}/status")).await;
+    let recent = status["recentDecisions"].as_array().unwrap();
+    assert!(!recent.is_empty(), "{status:#}");
+    assert!(
+        recent.iter().all(|d| d.get("samples").is_none()),
+        "{status:#}"
+    );
+    for (query, expected) in [
+        ("limit=0", "`limit` is 1 to 1000, found 0"),
+        ("limit=1001", "`limit` is 1 to 1000, found 1001"),
+        ("samples=maybe", "samples"),
+        ("page=2", "unknown field `page`"),
+    ] {
+        let r = client
+            .get(format!("{url}/api/v1/deployments/{id}/decisions?{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            crate::api::message(&body).contains(expected),
+            "{query}: {body}"
+        );
+    }
 
     // A device's inventory shows what it runs, its health and its history.
     let device = get(&client, format!("{url}/api/v1/devices/d-000")).await;

@@ -437,16 +437,46 @@ pub async fn status(
     blocking(move || Ok(Json(state.store.deployment_status(id)?))).await
 }
 
-/// `GET /api/v1/deployments/{id}/decisions`: every verdict of the health policy with what it was
-/// shown, oldest first, for replay.
+/// The most decisions `/decisions` returns at once.
+pub const MAX_DECISIONS: usize = 1000;
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionsQuery {
+    /// The newest this many (1 to [`MAX_DECISIONS`], default 100).
+    #[serde(default = "default_decisions")]
+    limit: usize,
+    /// With the health samples each verdict was given (default); `false` leaves them out.
+    #[serde(default = "yes")]
+    samples: bool,
+}
+
+fn default_decisions() -> usize {
+    100
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `GET /api/v1/deployments/{id}/decisions[?limit=N&samples=false]`: the health policy's
+/// newest verdicts with what it was shown, oldest first, for replay.
 pub async fn decisions(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
+    query: Result<Query<DecisionsQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Decision>>, ApiError> {
     let id = id(&raw)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !(1..=MAX_DECISIONS).contains(&q.limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` is 1 to {MAX_DECISIONS}, found {}",
+            q.limit
+        )));
+    }
     blocking(move || {
         state.store.deployment(id)?;
-        Ok(Json(state.store.decisions(id, 100_000)?))
+        Ok(Json(state.store.decisions(id, q.limit, q.samples)?))
     })
     .await
 }

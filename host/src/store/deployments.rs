@@ -308,7 +308,10 @@ pub struct Decision {
     pub policy: String,
     pub config: String,
     pub stats: WaveStats,
-    pub samples: Vec<HealthSample>,
+    /// The health samples the policy was shown; left out where asked (a large wave's run to
+    /// megabytes per decision).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples: Option<Vec<HealthSample>>,
     pub verdict: Verdict,
     pub at: i64,
 }
@@ -624,7 +627,9 @@ impl Store {
             events
         };
         drop(conn);
-        let recent_decisions = self.decisions(id, 10)?;
+        // Without their samples: a status is read often, and a large wave's samples are
+        // megabytes per decision (`/decisions` has them).
+        let recent_decisions = self.decisions(id, 10, false)?;
         Ok(DeploymentStatus {
             deployment,
             wave_status: waves,
@@ -636,12 +641,17 @@ impl Store {
     }
 
     /// The newest `limit` decisions of a deployment, oldest first.
-    pub fn decisions(&self, id: i64, limit: usize) -> Result<Vec<Decision>, StoreError> {
+    pub fn decisions(
+        &self,
+        id: i64,
+        limit: usize,
+        with_samples: bool,
+    ) -> Result<Vec<Decision>, StoreError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, wave, policy, config, stats, samples, verdict, at FROM decisions WHERE deployment_id = ?1 ORDER BY id DESC LIMIT ?2",
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, wave, policy, config, stats, CASE WHEN ?3 THEN samples END, verdict, at FROM decisions WHERE deployment_id = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![id, limit as i64], |r| {
+        let rows = stmt.query_map(params![id, limit as i64, with_samples], |r| {
             let json = |i: usize| -> rusqlite::Result<String> { r.get(i) };
             let bad = |i: usize, e: serde_json::Error| {
                 rusqlite::Error::FromSqlConversionFailure(
@@ -656,7 +666,10 @@ impl Store {
                 policy: r.get(2)?,
                 config: r.get(3)?,
                 stats: serde_json::from_str(&json(4)?).map_err(|e| bad(4, e))?,
-                samples: serde_json::from_str(&json(5)?).map_err(|e| bad(5, e))?,
+                samples: match r.get::<_, Option<String>>(5)? {
+                    Some(text) => Some(serde_json::from_str(&text).map_err(|e| bad(5, e))?),
+                    None => None,
+                },
                 verdict: serde_json::from_str(&json(6)?).map_err(|e| bad(6, e))?,
                 at: r.get(7)?,
             })
