@@ -78,7 +78,13 @@ pub async fn check_in(
     }
     let store = &state.store;
     let doorbell = store.doorbell();
-    let listener = (q.wait > 0 && !doorbell.is_closed()).then(|| doorbell.listen(&device_id));
+    // No wait when the server is shutting down or too many devices wait already: the device is
+    // answered at once and polls.
+    let listener = if q.wait > 0 {
+        doorbell.listen(&device_id)
+    } else {
+        None
+    };
     // Listening before the first look: a ring between the look and the wait is not lost.
     let mut rung = listener.as_ref().map(|l| Box::pin(l.notified()));
     if let Some(r) = rung.as_mut() {

@@ -10,12 +10,23 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-#[derive(Default)]
+/// The most devices waiting at once: each waiting check-in holds a few kilobytes (its request,
+/// its HTTP/2 stream or connection). Past it, check-ins are answered at once, as without `?wait`,
+/// and the devices poll instead.
+pub const MAX_WAITING_DEVICES: usize = 250_000;
+
 pub struct Doorbell {
     /// One bell per waiting device, shared by its concurrent check-ins.
     waiting: Mutex<HashMap<String, Arc<Notify>>>,
     /// Set when the server shuts down: nobody waits any more.
     closed: AtomicBool,
+    capacity: usize,
+}
+
+impl Default for Doorbell {
+    fn default() -> Self {
+        Doorbell::with_capacity(MAX_WAITING_DEVICES)
+    }
 }
 
 /// A device's place among the waiting; leaving it (dropping) removes the bell when it was the
@@ -27,19 +38,32 @@ pub struct Listener<'a> {
 }
 
 impl Doorbell {
-    /// Starts listening for `device_id`. Call [`Listener::notified`] and enable the future
+    /// A doorbell for at most `capacity` waiting devices.
+    pub fn with_capacity(capacity: usize) -> Doorbell {
+        Doorbell {
+            waiting: Mutex::default(),
+            closed: AtomicBool::new(false),
+            capacity,
+        }
+    }
+
+    /// Starts listening for `device_id`; `None` when the server is shutting down or as many
+    /// devices as it takes already wait. Call [`Listener::notified`] and enable the future
     /// before looking in the store, so a ring between the look and the wait is not missed.
-    pub fn listen(&self, device_id: &str) -> Listener<'_> {
+    pub fn listen(&self, device_id: &str) -> Option<Listener<'_>> {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_closed() || waiting.len() >= self.capacity && !waiting.contains_key(device_id) {
+            return None;
+        }
         let bell = waiting
             .entry(device_id.to_string())
             .or_insert_with(|| Arc::new(Notify::new()))
             .clone();
-        Listener {
+        Some(Listener {
             doorbell: self,
             device_id: device_id.to_string(),
             bell,
-        }
+        })
     }
 
     /// Wakes these devices, if they are waiting.
@@ -65,8 +89,12 @@ impl Doorbell {
 
     /// Wakes every waiting device and lets none wait from now on (the server is shutting down).
     pub fn close(&self) {
+        // Under the lock, so no device starts listening between the flag and the ring.
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         self.closed.store(true, Ordering::SeqCst);
-        self.ring_all();
+        for bell in waiting.values() {
+            bell.notify_waiters();
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -107,8 +135,8 @@ mod tests {
     #[test]
     fn a_ring_wakes_the_devices_rung_for_and_no_other() {
         let bell = Doorbell::default();
-        let a = bell.listen("a");
-        let b = bell.listen("b");
+        let a = bell.listen("a").unwrap();
+        let b = bell.listen("b").unwrap();
         let mut wake_b = std::pin::pin!(b.notified());
         wake_b.as_mut().enable();
         {
@@ -125,13 +153,26 @@ mod tests {
         bell.close();
         assert!(futures_poll_once(wake_b.as_mut()).is_ready());
         assert!(bell.is_closed());
+        assert!(bell.listen("c").is_none(), "nobody waits once closed");
+    }
+
+    #[test]
+    fn past_its_capacity_a_device_is_not_let_wait() {
+        let bell = Doorbell::with_capacity(2);
+        let a = bell.listen("a").unwrap();
+        let _b = bell.listen("b").unwrap();
+        assert!(bell.listen("c").is_none());
+        // A device already waiting may wait again (a retried check-in).
+        assert!(bell.listen("a").is_some());
+        drop(a);
+        assert!(bell.listen("c").is_some());
     }
 
     #[test]
     fn a_bell_stays_while_any_check_in_of_the_device_listens() {
         let bell = Doorbell::default();
-        let first = bell.listen("d");
-        let second = bell.listen("d");
+        let first = bell.listen("d").unwrap();
+        let second = bell.listen("d").unwrap();
         drop(first);
         assert_eq!(bell.waiting(), 1);
         drop(second);

@@ -23,7 +23,7 @@ pub use deployments::{
     NewWave, Report, ReportAnswer, RetryPolicy, SlotInfo, WaveStatus, WaveView,
 };
 pub use devices::{DeviceFilter, DeviceRecord, NewDevice, parse_label};
-pub use doorbell::{Doorbell, Listener};
+pub use doorbell::{Doorbell, Listener, MAX_WAITING_DEVICES};
 pub use firmware::{Firmware, FirmwareFilter, NewFirmware};
 pub use groups::{DeviceGroup, GroupFilter};
 pub use plugins::StoredPlugin;
