@@ -786,8 +786,9 @@ async fn a_waiting_check_in_is_answered_when_its_device_is_handed_an_assignment(
     let counted = check_ins_counted(&client, &url).await;
     let d0 = waiting("d-000", "1.0.0");
     until_waiting(counted).await;
-    // Nothing comes for d-002: its wait runs out and it is answered with no assignment.
-    let (status, answer) = post(&h2, check_in_url("d-002", "?wait=1"), &json!({})).await;
+    // Nothing comes for d-002 (over HTTP/1.1): its wait runs out and it is answered with no
+    // assignment.
+    let (status, answer) = post(&client, check_in_url("d-002", "?wait=1"), &json!({})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(answer["assignment"].is_null(), "{answer}");
 
