@@ -6,9 +6,11 @@
 //! hears of it.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 
 use hotswap_plan::health::{HealthSample, Verdict, WaveStats};
 use hotswap_plan::{Gate, Mode};
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
@@ -666,9 +668,23 @@ impl Store {
                 policy: r.get(2)?,
                 config: r.get(3)?,
                 stats: serde_json::from_str(&json(4)?).map_err(|e| bad(4, e))?,
-                samples: match r.get::<_, Option<String>>(5)? {
-                    Some(text) => Some(serde_json::from_str(&text).map_err(|e| bad(5, e))?),
-                    None => None,
+                samples: match r.get_ref(5)? {
+                    ValueRef::Null => None,
+                    ValueRef::Blob(deflated) => {
+                        let mut text = Vec::new();
+                        flate2::read::DeflateDecoder::new(deflated)
+                            .read_to_end(&mut text)
+                            .map_err(|e| {
+                                rusqlite::Error::FromSqlConversionFailure(
+                                    5,
+                                    rusqlite::types::Type::Blob,
+                                    Box::new(e),
+                                )
+                            })?;
+                        Some(serde_json::from_slice(&text).map_err(|e| bad(5, e))?)
+                    }
+                    // Stored before samples were deflated.
+                    text => Some(serde_json::from_slice(text.as_bytes()?).map_err(|e| bad(5, e))?),
                 },
                 verdict: serde_json::from_str(&json(6)?).map_err(|e| bad(6, e))?,
                 at: r.get(7)?,
@@ -967,7 +983,7 @@ impl Store {
                 d.health_policy,
                 d.health_config,
                 json(&view.stats),
-                json(&view.samples),
+                deflated_json(&view.samples),
                 json(verdict),
                 now / 1000
             ],
@@ -1636,6 +1652,15 @@ fn send_back(
         }
     }
     Ok(())
+}
+
+/// A decision's health samples as stored: their JSON, deflated (a wave of 100,000 devices has
+/// ~11 MB of it per decision, ~40 times less deflated, as the samples differ in little but the
+/// device). Rows stored before hold the JSON text itself; [`Store::decisions`] reads both.
+fn deflated_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    serde_json::to_writer(&mut encoder, value).expect("decision samples serialize");
+    encoder.finish().expect("deflating into memory cannot fail")
 }
 
 /// JSON text for the decision log.

@@ -484,6 +484,56 @@ mod tests {
         .unwrap()
     }
 
+    /// A decision's samples are stored deflated, and rows stored before (JSON text) still read.
+    #[test]
+    fn decision_samples_are_stored_deflated_and_older_rows_still_read() {
+        let (store, dir) = handed_out("decisions", hotswap_plan::Mode::Install);
+        let d = store.deployment(1).unwrap();
+        let mut view = store.advance_wave(&d, now_ms()).unwrap();
+        view.samples = (0..1000)
+            .map(|i| hotswap_plan::health::HealthSample {
+                device: format!("d-{i}"),
+                healthy: i % 7 != 0,
+                self_test_passed: true,
+                traps: i % 3,
+                fuel_exhausted: 0,
+                metrics: vec![("temperature".into(), 21.5)],
+            })
+            .collect();
+        let verdict = hotswap_plan::health::Verdict::Wait { seconds: 1 };
+        store.decide(&d, &view, &verdict, now_ms()).unwrap();
+        let (kind, bytes): (String, usize) = store
+            .conn()
+            .query_row(
+                "SELECT typeof(samples), length(samples) FROM decisions",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        let text = serde_json::to_string(&view.samples).unwrap();
+        assert_eq!(kind, "blob");
+        assert!(bytes * 10 < text.len(), "{bytes} bytes for {}", text.len());
+        // A row as an earlier release stored it: the samples as JSON text.
+        store
+            .conn()
+            .execute(
+                "INSERT INTO decisions (deployment_id, wave, policy, config, stats, samples, verdict, at)
+                 SELECT deployment_id, wave, policy, config, stats, ?1, verdict, at FROM decisions",
+                [&text],
+            )
+            .unwrap();
+        let decisions = store.decisions(1, 10, true).unwrap();
+        assert_eq!(decisions.len(), 2);
+        for decision in &decisions {
+            assert_eq!(decision.samples.as_ref(), Some(&view.samples));
+            assert_eq!(decision.verdict, verdict);
+        }
+        let summaries = store.decisions(1, 10, false).unwrap();
+        assert!(summaries.iter().all(|d| d.samples.is_none()));
+        drop(store);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// Batched reports answer and store what the same reports sent one by one do, including
     /// when their runs of progress reports are applied from one read and one write.
     #[tokio::test]
