@@ -86,6 +86,11 @@ enum Command {
         /// `--poll-ms` instead.
         #[arg(long, default_value_t = 60)]
         wait_seconds: u32,
+        /// Speak HTTP/1.1 instead of HTTP/2 (a server behind a proxy without HTTP/2): each
+        /// device talking holds a connection, a waiting check-in included, so give a large
+        /// fleet `--wait-seconds 0`.
+        #[arg(long)]
+        http1: bool,
         /// Percent of devices whose power fails while they write an update.
         #[arg(long, default_value_t = 0.0)]
         power_cut_percent: f64,
@@ -360,6 +365,7 @@ fn run(cli: Cli) -> Result<()> {
         prefix,
         poll_ms,
         wait_seconds,
+        http1,
         power_cut_percent,
         corrupt_percent,
         drop_percent,
@@ -380,6 +386,7 @@ fn run(cli: Cli) -> Result<()> {
         config.prefix = prefix;
         config.poll = std::time::Duration::from_millis(poll_ms);
         config.wait_seconds = wait_seconds;
+        config.http1 = http1;
         config.power_cut_percent = power_cut_percent;
         config.corrupt_percent = corrupt_percent;
         config.drop_percent = drop_percent;

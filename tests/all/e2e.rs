@@ -172,6 +172,10 @@ async fn injected_faults_leave_every_device_with_a_valid_agent() {
     config.corrupt_percent = 30.0;
     config.drop_percent = 30.0;
     config.seed = 11;
+    // These devices speak HTTP/1.1 and poll (the other tests' fleets wait in long polls over
+    // HTTP/2): both ways of talking to the server are covered.
+    config.http1 = true;
+    config.wait_seconds = 0;
     let fleet = Fleet::start(config, device_config(), &good("1.0.0"))
         .await
         .unwrap();

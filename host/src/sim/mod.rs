@@ -44,6 +44,10 @@ pub struct FleetConfig {
     /// Devices working on an assignment at once (downloading, writing, trying); the others
     /// wait their turn. Waiting check-ins do not count.
     pub max_busy: usize,
+    /// Speak HTTP/1.1 (for a server behind a proxy without HTTP/2): a connection per device
+    /// talking, a waiting check-in included, so a large fleet polls (`wait_seconds` 0) to stay
+    /// under the process's open-file limit.
+    pub http1: bool,
 }
 
 impl FleetConfig {
@@ -66,6 +70,7 @@ impl FleetConfig {
             offline_percent: 0.0,
             seed: 1,
             max_busy: 4096,
+            http1: false,
         }
     }
 }
@@ -304,9 +309,13 @@ impl Fleet {
         // Devices speak HTTP/2 to the server, many to a connection, as behind a gateway: one
         // connection per device would run out of file descriptors and ports long before
         // 100,000 devices, and a waiting check-in holds its stream for up to `wait_seconds`.
-        let connections = (0..config.devices.div_ceil(DEVICES_PER_CONNECTION))
-            .map(|_| reqwest::Client::builder().http2_prior_knowledge().build())
-            .collect::<Result<Vec<_>, _>>()?;
+        let connections = if config.http1 {
+            vec![client.clone()]
+        } else {
+            (0..config.devices.div_ceil(DEVICES_PER_CONNECTION))
+                .map(|_| reqwest::Client::builder().http2_prior_knowledge().build())
+                .collect::<Result<Vec<_>, _>>()?
+        };
         let progress = Arc::new(Progress::default());
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut rng = rand::rngs::StdRng::seed_from_u64(config.seed);
@@ -364,7 +373,7 @@ impl Fleet {
             let start_after =
                 Duration::from_micros(rng.random_range(0..config.poll.as_micros() as u64 + 1));
             let shared = Shared {
-                client: connections[n / DEVICES_PER_CONNECTION].clone(),
+                client: connections[(n / DEVICES_PER_CONNECTION) % connections.len()].clone(),
                 config: config.clone(),
                 progress: progress.clone(),
                 stopped: stopped.clone(),
