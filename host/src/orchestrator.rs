@@ -96,6 +96,8 @@ impl Orchestrator {
 
     /// One look at every active deployment.
     pub fn pass(&mut self, now: i64) -> Result<(), StoreError> {
+        // Devices whose retry backoff ended, should they wait in a long poll.
+        self.state.store.doorbell().ring_due(now);
         let active = self.state.store.active_deployments()?;
         for d in &active {
             if let Err(e) = self.advance(d, now) {

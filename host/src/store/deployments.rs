@@ -761,6 +761,8 @@ impl Store {
             rows.collect::<Result<_, _>>()?
         };
         let timeout = i64::from(d.retry.device_timeout_seconds) * 1000;
+        // Devices tried again after a backoff: rung when it ends, should they wait meanwhile.
+        let mut retried = Vec::new();
         for (id, device, attempts, state, kind) in &expired {
             let attempts = attempts + 1;
             // A device still trying the new version when the rollback began is not asked
@@ -796,6 +798,7 @@ impl Store {
             } else {
                 let backoff =
                     (i64::from(d.retry.retry_backoff_seconds) * 1000) << (attempts - 1).min(16);
+                retried.push((device.as_str(), now + backoff));
                 tx.execute(
                     "UPDATE assignments SET state = 'assigned', attempts = ?2, not_before = ?3, deadline = ?4, updated_at = ?5 WHERE id = ?1",
                     params![id, attempts, now + backoff, now + backoff + timeout, now],
@@ -816,6 +819,9 @@ impl Store {
             }
         }
         tx.commit()?;
+        for (device, at) in retried {
+            self.doorbell.ring_at(device, at);
+        }
         Ok(expired.len())
     }
 

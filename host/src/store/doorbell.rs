@@ -4,7 +4,8 @@
 //! 1,000 and not the rest of a fleet waiting its turn. A ring that comes while a device is not
 //! waiting is not needed: its next check-in finds the assignment in the store.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -21,6 +22,9 @@ pub struct Doorbell {
     /// Set when the server shuts down: nobody waits any more.
     closed: AtomicBool,
     capacity: usize,
+    /// Rings due later (milliseconds since the epoch, device): an assignment retried after a
+    /// backoff is handed out again when the backoff ends.
+    later: Mutex<BinaryHeap<Reverse<(i64, String)>>>,
 }
 
 impl Default for Doorbell {
@@ -44,7 +48,36 @@ impl Doorbell {
             waiting: Mutex::default(),
             closed: AtomicBool::new(false),
             capacity,
+            later: Mutex::default(),
         }
+    }
+
+    /// Rings for `device_id` once [`Doorbell::ring_due`] is called at or after `at`.
+    pub fn ring_at(&self, device_id: &str, at: i64) {
+        self.later
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Reverse((at, device_id.to_string())));
+    }
+
+    /// Rings every ring due by `now` (the orchestrator calls it every tick).
+    pub fn ring_due(&self, now: i64) {
+        let mut due = Vec::new();
+        {
+            let mut later = self.later.lock().unwrap_or_else(|e| e.into_inner());
+            while later.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                let Reverse((_, device)) = later.pop().expect("peeked");
+                due.push(device);
+            }
+        }
+        if !due.is_empty() {
+            self.ring(due.iter().map(String::as_str));
+        }
+    }
+
+    /// How many rings are due later.
+    pub fn scheduled(&self) -> usize {
+        self.later.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Starts listening for `device_id`; `None` when the server is shutting down or as many
@@ -154,6 +187,22 @@ mod tests {
         assert!(futures_poll_once(wake_b.as_mut()).is_ready());
         assert!(bell.is_closed());
         assert!(bell.listen("c").is_none(), "nobody waits once closed");
+    }
+
+    #[test]
+    fn a_ring_set_for_later_rings_when_it_is_due() {
+        let bell = Doorbell::default();
+        let a = bell.listen("a").unwrap();
+        let mut wake_a = std::pin::pin!(a.notified());
+        wake_a.as_mut().enable();
+        bell.ring_at("a", 2_000);
+        bell.ring_at("b", 1_000);
+        bell.ring_due(1_500);
+        assert!(futures_poll_once(wake_a.as_mut()).is_pending());
+        assert_eq!(bell.scheduled(), 1);
+        bell.ring_due(2_000);
+        assert!(futures_poll_once(wake_a.as_mut()).is_ready());
+        assert_eq!(bell.scheduled(), 0);
     }
 
     #[test]

@@ -484,6 +484,37 @@ mod tests {
         .unwrap()
     }
 
+    /// A device whose assignment is tried again after a backoff is rung when the backoff ends,
+    /// so a long poll it waits in meanwhile is answered then.
+    #[test]
+    fn a_retried_device_is_rung_when_its_backoff_ends() {
+        let (store, dir) = handed_out("retry-ring", hotswap_plan::Mode::Install);
+        let d = store.deployment(1).unwrap();
+        let listener = store.doorbell().listen("d-0").unwrap();
+        let mut rung = std::pin::pin!(listener.notified());
+        rung.as_mut().enable();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // Every deadline (600 s) has passed: each device is tried again after 30 s.
+        let late = now_ms() + 601_000;
+        assert_eq!(store.expire(&d, late).unwrap(), 5);
+        assert_eq!(store.doorbell().scheduled(), 5);
+        store.doorbell().ring_due(late + 29_000);
+        assert!(rung.as_mut().poll(&mut cx).is_pending());
+        store.doorbell().ring_due(late + 30_000);
+        assert!(rung.as_mut().poll(&mut cx).is_ready());
+        // And the store hands its assignment out again from then.
+        let conn = store.conn();
+        let not_before: i64 = conn
+            .query_row(
+                "SELECT not_before FROM assignments WHERE device_id = 'd-0'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(not_before, late + 30_000);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     /// A decision's samples are stored deflated, and rows stored before (JSON text) still read.
     #[test]
     fn decision_samples_are_stored_deflated_and_older_rows_still_read() {
