@@ -236,11 +236,15 @@ fn simulate(
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let devices = config.devices;
-        let fleet = crate::sim::Fleet::start(config, device_config, &factory).await?;
+        let server = config.server.clone();
         eprintln!(
-            "hotswap sim: {devices} devices on {version} (trusting key {}); Ctrl-C stops",
-            key.trusted().id
+            "hotswap sim: {devices} devices on {version}, trusting release key {} (the server needs `--trusted-key {}`); Ctrl-C stops",
+            key.trusted().id,
+            hex::encode(key.trusted().key.as_bytes())
         );
+        let fleet = crate::sim::Fleet::start(config, device_config, &factory)
+            .await
+            .with_context(|| format!("starting the fleet against {server}"))?;
         let progress = fleet.progress.clone();
         let deadline =
             seconds.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s));

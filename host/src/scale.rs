@@ -150,7 +150,7 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
         usage("self"),
         fleet
             .progress
-            .check_ins
+            .check_ins_answered
             .load(std::sync::atomic::Ordering::Relaxed),
     );
     let body = json!({
@@ -199,7 +199,7 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
     let after = (usage(&server_pid), usage("self"));
     let check_ins = fleet
         .progress
-        .check_ins
+        .check_ins_answered
         .load(std::sync::atomic::Ordering::Relaxed)
         - before.2;
     let summary = fleet.stop().await;
@@ -236,7 +236,7 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
     }
     writeln!(
         out,
-        "requests       {check_ins} check-ins and {} report requests during the rollout ({:.1} requests per device, downloads not counted)",
+        "requests       {check_ins} check-ins answered and {} report requests during the rollout ({:.1} requests per device, downloads not counted)",
         summary.reports,
         (check_ins + summary.reports) as f64 / config.devices as f64
     )?;

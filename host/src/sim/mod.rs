@@ -79,7 +79,10 @@ impl FleetConfig {
 #[derive(Debug, Default)]
 pub struct Progress {
     pub online: AtomicU64,
+    /// Check-ins sent, and those answered (a long poll is answered when there is work or its
+    /// wait runs out).
     pub check_ins: AtomicU64,
+    pub check_ins_answered: AtomicU64,
     pub confirmed: AtomicU64,
     pub reverted: AtomicU64,
     pub rolled_back: AtomicU64,
@@ -488,13 +491,17 @@ async fn run_device(
             }
             r.json::<CheckInAnswer>().await.ok()
         };
+        // Counted when sent: a long poll may wait a while for its answer.
+        progress.check_ins.fetch_add(1, Ordering::Relaxed);
         // A waiting check-in is given up when the fleet stops.
         let answer = tokio::select! {
             answer = asked => answer,
             _ = stopped.wait_for(|s| *s) => break,
         };
-        progress.check_ins.fetch_add(1, Ordering::Relaxed);
         let answered = answer.is_some();
+        if answered {
+            progress.check_ins_answered.fetch_add(1, Ordering::Relaxed);
+        }
         if let Some(a) = answer.and_then(|a| a.assignment) {
             let Ok(turn) = busy.acquire().await else {
                 break;
