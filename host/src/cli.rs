@@ -149,6 +149,31 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Sign an agent with a release key and register it with a server (`POST /api/v1/firmware`),
+    /// or print the registration with `--print`.
+    Release {
+        /// The agent: a core WebAssembly module file, or `example:threshold-alarm` /
+        /// `example:failing-self-test` (the example agents, as `hotswap sim` devices run them).
+        agent: String,
+        /// Its version, major.minor.patch.
+        #[arg(long)]
+        version: String,
+        /// The release signing key's secret, 64 hex digits (the server trusts its public key).
+        #[arg(long, env = "HOTSWAP_RELEASE_KEY", hide_env_values = true)]
+        release_key: String,
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        #[arg(long, default_value = "sensor-v1")]
+        device_model: String,
+        /// Devices refuse an agent whose counter is below the one they run.
+        #[arg(long, default_value_t = 0)]
+        security_counter: u32,
+        #[arg(long, default_value = "")]
+        notes: String,
+        /// Print the registration body (JSON) instead of sending it.
+        #[arg(long)]
+        print: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,14 +244,72 @@ fn serve(overrides: crate::server::Overrides, config_file: Option<PathBuf>) -> R
     })
 }
 
+/// Parses a release key's secret given as 64 hex digits.
+fn parse_release_key(hex_secret: &str) -> Result<hotswap_device_vm::sim::ReleaseKey> {
+    let seed: [u8; 32] = hex::decode(hex_secret.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("--release-key must be 64 hex digits (the Ed25519 secret key)")?;
+    Ok(hotswap_device_vm::sim::ReleaseKey::from_seed(seed))
+}
+
+/// `hotswap release`: signs `agent` as `version` and registers it with `server` (or prints the
+/// registration when there is no server).
+fn release(
+    agent: &str,
+    version: &str,
+    hex_secret: &str,
+    device_model: &str,
+    security_counter: u32,
+    notes: &str,
+    server: Option<&str>,
+) -> Result<()> {
+    let key = parse_release_key(hex_secret)?;
+    let parsed = hotswap_device_vm::Version::parse(version)
+        .with_context(|| format!("--version {version:?} is not major.minor.patch"))?;
+    let image = match agent {
+        // The same bytes a simulated device runs for this version.
+        "example:threshold-alarm" => crate::story::tagged(hotswap_agents::THRESHOLD_ALARM, version),
+        "example:failing-self-test" => {
+            crate::story::tagged(hotswap_agents::FAILING_SELF_TEST, version)
+        }
+        path => std::fs::read(path).with_context(|| {
+            format!("reading the agent {path} (or name example:threshold-alarm or example:failing-self-test)")
+        })?,
+    };
+    let release = key.release(parsed, &image, security_counter);
+    let mut body = crate::story::registration(&release, notes);
+    body["deviceModel"] = serde_json::json!(device_model);
+    let Some(server) = server else {
+        writeln!(
+            io::stdout().lock(),
+            "{}",
+            serde_json::to_string_pretty(&body)?
+        )?;
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let url = format!("{}/api/v1/firmware", server.trim_end_matches('/'));
+    let answer = runtime
+        .block_on(crate::story::post(&reqwest::Client::new(), url, &body))
+        .with_context(|| format!("registering {version} for {device_model}"))?;
+    writeln!(
+        io::stdout().lock(),
+        "registered {version} for {device_model}: firmware {}, {} bytes, signed by key {}",
+        answer["id"],
+        release.image.len(),
+        key.trusted().id
+    )?;
+    Ok(())
+}
+
 fn simulate(
     config: crate::sim::FleetConfig,
-    seed: [u8; 32],
+    key: hotswap_device_vm::sim::ReleaseKey,
     version: hotswap_device_vm::Version,
     seconds: Option<u64>,
 ) -> Result<()> {
     use std::sync::atomic::Ordering::Relaxed;
-    let key = hotswap_device_vm::sim::ReleaseKey::from_seed(seed);
     let image = crate::story::tagged(hotswap_agents::THRESHOLD_ALARM, &version.to_string());
     let factory = key.release(version, &image, 0);
     let device_config = hotswap_device_vm::device::DeviceConfig {
@@ -377,10 +460,7 @@ fn run(cli: Cli) -> Result<()> {
         seconds,
     } = cli.command
     {
-        let seed: [u8; 32] = hex::decode(release_key.trim())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .context("--release-key must be 64 hex digits (the Ed25519 secret key)")?;
+        let key = parse_release_key(&release_key)?;
         let version = hotswap_device_vm::Version::parse(&factory_version).with_context(|| {
             format!("--factory-version {factory_version:?} is not major.minor.patch")
         })?;
@@ -395,13 +475,37 @@ fn run(cli: Cli) -> Result<()> {
         config.corrupt_percent = corrupt_percent;
         config.drop_percent = drop_percent;
         config.offline_percent = offline_percent;
-        return simulate(config, seed, version, seconds);
+        return simulate(config, key, version, seconds);
+    }
+    if let Command::Release {
+        agent,
+        version,
+        release_key,
+        server,
+        device_model,
+        security_counter,
+        notes,
+        print,
+    } = cli.command
+    {
+        return release(
+            &agent,
+            &version,
+            &release_key,
+            &device_model,
+            security_counter,
+            &notes,
+            (!print).then_some(server.as_str()),
+        );
     }
     let runtime = PluginRuntime::new(RuntimeConfig::default())?;
     let mut out = io::stdout().lock();
     match cli.command {
         Command::Serve { .. } => unreachable!("handled above"),
-        Command::Demo { .. } | Command::Sim { .. } | Command::Scale { .. } => {
+        Command::Demo { .. }
+        | Command::Sim { .. }
+        | Command::Scale { .. }
+        | Command::Release { .. } => {
             unreachable!("handled above")
         }
         Command::Plans { devices, regions } => {

@@ -316,3 +316,89 @@ async fn uploaded_example_plugins_drive_a_rollout() {
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Runs the real `hotswap` command; its exit status, standard output and standard error.
+async fn hotswap(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotswap-under-test"))
+            .args(&args)
+            .output()
+            .expect("the command runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// `hotswap release` signs an agent and registers it, as an operator preparing a rollout to
+/// `hotswap sim` devices does: the bytes are those the simulated devices run for that version;
+/// a second registration, an untrusted key and a missing file are refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_command_signs_and_registers_an_agent() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let url = server.url.clone();
+    let secret = crate::api::hex(&[7; 32]);
+    let release = |version: &str, key: &str, agent: &str| {
+        [
+            "release",
+            agent,
+            "--version",
+            version,
+            "--release-key",
+            key,
+            "--server",
+            &url,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let (ok, out, err) = hotswap(release("2.0.0", &secret, "example:threshold-alarm")).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("registered 2.0.0 for sensor-v1"), "{out}");
+    let listed = crate::api::get(&reqwest::Client::new(), format!("{url}/api/v1/firmware")).await;
+    let expected = good("2.0.0");
+    let firmware = listed.as_array().unwrap();
+    assert!(
+        firmware.iter().any(|f| f["version"] == "2.0.0"
+            && f["checksum"] == format!("sha256:{}", crate::api::hex(&expected.manifest.sha256))),
+        "the simulated devices' 2.0.0: {listed:#}"
+    );
+
+    let (ok, _, err) = hotswap(release("2.0.0", &secret, "example:threshold-alarm")).await;
+    assert!(!ok);
+    assert!(
+        err.contains("registering 2.0.0 for sensor-v1") && err.contains("409"),
+        "{err}"
+    );
+    let other = crate::api::hex(&[8; 32]);
+    let (ok, _, err) = hotswap(release("3.0.0", &other, "example:threshold-alarm")).await;
+    assert!(!ok);
+    assert!(
+        err.contains("registering 3.0.0") && err.contains("key"),
+        "{err}"
+    );
+    let (ok, _, err) = hotswap(release("3.0.0", &secret, "/no/such/agent.wasm")).await;
+    assert!(!ok);
+    assert!(err.contains("/no/such/agent.wasm"), "{err}");
+    let (ok, _, err) = hotswap(release("3.0", &secret, "example:threshold-alarm")).await;
+    assert!(!ok);
+    assert!(err.contains("is not major.minor.patch"), "{err}");
+
+    // `--print`: the registration body, nothing sent.
+    let mut print = release("4.0.0", &secret, "example:failing-self-test");
+    print.push("--print".into());
+    let (ok, out, err) = hotswap(print).await;
+    assert!(ok, "{err}");
+    let body: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(body["version"], "4.0.0");
+    assert_eq!(body["signature"].as_str().unwrap().len(), 128);
+    let listed = crate::api::get(&reqwest::Client::new(), format!("{url}/api/v1/firmware")).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
