@@ -278,8 +278,7 @@ fn release(
         })?,
     };
     let release = key.release(parsed, &image, security_counter);
-    let mut body = crate::story::registration(&release, notes);
-    body["deviceModel"] = serde_json::json!(device_model);
+    let body = crate::story::registration(&release, device_model, notes);
     let Some(server) = server else {
         writeln!(
             io::stdout().lock(),

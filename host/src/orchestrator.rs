@@ -4,9 +4,9 @@
 //! (retry with a doubling backoff, quarantine after the last try); start the current wave and hand
 //! out its devices up to `maxInFlight`; count the wave and gather the health samples the new
 //! version's devices sent; when those inputs changed (more devices done: at most once a second
-//! and a tenth of the time),
-//! or the policy's last `wait` ran out, ask the health policy (in the sandbox) and store its
-//! verdict with its inputs; act on it: next wave, done, pause, or roll back. A rollback ends when every device sent back has answered.
+//! and a tenth of the time), or the policy's last `wait` ran out, ask the health policy (in the
+//! sandbox) and store its verdict with its inputs; act on it: next wave, done, pause, or roll
+//! back. A rollback ends when every device sent back has answered.
 //!
 //! All state is in the store; the orchestrator keeps only caches (warm policy instances, the
 //! inputs last judged), so a restarted server carries on where the last one stopped.
@@ -36,10 +36,28 @@ pub const PROGRESS_JUDGED_EVERY_MS: i64 = 1000;
 /// 100,000 samples) is followed by progress-only ones 1.5 s later at the soonest.
 pub const PROGRESS_JUDGED_AFTER_TIMES: i64 = 10;
 
-/// What was last judged for a deployment: the wave and its counts, when, and when to ask again
-/// if they stay the same.
+/// What the health policy is asked again for when it changes: the wave and its counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Inputs {
+    wave: u32,
+    succeeded: u32,
+    failed: u32,
+    in_progress: u32,
+    settled: bool,
+}
+
+impl Inputs {
+    /// Whether the only news since `before` is more devices done: the same wave, no more
+    /// failures, not settled.
+    fn progress_only_since(&self, before: &Inputs) -> bool {
+        self.wave == before.wave && self.failed == before.failed && !self.settled
+    }
+}
+
+/// What was last judged for a deployment: its inputs, and when to ask again if they stay the
+/// same.
 struct Judged {
-    inputs: (u32, u32, u32, u32, bool),
+    inputs: Inputs,
     again_at: i64,
     /// When news of progress alone may be judged again.
     progress_at: i64,
@@ -127,22 +145,18 @@ impl Orchestrator {
             }
             let mut view = store.advance_wave(&d, now)?;
             let s = &view.stats;
-            let inputs = (
-                view.index,
-                s.succeeded,
-                s.failed,
-                s.in_progress,
-                s.settled_seconds.is_some(),
-            );
-            if let Some(j) = self.judged.get(&d.id) {
-                if j.inputs == inputs && now < j.again_at {
-                    return Ok(());
-                }
-                let (wave, _, failed, _, settled) = inputs;
-                let progress_only = j.inputs.0 == wave && j.inputs.2 == failed && !settled;
-                if progress_only && now < j.progress_at {
-                    return Ok(());
-                }
+            let inputs = Inputs {
+                wave: view.index,
+                succeeded: s.succeeded,
+                failed: s.failed,
+                in_progress: s.in_progress,
+                settled: s.settled_seconds.is_some(),
+            };
+            if let Some(j) = self.judged.get(&d.id)
+                && (j.inputs == inputs && now < j.again_at
+                    || inputs.progress_only_since(&j.inputs) && now < j.progress_at)
+            {
+                return Ok(());
             }
             let judging = std::time::Instant::now();
             view.samples = store.wave_samples(&d, view.index)?;

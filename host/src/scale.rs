@@ -119,7 +119,7 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
         post(
             &client,
             format!("{url}/api/v1/firmware"),
-            &registration(r, "scale"),
+            &registration(r, "sensor-v1", "scale"),
         )
         .await
         .context("registering firmware")?;

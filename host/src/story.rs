@@ -53,11 +53,11 @@ pub fn tagged(image: &[u8], tag: &str) -> Vec<u8> {
     out
 }
 
-/// The registration body of a signed release.
-pub fn registration(release: &Release, notes: &str) -> Value {
+/// The registration body (`POST /api/v1/firmware`) of a signed release for `device_model`.
+pub fn registration(release: &Release, device_model: &str, notes: &str) -> Value {
     json!({
         "version": release.manifest.version.to_string(),
-        "deviceModel": "sensor-v1",
+        "deviceModel": device_model,
         "releaseNotes": notes,
         "checksum": format!("sha256:{}", hex::encode(release.manifest.sha256)),
         "binary": base64::engine::general_purpose::STANDARD.encode(&release.image),
@@ -130,7 +130,7 @@ pub async fn run(config: StoryConfig, out: &mut (impl Write + Send)) -> Result<S
         post(
             &client,
             format!("{url}/api/v1/firmware"),
-            &registration(release, notes),
+            &registration(release, "sensor-v1", notes),
         )
         .await
         .context("registering firmware")?;

@@ -26,7 +26,7 @@ async fn register(client: &reqwest::Client, url: &str, r: &Release) {
     let (status, body) = post(
         client,
         format!("{url}/api/v1/firmware"),
-        &registration(r, ""),
+        &registration(r, "sensor-v1", ""),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");

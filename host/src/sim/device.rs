@@ -13,7 +13,9 @@ use hotswap_device_vm::image::{KeyId, Manifest};
 use hotswap_device_vm::layout::{DEFAULT_SLOT_SIZE, Layout, Slot};
 use hotswap_device_vm::sim::{Release, SimFlash};
 use hotswap_device_vm::{Device, Version};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use crate::store::{CheckIn, DeviceState, Health, ReportAnswer, SlotInfo};
 
 /// The simulated flash: 1 KiB sectors, 4-byte words.
 pub type Flash = SimFlash<4, 1024>;
@@ -85,31 +87,6 @@ pub struct Assignment {
     pub url: String,
 }
 
-/// What a device says at check-in (the protocol's check-in body).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckIn {
-    pub firmware_version: String,
-    pub slots: Vec<SlotState>,
-    pub health: Health,
-}
-
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct SlotState {
-    pub slot: &'static str,
-    pub state: &'static str,
-}
-
-/// A device's health, as check-ins and final reports carry it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Health {
-    pub healthy: bool,
-    pub self_test_passed: bool,
-    pub traps: u32,
-    pub fuel_exhausted: u32,
-}
-
 /// Faults this device suffers on its next update.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
@@ -146,18 +123,12 @@ pub enum Answer {
     CalledOff,
 }
 
-/// The part of a report's answer (`{"applied": .., "state": ..}`) a device uses.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ReportAnswer {
-    pub state: String,
-}
-
 impl Answer {
     /// Reads a report's answer; no answer means carry on, as a device that cannot reach the
     /// server keeps the job it has.
     pub fn of(answer: Option<&ReportAnswer>) -> Answer {
         match answer {
-            Some(a) if a.state == "cancelled" => Answer::CalledOff,
+            Some(a) if a.state == DeviceState::Cancelled => Answer::CalledOff,
             _ => Answer::CarryOn,
         }
     }
@@ -295,21 +266,24 @@ impl SimDevice {
                 let active = d.active().map(|(s, _)| s);
                 [Slot::A, Slot::B]
                     .into_iter()
-                    .map(|slot| SlotState {
-                        slot: if slot == Slot::A { "a" } else { "b" },
+                    .map(|slot| SlotInfo {
+                        slot: if slot == Slot::A { "a" } else { "b" }.into(),
+                        version: None,
+                        checksum: None,
                         state: if Some(slot) == active {
                             "active"
                         } else {
                             "inactive"
-                        },
+                        }
+                        .into(),
                     })
                     .collect()
             }
         };
         CheckIn {
-            firmware_version: self.version(),
-            slots,
-            health: self.health(),
+            firmware_version: Some(self.version()),
+            slots: Some(slots),
+            health: Some(self.health()),
         }
     }
 
@@ -321,6 +295,7 @@ impl SimDevice {
             self_test_passed: self.self_test_passed,
             traps: self.traps,
             fuel_exhausted: self.fuel_exhausted,
+            metrics: Default::default(),
         }
     }
 
@@ -415,7 +390,7 @@ impl SimDevice {
         }
         let health = self.health();
         report
-            .send_many(a, &[("rolled-back", "")], Some(health))
+            .send_many(a, &[(DeviceState::RolledBack, "")], Some(health))
             .await;
         Outcome::RolledBack(a.version.clone())
     }
@@ -439,9 +414,9 @@ impl SimDevice {
                 self.fuel_exhausted = 0;
                 self.self_test_passed = true;
                 let state = if a.mode == "rollback" {
-                    "rolled-back"
+                    DeviceState::RolledBack
                 } else {
-                    "confirmed"
+                    DeviceState::Confirmed
                 };
                 (
                     state,
@@ -457,18 +432,22 @@ impl SimDevice {
                     failed: a.version.clone(),
                     reason: reason.clone(),
                 };
-                ("rolled-back", reason, outcome)
+                (DeviceState::RolledBack, reason, outcome)
             }
             Err(e) => {
                 let reason = format!("trial: {e}");
-                ("failed", reason.clone(), Outcome::Failed(reason))
+                (DeviceState::Failed, reason.clone(), Outcome::Failed(reason))
             }
         };
         // The last report carries the device's health on what it now runs: no check-in needed
         // just to send it.
         let health = self.health();
         report
-            .send_many(a, &[("trial", ""), (state, &reason)], Some(health))
+            .send_many(
+                a,
+                &[(DeviceState::Trial, ""), (state, &reason)],
+                Some(health),
+            )
             .await;
         outcome
     }
@@ -600,10 +579,10 @@ impl SimDevice {
                     .send_many(
                         a,
                         &[
-                            ("downloading", ""),
-                            ("downloaded", ""),
-                            ("verifying", ""),
-                            ("installed", ""),
+                            (DeviceState::Downloading, ""),
+                            (DeviceState::Downloaded, ""),
+                            (DeviceState::Verifying, ""),
+                            (DeviceState::Installed, ""),
                         ],
                         None,
                     )
@@ -618,7 +597,11 @@ impl SimDevice {
                 report
                     .send_many(
                         a,
-                        &[("downloading", ""), ("downloaded", ""), ("verifying", "")],
+                        &[
+                            (DeviceState::Downloading, ""),
+                            (DeviceState::Downloaded, ""),
+                            (DeviceState::Verifying, ""),
+                        ],
                         None,
                     )
                     .await;
@@ -630,18 +613,18 @@ impl SimDevice {
 
 /// Reports the assignment failed, for `reason`.
 async fn failed(report: &mut impl AsyncReport, a: &Assignment, reason: String) -> Outcome {
-    report.send(a, "failed", &reason).await;
+    report.send(a, DeviceState::Failed, &reason).await;
     Outcome::Failed(reason)
 }
 
 /// Where reports go: the server, or a recorder in tests.
 pub trait AsyncReport {
-    /// State changes that happened together, in order, in one request; `health` goes with the
-    /// last. The answer to the last.
+    /// State changes that happened together, in order, in one request, each with its reason
+    /// (empty: none); `health` goes with the last. The answer to the last.
     fn send_many(
         &mut self,
         a: &Assignment,
-        states: &[(&str, &str)],
+        states: &[(DeviceState, &str)],
         health: Option<Health>,
     ) -> impl std::future::Future<Output = Answer>;
 
@@ -649,7 +632,7 @@ pub trait AsyncReport {
     fn send(
         &mut self,
         a: &Assignment,
-        state: &str,
+        state: DeviceState,
         reason: &str,
     ) -> impl std::future::Future<Output = Answer> {
         async move { self.send_many(a, &[(state, reason)], None).await }

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 pub use device::{Answer, Assignment, AsyncReport, Faults, Modules, Outcome, SimDevice};
 
+use crate::store::{DeviceState, Health, Report, ReportAnswer};
+
 /// What to simulate.
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
@@ -228,21 +230,10 @@ impl ServerReport<'_> {
     }
 }
 
-/// A report, as the protocol carries it.
+/// The body of `reports/batch`.
 #[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ReportBody<'a> {
-    assignment_id: i64,
-    state: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    reason: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    health: Option<device::Health>,
-}
-
-#[derive(serde::Serialize)]
-struct ReportBatch<'a> {
-    reports: Vec<ReportBody<'a>>,
+struct ReportBatch {
+    reports: Vec<Report>,
 }
 
 impl AsyncReport for ServerReport<'_> {
@@ -250,15 +241,15 @@ impl AsyncReport for ServerReport<'_> {
     async fn send_many(
         &mut self,
         a: &Assignment,
-        states: &[(&str, &str)],
-        health: Option<device::Health>,
+        states: &[(DeviceState, &str)],
+        health: Option<Health>,
     ) -> Answer {
-        let mut reports: Vec<ReportBody> = states
+        let mut reports: Vec<Report> = states
             .iter()
-            .map(|&(state, reason)| ReportBody {
+            .map(|&(state, reason)| Report {
                 assignment_id: a.assignment_id,
                 state,
-                reason,
+                reason: (!reason.is_empty()).then(|| reason.to_string()),
                 health: None,
             })
             .collect();
@@ -266,10 +257,10 @@ impl AsyncReport for ServerReport<'_> {
             last.health = health;
         }
         if let [one] = reports.as_slice() {
-            let answer: Option<device::ReportAnswer> = self.post(&self.url, one).await;
+            let answer: Option<ReportAnswer> = self.post(&self.url, one).await;
             return Answer::of(answer.as_ref());
         }
-        let answer: Option<Vec<device::ReportAnswer>> = self
+        let answer: Option<Vec<ReportAnswer>> = self
             .post(&format!("{}/batch", self.url), &ReportBatch { reports })
             .await;
         // One answer per report, in order: the last says where the assignment stands.

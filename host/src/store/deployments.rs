@@ -425,7 +425,7 @@ pub struct Report {
 }
 
 /// What a report did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportAnswer {
     /// False when the report was already known (a retry) or came too late to matter.
@@ -668,24 +668,7 @@ impl Store {
                 policy: r.get(2)?,
                 config: r.get(3)?,
                 stats: serde_json::from_str(&json(4)?).map_err(|e| bad(4, e))?,
-                samples: match r.get_ref(5)? {
-                    ValueRef::Null => None,
-                    ValueRef::Blob(deflated) => {
-                        let mut text = Vec::new();
-                        flate2::read::DeflateDecoder::new(deflated)
-                            .read_to_end(&mut text)
-                            .map_err(|e| {
-                                rusqlite::Error::FromSqlConversionFailure(
-                                    5,
-                                    rusqlite::types::Type::Blob,
-                                    Box::new(e),
-                                )
-                            })?;
-                        Some(serde_json::from_slice(&text).map_err(|e| bad(5, e))?)
-                    }
-                    // Stored before samples were deflated.
-                    text => Some(serde_json::from_slice(text.as_bytes()?).map_err(|e| bad(5, e))?),
-                },
+                samples: samples_from(r.get_ref(5)?)?,
                 verdict: serde_json::from_str(&json(6)?).map_err(|e| bad(6, e))?,
                 at: r.get(7)?,
             })
@@ -1667,6 +1650,28 @@ fn deflated_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
     serde_json::to_writer(&mut encoder, value).expect("decision samples serialize");
     encoder.finish().expect("deflating into memory cannot fail")
+}
+
+/// A decision's samples as [`deflated_json`] stored them, or as JSON text (rows stored before
+/// samples were deflated); `None` when they were not asked for.
+fn samples_from(stored: ValueRef<'_>) -> rusqlite::Result<Option<Vec<HealthSample>>> {
+    let unreadable = |kind, e: Box<dyn std::error::Error + Send + Sync>| {
+        rusqlite::Error::FromSqlConversionFailure(5, kind, e)
+    };
+    let text = match stored {
+        ValueRef::Null => return Ok(None),
+        ValueRef::Blob(deflated) => {
+            let mut text = Vec::new();
+            flate2::read::DeflateDecoder::new(deflated)
+                .read_to_end(&mut text)
+                .map_err(|e| unreadable(rusqlite::types::Type::Blob, Box::new(e)))?;
+            text
+        }
+        text => text.as_bytes()?.to_vec(),
+    };
+    serde_json::from_slice(&text)
+        .map(Some)
+        .map_err(|e| unreadable(rusqlite::types::Type::Text, Box::new(e)))
 }
 
 /// JSON text for the decision log.
