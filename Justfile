@@ -15,8 +15,8 @@ lint:
 
 # Benchmarks; their figures go into BENCHMARKS.md.
 bench:
-    cargo bench -p hotswap --bench plugins
-    cargo bench -p hotswap --bench store
+    cargo bench -p hotswap-plugin-host --bench plugins
+    cargo bench -p hotswap-store --bench store
     cargo bench -p hotswap-device-vm --bench device
 
 # Fuzz the device VM (`metadata` or `boot`) for a while; needs the nightly toolchain.
@@ -27,7 +27,7 @@ fuzz target="metadata" seconds="60":
 # The built-in plugins and test fixtures as components (the host's and tests' build scripts do
 # this on every build; this only shows where they land).
 plugins:
-    cargo build -p hotswap -p hotswap-tests --tests
+    cargo build -p hotswap-plugin-host -p hotswap-tests --tests
     find target/debug/build -name '*.component.wasm' -newer Cargo.toml
 
 # Plan with one built-in strategy over a generated fleet: `just plan canary '{"seed": 3}'`.

@@ -3,71 +3,16 @@
 //! polling through the outages. The deployment must resume and finish with every device updated
 //! once: no device state lost, none duplicated, no wave started or judged twice.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use hotswap_client::Client;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::api::{data_dir, get, hex, post, release_key};
-use crate::orchestrator::{Behaviour, Fleet, register_devices, register_firmware, wait_for};
-
-/// The server process; killed (SIGKILL) when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start(dir: &Path, port: u16) -> Process {
-    let config = dir.with_extension("toml");
-    std::fs::write(&config, "orchestrator-tick-ms = 50\n").unwrap();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.with_extension("log"))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_hotswap-under-test"))
-        .arg("serve")
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--config")
-        .arg(&config)
-        .arg("--trusted-key")
-        .arg(hex(release_key().trusted().key.as_bytes()))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("the server starts");
-    let process = Process(child);
-    let client = reqwest::Client::new();
-    for _ in 0..600 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            && r.status() == StatusCode::OK
-        {
-            return process;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not answer /healthz in 30 s");
-}
+use crate::support::device::{Behaviour, Fleet, wait_for};
+use crate::support::http::{get, post};
+use crate::support::process::{free_port, serve};
+use crate::support::server::{data_dir, register_devices, register_firmware};
 
 /// Waits until `ready` says yes of the deployment's status.
 async fn until(
@@ -100,10 +45,11 @@ async fn a_deployment_survives_sigkill_at_several_points() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let mut server = start(&dir, port).await;
-    register_firmware(&client, &url, "1.0.0").await;
-    register_firmware(&client, &url, "2.0.0").await;
-    let ids = register_devices(&client, &url, 24, "1.0.0").await;
+    let api = Client::new(&url).unwrap();
+    let mut server = serve(dir.path(), port).await;
+    register_firmware(&api, "1.0.0").await;
+    register_firmware(&api, "2.0.0").await;
+    let ids = register_devices(&api, 24, "1.0.0").await;
     let fleet = Fleet::start(&url, &ids, "1.0.0", |_, _| Behaviour::Good);
 
     let body = json!({
@@ -127,14 +73,14 @@ async fn a_deployment_survives_sigkill_at_several_points() {
         ("last wave", |s| s["currentWave"] == 2),
     ];
     drop(server);
-    server = start(&dir, port).await;
+    server = serve(dir.path(), port).await;
     for (what, ready) in points {
         until(&client, &url, id, what, ready).await;
         drop(server);
-        server = start(&dir, port).await;
+        server = serve(dir.path(), port).await;
     }
 
-    let done = wait_for(&client, &url, id, &["completed", "rolled-back", "paused"]).await;
+    let done = wait_for(&api, id, &["completed", "rolled-back", "paused"]).await;
     assert_eq!(done["state"], "completed", "{done:#}");
     assert_eq!(
         done["states"],
@@ -168,7 +114,4 @@ async fn a_deployment_survives_sigkill_at_several_points() {
             .all(|d| d["firmwareVersion"] == "2.0.0")
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(dir.with_extension("toml"));
-    let _ = std::fs::remove_file(dir.with_extension("log"));
 }

@@ -3,16 +3,21 @@
 //! fleet, every built-in strategy once, and a mix of injected faults after which no device is
 //! without a valid agent.
 
-use hotswap::sim::{Fleet, FleetConfig};
-use hotswap::story::{StoryConfig, registration, tagged};
+use hotswap::demo::DemoConfig;
+use hotswap_client::Client;
 use hotswap_device_vm::Version;
 use hotswap_device_vm::device::DeviceConfig;
 use hotswap_device_vm::sim::Release;
+use hotswap_protocol::DeploymentState;
+use hotswap_sim::{Fleet, FleetConfig, registration, tagged};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::api::{Server, data_dir, post, release_key};
-use crate::orchestrator::wait_for;
+use crate::support::device::wait_for;
+use crate::support::http::{get, message, post};
+use crate::support::process::hotswap;
+use crate::support::server::{Server, data_dir};
+use crate::support::{hex, release_key};
 
 fn release(version: &str, image: &[u8]) -> Release {
     release_key().release(Version::parse(version).unwrap(), &tagged(image, version), 0)
@@ -22,14 +27,10 @@ fn good(version: &str) -> Release {
     release(version, hotswap_agents::THRESHOLD_ALARM)
 }
 
-async fn register(client: &reqwest::Client, url: &str, r: &Release) {
-    let (status, body) = post(
-        client,
-        format!("{url}/api/v1/firmware"),
-        &registration(r, "sensor-v1", ""),
-    )
-    .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+async fn register(api: &Client, r: &Release) {
+    api.register_firmware(&registration(r, "sensor-v1", ""))
+        .await
+        .unwrap();
 }
 
 fn device_config() -> DeviceConfig {
@@ -47,6 +48,7 @@ fn fleet_config(url: &str, devices: usize) -> FleetConfig {
 
 async fn deploy(
     client: &reqwest::Client,
+    api: &Client,
     url: &str,
     version: &str,
     strategy: &str,
@@ -59,8 +61,7 @@ async fn deploy(
     let (status, started) = post(client, format!("{url}/api/v1/deployments"), &body).await;
     assert_eq!(status, StatusCode::CREATED, "{strategy}: {started}");
     wait_for(
-        client,
-        url,
+        api,
         started["id"].as_i64().unwrap(),
         &["completed", "rolled-back", "paused", "cancelled"],
     )
@@ -70,8 +71,8 @@ async fn deploy(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_story_runs_end_to_end() {
     let mut out = Vec::new();
-    let outcome = hotswap::story::run(
-        StoryConfig {
+    let outcome = hotswap::demo::run(
+        DemoConfig {
             devices: 60,
             data_dir: None,
             progress_bars: false,
@@ -82,10 +83,18 @@ async fn the_demo_story_runs_end_to_end() {
     .await
     .unwrap();
     let printed = String::from_utf8(out).unwrap();
-    assert_eq!(outcome.v2["state"], "completed", "{printed}");
-    assert_eq!(outcome.v3["state"], "rolled-back", "{printed}");
     assert_eq!(
-        outcome.v3["currentWave"], 0,
+        outcome.v2.deployment.state,
+        DeploymentState::Completed,
+        "{printed}"
+    );
+    assert_eq!(
+        outcome.v3.deployment.state,
+        DeploymentState::RolledBack,
+        "{printed}"
+    );
+    assert_eq!(
+        outcome.v3.deployment.current_wave, 0,
         "stopped in the canary wave: {printed}"
     );
     assert_eq!(outcome.fleet.bricked, 0, "{printed}");
@@ -101,11 +110,13 @@ async fn the_demo_story_runs_end_to_end() {
 async fn every_built_in_strategy_rolls_out_to_simulated_devices() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
+    let _api = server.client();
     let url = server.url.clone();
     let client = reqwest::Client::new();
+    let api = server.client();
     let versions = ["1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0", "6.0.0"];
     for v in versions {
-        register(&client, &url, &good(v)).await;
+        register(&api, &good(v)).await;
     }
     let fleet = Fleet::start(fleet_config(&url, 30), device_config(), &good("1.0.0"))
         .await
@@ -135,7 +146,7 @@ async fn every_built_in_strategy_rolls_out_to_simulated_devices() {
         ),
     ];
     for (version, strategy, config) in rollouts {
-        let done = deploy(&client, &url, version, strategy, config).await;
+        let done = deploy(&client, &api, &url, version, strategy, config).await;
         assert_eq!(done["state"], "completed", "{strategy}: {done:#}");
         let waves = done["waveStatus"].as_array().unwrap();
         let succeeded: u64 = waves.iter().map(|w| w["succeeded"].as_u64().unwrap()).sum();
@@ -151,21 +162,22 @@ async fn every_built_in_strategy_rolls_out_to_simulated_devices() {
     assert_eq!(summary.bricked, 0);
     assert_eq!(summary.failed, 0, "{summary}");
     server.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_faults_leave_every_device_with_a_valid_agent() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
+    let _api = server.client();
     let url = server.url.clone();
     let client = reqwest::Client::new();
+    let api = server.client();
     for r in [
         good("1.0.0"),
         good("2.0.0"),
         release("3.0.0", hotswap_agents::FAILING_SELF_TEST),
     ] {
-        register(&client, &url, &r).await;
+        register(&api, &r).await;
     }
     let mut config = fleet_config(&url, 40);
     config.power_cut_percent = 30.0;
@@ -184,6 +196,7 @@ async fn injected_faults_leave_every_device_with_a_valid_agent() {
     // and the rollout completes.
     let done = deploy(
         &client,
+        &api,
         &url,
         "2.0.0",
         "canary",
@@ -195,6 +208,7 @@ async fn injected_faults_leave_every_device_with_a_valid_agent() {
     // A broken agent on top: the devices that try it revert; the deployment rolls back.
     let done = deploy(
         &client,
+        &api,
         &url,
         "3.0.0",
         "canary",
@@ -210,15 +224,16 @@ async fn injected_faults_leave_every_device_with_a_valid_agent() {
     assert!(summary.refetched > 0, "{summary}");
     assert_eq!(summary.versions.get("2.0.0"), Some(&40), "{summary}");
     server.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploaded_example_plugins_drive_a_rollout() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
+    let _api = server.client();
     let url = server.url.clone();
     let client = reqwest::Client::new();
+    let api = server.client();
     for plugin in [
         crate::fixtures::MAINTENANCE_WINDOW,
         crate::fixtures::ZERO_TOLERANCE,
@@ -241,7 +256,7 @@ async fn uploaded_example_plugins_drive_a_rollout() {
         good("2.0.0"),
         release("3.0.0", hotswap_agents::FAILING_SELF_TEST),
     ] {
-        register(&client, &url, &r).await;
+        register(&api, &r).await;
     }
     let mut config = fleet_config(&url, 20);
     config.labels = vec![
@@ -268,8 +283,7 @@ async fn uploaded_example_plugins_drive_a_rollout() {
         "10 devices in their window, batches of 4: {started:#}"
     );
     let done = wait_for(
-        &client,
-        &url,
+        &api,
         started["id"].as_i64().unwrap(),
         &["completed", "rolled-back", "paused"],
     )
@@ -288,11 +302,10 @@ async fn uploaded_example_plugins_drive_a_rollout() {
         post(&client, format!("{url}/api/v1/deployments"), &body("3.0.0")).await;
     assert_eq!(status, StatusCode::CREATED, "{started}");
     let id = started["id"].as_i64().unwrap();
-    let done = wait_for(&client, &url, id, &["completed", "rolled-back", "paused"]).await;
+    let done = wait_for(&api, id, &["completed", "rolled-back", "paused"]).await;
     assert_eq!(done["state"], "rolled-back", "{done:#}");
     assert_eq!(done["currentWave"], 0, "{done:#}");
-    let decisions =
-        crate::api::get(&client, format!("{url}/api/v1/deployments/{id}/decisions")).await;
+    let decisions = get(&client, format!("{url}/api/v1/deployments/{id}/decisions")).await;
     let last = decisions.as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["policy"], "zero-tolerance@1.0.0");
     assert_eq!(last["verdict"]["verdict"], "rollBack", "{last:#}");
@@ -308,30 +321,12 @@ async fn uploaded_example_plugins_drive_a_rollout() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
-        crate::api::message(&answer).contains("`hourUtc` must be from 0 to 23, found 30"),
+        message(&answer).contains("`hourUtc` must be from 0 to 23, found 30"),
         "{answer}"
     );
     let summary = fleet.stop().await;
     assert_eq!(summary.bricked, 0);
     server.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Runs the real `hotswap` command; its exit status, standard output and standard error.
-async fn hotswap(args: Vec<String>) -> (bool, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_hotswap-under-test"))
-            .args(&args)
-            .output()
-            .expect("the command runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
 }
 
 /// `hotswap release` signs an agent and registers it, as an operator preparing a rollout to
@@ -341,8 +336,9 @@ async fn hotswap(args: Vec<String>) -> (bool, String, String) {
 async fn the_release_command_signs_and_registers_an_agent() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
+    let _api = server.client();
     let url = server.url.clone();
-    let secret = crate::api::hex(&[7; 32]);
+    let secret = hex(&[7; 32]);
     let release = |version: &str, key: &str, agent: &str| {
         [
             "release",
@@ -360,22 +356,22 @@ async fn the_release_command_signs_and_registers_an_agent() {
     let (ok, out, err) = hotswap(release("2.0.0", &secret, "example:threshold-alarm")).await;
     assert!(ok, "{out}{err}");
     assert!(out.contains("registered 2.0.0 for sensor-v1"), "{out}");
-    let listed = crate::api::get(&reqwest::Client::new(), format!("{url}/api/v1/firmware")).await;
+    let listed = get(&reqwest::Client::new(), format!("{url}/api/v1/firmware")).await;
     let expected = good("2.0.0");
     let firmware = listed.as_array().unwrap();
     assert!(
         firmware.iter().any(|f| f["version"] == "2.0.0"
-            && f["checksum"] == format!("sha256:{}", crate::api::hex(&expected.manifest.sha256))),
+            && f["checksum"] == format!("sha256:{}", hex(&expected.manifest.sha256))),
         "the simulated devices' 2.0.0: {listed:#}"
     );
 
     let (ok, _, err) = hotswap(release("2.0.0", &secret, "example:threshold-alarm")).await;
     assert!(!ok);
     assert!(
-        err.contains("registering 2.0.0 for sensor-v1") && err.contains("409"),
+        err.contains("registering 2.0.0 for sensor-v1: firmware 2.0.0 for model `sensor-v1` is already registered"),
         "{err}"
     );
-    let other = crate::api::hex(&[8; 32]);
+    let other = hex(&[8; 32]);
     let (ok, _, err) = hotswap(release("3.0.0", &other, "example:threshold-alarm")).await;
     assert!(!ok);
     assert!(
@@ -397,8 +393,7 @@ async fn the_release_command_signs_and_registers_an_agent() {
     let body: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(body["version"], "4.0.0");
     assert_eq!(body["signature"].as_str().unwrap().len(), 128);
-    let listed = crate::api::get(&reqwest::Client::new(), format!("{url}/api/v1/firmware")).await;
+    let listed = get(&reqwest::Client::new(), format!("{url}/api/v1/firmware")).await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
     server.stop().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

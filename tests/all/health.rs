@@ -1,9 +1,9 @@
 //! The default health policy, as a component: verdicts for a table of waves, agreement with the
 //! native code, warm sessions, and bad parameters.
 
-use hotswap::plugin::{HealthSample, PluginError, WaveStats};
 use hotswap_plan::health::Verdict;
 use hotswap_plan::{Gate, Mode};
+use hotswap_plugin_host::{HealthSample, PluginError, WaveStats};
 
 use crate::runtime;
 

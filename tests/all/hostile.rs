@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use hotswap::plugin::{Limits, PluginError, PluginRuntime, RuntimeConfig};
 use hotswap_plan::PlanViolation;
+use hotswap_plugin_host::{Limits, PluginError, PluginRuntime, RuntimeConfig};
 
 use crate::{fixtures, fleet, runtime};
 
@@ -86,7 +86,7 @@ fn a_component_of_the_wrong_world_names_the_missing_export() {
 
     let err = runtime()
         .load_strategy(
-            hotswap::plugin::builtin(hotswap::plugin::PluginKind::HealthPolicy, "default")
+            hotswap_plugin_host::builtin(hotswap_plugin_host::PluginKind::HealthPolicy, "default")
                 .unwrap()
                 .bytes,
         )
@@ -102,7 +102,7 @@ fn a_component_of_the_wrong_world_names_the_missing_export() {
 
     let err = runtime()
         .load_health_policy(
-            hotswap::plugin::builtin(hotswap::plugin::PluginKind::Strategy, "canary")
+            hotswap_plugin_host::builtin(hotswap_plugin_host::PluginKind::Strategy, "canary")
                 .unwrap()
                 .bytes,
         )
@@ -280,9 +280,19 @@ fn an_oversized_plan_is_rejected() {
 #[test]
 fn a_log_flood_is_cut_to_the_per_call_limit() {
     let (_, devices) = fleet(10, 1);
-    let plugin = runtime().load_strategy(fixtures::HOSTILE).unwrap();
+    // A runtime of its own, so the count of dropped lines is this plugin's alone.
+    let rt = runtime_with(Limits {
+        log_lines_per_call: 5,
+        ..Limits::default()
+    });
+    let plugin = rt.load_strategy(fixtures::HOSTILE).unwrap();
     let plan = plugin.plan("\"log-flood\"", &devices).unwrap();
     assert_eq!(plan.device_count(), 10);
+    let dropped = rt.log_lines_dropped();
+    assert!(dropped > 0, "lines past the limit of 5 are dropped");
+    // And the limit is per call: a second flood drops as many again.
+    plugin.plan("\"log-flood\"", &devices).unwrap();
+    assert_eq!(rt.log_lines_dropped(), 2 * dropped);
 }
 
 #[test]

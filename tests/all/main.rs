@@ -1,4 +1,5 @@
-//! Cross-crate tests, one binary with a module per topic so it links once.
+//! Cross-crate tests, one binary with a module per topic so it links once; a big topic is a
+//! folder of files, and what topics share lives in [`support`].
 
 mod api;
 mod crash;
@@ -8,33 +9,11 @@ mod hostile;
 mod orchestrator;
 mod runtime;
 mod strategies;
+mod support;
 
-use std::sync::OnceLock;
-
-use hotswap::plugin::{Fleet, PluginRuntime, RuntimeConfig};
+pub use support::{fleet, region, runtime};
 
 /// The fixtures built by `tests/build.rs`: hostile and malformed plugins.
 pub mod fixtures {
     include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
-}
-
-/// One runtime with the default limits, shared by the tests that do not change limits, so each
-/// component is compiled once per run.
-pub fn runtime() -> &'static PluginRuntime {
-    static RUNTIME: OnceLock<PluginRuntime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        PluginRuntime::new(RuntimeConfig::default()).expect("plugin runtime starts")
-    })
-}
-
-/// The generated test fleet: natively, and as the host hands it to plugins.
-pub fn fleet(n: usize, regions: usize) -> (hotswap_plan::Fleet, Fleet) {
-    let native = hotswap_plan::fleet::generate(n, regions);
-    let wit = Fleet::from(&native);
-    (native, wit)
-}
-
-/// The region name of device `d` of a fleet.
-pub fn region(fleet: &hotswap_plan::Fleet, d: u32) -> &str {
-    &fleet.regions[fleet.region[d as usize] as usize]
 }

@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use hotswap::plugin::{Fleet, PluginError};
 use hotswap_plan::{Mode, Plan};
+use hotswap_plugin_host::{Fleet, PluginError};
 
 use crate::{fleet, runtime};
 
@@ -358,7 +358,7 @@ fn descriptions_carry_a_json_schema_of_the_parameters() {
 
 #[test]
 fn an_empty_fleet_gives_an_empty_plan() {
-    for (name, config) in hotswap::demo::EXAMPLES {
+    for (name, config) in hotswap::plans::EXAMPLES {
         if name == "direct" {
             continue; // it names devices that an empty fleet does not have
         }

@@ -1,5 +1,5 @@
 //! The `hotswap` command, as the crash tests run it: in a process of its own, to be killed.
 
 fn main() -> std::process::ExitCode {
-    hotswap::cli::main()
+    hotswap::main()
 }

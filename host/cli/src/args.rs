@@ -1,0 +1,262 @@
+//! The command line: one `Args` struct per subcommand, parsed once and turned into the
+//! configuration the library crates take.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hotswap",
+    version,
+    about = "HotSwap: programmable, safe rollouts of WebAssembly agents to IoT fleets"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the server: the HTTP API over a data directory.
+    Serve(ServeArgs),
+    /// The whole mission: a server, a simulated fleet on the device VM, a canary rollout of a
+    /// good agent, then of a broken one that the health policy rolls back.
+    Demo(DemoArgs),
+    /// Run simulated devices (the device VM) against a server until stopped or `--seconds` pass.
+    Sim(SimArgs),
+    /// The scale benchmark: a server process, N simulated devices here, every device updated
+    /// end to end; prints devices per minute, time per device, memory and CPU of each process.
+    Scale(ScaleArgs),
+    /// Plan a rollout over a generated fleet with every built-in strategy, in the sandbox.
+    Plans(FleetArgs),
+    /// Plan a rollout over a generated fleet with one built-in strategy and print the waves.
+    Plan(PlanArgs),
+    /// Work with plugin components.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+    /// Sign an agent with a release key and register it with a server (`POST /api/v1/firmware`),
+    /// or print the registration with `--print`.
+    Release(ReleaseArgs),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Where to listen [default: 127.0.0.1:8080].
+    #[arg(long, env = "HOTSWAP_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Database, artifacts and compiled plugins [default: ./hotswap-data].
+    #[arg(long, env = "HOTSWAP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Ed25519 public keys (hex) whose signatures firmware must carry; comma-separated in the
+    /// environment.
+    #[arg(
+        long = "trusted-key",
+        env = "HOTSWAP_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted_keys: Vec<String>,
+    /// A TOML configuration file; flags and environment override it.
+    #[arg(long, env = "HOTSWAP_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl From<&ServeArgs> for hotswap_server::Overrides {
+    fn from(a: &ServeArgs) -> Self {
+        hotswap_server::Overrides {
+            listen: a.listen,
+            data_dir: a.data_dir.clone(),
+            trusted_keys: a.trusted_keys.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub devices: usize,
+    /// Soak time of each canary wave, in seconds.
+    #[arg(long, default_value_t = 2)]
+    pub soak_seconds: u32,
+    /// Keep the server's data here instead of a temporary directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl From<DemoArgs> for crate::demo::DemoConfig {
+    fn from(a: DemoArgs) -> Self {
+        crate::demo::DemoConfig {
+            devices: a.devices,
+            data_dir: a.data_dir,
+            progress_bars: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            soak_seconds: a.soak_seconds,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct SimArgs {
+    /// The server's URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    #[arg(long, default_value_t = 100)]
+    pub devices: usize,
+    /// The release signing key's secret, 64 hex digits: the devices trust its public key and
+    /// come from the factory with the example agent signed by it.
+    #[arg(long, env = "HOTSWAP_RELEASE_KEY", hide_env_values = true)]
+    pub release_key: String,
+    /// The version the devices run from the factory.
+    #[arg(long, default_value = "1.0.0")]
+    pub factory_version: String,
+    /// Regions, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "eu-west,us-east,ap-south"
+    )]
+    pub regions: Vec<String>,
+    #[arg(long, default_value = "sensor-v1")]
+    pub device_model: String,
+    #[arg(long, default_value = "sim")]
+    pub prefix: String,
+    /// Milliseconds between check-ins when not waiting in a long poll, and after one that
+    /// failed.
+    #[arg(long, default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// Seconds a check-in waits for an assignment (long poll, at most 60); 0 polls every
+    /// `--poll-ms` instead.
+    #[arg(long, default_value_t = 60)]
+    pub wait_seconds: u32,
+    /// Speak HTTP/1.1 instead of HTTP/2 (a server behind a proxy without HTTP/2): each
+    /// device talking holds a connection, a waiting check-in included, so give a large
+    /// fleet `--wait-seconds 0`.
+    #[arg(long)]
+    pub http1: bool,
+    /// Percent of devices whose power fails while they write an update.
+    #[arg(long, default_value_t = 0.0)]
+    pub power_cut_percent: f64,
+    /// Percent of devices whose download arrives with a corrupted byte.
+    #[arg(long, default_value_t = 0.0)]
+    pub corrupt_percent: f64,
+    /// Percent of devices whose download connection drops halfway.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_percent: f64,
+    /// Percent of devices that never come online.
+    #[arg(long, default_value_t = 0.0)]
+    pub offline_percent: f64,
+    /// Stop after this many seconds (default: at Ctrl-C or SIGTERM).
+    #[arg(long)]
+    pub seconds: Option<u64>,
+}
+
+impl From<&SimArgs> for hotswap_sim::FleetConfig {
+    fn from(a: &SimArgs) -> Self {
+        hotswap_sim::FleetConfig {
+            regions: a.regions.clone(),
+            device_model: a.device_model.clone(),
+            prefix: a.prefix.clone(),
+            poll: Duration::from_millis(a.poll_ms),
+            wait_seconds: a.wait_seconds,
+            http1: a.http1,
+            power_cut_percent: a.power_cut_percent,
+            corrupt_percent: a.corrupt_percent,
+            drop_percent: a.drop_percent,
+            offline_percent: a.offline_percent,
+            ..hotswap_sim::FleetConfig::new(&a.server, a.devices)
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ScaleArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: usize,
+    /// Milliseconds between a device's check-ins while it has nothing to do and does not wait
+    /// in a long poll.
+    #[arg(long, default_value_t = 2000)]
+    pub poll_ms: u64,
+    /// Seconds a check-in waits for an assignment (long poll, at most 60); 0 polls every
+    /// `--poll-ms` instead.
+    #[arg(long, default_value_t = 60)]
+    pub wait_seconds: u32,
+    /// The canary's first wave, in percent of the devices.
+    #[arg(long, default_value_t = 1.0)]
+    pub canary_percent: f64,
+}
+
+impl From<ScaleArgs> for crate::scale::ScaleConfig {
+    fn from(a: ScaleArgs) -> Self {
+        crate::scale::ScaleConfig {
+            devices: a.devices,
+            poll: Duration::from_millis(a.poll_ms),
+            wait_seconds: a.wait_seconds,
+            canary_percent: a.canary_percent,
+        }
+    }
+}
+
+/// A generated fleet to plan over.
+#[derive(Args)]
+pub struct FleetArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub devices: usize,
+    #[arg(long, default_value_t = 3)]
+    pub regions: usize,
+}
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// A built-in strategy: direct, regional, canary, blue-green, rolling.
+    #[arg(long)]
+    pub strategy: String,
+    /// The strategy's configuration, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub config: String,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Check a component the way an upload is checked, then run it once on a generated fleet.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The component (.wasm).
+    pub file: PathBuf,
+    /// Parameters to run it with, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub config: String,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+#[derive(Args)]
+pub struct ReleaseArgs {
+    /// The agent: a core WebAssembly module file, or `example:threshold-alarm` /
+    /// `example:failing-self-test` (the example agents, as `hotswap sim` devices run them).
+    pub agent: String,
+    /// Its version, major.minor.patch.
+    #[arg(long)]
+    pub version: String,
+    /// The release signing key's secret, 64 hex digits (the server trusts its public key).
+    #[arg(long, env = "HOTSWAP_RELEASE_KEY", hide_env_values = true)]
+    pub release_key: String,
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    #[arg(long, default_value = "sensor-v1")]
+    pub device_model: String,
+    /// Devices refuse an agent whose counter is below the one they run.
+    #[arg(long, default_value_t = 0)]
+    pub security_counter: u32,
+    #[arg(long, default_value = "")]
+    pub notes: String,
+    /// Print the registration body (JSON) instead of sending it.
+    #[arg(long)]
+    pub print: bool,
+}

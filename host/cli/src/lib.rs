@@ -1,0 +1,22 @@
+//! The `hotswap` command: one clap `Args` struct per subcommand ([`args`]), each turned into the
+//! configuration the library crates take and run on one tokio runtime.
+//!
+//! - `serve`: [`hotswap_server`] on a data directory.
+//! - `demo`: [`demo`], the README's main command: server, signed releases, simulated fleet, a
+//!   good canary and a broken one rolled back.
+//! - `sim`: [`hotswap_sim`]'s fleet against a server.
+//! - `scale`: [`scale`], the scale benchmark (server and fleet in two processes).
+//! - `release`: [`release`], sign an agent and register it.
+//! - `plans`, `plan`, `plugin check`: [`plans`], plans printed wave by wave.
+
+#![forbid(unsafe_code)]
+
+pub mod args;
+pub mod demo;
+pub mod plans;
+pub mod progress;
+pub mod release;
+mod run;
+pub mod scale;
+
+pub use run::main;

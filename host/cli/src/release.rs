@@ -1,0 +1,55 @@
+//! `hotswap release`: signs an agent as a version with a release key and registers it with a
+//! server, or prints the registration.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+use hotswap_client::Client;
+use hotswap_device_vm::sim::ReleaseKey;
+use hotswap_sim::{registration, tagged};
+
+use crate::args::ReleaseArgs;
+
+/// Parses a release key's secret given as 64 hex digits.
+pub fn parse_release_key(hex_secret: &str) -> Result<ReleaseKey> {
+    let seed: [u8; 32] = hex::decode(hex_secret.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .context("--release-key must be 64 hex digits (the Ed25519 secret key)")?;
+    Ok(ReleaseKey::from_seed(seed))
+}
+
+/// Signs the agent and registers it (or prints the registration with `--print`).
+pub async fn run(a: ReleaseArgs, out: &mut impl Write) -> Result<()> {
+    let key = parse_release_key(&a.release_key)?;
+    let version = hotswap_device_vm::Version::parse(&a.version)
+        .with_context(|| format!("--version {:?} is not major.minor.patch", a.version))?;
+    let image = match a.agent.as_str() {
+        // The same bytes a simulated device runs for this version.
+        "example:threshold-alarm" => tagged(hotswap_agents::THRESHOLD_ALARM, &a.version),
+        "example:failing-self-test" => tagged(hotswap_agents::FAILING_SELF_TEST, &a.version),
+        path => std::fs::read(path).with_context(|| {
+            format!("reading the agent {path} (or name example:threshold-alarm or example:failing-self-test)")
+        })?,
+    };
+    let release = key.release(version, &image, a.security_counter);
+    let body = registration(&release, &a.device_model, &a.notes);
+    if a.print {
+        writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
+        return Ok(());
+    }
+    let firmware = Client::new(&a.server)?
+        .register_firmware(&body)
+        .await
+        .with_context(|| format!("registering {} for {}", a.version, a.device_model))?;
+    writeln!(
+        out,
+        "registered {} for {}: firmware {}, {} bytes, signed by key {}",
+        a.version,
+        a.device_model,
+        firmware.id,
+        release.image.len(),
+        key.trusted().id
+    )?;
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! Parses the command line once and runs the subcommand on one tokio runtime.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use hotswap_device_vm::device::DeviceConfig;
+use hotswap_plugin_host::{Plugin, PluginRuntime, RuntimeConfig, WaveStats};
+
+use crate::args::{CheckArgs, Cli, Command, PlanArgs, PluginCommand, ServeArgs, SimArgs};
+use crate::release::parse_release_key;
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(run(cli.command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<()> {
+    let mut out = io::stdout();
+    match command {
+        Command::Serve(a) => serve(a).await,
+        Command::Demo(a) => demo(a.into(), &mut out).await,
+        Command::Sim(a) => simulate(a).await,
+        Command::Scale(a) => crate::scale::run(a.into(), &mut out).await,
+        Command::Release(a) => crate::release::run(a, &mut out).await,
+        Command::Plans(fleet) => {
+            let runtime = PluginRuntime::new(RuntimeConfig::default())?;
+            crate::plans::run(&runtime, fleet.devices, fleet.regions, &mut out.lock())
+        }
+        Command::Plan(a) => plan(a, &mut out.lock()),
+        Command::Plugin {
+            command: PluginCommand::Check(a),
+        } => check(a, &mut out.lock()),
+    }
+}
+
+/// Completes at Ctrl-C or SIGTERM, as service managers send it.
+async fn stopped() -> Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = terminate.recv() => {}
+    }
+    Ok(())
+}
+
+async fn serve(a: ServeArgs) -> Result<()> {
+    let file = match &a.config {
+        Some(path) => hotswap_server::FileConfig::load(path)?,
+        None => hotswap_server::FileConfig::default(),
+    };
+    let (listen, config) = hotswap_server::resolve((&a).into(), file)?;
+    if config.trusted_keys.is_empty() {
+        tracing::warn!(
+            "no trusted release keys: every firmware registration will be refused (pass --trusted-key)"
+        );
+    }
+    let state = hotswap_server::state(&config)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    eprintln!(
+        "hotswap: serving on http://{} with data in {}",
+        listener.local_addr()?,
+        config.data_dir.display()
+    );
+    // Finish the requests in flight, then stop.
+    hotswap_server::serve(listener, state, async {
+        let _ = stopped().await;
+    })
+    .await
+}
+
+async fn simulate(a: SimArgs) -> Result<()> {
+    let key = parse_release_key(&a.release_key)?;
+    let version = hotswap_device_vm::Version::parse(&a.factory_version).with_context(|| {
+        format!(
+            "--factory-version {:?} is not major.minor.patch",
+            a.factory_version
+        )
+    })?;
+    let config = hotswap_sim::FleetConfig::from(&a);
+    let image = hotswap_sim::tagged(hotswap_agents::THRESHOLD_ALARM, &version.to_string());
+    let factory = key.release(version, &image, 0);
+    let device_config = DeviceConfig {
+        keys: vec![key.trusted()],
+        allow_downgrade: false,
+    };
+    eprintln!(
+        "hotswap sim: {} devices on {version}, trusting release key {} (the server needs `--trusted-key {}`); Ctrl-C stops",
+        config.devices,
+        key.trusted().id,
+        hex::encode(key.trusted().key.as_bytes())
+    );
+    let server = config.server.clone();
+    let fleet = hotswap_sim::Fleet::start(config, device_config, &factory)
+        .await
+        .with_context(|| format!("starting the fleet against {server}"))?;
+    let progress = fleet.progress.clone();
+    let deadline = a
+        .seconds
+        .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s));
+    let mut stop = std::pin::pin!(stopped());
+    let mut line = crate::progress::Line::stderr();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        let versions: Vec<String> = progress
+            .versions()
+            .iter()
+            .map(|(v, n)| format!("{n}×{v}"))
+            .collect();
+        line.show(&format!(
+            "online {} | confirmed {} reverted {} rolled back {} failed {} | {}",
+            progress.online.load(Relaxed),
+            progress.confirmed.load(Relaxed),
+            progress.reverted.load(Relaxed),
+            progress.rolled_back.load(Relaxed),
+            progress.failed.load(Relaxed),
+            versions.join(" ")
+        ));
+        if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+            break;
+        }
+    }
+    line.done();
+    let summary = fleet.stop().await;
+    println!("{summary}");
+    if summary.bricked > 0 {
+        anyhow::bail!("{} devices bricked", summary.bricked);
+    }
+    Ok(())
+}
+
+async fn demo(config: crate::demo::DemoConfig, out: &mut (impl Write + Send)) -> Result<()> {
+    use hotswap_protocol::DeploymentState;
+    let outcome = crate::demo::run(config, out).await?;
+    let mut wrong = Vec::new();
+    if outcome.v2.deployment.state != DeploymentState::Completed {
+        wrong.push(format!(
+            "the rollout of 2.0.0 ended {}",
+            outcome.v2.deployment.state
+        ));
+    }
+    if outcome.v3.deployment.state != DeploymentState::RolledBack {
+        wrong.push(format!(
+            "the rollout of 3.0.0 ended {}",
+            outcome.v3.deployment.state
+        ));
+    }
+    if outcome.fleet.bricked > 0 {
+        wrong.push(format!("{} devices bricked", outcome.fleet.bricked));
+    }
+    if !wrong.is_empty() {
+        anyhow::bail!("the demo did not go as it should: {}", wrong.join("; "));
+    }
+    writeln!(
+        out,
+        "\nok: 2.0.0 went out wave by wave; the broken 3.0.0 was stopped in its canary wave and rolled back; no device bricked"
+    )?;
+    Ok(())
+}
+
+fn plan(a: PlanArgs, out: &mut impl Write) -> Result<()> {
+    let runtime = PluginRuntime::new(RuntimeConfig::default())?;
+    let strategy = runtime.builtin_strategy(&a.strategy)?;
+    crate::plans::plan_generated(&strategy, &a.config, a.fleet.devices, a.fleet.regions, out)
+}
+
+fn check(a: CheckArgs, out: &mut impl Write) -> Result<()> {
+    let runtime = PluginRuntime::new(RuntimeConfig::default())?;
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let plugin = runtime.load(&bytes)?;
+    let d = plugin.description();
+    writeln!(
+        out,
+        "ok: {} plugin `{}` version {}: {}",
+        plugin.kind(),
+        d.name,
+        d.version,
+        d.summary
+    )?;
+    writeln!(out, "sha256 {}", plugin.content_hash())?;
+    match plugin {
+        Plugin::Strategy(s) => {
+            crate::plans::plan_generated(&s, &a.config, a.fleet.devices, a.fleet.regions, out)
+        }
+        Plugin::HealthPolicy(h) => {
+            let stats = WaveStats::from(&hotswap_plan::health::WaveStats {
+                wave: 0,
+                waves: 2,
+                mode: hotswap_plan::Mode::Install,
+                gate: hotswap_plan::Gate {
+                    soak_seconds: 0,
+                    min_success_percent: 95,
+                    failure_budget: 10,
+                    min_sample: 10,
+                },
+                targeted: 100,
+                succeeded: 97,
+                failed: 3,
+                in_progress: 0,
+                elapsed_seconds: 60,
+                settled_seconds: Some(30),
+                deployment_targeted: 1000,
+                deployment_succeeded: 97,
+                deployment_failed: 3,
+            });
+            let verdict = h.evaluate(&a.config, &stats, &[])?;
+            writeln!(out, "a wave of 100 with 97 ok and 3 failed -> {verdict}")?;
+            Ok(())
+        }
+    }
+}

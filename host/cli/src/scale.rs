@@ -1,0 +1,265 @@
+//! `hotswap scale`: the scale benchmark. The server runs as a process of its own (this same
+//! binary, `serve`), the simulated fleet in this one; every device is updated end to end (check-in,
+//! Range download, verify, write, trial, confirm, every report durable). Reports devices per
+//! minute, time per device, requests, and each process's peak memory and CPU time.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hotswap_client::Client;
+use hotswap_device_vm::Version;
+use hotswap_device_vm::device::DeviceConfig;
+use hotswap_device_vm::sim::ReleaseKey;
+use hotswap_protocol::{DeploymentRequest, DeploymentState, DeviceState, GroupFilter};
+use hotswap_sim::{Fleet, FleetConfig, registration, tagged};
+use serde_json::json;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ScaleConfig {
+    pub devices: usize,
+    /// Between a device's check-ins while it has nothing to do.
+    pub poll: Duration,
+    /// How long a device's check-in waits for an assignment (long poll); 0: plain polling.
+    pub wait_seconds: u32,
+    /// The canary's first wave, in percent.
+    pub canary_percent: f64,
+}
+
+/// Peak resident memory and CPU time of a process, from `/proc`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub peak_rss_bytes: u64,
+    pub cpu: Duration,
+}
+
+/// Reads `/proc/<pid>/status` (VmHWM) and `/proc/<pid>/stat` (utime + stime).
+pub fn usage(pid: &str) -> Usage {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let peak_rss_bytes = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name and state.
+    let clock_ticks = 100; // USER_HZ on Linux
+    let cpu = Duration::from_millis((ticks(11) + ticks(12)) * 1000 / clock_ticks);
+    Usage {
+        peak_rss_bytes,
+        cpu,
+    }
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
+    // Removed when the benchmark ends, however it ends.
+    let temporary = tempfile::Builder::new()
+        .prefix("hotswap-scale-")
+        .tempdir()?;
+    let dir = temporary.path();
+    let key = ReleaseKey::from_seed(*b"hotswap scale benchmark key, 32.");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config_file = dir.join("hotswap.toml");
+    std::fs::write(&config_file, "orchestrator-tick-ms = 200\n")?;
+    let server = Server(
+        Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--config")
+            .arg(&config_file)
+            .arg("--trusted-key")
+            .arg(hex::encode(key.trusted().key.as_bytes()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the server process")?,
+    );
+    let server_pid = server.0.id().to_string();
+    let client = Client::new(&url)?;
+    client
+        .wait_until_up(Duration::from_millis(100), Duration::from_secs(30))
+        .await
+        .context("the server did not start within 30 s")?;
+    let agent = hotswap_agents::THRESHOLD_ALARM;
+    let v1 = key.release(Version::new(1, 0, 0), &tagged(agent, "1.0.0"), 0);
+    let v2 = key.release(Version::new(2, 0, 0), &tagged(agent, "2.0.0"), 0);
+    for r in [&v1, &v2] {
+        client
+            .register_firmware(&registration(r, "sensor-v1", "scale"))
+            .await
+            .context("registering firmware")?;
+    }
+
+    writeln!(out, "starting {} simulated devices...", config.devices)?;
+    let mut fleet_config = FleetConfig::new(&url, config.devices);
+    fleet_config.poll = config.poll;
+    fleet_config.wait_seconds = config.wait_seconds;
+    fleet_config.steps_per_poll = 1;
+    let registering = Instant::now();
+    let fleet = Fleet::start(
+        fleet_config,
+        DeviceConfig {
+            keys: vec![key.trusted()],
+            allow_downgrade: false,
+        },
+        &v1,
+    )
+    .await?;
+    writeln!(
+        out,
+        "registered and booted in {:.1} s",
+        registering.elapsed().as_secs_f64()
+    )?;
+    let mut progress = crate::progress::Line::stderr();
+    let before = (
+        usage(&server_pid),
+        usage("self"),
+        fleet
+            .progress
+            .check_ins_answered
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    let request = DeploymentRequest {
+        firmware_version: "2.0.0".into(),
+        device_model: "sensor-v1".into(),
+        target_filter: Some(GroupFilter::default()),
+        strategy: "canary".into(),
+        config: Some(json!({
+            "initialPercentage": config.canary_percent,
+            "increments": [100],
+            "gate": {"soakSeconds": 0},
+        })),
+        health_config: Some(json!({"pollSeconds": 1})),
+        ..DeploymentRequest::default()
+    };
+    let started = Instant::now();
+    let id = client
+        .create_deployment(&request)
+        .await
+        .context("starting the deployment")?
+        .deployment
+        .id;
+    let planned = started.elapsed();
+    // When the last wave started: the canary wave and its judgement come before it.
+    let mut last_wave_at = None;
+    let status = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let status = client.status(id).await?;
+        let confirmed = confirmed_of(&status);
+        let d = &status.deployment;
+        if last_wave_at.is_none() && d.current_wave + 1 >= d.waves {
+            last_wave_at = Some(started.elapsed());
+        }
+        progress.show(&format!(
+            "{confirmed}/{} confirmed, {:.0} s",
+            config.devices,
+            started.elapsed().as_secs_f64()
+        ));
+        if d.state != DeploymentState::Running {
+            break status;
+        }
+    };
+    let elapsed = started.elapsed();
+    progress.done();
+    let after = (usage(&server_pid), usage("self"));
+    let check_ins = fleet
+        .progress
+        .check_ins_answered
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before.2;
+    let summary = fleet.stop().await;
+    let confirmed = confirmed_of(&status);
+    let minutes = elapsed.as_secs_f64() / 60.0;
+    writeln!(
+        out,
+        "deployment     {} ({} waves), planned and stored in {:.2} s",
+        status.deployment.state,
+        status.deployment.waves,
+        planned.as_secs_f64()
+    )?;
+    if let Some(at) = last_wave_at {
+        writeln!(
+            out,
+            "last wave      started {:.1} s after the deployment (seen within 250 ms)",
+            at.as_secs_f64()
+        )?;
+    }
+    writeln!(
+        out,
+        "updated        {confirmed} of {} devices end to end in {:.1} s: {:.0} devices/minute",
+        config.devices,
+        elapsed.as_secs_f64(),
+        confirmed as f64 / minutes
+    )?;
+    if let Some((p50, p99)) = summary.latency {
+        writeln!(
+            out,
+            "per device     p50 {:.0} ms, p99 {:.0} ms (assignment received to confirmed)",
+            p50.as_secs_f64() * 1e3,
+            p99.as_secs_f64() * 1e3
+        )?;
+    }
+    writeln!(
+        out,
+        "requests       {check_ins} check-ins answered and {} report requests during the rollout ({:.1} requests per device, downloads not counted)",
+        summary.reports,
+        (check_ins + summary.reports) as f64 / config.devices as f64
+    )?;
+    for (name, b, a) in [
+        ("server", before.0, after.0),
+        ("simulator", before.1, after.1),
+    ] {
+        writeln!(
+            out,
+            "{name:<14} peak RSS {:.0} MiB, CPU {:.1} s during the rollout ({:.2} ms per device)",
+            a.peak_rss_bytes as f64 / (1 << 20) as f64,
+            (a.cpu - b.cpu).as_secs_f64(),
+            (a.cpu - b.cpu).as_secs_f64() * 1e3 / config.devices as f64
+        )?;
+    }
+    writeln!(out, "bricked        {}", summary.bricked)?;
+    drop(server);
+    drop(temporary);
+    if summary.bricked > 0 || status.deployment.state != DeploymentState::Completed {
+        bail!(
+            "the rollout did not complete cleanly: {}",
+            status.deployment.state
+        );
+    }
+    Ok(())
+}
+
+fn confirmed_of(status: &hotswap_protocol::DeploymentStatus) -> u32 {
+    status
+        .states
+        .get(&DeviceState::Confirmed)
+        .copied()
+        .unwrap_or(0)
+}

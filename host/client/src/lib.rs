@@ -1,0 +1,458 @@
+//! A typed client of HotSwap's whole HTTP API: the operators' endpoints and the device protocol,
+//! on the protocol crate's own types, so what it sends and reads is what the server defines.
+//!
+//! A request the server refuses (4xx, or a server failure it reports) is an error carrying the
+//! server's status and message as the server said them. A request that does not get through
+//! (connection refused or cut, 502, 503, 504: a server restarting or busy) is tried again with a
+//! growing pause, as [`Retry`] says, and then given up with the last error. Depends on neither
+//! wasmtime nor rusqlite: the simulator, the demo, the benchmarks, the CLI and the tests use it.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod retry;
+
+use std::time::Duration;
+
+use hotswap_protocol::{
+    BatchAnswer, CheckIn, CheckInAnswer, Decision, DecisionsQuery, Deployment, DeploymentRequest,
+    DeploymentStatus, DeviceBatch, DeviceDetail, DeviceGroup, DevicePage, DeviceQuery,
+    DeviceRecord, DeviceRegistration, DryRun, ErrorBody, Firmware, FirmwareQuery,
+    FirmwareRegistration, GroupCreation, PluginInfo, Report, ReportAnswer, ReportBatch,
+    ResolvedGroup,
+};
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use error::ClientError;
+pub use retry::Retry;
+
+/// What an operator can do to a running deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Pause,
+    Resume,
+    Cancel,
+    Rollback,
+}
+
+impl Action {
+    fn path(self) -> &'static str {
+        match self {
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Cancel => "cancel",
+            Action::Rollback => "rollback",
+        }
+    }
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `http://host:port`, with or without a trailing slash.
+    pub server: String,
+    /// Speak HTTP/2 with prior knowledge (the server serves it beside HTTP/1.1): many devices
+    /// share one connection.
+    pub http2: bool,
+    pub retry: Retry,
+    /// The longest one request may take, a long poll's wait not included.
+    pub timeout: Option<Duration>,
+}
+
+impl ClientConfig {
+    pub fn new(server: &str) -> ClientConfig {
+        ClientConfig {
+            server: server.trim_end_matches('/').to_string(),
+            http2: false,
+            retry: Retry::default(),
+            timeout: None,
+        }
+    }
+}
+
+/// A client of one server. Cheap to clone: clones share the connection pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    server: String,
+    retry: Retry,
+}
+
+impl Client {
+    /// A client of `server` over HTTP/1.1 with the default retries.
+    pub fn new(server: &str) -> Result<Client, ClientError> {
+        Client::with_config(ClientConfig::new(server))
+    }
+
+    pub fn with_config(config: ClientConfig) -> Result<Client, ClientError> {
+        let mut builder = reqwest::Client::builder();
+        if config.http2 {
+            builder = builder.http2_prior_knowledge();
+        }
+        if let Some(t) = config.timeout {
+            builder = builder.timeout(t);
+        }
+        let http = builder.build().map_err(|source| ClientError::Transport {
+            url: config.server.clone(),
+            source,
+        })?;
+        Ok(Client {
+            http,
+            server: config.server.trim_end_matches('/').to_string(),
+            retry: config.retry,
+        })
+    }
+
+    /// The same client (the same connections) with other retries.
+    pub fn retrying(&self, retry: Retry) -> Client {
+        Client {
+            retry,
+            ..self.clone()
+        }
+    }
+
+    /// The server's URL.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server)
+    }
+
+    /// Sends one request (again, as `retry` says, while it does not get through) and reads the
+    /// answer as `A`.
+    async fn call<A: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&(dyn ErasedQuery + Sync)>,
+        body: Body<'_>,
+    ) -> Result<A, ClientError> {
+        let bytes = self.send(method, path, query, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url: self.url(path),
+            detail: e.to_string(),
+        })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&(dyn ErasedQuery + Sync)>,
+        body: Body<'_>,
+    ) -> Result<bytes::Bytes, ClientError> {
+        let url = self.url(path);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.http.request(method.clone(), &url);
+            if let Some(q) = query {
+                request = q.apply(request);
+            }
+            request = match body {
+                Body::None => request,
+                Body::Json(value) => value.json(request),
+                Body::Bytes(bytes) => request
+                    .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+                    .body(bytes.to_vec()),
+            };
+            let error = match request.send().await {
+                Ok(r) if r.status().is_success() => match r.bytes().await {
+                    Ok(bytes) => return Ok(bytes),
+                    Err(source) => ClientError::Transport {
+                        url: url.clone(),
+                        source,
+                    },
+                },
+                Ok(r) => refused(&url, r).await,
+                Err(source) => ClientError::Transport {
+                    url: url.clone(),
+                    source,
+                },
+            };
+            if !error.is_transient() || attempt >= self.retry.attempts {
+                return Err(error);
+            }
+            tokio::time::sleep(self.retry.pause(attempt)).await;
+        }
+    }
+
+    async fn get<A: DeserializeOwned>(&self, path: &str) -> Result<A, ClientError> {
+        self.call(Method::GET, path, None, Body::None).await
+    }
+
+    async fn post<A: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &(dyn ErasedJson + Sync),
+    ) -> Result<A, ClientError> {
+        self.call(Method::POST, path, None, Body::Json(body)).await
+    }
+
+    // The operator API.
+
+    /// `GET /healthz`.
+    pub async fn healthz(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/healthz").await
+    }
+
+    /// Waits until the server answers `/healthz` (a server starting up), asking every
+    /// `every`, for at most `within`; the last error when it never did.
+    pub async fn wait_until_up(
+        &self,
+        every: Duration,
+        within: Duration,
+    ) -> Result<(), ClientError> {
+        let attempts = (within.as_millis() / every.as_millis().max(1)).max(1);
+        self.retrying(Retry {
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+            step: every,
+            max_pause: every,
+        })
+        .healthz()
+        .await
+        .map(drop)
+    }
+
+    /// `GET /metrics`: the OpenMetrics text.
+    pub async fn metrics(&self) -> Result<String, ClientError> {
+        let bytes = self.send(Method::GET, "/metrics", None, Body::None).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    pub async fn register_firmware(
+        &self,
+        f: &FirmwareRegistration,
+    ) -> Result<Firmware, ClientError> {
+        self.post("/api/v1/firmware", f).await
+    }
+
+    pub async fn list_firmware(&self, q: &FirmwareQuery) -> Result<Vec<Firmware>, ClientError> {
+        self.call(Method::GET, "/api/v1/firmware", Some(q), Body::None)
+            .await
+    }
+
+    pub async fn firmware(&self, id: i64) -> Result<Firmware, ClientError> {
+        self.get(&format!("/api/v1/firmware/{id}")).await
+    }
+
+    pub async fn deprecate_firmware(&self, id: i64) -> Result<Firmware, ClientError> {
+        self.post(&format!("/api/v1/firmware/{id}/deprecate"), &())
+            .await
+    }
+
+    pub async fn register_device(
+        &self,
+        d: &DeviceRegistration,
+    ) -> Result<DeviceRecord, ClientError> {
+        self.post("/api/v1/devices", d).await
+    }
+
+    /// Registers a batch of devices in one transaction (`POST /api/v1/devices/batch`).
+    pub async fn register_devices(&self, batch: &DeviceBatch) -> Result<BatchAnswer, ClientError> {
+        self.post("/api/v1/devices/batch", batch).await
+    }
+
+    pub async fn devices(&self, q: &DeviceQuery) -> Result<DevicePage, ClientError> {
+        self.call(Method::GET, "/api/v1/devices", Some(q), Body::None)
+            .await
+    }
+
+    pub async fn device(&self, device_id: &str) -> Result<DeviceDetail, ClientError> {
+        self.get(&format!("/api/v1/devices/{device_id}")).await
+    }
+
+    pub async fn create_group(&self, g: &GroupCreation) -> Result<ResolvedGroup, ClientError> {
+        self.post("/api/v1/device-groups", g).await
+    }
+
+    pub async fn groups(&self) -> Result<Vec<DeviceGroup>, ClientError> {
+        self.get("/api/v1/device-groups").await
+    }
+
+    pub async fn group(&self, name: &str) -> Result<ResolvedGroup, ClientError> {
+        self.get(&format!("/api/v1/device-groups/{name}")).await
+    }
+
+    /// Uploads a plugin component (`POST /api/v1/plugins`, the bytes as the body).
+    pub async fn upload_plugin(&self, component: &[u8]) -> Result<PluginInfo, ClientError> {
+        self.call(
+            Method::POST,
+            "/api/v1/plugins",
+            None,
+            Body::Bytes(component),
+        )
+        .await
+    }
+
+    pub async fn plugins(&self) -> Result<Vec<PluginInfo>, ClientError> {
+        self.get("/api/v1/plugins").await
+    }
+
+    pub async fn delete_plugin(&self, name: &str, version: &str) -> Result<(), ClientError> {
+        self.send(
+            Method::DELETE,
+            &format!("/api/v1/plugins/{name}/{version}"),
+            None,
+            Body::None,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Starts a deployment; its status as it starts.
+    pub async fn create_deployment(
+        &self,
+        d: &DeploymentRequest,
+    ) -> Result<DeploymentStatus, ClientError> {
+        self.post("/api/v1/deployments", d).await
+    }
+
+    /// The plan a deployment would follow, with nothing started.
+    pub async fn dry_run(&self, d: &DeploymentRequest) -> Result<DryRun, ClientError> {
+        self.call(
+            Method::POST,
+            "/api/v1/deployments",
+            Some(&[("dryRun", "true")]),
+            Body::Json(d),
+        )
+        .await
+    }
+
+    pub async fn deployments(&self) -> Result<Vec<Deployment>, ClientError> {
+        self.get("/api/v1/deployments").await
+    }
+
+    pub async fn status(&self, id: i64) -> Result<DeploymentStatus, ClientError> {
+        self.get(&format!("/api/v1/deployments/{id}/status")).await
+    }
+
+    pub async fn decisions(
+        &self,
+        id: i64,
+        q: &DecisionsQuery,
+    ) -> Result<Vec<Decision>, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/api/v1/deployments/{id}/decisions"),
+            Some(q),
+            Body::None,
+        )
+        .await
+    }
+
+    pub async fn act(&self, id: i64, action: Action) -> Result<Deployment, ClientError> {
+        self.post(&format!("/api/v1/deployments/{id}/{}", action.path()), &())
+            .await
+    }
+
+    // The device protocol.
+
+    /// A device's check-in; with `wait` seconds (at most
+    /// [`hotswap_protocol::device::MAX_WAIT_SECONDS`]) a long poll.
+    pub async fn check_in(
+        &self,
+        device_id: &str,
+        c: &CheckIn,
+        wait: u32,
+    ) -> Result<CheckInAnswer, ClientError> {
+        let path = format!("/api/v1/devices/{device_id}/check-in");
+        if wait == 0 {
+            self.post(&path, c).await
+        } else {
+            self.call(Method::POST, &path, Some(&[("wait", wait)]), Body::Json(c))
+                .await
+        }
+    }
+
+    pub async fn report(&self, device_id: &str, r: &Report) -> Result<ReportAnswer, ClientError> {
+        self.post(&format!("/api/v1/devices/{device_id}/reports"), r)
+            .await
+    }
+
+    /// Reports that happened together, applied in order, all or none; one answer each.
+    pub async fn reports(
+        &self,
+        device_id: &str,
+        batch: &ReportBatch,
+    ) -> Result<Vec<ReportAnswer>, ClientError> {
+        self.post(&format!("/api/v1/devices/{device_id}/reports/batch"), batch)
+            .await
+    }
+
+    /// An artifact's bytes from `offset` on (`url` as an assignment gives it, the server's path),
+    /// with HTTP Range when `offset` is past 0. Not retried: a device resumes where its flash
+    /// says, and decides itself when to try again.
+    pub async fn artifact(&self, url: &str, offset: u64) -> Result<bytes::Bytes, ClientError> {
+        let full = self.url(url);
+        let mut request = self.http.get(&full);
+        if offset > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let r = request
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: full.clone(),
+                source,
+            })?;
+        let whole = r.status() == StatusCode::OK && offset == 0;
+        if !(whole || r.status() == StatusCode::PARTIAL_CONTENT) {
+            return Err(refused(&full, r).await);
+        }
+        r.bytes()
+            .await
+            .map_err(|source| ClientError::Transport { url: full, source })
+    }
+}
+
+/// A request's body.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    None,
+    Json(&'a (dyn ErasedJson + Sync)),
+    Bytes(&'a [u8]),
+}
+
+/// A JSON body of any type (object safe, so `call` is not generic over it).
+trait ErasedJson {
+    fn json(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder;
+}
+
+impl<T: Serialize> ErasedJson for T {
+    fn json(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.json(self)
+    }
+}
+
+/// A query of any type.
+trait ErasedQuery {
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder;
+}
+
+impl<T: Serialize> ErasedQuery for T {
+    fn apply(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request.query(self)
+    }
+}
+
+/// The server's refusal, as it said it.
+async fn refused(url: &str, r: reqwest::Response) -> ClientError {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap_or_default();
+    let (message, id) = match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => (body.error.message, body.error.id),
+        Err(_) if text.is_empty() => (format!("HTTP {status}"), None),
+        Err(_) => (text, None),
+    };
+    ClientError::Refused {
+        url: url.to_string(),
+        status,
+        message,
+        id,
+    }
+}

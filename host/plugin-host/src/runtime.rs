@@ -1,0 +1,521 @@
+//! The sandbox: one wasmtime engine with a pooling allocator, fuel and epoch interruption, a
+//! linker that offers plugins nothing but `hotswap:plugin/log`, and the checks an upload passes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use hotswap_protocol::PluginKind;
+
+use super::bindings::{Level, health_policy, strategy};
+use super::cache::{ComponentCache, ContentHash, content_hash};
+use super::limits::{EPOCH_TICK, Limiter, Limits, MemoryCapExceeded};
+use super::{Description, HealthPolicyPlugin, PluginError, StrategyPlugin};
+
+/// The only import with functions a plugin may have.
+pub const LOG_IMPORT: &str = "hotswap:plugin/log@0.1.0";
+
+/// Every import a plugin may have: the log, and the interfaces that only define types.
+pub const ALLOWED_IMPORTS: [&str; 3] = [
+    LOG_IMPORT,
+    "hotswap:plugin/types@0.1.0",
+    "hotswap:plugin/health-types@0.1.0",
+];
+
+/// The export that tells a kind apart.
+fn entry_point(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Strategy => "plan",
+        PluginKind::HealthPolicy => "evaluate",
+    }
+}
+
+/// A validated plugin of either kind.
+#[derive(Clone)]
+pub enum Plugin {
+    Strategy(StrategyPlugin),
+    HealthPolicy(HealthPolicyPlugin),
+}
+
+impl Plugin {
+    pub fn kind(&self) -> PluginKind {
+        match self {
+            Plugin::Strategy(_) => PluginKind::Strategy,
+            Plugin::HealthPolicy(_) => PluginKind::HealthPolicy,
+        }
+    }
+
+    pub fn description(&self) -> &Description {
+        match self {
+            Plugin::Strategy(p) => p.description(),
+            Plugin::HealthPolicy(p) => p.description(),
+        }
+    }
+
+    /// The SHA-256 of the component's bytes, hex-encoded.
+    pub fn content_hash(&self) -> String {
+        match self {
+            Plugin::Strategy(p) => p.content_hash(),
+            Plugin::HealthPolicy(p) => p.content_hash(),
+        }
+    }
+}
+
+/// What loading validated, by kind.
+#[derive(Clone)]
+enum Loaded {
+    Strategy(Arc<super::strategy::Loaded>),
+    HealthPolicy(Arc<super::health::Loaded>),
+}
+
+/// How to build a [`PluginRuntime`].
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeConfig {
+    pub limits: Limits,
+    /// Where compiled plugins are kept between runs; none keeps them in memory only.
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// Runs strategy and health-policy plugins in a sandbox. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct PluginRuntime {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub engine: Engine,
+    pub linker: Linker<PluginState>,
+    pub limits: Limits,
+    cache: ComponentCache,
+    /// Plugins validated so far, without a reference back to the runtime.
+    loaded: Mutex<HashMap<ContentHash, Loaded>>,
+    ticker: Arc<AtomicBool>,
+    /// Log lines dropped over the per-call limit, by every plugin of this runtime.
+    log_dropped: Arc<AtomicU64>,
+}
+
+impl PluginRuntime {
+    /// How many components this runtime compiled (rather than found in its cache).
+    pub fn compilations(&self) -> u64 {
+        self.inner.cache.compilations()
+    }
+
+    /// How many log lines its plugins wrote over the per-call limit, dropped. A call's count is
+    /// added when the store it ran in is armed for its next call or dropped.
+    pub fn log_lines_dropped(&self) -> u64 {
+        self.inner.log_dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a plugin's store holds: its limits and its share of the log.
+pub(crate) struct PluginState {
+    limiter: Limiter,
+    plugin: Arc<str>,
+    log_lines: u32,
+    log_dropped: u32,
+    log_lines_per_call: u32,
+    log_line_bytes: usize,
+    /// The runtime's count of dropped lines.
+    log_dropped_total: Arc<AtomicU64>,
+}
+
+impl PluginState {
+    /// Starts a new call: the log allowance is per call.
+    pub fn reset_log(&mut self) {
+        if self.log_dropped > 0 {
+            tracing::warn!(plugin = %self.plugin, dropped = self.log_dropped, "plugin log lines over the per-call limit were dropped");
+            self.log_dropped_total
+                .fetch_add(u64::from(self.log_dropped), Ordering::Relaxed);
+        }
+        self.log_lines = 0;
+        self.log_dropped = 0;
+    }
+}
+
+impl Drop for PluginState {
+    fn drop(&mut self) {
+        self.reset_log();
+    }
+}
+
+impl strategy::hotswap::plugin::log::Host for PluginState {
+    fn log(&mut self, level: Level, message: String) {
+        if self.log_lines >= self.log_lines_per_call {
+            self.log_dropped += 1;
+            return;
+        }
+        self.log_lines += 1;
+        let mut message = message;
+        if message.len() > self.log_line_bytes {
+            let mut cut = self.log_line_bytes;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let plugin = &*self.plugin;
+        match level {
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl PluginRuntime {
+    pub fn new(config: RuntimeConfig) -> Result<Self, PluginError> {
+        let limits = config.limits;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.pool_instances)
+            // wit-component adds small shim instances around a guest's main module.
+            .max_core_instances_per_component(16)
+            .total_core_instances(limits.pool_instances * 8)
+            .max_memories_per_component(2)
+            .total_memories(limits.pool_instances * 2)
+            .total_tables(limits.pool_instances * 4)
+            .max_memory_size(limits.memory_bytes);
+        let mut wasm = Config::new();
+        wasm.consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(limits.stack_bytes)
+            .wasm_component_model(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm)
+            .map_err(|e| PluginError::Runtime(format!("creating the engine: {e:#}")))?;
+
+        let mut linker = Linker::new(&engine);
+        strategy::hotswap::plugin::log::add_to_linker::<PluginState, HasSelf<PluginState>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| PluginError::Runtime(format!("linking the log import: {e:#}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.clone();
+        let ticker_stop = stop.clone();
+        thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    thread::sleep(EPOCH_TICK);
+                    ticker_engine.increment_epoch();
+                }
+            })
+            .map_err(|e| PluginError::Runtime(format!("starting the epoch clock: {e}")))?;
+
+        Ok(PluginRuntime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                limits,
+                cache: ComponentCache::new(config.cache_dir),
+                loaded: Mutex::new(HashMap::new()),
+                ticker: stop,
+                log_dropped: Arc::default(),
+            }),
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Validates and loads a plugin of either kind: the check an upload goes through.
+    pub fn load(&self, bytes: &[u8]) -> Result<Plugin, PluginError> {
+        self.load_as(bytes, None)
+    }
+
+    /// Loads a strategy; anything else is refused with the reason.
+    pub fn load_strategy(&self, bytes: &[u8]) -> Result<StrategyPlugin, PluginError> {
+        match self.load_as(bytes, Some(PluginKind::Strategy))? {
+            Plugin::Strategy(s) => Ok(s),
+            Plugin::HealthPolicy(_) => unreachable!("load_as checked the kind"),
+        }
+    }
+
+    /// Loads a health policy; anything else is refused with the reason.
+    pub fn load_health_policy(&self, bytes: &[u8]) -> Result<HealthPolicyPlugin, PluginError> {
+        match self.load_as(bytes, Some(PluginKind::HealthPolicy))? {
+            Plugin::HealthPolicy(h) => Ok(h),
+            Plugin::Strategy(_) => unreachable!("load_as checked the kind"),
+        }
+    }
+
+    fn load_as(&self, bytes: &[u8], expected: Option<PluginKind>) -> Result<Plugin, PluginError> {
+        let limit = self.inner.limits.max_component_bytes;
+        if bytes.len() > limit {
+            return Err(PluginError::TooLarge {
+                size: bytes.len(),
+                limit,
+            });
+        }
+        let world = expected.map_or(
+            "hotswap:plugin/strategy@0.1.0 or health-policy@0.1.0",
+            PluginKind::world,
+        );
+        if !wasmparser::Parser::is_component(bytes) {
+            return Err(if wasmparser::Parser::is_core_wasm(bytes) {
+                PluginError::CoreModule { world }
+            } else {
+                PluginError::NotWasm
+            });
+        }
+        let hash = content_hash(bytes);
+        let cached = self
+            .inner
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .cloned();
+        if let Some(loaded) = cached {
+            let plugin = match loaded {
+                Loaded::Strategy(l) => {
+                    Plugin::Strategy(StrategyPlugin::from_loaded(self.clone(), l))
+                }
+                Loaded::HealthPolicy(l) => {
+                    Plugin::HealthPolicy(HealthPolicyPlugin::from_loaded(self.clone(), l))
+                }
+            };
+            check_kind(plugin.kind(), expected, &BTreeSet::new())?;
+            return Ok(plugin);
+        }
+        let component = self
+            .inner
+            .cache
+            .get_or_compile(&self.inner.engine, &hash, bytes)
+            .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        let plugin = self.link(component, hash, expected)?;
+        let loaded = match &plugin {
+            Plugin::Strategy(s) => Loaded::Strategy(s.loaded().clone()),
+            Plugin::HealthPolicy(h) => Loaded::HealthPolicy(h.loaded().clone()),
+        };
+        self.inner
+            .loaded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(hash, loaded);
+        Ok(plugin)
+    }
+
+    fn link(
+        &self,
+        component: Component,
+        hash: ContentHash,
+        expected: Option<PluginKind>,
+    ) -> Result<Plugin, PluginError> {
+        let engine = &self.inner.engine;
+        let ty = component.component_type();
+        for (import, _) in ty.imports(engine) {
+            if !ALLOWED_IMPORTS.contains(&import) {
+                return Err(PluginError::ForbiddenImport {
+                    import: import.to_string(),
+                    allowed: format!(
+                        "`{LOG_IMPORT}` and the type-only interfaces `types` and `health-types`"
+                    ),
+                });
+            }
+        }
+        let exports: BTreeSet<String> = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let kind = match (exports.contains("plan"), exports.contains("evaluate")) {
+            (true, false) => PluginKind::Strategy,
+            (false, true) => PluginKind::HealthPolicy,
+            _ => {
+                let kind = expected.unwrap_or(PluginKind::Strategy);
+                return Err(PluginError::WrongWorld {
+                    world: expected.map_or(
+                        "hotswap:plugin/strategy@0.1.0 or health-policy@0.1.0",
+                        PluginKind::world,
+                    ),
+                    detail: format!(
+                        "a strategy exports `describe` and `plan`, a health policy `describe` and `evaluate`; \
+                         this component exports {} (looked for `{}`)",
+                        list(&exports),
+                        entry_point(kind)
+                    ),
+                });
+            }
+        };
+        check_kind(kind, expected, &exports)?;
+        if !exports.contains("describe") {
+            return Err(PluginError::WrongWorld {
+                world: kind.world(),
+                detail: format!(
+                    "missing export `describe`; the component exports {}",
+                    list(&exports)
+                ),
+            });
+        }
+        let pre =
+            self.inner
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| PluginError::WrongWorld {
+                    world: kind.world(),
+                    detail: format!("{e:#}"),
+                })?;
+        let wrong_types = |e: wasmtime::Error| PluginError::WrongWorld {
+            world: kind.world(),
+            detail: format!("{e:#}"),
+        };
+        let name: Arc<str> = Arc::from(format!("sha256:{}", &hex::encode(hash)[..12]));
+        Ok(match kind {
+            PluginKind::Strategy => {
+                let pre = strategy::StrategyPre::new(pre).map_err(wrong_types)?;
+                Plugin::Strategy(StrategyPlugin::load(self.clone(), pre, hash, name)?)
+            }
+            PluginKind::HealthPolicy => {
+                let pre = health_policy::HealthPolicyPre::new(pre).map_err(wrong_types)?;
+                Plugin::HealthPolicy(HealthPolicyPlugin::load(self.clone(), pre, hash, name)?)
+            }
+        })
+    }
+
+    /// A store for one call (or one warm session) of `plugin`, with fuel, deadline and memory cap.
+    pub(crate) fn store(&self, plugin: &Arc<str>) -> Store<PluginState> {
+        let limits = &self.inner.limits;
+        let mut store = Store::new(
+            &self.inner.engine,
+            PluginState {
+                limiter: Limiter {
+                    memory_bytes: limits.memory_bytes,
+                },
+                plugin: plugin.clone(),
+                log_lines: 0,
+                log_dropped: 0,
+                log_lines_per_call: limits.log_lines_per_call,
+                log_line_bytes: limits.log_line_bytes,
+                log_dropped_total: self.inner.log_dropped.clone(),
+            },
+        );
+        store.limiter(|s| &mut s.limiter);
+        self.arm(&mut store);
+        store
+    }
+
+    /// Refills a store's fuel and restarts its deadline before a call.
+    pub(crate) fn arm(&self, store: &mut Store<PluginState>) {
+        let limits = &self.inner.limits;
+        store
+            .set_fuel(limits.fuel_per_call)
+            .expect("fuel is enabled on the engine");
+        store.set_epoch_deadline(limits.deadline_ticks());
+        store.epoch_deadline_trap();
+        store.data_mut().reset_log();
+    }
+
+    /// Names what stopped a call, from the error wasmtime returned.
+    pub(crate) fn call_error(
+        &self,
+        plugin: &str,
+        function: &'static str,
+        err: wasmtime::Error,
+    ) -> PluginError {
+        let plugin = plugin.to_string();
+        if let Some(cap) = err.downcast_ref::<MemoryCapExceeded>() {
+            return PluginError::MemoryLimit {
+                plugin,
+                function,
+                requested: cap.requested,
+                limit: cap.limit,
+            };
+        }
+        if err
+            .downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+        {
+            return PluginError::Busy(format!("{err:#}"));
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => PluginError::OutOfFuel {
+                plugin,
+                function,
+                fuel: self.inner.limits.fuel_per_call,
+            },
+            Some(Trap::Interrupt) => PluginError::Deadline {
+                plugin,
+                function,
+                deadline_ms: self.inner.limits.deadline.as_millis() as u64,
+            },
+            _ => PluginError::Trap {
+                plugin,
+                function,
+                message: format!("{err:#}"),
+            },
+        }
+    }
+}
+
+fn check_kind(
+    found: PluginKind,
+    expected: Option<PluginKind>,
+    exports: &BTreeSet<String>,
+) -> Result<(), PluginError> {
+    match expected {
+        Some(expected) if expected != found => Err(PluginError::WrongWorld {
+            world: expected.world(),
+            detail: if exports.is_empty() {
+                format!(
+                    "missing export `{}`: this is a {found} plugin",
+                    entry_point(expected)
+                )
+            } else {
+                format!(
+                    "missing export `{}`: the component exports {}, which makes it a {found} plugin",
+                    entry_point(expected),
+                    list(exports)
+                )
+            },
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn list(names: &BTreeSet<String>) -> String {
+    if names.is_empty() {
+        return "nothing".to_string();
+    }
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_runtime_is_freed_with_its_last_handle_even_with_plugins_cached() {
+        let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
+        let strategy = runtime.builtin_strategy("canary").unwrap();
+        // Cached: a second load is served from the cache, not compiled again.
+        runtime.builtin_strategy("canary").unwrap();
+        let weak = Arc::downgrade(&runtime.inner);
+        drop(runtime);
+        assert!(weak.upgrade().is_some(), "a plugin keeps its runtime alive");
+        drop(strategy);
+        assert!(
+            weak.upgrade().is_none(),
+            "the plugin cache keeps the runtime alive: a reference cycle"
+        );
+    }
+}

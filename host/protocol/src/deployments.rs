@@ -1,0 +1,197 @@
+//! `/api/v1/deployments`: starting a rollout, its status wave by wave, the health policy's
+//! decisions with what they were shown, and the operator's actions.
+
+use std::collections::BTreeMap;
+
+use hotswap_plan::health::{HealthSample, Verdict, WaveStats};
+use hotswap_plan::{Gate, Mode};
+use serde::{Deserialize, Serialize};
+
+use crate::groups::GroupFilter;
+use crate::state::{DeploymentState, DeviceState};
+use crate::time::UnixSeconds;
+
+/// `POST /api/v1/deployments`: targets by ids, group or filter, a strategy and a health policy
+/// with their configurations, and how devices are retried.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeploymentRequest {
+    pub firmware_version: String,
+    pub device_model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_devices: Option<Vec<String>>,
+    /// The same filter a dynamic device group has; `deviceModel` defaults to the deployment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_filter: Option<GroupFilter>,
+    /// A device group by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_group: Option<String>,
+    pub strategy: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_config: Option<serde_json::Value>,
+    /// How long a device may go without a report before it is retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_timeout_seconds: Option<u32>,
+    /// Tries per device before it is failed and quarantined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<u32>,
+    /// The wait before the first retry; it doubles with each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_backoff_seconds: Option<u32>,
+}
+
+/// How long a device may go without a report, how often it is retried, how long between tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryPolicy {
+    pub device_timeout_seconds: u32,
+    pub max_attempts: u32,
+    pub retry_backoff_seconds: u32,
+}
+
+/// A deployment as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    pub id: i64,
+    pub firmware_id: i64,
+    pub firmware_version: String,
+    pub device_model: String,
+    pub strategy: String,
+    /// JSON text, as given.
+    pub strategy_config: String,
+    pub health_policy: String,
+    /// The uploaded policy's component; `None` for a built-in. Not shown.
+    #[serde(skip)]
+    pub health_sha256: Option<String>,
+    /// JSON text, as given.
+    pub health_config: String,
+    pub retry: RetryPolicy,
+    pub state: DeploymentState,
+    pub current_wave: u32,
+    pub waves: u32,
+    pub reason: Option<String>,
+    pub created_at: UnixSeconds,
+    pub updated_at: UnixSeconds,
+}
+
+/// One wave of a deployment with its devices counted by state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveStatus {
+    pub index: u32,
+    pub name: String,
+    pub mode: Mode,
+    pub gate: Gate,
+    pub max_in_flight: Option<u32>,
+    pub started_at: Option<UnixSeconds>,
+    pub settled_at: Option<UnixSeconds>,
+    pub devices: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub states: BTreeMap<DeviceState, u32>,
+}
+
+/// A decision a health policy made, with what it was shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decision {
+    pub id: i64,
+    pub wave: u32,
+    pub policy: String,
+    pub config: String,
+    pub stats: WaveStats,
+    /// The health samples the policy was shown; left out where asked (a large wave's run to
+    /// megabytes per decision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<Vec<HealthSample>>,
+    pub verdict: Verdict,
+    pub at: UnixSeconds,
+}
+
+/// Something that happened to a deployment or one of its devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub at: UnixSeconds,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    pub message: String,
+}
+
+/// What `GET /api/v1/deployments/{id}/status` shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    #[serde(flatten)]
+    pub deployment: Deployment,
+    pub wave_status: Vec<WaveStatus>,
+    /// Devices by state over every wave.
+    pub states: BTreeMap<DeviceState, u32>,
+    /// Rollback assignments by state, once a rollback began.
+    pub rollback: BTreeMap<DeviceState, u32>,
+    pub recent_events: Vec<Event>,
+    pub recent_decisions: Vec<Decision>,
+}
+
+/// One wave of a dry run's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedWave {
+    pub name: String,
+    pub mode: Mode,
+    pub devices: Vec<String>,
+    pub gate: Gate,
+    pub max_in_flight: Option<u32>,
+}
+
+/// `POST /api/v1/deployments?dryRun=true`: the plan, with nothing started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DryRun {
+    pub dry_run: bool,
+    pub firmware_version: String,
+    pub device_model: String,
+    pub strategy: String,
+    pub health_policy: String,
+    pub targets: usize,
+    /// Quarantined devices the targets matched, left out of the plan.
+    pub quarantined_skipped: usize,
+    pub waves: Vec<PlannedWave>,
+}
+
+/// The most decisions `/decisions` returns at once.
+pub const MAX_DECISIONS: usize = 1000;
+
+/// `GET /api/v1/deployments/{id}/decisions`'s query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionsQuery {
+    /// The newest this many (1 to [`MAX_DECISIONS`], default 100).
+    #[serde(default = "default_decisions")]
+    pub limit: usize,
+    /// With the health samples each verdict was given (default); `false` leaves them out.
+    #[serde(default = "yes")]
+    pub samples: bool,
+}
+
+impl Default for DecisionsQuery {
+    fn default() -> Self {
+        DecisionsQuery {
+            limit: default_decisions(),
+            samples: true,
+        }
+    }
+}
+
+fn default_decisions() -> usize {
+    100
+}
+
+fn yes() -> bool {
+    true
+}

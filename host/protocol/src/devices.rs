@@ -1,0 +1,140 @@
+//! `/api/v1/devices`: the device registry, its paged lists, and one device's inventory.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::SlotInfo;
+use crate::state::{AssignmentKind, AssignmentMode, DeviceState, DeviceStatus};
+use crate::time::UnixSeconds;
+
+/// `POST /api/v1/devices`, and each device of a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceRegistration {
+    pub device_id: String,
+    pub device_model: String,
+    #[serde(default)]
+    pub region: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The version it runs from the factory; empty when unknown.
+    #[serde(default)]
+    pub firmware_version: String,
+}
+
+/// What to do with devices of a batch that are registered already.
+#[derive(Debug, Deserialize, Serialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum IfRegistered {
+    /// Refuse the whole batch, naming them (the default).
+    #[default]
+    Fail,
+    /// Leave them as they are and register the others.
+    Skip,
+}
+
+/// `POST /api/v1/devices/batch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceBatch {
+    pub devices: Vec<DeviceRegistration>,
+    #[serde(default)]
+    pub if_registered: IfRegistered,
+}
+
+/// The answer to a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchAnswer {
+    pub created: usize,
+    /// Devices left as they were because they were registered already (`ifRegistered: skip`).
+    pub skipped: Vec<String>,
+}
+
+/// A registered device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub device_model: String,
+    pub region: String,
+    pub labels: BTreeMap<String, String>,
+    pub groups: Vec<String>,
+    /// The agent version the device runs; empty before its first report.
+    pub firmware_version: String,
+    pub status: DeviceStatus,
+    pub last_seen: Option<UnixSeconds>,
+    pub created_at: UnixSeconds,
+}
+
+/// `GET /api/v1/devices`'s query; every field narrows the list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeviceQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// `key=value`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<DeviceStatus>,
+    /// The last device id of the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// One page of devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePage {
+    pub devices: Vec<DeviceRecord>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+/// One line of a device's history: what a deployment asked of it and how it went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub deployment_id: i64,
+    /// `rollout`, or `rollback` when it was sent back.
+    pub kind: AssignmentKind,
+    pub mode: AssignmentMode,
+    pub version: String,
+    pub from_version: String,
+    pub state: DeviceState,
+    pub attempts: u32,
+    pub reason: Option<String>,
+    pub updated_at: UnixSeconds,
+}
+
+/// What `GET /api/v1/devices/{id}` shows beyond the registry row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inventory {
+    /// The slots as the device last described them.
+    pub slots: Option<Vec<SlotInfo>>,
+    /// Its last health report, with the version that sent it.
+    pub health: Option<serde_json::Value>,
+    /// Newest first, at most 50.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// `GET /api/v1/devices/{id}`: the registry row and the inventory, side by side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceDetail {
+    #[serde(flatten)]
+    pub device: DeviceRecord,
+    #[serde(flatten)]
+    pub inventory: Inventory,
+}

@@ -1,0 +1,44 @@
+//! The vocabulary HotSwap speaks over HTTP: the operator API's request and answer bodies, the
+//! device protocol's, and the state enums they carry.
+//!
+//! One definition serves the server, the typed client, the simulator and the tests, so the two
+//! ends of a request cannot drift apart. Bodies are camelCase JSON; every enum has one spelling
+//! (kebab-case), the same in JSON, in SQL and in messages, through `strum` and `serde` derived
+//! from one attribute. Depends on serde (and the plan's own serde types) and nothing heavier.
+
+#![forbid(unsafe_code)]
+
+pub mod deployments;
+pub mod device;
+pub mod devices;
+pub mod error;
+pub mod firmware;
+pub mod groups;
+pub mod plugins;
+pub mod state;
+pub mod time;
+
+pub use hotswap_plan::health::{HealthSample, Verdict, WaveStats};
+pub use hotswap_plan::{Gate, Mode};
+
+pub use deployments::{
+    Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus, DryRun, Event,
+    PlannedWave, RetryPolicy, WaveStatus,
+};
+pub use device::{
+    Assignment, CheckIn, CheckInAnswer, CheckInQuery, Health, Report, ReportAnswer, ReportBatch,
+    SlotInfo,
+};
+pub use devices::{
+    BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRecord,
+    DeviceRegistration, HistoryEntry, IfRegistered, Inventory,
+};
+pub use error::{ErrorBody, ErrorDetail};
+pub use firmware::{Firmware, FirmwareQuery, FirmwareRegistration};
+pub use groups::{DeviceGroup, GroupCreation, GroupFilter, ResolvedGroup};
+pub use plugins::PluginInfo;
+pub use state::{
+    AssignmentKind, AssignmentMode, DeploymentState, DeviceState, DeviceStatus, Outcome,
+    PluginKind, Spelling, UnknownValue,
+};
+pub use time::{UnixMillis, UnixSeconds};

@@ -1,0 +1,429 @@
+//! `/api/v1/deployments`: resolve the targets, run the strategy in the sandbox, check the health
+//! policy's configuration, then either return the plan (`?dryRun=true`) or store it and start it
+//! (the orchestrator runs it). Status, the decision log, and the operator's pause, resume, cancel
+//! and rollback.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use hotswap_plugin_host::{
+    BUILTINS, Fleet, HealthPolicyPlugin, PluginKind, StrategyPlugin, builtin,
+};
+use hotswap_protocol::deployments::MAX_DECISIONS;
+use hotswap_protocol::{
+    Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentState, DeploymentStatus,
+    DeviceRecord, DeviceStatus, DryRun, PlannedWave, RetryPolicy, UnixMillis,
+};
+use hotswap_store::{DeviceFilter, NewDeployment, NewWave};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ApiError, AppState, Body, blocking};
+
+/// A device counts as online when it was seen this recently.
+const ONLINE_WITHIN_SECONDS: i64 = 300;
+
+/// The per-device timeout's range, in seconds, and its default.
+pub const DEVICE_TIMEOUT_SECONDS: (u32, u32, u32) = (1, 86_400, 600);
+/// The tries per device's range and default.
+pub const MAX_ATTEMPTS: (u32, u32, u32) = (1, 10, 3);
+/// The first retry's backoff range, in seconds, and its default.
+pub const RETRY_BACKOFF_SECONDS: (u32, u32, u32) = (0, 3_600, 30);
+
+fn bounded(
+    field: &str,
+    value: Option<u32>,
+    (min, max, default): (u32, u32, u32),
+) -> Result<u32, ApiError> {
+    let v = value.unwrap_or(default);
+    if (min..=max).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{field}` must be from {min} to {max}, found {v}"
+        )))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Params {
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn config_text(field: &str, value: Option<Value>) -> Result<String, ApiError> {
+    match value {
+        None => Ok("{}".to_string()),
+        Some(v @ Value::Object(_)) => Ok(v.to_string()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "`{field}` must be a JSON object, found {other}"
+        ))),
+    }
+}
+
+/// The uploaded plugin of `kind` called `name`: `name@version`, or `name` for its newest
+/// upload; `None` when `name` is a built-in. Returns the name to record and the component's hash.
+fn uploaded(
+    state: &AppState,
+    kind: PluginKind,
+    name: &str,
+) -> Result<Option<(String, String)>, ApiError> {
+    if builtin(kind, name).is_some() {
+        return Ok(None);
+    }
+    let uploaded = state.store.list_plugins()?;
+    let found = match name.split_once('@') {
+        Some((n, v)) => uploaded.into_iter().find(|p| p.name == n && p.version == v),
+        None => uploaded.into_iter().rev().find(|p| p.name == name),
+    };
+    match found.filter(|p| p.kind == kind) {
+        Some(p) => Ok(Some((format!("{}@{}", p.name, p.version), p.sha256))),
+        None => {
+            let builtins: Vec<&str> = BUILTINS
+                .iter()
+                .filter(|b| b.kind == kind)
+                .map(|b| b.name)
+                .collect();
+            Err(ApiError::bad_request(format!(
+                "unknown {kind} `{name}`: not a built-in ({}) nor an uploaded {kind} plugin",
+                builtins.join(", ")
+            )))
+        }
+    }
+}
+
+/// The strategy called `name`, built-in or uploaded, with the name to record.
+fn strategy(state: &AppState, name: &str) -> Result<(String, StrategyPlugin), ApiError> {
+    match uploaded(state, PluginKind::Strategy, name)? {
+        None => {
+            let plugin = state.runtime.builtin_strategy(name)?;
+            Ok((plugin.name().to_string(), plugin))
+        }
+        Some((recorded, sha)) => {
+            let bytes = state.store.blobs().get(&sha)?;
+            let plugin = state.runtime.load_strategy(&bytes)?;
+            Ok((recorded, plugin))
+        }
+    }
+}
+
+/// The health policy called `name`, built-in or uploaded, with the name to record and, for an
+/// upload, its component's hash.
+fn health_policy(
+    state: &AppState,
+    name: &str,
+) -> Result<(String, Option<String>, HealthPolicyPlugin), ApiError> {
+    match uploaded(state, PluginKind::HealthPolicy, name)? {
+        None => {
+            let plugin = state.runtime.builtin_health_policy(name)?;
+            Ok((plugin.name().to_string(), None, plugin))
+        }
+        Some((recorded, sha)) => {
+            let bytes = state.store.blobs().get(&sha)?;
+            let plugin = state.runtime.load_health_policy(&bytes)?;
+            Ok((recorded, Some(sha), plugin))
+        }
+    }
+}
+
+fn fleet(devices: &[DeviceRecord], now: UnixMillis) -> hotswap_plan::Fleet {
+    let now = now.seconds();
+    let devices: Vec<hotswap_plan::Device> = devices
+        .iter()
+        .map(|d| hotswap_plan::Device {
+            id: d.device_id.clone(),
+            region: d.region.clone(),
+            groups: d.groups.clone(),
+            labels: d
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            version: d.firmware_version.clone(),
+            online: d
+                .last_seen
+                .is_some_and(|seen| now.0 - seen.0 <= ONLINE_WITHIN_SECONDS),
+        })
+        .collect();
+    hotswap_plan::Fleet::from_devices(&devices)
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<Params>, QueryRejection>,
+    Body(r): Body<DeploymentRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let config = config_text("config", r.config)?;
+    let health_config = config_text("healthConfig", r.health_config)?;
+    let retry = RetryPolicy {
+        device_timeout_seconds: bounded(
+            "deviceTimeoutSeconds",
+            r.device_timeout_seconds,
+            DEVICE_TIMEOUT_SECONDS,
+        )?,
+        max_attempts: bounded("maxAttempts", r.max_attempts, MAX_ATTEMPTS)?,
+        retry_backoff_seconds: bounded(
+            "retryBackoffSeconds",
+            r.retry_backoff_seconds,
+            RETRY_BACKOFF_SECONDS,
+        )?,
+    };
+    blocking(move || {
+        let firmware = state
+            .store
+            .firmware_by_version(&r.device_model, &r.firmware_version)?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "unknown firmware {} for model `{}`: register it first",
+                        r.firmware_version, r.device_model
+                    ),
+                )
+            })?;
+        if firmware.deprecated {
+            return Err(ApiError::bad_request(format!(
+                "firmware {} for `{}` is deprecated and cannot be deployed",
+                firmware.version, firmware.device_model
+            )));
+        }
+        let given = [
+            r.target_devices.is_some(),
+            r.target_filter.is_some(),
+            r.target_group.is_some(),
+        ];
+        match given.iter().filter(|g| **g).count() {
+            0 => {
+                return Err(ApiError::bad_request(
+                    "`targetDevices`, `targetFilter` or `targetGroup` is required",
+                ));
+            }
+            1 => {}
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give one of `targetDevices`, `targetFilter` and `targetGroup`",
+                ));
+            }
+        }
+        let devices = match (r.target_devices, r.target_filter) {
+            (Some(ids), _) => {
+                let (found, missing) = state.store.devices_by_id(&ids)?;
+                if let Some(id) = missing.first() {
+                    return Err(ApiError::bad_request(format!(
+                        "`targetDevices` names `{id}`, which is not registered ({} unknown in all)",
+                        missing.len()
+                    )));
+                }
+                found
+            }
+            (None, Some(f)) => {
+                let mut filter = DeviceFilter::matching(&f)
+                    .map_err(|e| ApiError::bad_request(format!("`targetFilter`: {e}")))?;
+                filter
+                    .device_model
+                    .get_or_insert_with(|| r.device_model.clone());
+                state.store.list_devices(&filter)?
+            }
+            (None, None) => {
+                let name = r.target_group.unwrap_or_default();
+                let group = state
+                    .store
+                    .group(&name)
+                    .map_err(|_| ApiError::bad_request(format!("unknown device group `{name}`")))?;
+                state.store.group_devices(&group)?
+            }
+        };
+        let matched = devices.len();
+        let devices: Vec<DeviceRecord> = devices
+            .into_iter()
+            .filter(|d| d.status != DeviceStatus::Quarantined)
+            .collect();
+        if devices.is_empty() {
+            return Err(ApiError::bad_request(if matched == 0 {
+                "the targets match no registered device".to_string()
+            } else {
+                format!("the targets match {matched} devices, all of them quarantined")
+            }));
+        }
+        if let Some(d) = devices.iter().find(|d| d.device_model != r.device_model) {
+            return Err(ApiError::bad_request(format!(
+                "device `{}` is a `{}`, not a `{}`: firmware for one model cannot go to another",
+                d.device_id, d.device_model, r.device_model
+            )));
+        }
+        let (strategy_name, strategy) = strategy(&state, &r.strategy)?;
+        let policy_name = r.health_policy.unwrap_or_else(|| "default".to_string());
+        let (policy_name, policy_sha, policy) = health_policy(&state, &policy_name)?;
+        // The policy's parameters are checked now, not when the first wave is judged.
+        let probe = hotswap_plan::health::WaveStats {
+            wave: 0,
+            waves: 1,
+            mode: hotswap_plan::Mode::Install,
+            gate: hotswap_plan::Gate {
+                soak_seconds: 0,
+                min_success_percent: 0,
+                failure_budget: 0,
+                min_sample: 1,
+            },
+            targeted: 1,
+            succeeded: 0,
+            failed: 0,
+            in_progress: 1,
+            elapsed_seconds: 0,
+            settled_seconds: None,
+            deployment_targeted: 1,
+            deployment_succeeded: 0,
+            deployment_failed: 0,
+        };
+        policy
+            .evaluate(&health_config, &(&probe).into(), &[])
+            .map_err(|e| ApiError::bad_request(format!("invalid `healthConfig`: {e}")))?;
+        let native = fleet(&devices, state.store.clock().now());
+        let plan = strategy
+            .plan(&config, &Fleet::from(&native))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if !params.dry_run {
+            let waves = plan
+                .waves
+                .into_iter()
+                .map(|w| NewWave {
+                    devices: w
+                        .devices
+                        .iter()
+                        .map(|&i| {
+                            let d = &devices[i as usize];
+                            (d.device_id.clone(), d.firmware_version.clone())
+                        })
+                        .collect(),
+                    name: w.name,
+                    mode: w.mode,
+                    gate: w.gate,
+                    max_in_flight: w.max_in_flight,
+                })
+                .collect();
+            let id = state.store.create_deployment(&NewDeployment {
+                firmware_id: firmware.id,
+                device_model: firmware.device_model,
+                strategy: strategy_name,
+                strategy_config: config,
+                health_policy: policy_name,
+                health_sha256: policy_sha,
+                health_config,
+                retry,
+                waves,
+            })?;
+            state.metrics.deployment_started();
+            let status = state.store.deployment_status(id)?;
+            return Ok((
+                StatusCode::CREATED,
+                Json(serde_json::to_value(status).map_err(ApiError::internal)?),
+            ));
+        }
+        let waves = plan
+            .waves
+            .into_iter()
+            .map(|w| PlannedWave {
+                name: w.name,
+                mode: w.mode,
+                devices: w
+                    .devices
+                    .iter()
+                    .map(|&d| hotswap_plan::FleetView::id(&native, d as usize).to_string())
+                    .collect(),
+                gate: w.gate,
+                max_in_flight: w.max_in_flight,
+            })
+            .collect();
+        let dry_run = DryRun {
+            dry_run: true,
+            firmware_version: firmware.version,
+            device_model: firmware.device_model,
+            strategy: strategy_name,
+            health_policy: policy_name,
+            targets: devices.len(),
+            quarantined_skipped: matched - devices.len(),
+            waves,
+        };
+        Ok((
+            StatusCode::OK,
+            Json(serde_json::to_value(dry_run).map_err(ApiError::internal)?),
+        ))
+    })
+    .await
+}
+
+/// `GET /api/v1/deployments`: the newest first.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Deployment>>, ApiError> {
+    blocking(move || Ok(Json(state.store.list_deployments(1000)?))).await
+}
+
+fn id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("a deployment id is a number, found {raw:?}")))
+}
+
+/// `GET /api/v1/deployments/{id}` and `.../status`: state, waves with their counts by device
+/// state, recent events and decisions.
+pub async fn status(
+    State(state): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    let id = id(&raw)?;
+    blocking(move || Ok(Json(state.store.deployment_status(id)?))).await
+}
+
+/// `GET /api/v1/deployments/{id}/decisions[?limit=N&samples=false]`: the health policy's
+/// newest verdicts with what it was shown, oldest first, for replay.
+pub async fn decisions(
+    State(state): State<Arc<AppState>>,
+    Path(raw): Path<String>,
+    query: Result<Query<DecisionsQuery>, QueryRejection>,
+) -> Result<Json<Vec<Decision>>, ApiError> {
+    let id = id(&raw)?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !(1..=MAX_DECISIONS).contains(&q.limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` is 1 to {MAX_DECISIONS}, found {}",
+            q.limit
+        )));
+    }
+    blocking(move || {
+        state.store.deployment(id)?;
+        Ok(Json(state.store.decisions(id, q.limit, q.samples)?))
+    })
+    .await
+}
+
+/// `POST /api/v1/deployments/{id}/{action}`: pause, resume, cancel or rollback.
+pub async fn act(
+    State(state): State<Arc<AppState>>,
+    Path((raw, action)): Path<(String, String)>,
+) -> Result<Json<Deployment>, ApiError> {
+    use DeploymentState::*;
+    let id = id(&raw)?;
+    let doorbell = state.doorbell.clone();
+    let (from, to, reason): (&[DeploymentState], _, _) = match action.as_str() {
+        "pause" => (&[Running], Paused, "paused by the operator"),
+        "resume" => (&[Paused], Running, "resumed by the operator"),
+        "cancel" => (&[Running, Paused], Cancelled, "cancelled by the operator"),
+        "rollback" => (
+            &[Running, Paused],
+            RollingBack,
+            "rollback asked by the operator",
+        ),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no action `{other}`: pause, resume, cancel or rollback"),
+            ));
+        }
+    };
+    let changed = blocking(move || Ok(state.store.transition(id, from, to, reason)?)).await?;
+    doorbell.ring(changed.handed_out.iter().map(String::as_str));
+    Ok(Json(changed.deployment))
+}

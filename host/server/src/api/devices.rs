@@ -1,0 +1,167 @@
+//! `/api/v1/devices`: register devices, list them with filters and cursor paging, show one.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use hotswap_protocol::{
+    BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRecord,
+    DeviceRegistration, IfRegistered,
+};
+use hotswap_store::{DeviceFilter, NewDevice, parse_label};
+
+use super::{ApiError, AppState, Body, blocking};
+
+/// The most devices one page lists.
+pub const MAX_PAGE: usize = 1000;
+
+/// Ids, models, regions, group names and label keys: 1 to 128 characters of letters, digits and
+/// `-_.:`, so they read the same in URLs, logs and filters.
+pub(super) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{field}` must be 1 to 128 letters, digits, `-`, `_`, `.` or `:`, found {value:?}"
+        )))
+    }
+}
+
+/// Checks every field of a registration; the device to store.
+fn check(r: DeviceRegistration) -> Result<NewDevice, ApiError> {
+    check_name("deviceId", &r.device_id)?;
+    if r.device_id == "batch" {
+        return Err(ApiError::bad_request(
+            "`deviceId` cannot be `batch`: /api/v1/devices/batch registers devices in bulk",
+        ));
+    }
+    check_name("deviceModel", &r.device_model)?;
+    if !r.region.is_empty() {
+        check_name("region", &r.region)?;
+    }
+    for g in &r.groups {
+        check_name("groups", g)?;
+    }
+    for (k, v) in &r.labels {
+        check_name("labels", k)?;
+        if v.len() > 256 {
+            return Err(ApiError::bad_request(format!(
+                "label `{k}` has a value of {} bytes, the limit is 256",
+                v.len()
+            )));
+        }
+    }
+    if !r.firmware_version.is_empty() && semver::Version::parse(&r.firmware_version).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "`firmwareVersion` must be semver such as 1.2.0, found {:?}",
+            r.firmware_version
+        )));
+    }
+    Ok(NewDevice {
+        device_id: r.device_id,
+        device_model: r.device_model,
+        region: r.region,
+        labels: r.labels,
+        groups: r.groups,
+        firmware_version: r.firmware_version,
+    })
+}
+
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    Body(r): Body<DeviceRegistration>,
+) -> Result<(StatusCode, Json<DeviceRecord>), ApiError> {
+    let new = check(r)?;
+    let device = blocking(move || Ok(state.store.add_device(new)?)).await?;
+    Ok((StatusCode::CREATED, Json(device)))
+}
+
+/// The most devices one `POST /api/v1/devices/batch` registers.
+pub const MAX_BATCH: usize = 10_000;
+
+/// Registers up to [`MAX_BATCH`] devices in one transaction: all of them or, on any error,
+/// none. Each error names the device's place in the batch.
+pub async fn register_batch(
+    State(state): State<Arc<AppState>>,
+    Body(batch): Body<DeviceBatch>,
+) -> Result<(StatusCode, Json<BatchAnswer>), ApiError> {
+    if batch.devices.is_empty() {
+        return Err(ApiError::bad_request("`devices` is empty"));
+    }
+    if batch.devices.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(format!(
+            "`devices` holds {} devices, the limit is {MAX_BATCH} per batch",
+            batch.devices.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(batch.devices.len());
+    let mut devices = Vec::with_capacity(batch.devices.len());
+    for (i, r) in batch.devices.into_iter().enumerate() {
+        let new = check(r).map_err(|e| e.prefixed(&format!("devices[{i}]")))?;
+        if !seen.insert(new.device_id.clone()) {
+            return Err(ApiError::bad_request(format!(
+                "devices[{i}]: `{}` appears twice in the batch",
+                new.device_id
+            )));
+        }
+        devices.push(new);
+    }
+    let skip = batch.if_registered == IfRegistered::Skip;
+    let (created, skipped) = blocking(move || Ok(state.store.add_devices(&devices, skip)?)).await?;
+    Ok((StatusCode::CREATED, Json(BatchAnswer { created, skipped })))
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<DeviceQuery>, QueryRejection>,
+) -> Result<Json<DevicePage>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be from 1 to {MAX_PAGE}, found {limit}"
+        )));
+    }
+    let label = q
+        .label
+        .as_deref()
+        .map(parse_label)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
+    let filter = DeviceFilter {
+        device_model: q.device_model,
+        region: q.region,
+        group: q.group,
+        label,
+        firmware_version: q.firmware_version,
+        status: q.status,
+        after: q.after,
+        limit,
+    };
+    let devices = blocking(move || Ok(state.store.list_devices(&filter)?)).await?;
+    let next = (devices.len() == limit)
+        .then(|| devices.last().map(|d| d.device_id.clone()))
+        .flatten();
+    Ok(Json(DevicePage { devices, next }))
+}
+
+/// A device with its inventory: slots, last health, deployment history.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<DeviceDetail>, ApiError> {
+    blocking(move || {
+        Ok(Json(DeviceDetail {
+            device: state.store.device(&id)?,
+            inventory: state.store.inventory(&id)?,
+        }))
+    })
+    .await
+}

@@ -1,0 +1,157 @@
+//! `/api/v1/firmware`: register, list, show and deprecate agent versions.
+//!
+//! A registration carries the binary (base64), its checksum (`sha256:<hex>`) and the Ed25519
+//! signature of its manifest (version, size, SHA-256, security counter: what devices check). The
+//! checksum is checked against the bytes and the signature against the server's trusted release
+//! keys before anything is stored.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use hotswap_device_vm::{Manifest, Version};
+use hotswap_protocol::{Firmware, FirmwareQuery, FirmwareRegistration};
+use hotswap_store::{FirmwareFilter, NewFirmware};
+use sha2::{Digest, Sha256};
+
+use super::{ApiError, AppState, Body, blocking};
+
+/// Parses a version devices can hold: `major.minor.patch`, each at most 65535, no pre-release.
+fn device_version(s: &str) -> Result<Version, ApiError> {
+    let v = semver::Version::parse(s).map_err(|e| {
+        ApiError::bad_request(format!(
+            "`version` must be semver such as 1.2.0, found {s:?}: {e}"
+        ))
+    })?;
+    if !v.pre.is_empty() || !v.build.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "`version` {s} has a pre-release or build part, which devices cannot hold"
+        )));
+    }
+    let part = |n: u64| {
+        u16::try_from(n)
+            .map_err(|_| ApiError::bad_request(format!("`version` {s} has a part above 65535")))
+    };
+    Ok(Version::new(part(v.major)?, part(v.minor)?, part(v.patch)?))
+}
+
+pub async fn register(
+    State(state): State<Arc<AppState>>,
+    Body(r): Body<FirmwareRegistration>,
+) -> Result<(StatusCode, Json<Firmware>), ApiError> {
+    if r.device_model.trim().is_empty() {
+        return Err(ApiError::bad_request("`deviceModel` must not be empty"));
+    }
+    let version = device_version(&r.version)?;
+    let binary = match (r.binary, r.binary_url) {
+        (Some(b), None) => b,
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "`binaryUrl` is not supported by this server: send the bytes in `binary` (base64)",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "give `binary` or `binaryUrl`, not both",
+            ));
+        }
+        (None, None) => return Err(ApiError::bad_request("`binary` (base64) is required")),
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(binary.as_bytes())
+        .map_err(|e| ApiError::bad_request(format!("`binary` is not valid base64: {e}")))?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("`binary` is empty"));
+    }
+    let limit = state.limits.max_firmware_bytes;
+    if bytes.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("binary is {} bytes, the limit is {limit}", bytes.len()),
+        ));
+    }
+    let expected = r.checksum.strip_prefix("sha256:").ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "`checksum` must be `sha256:<hex>`, found {:?}",
+            r.checksum
+        ))
+    })?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if !expected.eq_ignore_ascii_case(&actual) {
+        return Err(ApiError::bad_request(format!(
+            "checksum mismatch: `checksum` says sha256:{expected}, the binary is sha256:{actual}"
+        )));
+    }
+    let signature: [u8; 64] = hex::decode(&r.signature)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "`signature` must be 64 bytes of Ed25519 signature in hex (128 characters)",
+            )
+        })?;
+    let manifest = Manifest::for_image(version, &bytes, r.security_counter);
+    let key = state
+        .trusted_keys
+        .iter()
+        .find(|k| hotswap_device_vm::slots::verify_signature(std::slice::from_ref(k), &manifest, k.id, &signature).is_ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "`signature` does not verify against any of the server's {} trusted release keys for this manifest \
+                 (version {version}, {} bytes, sha256:{actual}, security counter {})",
+                state.trusted_keys.len(),
+                bytes.len(),
+                r.security_counter
+            ))
+        })?;
+    let key_id = key.id.to_string();
+    let state2 = state.clone();
+    let firmware = tokio::task::spawn_blocking(move || {
+        let sha256 = state2.store.blobs().put(&bytes)?;
+        state2.store.add_firmware(NewFirmware {
+            device_model: r.device_model,
+            version: r.version,
+            sha256,
+            size: bytes.len() as u64,
+            key_id,
+            signature: r.signature.to_ascii_lowercase(),
+            security_counter: r.security_counter,
+            release_notes: r.release_notes,
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok((StatusCode::CREATED, Json(firmware)))
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<FirmwareQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Vec<Firmware>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let filter = FirmwareFilter {
+        device_model: q.device_model,
+        include_deprecated: q.include_deprecated,
+    };
+    Ok(Json(
+        blocking(move || Ok(state.store.list_firmware(&filter)?)).await?,
+    ))
+}
+
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<Firmware>, ApiError> {
+    Ok(Json(blocking(move || Ok(state.store.firmware(id)?)).await?))
+}
+
+pub async fn deprecate(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<Firmware>, ApiError> {
+    Ok(Json(
+        blocking(move || Ok(state.store.deprecate_firmware(id)?)).await?,
+    ))
+}

@@ -1,0 +1,271 @@
+//! The HTTP API (axum on hyper): operators' `/api/v1/...` endpoints, the device protocol,
+//! `/metrics`, `/healthz`. Every error is JSON, `{"error": {"status": 400, "message": "..."}}`
+//! ([`hotswap_protocol::ErrorBody`]), with a message that says what is wrong; request bodies are
+//! capped at [`ServerLimits::max_body_bytes`]. Every handler that touches SQLite does so on the
+//! blocking pool ([`blocking`]) or through the store's batched writer, never on an async worker.
+
+mod artifacts;
+mod deployments;
+mod devices;
+mod firmware;
+mod groups;
+mod metrics;
+mod plugins;
+mod protocol;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hotswap_device_vm::slots::TrustedKey;
+use hotswap_plugin_host::{PluginError, PluginRuntime};
+use hotswap_protocol::{ErrorBody, ErrorDetail};
+use hotswap_store::{Store, StoreError};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+pub use devices::{MAX_BATCH, MAX_PAGE};
+pub use metrics::Metrics;
+pub use protocol::POLL_SECONDS;
+
+use crate::doorbell::Doorbell;
+
+/// Limits on what clients may send.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// The largest request body, in bytes (a firmware upload in base64 included).
+    pub max_body_bytes: usize,
+    /// The largest firmware binary, in bytes.
+    pub max_firmware_bytes: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_body_bytes: 4 << 20,
+            max_firmware_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<Store>,
+    /// Devices waiting in long-poll check-ins, woken when the store hands them something.
+    pub doorbell: Arc<Doorbell>,
+    pub runtime: PluginRuntime,
+    /// Release keys whose signatures firmware must carry.
+    pub trusted_keys: Vec<TrustedKey>,
+    pub limits: ServerLimits,
+    pub metrics: Metrics,
+    /// How often the orchestrator advances the deployments.
+    pub tick: std::time::Duration,
+    /// Artifacts served from memory.
+    pub artifacts: artifacts::Artifacts,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let max_body = state.limits.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics::scrape))
+        .route(
+            "/api/v1/firmware",
+            post(firmware::register).get(firmware::list),
+        )
+        .route("/api/v1/firmware/{id}", get(firmware::get))
+        .route("/api/v1/firmware/{id}/deprecate", post(firmware::deprecate))
+        .route(
+            "/api/v1/devices",
+            post(devices::register).get(devices::list),
+        )
+        .route("/api/v1/devices/batch", post(devices::register_batch))
+        .route("/api/v1/devices/{id}", get(devices::get))
+        .route(
+            "/api/v1/device-groups",
+            post(groups::create).get(groups::list),
+        )
+        .route("/api/v1/device-groups/{name}", get(groups::get))
+        .route("/api/v1/plugins", post(plugins::upload).get(plugins::list))
+        .route(
+            "/api/v1/deployments",
+            post(deployments::create).get(deployments::list),
+        )
+        .route("/api/v1/deployments/{id}", get(deployments::status))
+        .route("/api/v1/deployments/{id}/status", get(deployments::status))
+        .route(
+            "/api/v1/deployments/{id}/decisions",
+            get(deployments::decisions),
+        )
+        .route("/api/v1/deployments/{id}/{action}", post(deployments::act))
+        .route("/api/v1/devices/{id}/check-in", post(protocol::check_in))
+        .route("/api/v1/devices/{id}/reports", post(protocol::report))
+        .route(
+            "/api/v1/devices/{id}/reports/batch",
+            post(protocol::report_batch),
+        )
+        .route("/api/v1/artifacts/{sha256}", get(artifacts::artifact))
+        .route(
+            "/api/v1/plugins/{name}/{version}",
+            axum::routing::delete(plugins::delete),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// An error answer: a status and a message that says what is wrong. A server failure (5xx)
+/// carries an id instead of its detail: the detail goes to the log under that id, so no
+/// database's or file system's message ever reaches a client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    id: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            id: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A failure of the server's own, with `status` (500 or 503): `detail` is logged under a new
+    /// error id, and the client is told only `message` and the id.
+    pub fn failure(status: StatusCode, message: &str, detail: impl std::fmt::Display) -> Self {
+        let mut id = [0u8; 8];
+        // An id that cannot be random is still an id: the log line holds the time as well.
+        let _ = getrandom::fill(&mut id);
+        let id = hex::encode(id);
+        tracing::error!(error_id = %id, status = status.as_u16(), error = %detail, "{message}");
+        ApiError {
+            status,
+            message: format!("{message}; the server's log has the detail under error id {id}"),
+            id: Some(id),
+        }
+    }
+
+    /// An internal error (500).
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        ApiError::failure(StatusCode::INTERNAL_SERVER_ERROR, "internal error", detail)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The same error, its message led by `prefix` (where in a batch it happened).
+    pub fn prefixed(self, prefix: &str) -> Self {
+        ApiError {
+            message: format!("{prefix}: {}", self.message),
+            ..self
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                status: self.status.as_u16(),
+                message: self.message,
+                id: self.id,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            StoreError::Invalid(m) => ApiError::bad_request(m),
+            StoreError::Unavailable(_) => ApiError::failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the change could not be stored; nothing of it was kept, try again",
+                err,
+            ),
+            StoreError::Sqlite(_) | StoreError::Io { .. } | StoreError::Corrupt(_) => {
+                ApiError::internal(err)
+            }
+        }
+    }
+}
+
+/// Every plugin error's status, in one place: what the plugin or its configuration got wrong is
+/// the client's to fix (400; a component over the size limit 413), no free instance is a
+/// moment's wait (503), and the runtime's own failure is the server's (500).
+impl From<PluginError> for ApiError {
+    fn from(err: PluginError) -> Self {
+        match err {
+            PluginError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, err.to_string())
+            }
+            PluginError::Busy(_) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+            PluginError::Runtime(_) => ApiError::internal(err),
+            PluginError::NotWasm
+            | PluginError::CoreModule { .. }
+            | PluginError::Invalid(_)
+            | PluginError::ForbiddenImport { .. }
+            | PluginError::WrongWorld { .. }
+            | PluginError::OutOfFuel { .. }
+            | PluginError::Deadline { .. }
+            | PluginError::MemoryLimit { .. }
+            | PluginError::Trap { .. }
+            | PluginError::Rejected { .. }
+            | PluginError::BadPlan { .. }
+            | PluginError::BadDescription { .. } => ApiError::bad_request(err.to_string()),
+        }
+    }
+}
+
+/// Runs store work that syncs to disk on the blocking pool, off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// A JSON body whose rejections (malformed JSON, unknown fields, wrong types, too large) are
+/// answered as [`ApiError`]s.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(match &rejection {
+                JsonRejection::BytesRejection(_) => ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("request body over the limit: {}", rejection.body_text()),
+                ),
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "expected a JSON body (Content-Type: application/json)",
+                ),
+                _ => ApiError::bad_request(rejection.body_text()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `/api/v1/plugins`: upload strategy and health-policy components, list them with the built-ins,
+//! delete them.
+//!
+//! An upload is the component's bytes as the request body. It goes through the plugin runtime's
+//! checks (WebAssembly component, the right world, no import beyond the log, a sane `describe`)
+//! and is refused with the runtime's message when any fails; its name and version come from its
+//! own `describe`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use hotswap_plugin_host::{BUILTINS, PluginError};
+use hotswap_protocol::{PluginInfo, UnixSeconds};
+use hotswap_store::StoredPlugin;
+use serde_json::Value;
+
+use super::{ApiError, AppState, blocking};
+
+/// An uploaded plugin as operators see it. Its schema was checked to be a JSON object when it
+/// was uploaded; one that no longer reads is the store's failure, never shown as null.
+fn info(p: StoredPlugin) -> Result<PluginInfo, ApiError> {
+    let params_schema: Value = serde_json::from_str(&p.params_schema).map_err(|e| {
+        ApiError::internal(format!(
+            "stored schema of plugin {}@{}: {e}",
+            p.name, p.version
+        ))
+    })?;
+    Ok(PluginInfo {
+        params_schema,
+        name: p.name,
+        version: p.version,
+        kind: p.kind,
+        builtin: false,
+        summary: p.summary,
+        sha256: p.sha256,
+    })
+}
+
+pub async fn upload(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<PluginInfo>), ApiError> {
+    let bytes = body.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body over the limit: {}", e.body_text()),
+        )
+    })?;
+    let state2 = state.clone();
+    let (created, stored) =
+        tokio::task::spawn_blocking(move || -> Result<(bool, StoredPlugin), ApiError> {
+            let plugin = state2.runtime.load(&bytes).map_err(|e| match e {
+                PluginError::TooLarge { .. } | PluginError::Busy(_) | PluginError::Runtime(_) => {
+                    ApiError::from(e)
+                }
+                other => ApiError::from(other).prefixed("plugin refused"),
+            })?;
+            let d = plugin.description();
+            if BUILTINS
+                .iter()
+                .any(|b| b.kind == plugin.kind() && b.name == d.name)
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "`{}` is the name of a built-in {}: give the plugin another name",
+                        d.name,
+                        plugin.kind()
+                    ),
+                ));
+            }
+            let sha256 = state2.store.blobs().put(&bytes)?;
+            let stored = StoredPlugin {
+                name: d.name.clone(),
+                version: d.version.clone(),
+                kind: plugin.kind(),
+                sha256,
+                summary: d.summary.clone(),
+                params_schema: d.params_schema.clone(),
+                created_at: UnixSeconds::default(),
+            };
+            let created = state2.store.add_plugin(&stored)?;
+            Ok((created, state2.store.plugin(&stored.name, &stored.version)?))
+        })
+        .await
+        .map_err(ApiError::internal)??;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(info(stored)?)))
+}
+
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<PluginInfo>>, ApiError> {
+    blocking(move || {
+        let mut out = Vec::new();
+        for b in BUILTINS {
+            // A built-in that does not load is the build's failure, not the client's.
+            let plugin = state.runtime.load(b.bytes).map_err(ApiError::internal)?;
+            let d = plugin.description();
+            out.push(PluginInfo {
+                name: d.name.clone(),
+                version: d.version.clone(),
+                kind: plugin.kind(),
+                builtin: true,
+                summary: d.summary.clone(),
+                params_schema: serde_json::from_str(&d.params_schema)
+                    .map_err(ApiError::internal)?,
+                sha256: plugin.content_hash(),
+            });
+        }
+        for p in state.store.list_plugins()? {
+            out.push(info(p)?);
+        }
+        Ok(Json(out))
+    })
+    .await
+}
+
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path((name, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    blocking(move || Ok(state.store.delete_plugin(&name, &version)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

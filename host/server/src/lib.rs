@@ -1,0 +1,27 @@
+//! The HotSwap server: the HTTP API (operators' endpoints and the device protocol), the
+//! orchestrator that runs deployments wave by wave, the doorbell that wakes long-polling
+//! devices, and the configuration that puts them together.
+//!
+//! It holds no state of its own that matters: the store is the truth, so a server killed at any
+//! instant restarts where it stopped. A 500 answer carries an error id, never a database's or a
+//! file system's message; the detail is in the log under that id.
+//!
+//! - [`api`]: the axum router, [`AppState`], [`ApiError`].
+//! - [`orchestrator`]: [`Orchestrator`], given the store, the plugin runtime and the doorbell.
+//! - [`doorbell`]: [`Doorbell`], per-device wake-ups for long-poll check-ins.
+//! - [`config`]: [`ServerConfig`], `hotswap serve`'s flags, environment and file.
+//! - [`serve`](mod@serve): [`state`] and [`serve()`], running it all on one listener.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod doorbell;
+pub mod orchestrator;
+pub mod serve;
+
+pub use api::{ApiError, AppState, ServerLimits, router};
+pub use config::{FileConfig, Overrides, ServerConfig, parse_trusted_key, resolve};
+pub use doorbell::{Doorbell, MAX_WAITING_DEVICES};
+pub use orchestrator::{DEFAULT_TICK, Orchestrator};
+pub use serve::{serve, state, state_with_store};

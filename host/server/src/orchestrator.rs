@@ -1,0 +1,246 @@
+//! The orchestrator: runs every active deployment wave by wave.
+//!
+//! One pass, every tick, for each active deployment: give up on devices past their deadline
+//! (retry with a doubling backoff, quarantine after the last try); start the current wave and hand
+//! out its devices up to `maxInFlight`; count the wave and gather the health samples the new
+//! version's devices sent; when those inputs changed (more devices done: at most once a second
+//! and a tenth of the time), or the policy's last `wait` ran out, ask the health policy (in the
+//! sandbox) and store its verdict with its inputs; act on it: next wave, done, pause, or roll
+//! back. A rollback ends when every device sent back has answered.
+//!
+//! All state is in the store; the orchestrator keeps only caches (warm policy instances, the
+//! inputs last judged), so a restarted server carries on where the last one stopped.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use hotswap_plan::health::Verdict;
+
+use hotswap_plugin_host::{HealthSample, HealthSession, PluginRuntime, WaveStats};
+use hotswap_protocol::{Deployment, DeploymentState, UnixMillis};
+use hotswap_store::{Store, StoreError, WaveView};
+
+use crate::doorbell::Doorbell;
+
+/// How often the orchestrator looks at its deployments when nothing says otherwise.
+pub const DEFAULT_TICK: Duration = Duration::from_millis(500);
+
+/// A wave still in progress whose only news is more devices done (none more failed, not yet
+/// settled) is judged at most this often, in milliseconds: judging reads the health samples of
+/// every device of the wave, the orchestrator's largest cost in a large fleet. Failures and a
+/// settled wave are judged at the next tick.
+pub const PROGRESS_JUDGED_EVERY_MS: i64 = 1000;
+
+/// And no sooner than this many times as long as the last judgement took (judging takes at most
+/// a tenth of the orchestrator's time): one that took 150 ms (reading, judging and storing
+/// 100,000 samples) is followed by progress-only ones 1.5 s later at the soonest.
+pub const PROGRESS_JUDGED_AFTER_TIMES: i64 = 10;
+
+/// What the health policy is asked again for when it changes: the wave and its counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Inputs {
+    wave: u32,
+    succeeded: u32,
+    failed: u32,
+    in_progress: u32,
+    settled: bool,
+}
+
+impl Inputs {
+    /// Whether the only news since `before` is more devices done: the same wave, no more
+    /// failures, not settled.
+    fn progress_only_since(&self, before: &Inputs) -> bool {
+        self.wave == before.wave && self.failed == before.failed && !self.settled
+    }
+}
+
+/// What was last judged for a deployment: its inputs, and when to ask again if they stay the
+/// same.
+struct Judged {
+    inputs: Inputs,
+    again_at: UnixMillis,
+    /// When news of progress alone may be judged again.
+    progress_at: UnixMillis,
+}
+
+/// What the orchestrator works with: the store (the truth), the sandbox the health policies run
+/// in, and the doorbell it rings for the devices each step hands something to.
+pub struct Orchestrator {
+    store: Arc<Store>,
+    runtime: PluginRuntime,
+    doorbell: Arc<Doorbell>,
+    sessions: HashMap<i64, HealthSession>,
+    judged: HashMap<i64, Judged>,
+}
+
+/// Stops the orchestrator's thread when dropped.
+pub struct Running {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Orchestrator {
+    pub fn new(store: Arc<Store>, runtime: PluginRuntime, doorbell: Arc<Doorbell>) -> Orchestrator {
+        Orchestrator {
+            store,
+            runtime,
+            doorbell,
+            sessions: HashMap::new(),
+            judged: HashMap::new(),
+        }
+    }
+
+    /// Runs a pass every `tick` on a thread of its own until the returned handle is dropped.
+    pub fn spawn(mut self, tick: Duration) -> Running {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("hotswap-orchestrator".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                    if let Err(e) = self.pass(self.store.clock().now()) {
+                        tracing::error!(error = %e, "orchestrator pass failed");
+                    }
+                }
+            })
+            .expect("the orchestrator thread starts");
+        Running {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// One look at every active deployment.
+    pub fn pass(&mut self, now: UnixMillis) -> Result<(), StoreError> {
+        // Devices whose retry backoff ended, should they wait in a long poll.
+        self.doorbell.ring_due(now);
+        let active = self.store.active_deployments()?;
+        for d in &active {
+            if let Err(e) = self.advance(d, now) {
+                tracing::error!(deployment = d.id, error = %e, "advancing a deployment failed");
+            }
+        }
+        self.sessions
+            .retain(|id, _| active.iter().any(|d| d.id == *id));
+        self.judged
+            .retain(|id, _| active.iter().any(|d| d.id == *id));
+        Ok(())
+    }
+
+    fn advance(&mut self, d: &Deployment, now: UnixMillis) -> Result<(), StoreError> {
+        let store = self.store.clone();
+        let expired = store.expire(d, now)?;
+        for (device, at) in &expired.retried {
+            self.doorbell.ring_at(device, *at);
+        }
+        let mut d = d.clone();
+        loop {
+            match d.state {
+                DeploymentState::RollingBack => {
+                    store.finish_rollback(&d, now)?;
+                    return Ok(());
+                }
+                DeploymentState::Running => {}
+                _ => return Ok(()),
+            }
+            let mut view = store.advance_wave(&d, now)?;
+            self.doorbell
+                .ring(view.handed_out.iter().map(String::as_str));
+            let s = &view.stats;
+            let inputs = Inputs {
+                wave: view.index,
+                succeeded: s.succeeded,
+                failed: s.failed,
+                in_progress: s.in_progress,
+                settled: s.settled_seconds.is_some(),
+            };
+            if let Some(j) = self.judged.get(&d.id)
+                && (j.inputs == inputs && now < j.again_at
+                    || inputs.progress_only_since(&j.inputs) && now < j.progress_at)
+            {
+                return Ok(());
+            }
+            let judging = std::time::Instant::now();
+            view.samples = store.wave_samples(&d, view.index)?;
+            let verdict = self.judge(&d, &view);
+            let sent_back = store.decide(&d, &view, &verdict, now)?;
+            self.doorbell.ring(sent_back.iter().map(String::as_str));
+            let took = i64::try_from(judging.elapsed().as_millis()).unwrap_or(i64::MAX);
+            let progress_at = now.plus_ms(
+                PROGRESS_JUDGED_EVERY_MS.max(took.saturating_mul(PROGRESS_JUDGED_AFTER_TIMES)),
+            );
+            let again_at = match &verdict {
+                Verdict::Wait { seconds } => now.plus_ms(i64::from(*seconds) * 1000),
+                _ => now,
+            };
+            self.judged.insert(
+                d.id,
+                Judged {
+                    inputs,
+                    again_at,
+                    progress_at,
+                },
+            );
+            if verdict != Verdict::Proceed {
+                return Ok(());
+            }
+            // The next wave starts in this same pass.
+            d = store.deployment(d.id)?;
+        }
+    }
+
+    /// The health policy's verdict; a policy that fails pauses the deployment, it never lets it
+    /// go on unjudged.
+    fn judge(&mut self, d: &Deployment, view: &WaveView) -> Verdict {
+        if !self.sessions.contains_key(&d.id) {
+            match self.load_policy(d) {
+                Ok(s) => self.sessions.insert(d.id, s),
+                Err(reason) => return Verdict::Pause { reason },
+            };
+        }
+        let session = self.sessions.get_mut(&d.id).expect("inserted above");
+        let stats = WaveStats::from(&view.stats);
+        let samples: Vec<HealthSample> = view.samples.iter().map(HealthSample::from).collect();
+        match session.evaluate(&d.health_config, &stats, &samples) {
+            Ok(verdict) => verdict,
+            Err(e) => {
+                self.sessions.remove(&d.id);
+                Verdict::Pause {
+                    reason: format!("the health policy failed: {e}"),
+                }
+            }
+        }
+    }
+
+    fn load_policy(&self, d: &Deployment) -> Result<HealthSession, String> {
+        let runtime = &self.runtime;
+        let policy = match &d.health_sha256 {
+            // A built-in is recorded as `name@version`; its name alone finds it.
+            None => {
+                let name = d.health_policy.split('@').next().unwrap_or_default();
+                runtime.builtin_health_policy(name)
+            }
+            Some(sha) => {
+                let bytes = self
+                    .store
+                    .blobs()
+                    .get(sha)
+                    .map_err(|e| format!("the health policy's component is missing: {e}"))?;
+                runtime.load_health_policy(&bytes)
+            }
+        };
+        policy
+            .map(|p| p.session())
+            .map_err(|e| format!("the health policy cannot be loaded: {e}"))
+    }
+}

@@ -1,0 +1,64 @@
+//! `hotswap serve`: the store, the plugin runtime, the orchestrator and the API on one listener.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use hotswap_plugin_host::{PluginRuntime, RuntimeConfig};
+use hotswap_store::Store;
+use tokio::net::TcpListener;
+
+use crate::api::{AppState, router};
+use crate::config::ServerConfig;
+use crate::doorbell::Doorbell;
+use crate::orchestrator::Orchestrator;
+
+/// Opens the data directory and builds the shared state.
+pub fn state(config: &ServerConfig) -> Result<Arc<AppState>> {
+    let store = Store::open(&config.data_dir)
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    state_with_store(config, store)
+}
+
+/// The shared state over a store already open (tests give theirs a clock they move by hand).
+pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppState>> {
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        cache_dir: Some(config.data_dir.join("compiled")),
+        ..RuntimeConfig::default()
+    })?;
+    Ok(Arc::new(AppState {
+        store: Arc::new(store),
+        doorbell: Arc::new(Doorbell::default()),
+        runtime,
+        trusted_keys: config.trusted_keys.clone(),
+        limits: config.limits,
+        metrics: Default::default(),
+        tick: config.tick,
+        artifacts: Default::default(),
+    }))
+}
+
+/// Serves the API on `listener` (HTTP/1.1, and HTTP/2 with prior knowledge on the same port),
+/// and runs the orchestrator, until `shutdown` completes.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let _orchestrator = Orchestrator::new(
+        state.store.clone(),
+        state.runtime.clone(),
+        state.doorbell.clone(),
+    )
+    .spawn(state.tick);
+    let closing = state.clone();
+    // Check-ins waiting for an assignment are answered at once, so shutting down does not wait
+    // for their long polls to run out.
+    let shutdown = async move {
+        shutdown.await;
+        closing.doorbell.close();
+    };
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")
+}

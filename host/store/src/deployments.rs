@@ -1,0 +1,375 @@
+//! Deployments as operators see them: starting one with its plan (waves, one assignment per
+//! device and wave, the device locks that keep deployments from overlapping), reading them and
+//! their status, and the operator's transitions (pause, resume, cancel, roll back).
+//!
+//! Every function here runs in one transaction: a state change is on disk, whole, before anyone
+//! hears of it.
+
+use std::collections::BTreeMap;
+
+use hotswap_protocol::{
+    AssignmentKind, AssignmentMode, Deployment, DeploymentState, DeploymentStatus, DeviceState,
+    Event, Gate, Mode, Outcome, RetryPolicy, Spelling, UnixMillis, UnixSeconds, WaveStatus,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::rollout::begin_rollback;
+use crate::{Store, StoreError, decode, decode_json, decode_str};
+
+/// What an operator's transition did: the deployment as it is now, and the devices it handed
+/// something to (a resume lets the devices handed out before the pause start), to wake.
+#[derive(Debug, Clone)]
+pub struct Transitioned {
+    pub deployment: Deployment,
+    pub handed_out: Vec<String>,
+}
+
+/// A deployment to start: the plan resolved to device ids.
+pub struct NewDeployment {
+    pub firmware_id: i64,
+    pub device_model: String,
+    pub strategy: String,
+    pub strategy_config: String,
+    pub health_policy: String,
+    /// The uploaded policy's component; `None` for a built-in.
+    pub health_sha256: Option<String>,
+    pub health_config: String,
+    pub retry: RetryPolicy,
+    pub waves: Vec<NewWave>,
+}
+
+pub struct NewWave {
+    pub name: String,
+    pub mode: Mode,
+    pub gate: Gate,
+    pub max_in_flight: Option<u32>,
+    /// Device ids with the version each runs now (where a rollback returns it to).
+    pub devices: Vec<(String, String)>,
+}
+
+const DEPLOYMENT_COLUMNS: &str = "d.id, d.firmware_id, f.version, d.device_model, d.strategy, d.strategy_config, d.health_policy, d.health_sha256, d.health_config, d.device_timeout, d.max_attempts, d.retry_backoff, d.state, d.current_wave, d.waves, d.reason, d.created_at, d.updated_at";
+
+fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
+    Ok(Deployment {
+        id: r.get(0)?,
+        firmware_id: r.get(1)?,
+        firmware_version: r.get(2)?,
+        device_model: r.get(3)?,
+        strategy: r.get(4)?,
+        strategy_config: r.get(5)?,
+        health_policy: r.get(6)?,
+        health_sha256: r.get(7)?,
+        health_config: r.get(8)?,
+        retry: RetryPolicy {
+            device_timeout_seconds: r.get(9)?,
+            max_attempts: r.get(10)?,
+            retry_backoff_seconds: r.get(11)?,
+        },
+        state: decode(12, &r.get::<_, String>(12)?)?,
+        current_wave: r.get(13)?,
+        waves: r.get(14)?,
+        reason: r.get(15)?,
+        created_at: UnixSeconds(r.get(16)?),
+        updated_at: UnixSeconds(r.get(17)?),
+    })
+}
+
+impl Store {
+    /// Stores a deployment and its plan, and locks its devices. Refused, with nothing stored,
+    /// when one of the devices belongs to another active deployment.
+    pub fn create_deployment(&self, d: &NewDeployment) -> Result<i64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let now = self.clock.now();
+        tx.execute(
+            "INSERT INTO deployments (firmware_id, device_model, strategy, strategy_config, health_policy, health_sha256, health_config, device_timeout, max_attempts, retry_backoff, state, waves, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running', ?11, ?12, ?12)",
+            params![
+                d.firmware_id,
+                d.device_model,
+                d.strategy,
+                d.strategy_config,
+                d.health_policy,
+                d.health_sha256,
+                d.health_config,
+                d.retry.device_timeout_seconds,
+                d.retry.max_attempts,
+                d.retry.retry_backoff_seconds,
+                d.waves.len() as u32,
+                now.seconds().0
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        {
+            let mut wave = tx.prepare(
+                "INSERT INTO waves (deployment_id, idx, name, mode, gate, max_in_flight) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut assignment = tx.prepare(
+                "INSERT INTO assignments (deployment_id, kind, wave, device_id, mode, firmware_id, from_version, state, updated_at)
+                 VALUES (?1, 'rollout', ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+            )?;
+            let mut lock = tx.prepare(
+                "INSERT INTO device_locks (device_id, deployment_id) VALUES (?1, ?2) ON CONFLICT (device_id) DO NOTHING",
+            )?;
+            let mut holder =
+                tx.prepare("SELECT deployment_id FROM device_locks WHERE device_id = ?1")?;
+            for (i, w) in d.waves.iter().enumerate() {
+                let gate = serde_json::to_string(&w.gate).expect("a gate serializes");
+                wave.execute(params![
+                    id,
+                    i as u32,
+                    w.name,
+                    w.mode.to_string(),
+                    gate,
+                    w.max_in_flight
+                ])?;
+                for (device, from) in &w.devices {
+                    assignment.execute(params![
+                        id,
+                        i as u32,
+                        device,
+                        AssignmentMode::from(w.mode).as_str(),
+                        d.firmware_id,
+                        from,
+                        now.0
+                    ])?;
+                    if lock.execute(params![device, id])? == 0 {
+                        let other: i64 = holder.query_row([device], |r| r.get(0))?;
+                        if other != id {
+                            return Err(StoreError::Conflict(format!(
+                                "device `{device}` is in deployment {other}, which is still active: deployments to the same device never overlap"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        event(
+            &tx,
+            id,
+            None,
+            &format!("started: {} waves", d.waves.len()),
+            now,
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    pub fn deployment(&self, id: i64) -> Result<Deployment, StoreError> {
+        deployment(&self.reader(), id)
+    }
+
+    /// Deployments, newest first.
+    pub fn list_deployments(&self, limit: usize) -> Result<Vec<Deployment>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN firmware f ON f.id = d.firmware_id ORDER BY d.id DESC LIMIT ?1"
+        ))?;
+        let rows = stmt.query_map([limit as i64], deployment_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deployments the orchestrator has work for.
+    pub fn active_deployments(&self) -> Result<Vec<Deployment>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN firmware f ON f.id = d.firmware_id
+             WHERE d.state IN ('running', 'paused', 'rolling-back') ORDER BY d.id"
+        ))?;
+        let rows = stmt.query_map([], deployment_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn deployment_status(&self, id: i64) -> Result<DeploymentStatus, StoreError> {
+        let conn = self.reader();
+        let deployment = deployment(&conn, id)?;
+        let mut waves = Vec::new();
+        {
+            let mut stmt = conn.prepare(
+                "SELECT idx, name, mode, gate, max_in_flight, started_at, settled_at FROM waves WHERE deployment_id = ?1 ORDER BY idx",
+            )?;
+            let rows = stmt.query_map([id], |r| {
+                Ok(WaveStatus {
+                    index: r.get(0)?,
+                    name: r.get(1)?,
+                    mode: decode_str(2, &r.get::<_, String>(2)?)?,
+                    gate: decode_json(3, &r.get::<_, String>(3)?)?,
+                    max_in_flight: r.get(4)?,
+                    started_at: r.get::<_, Option<i64>>(5)?.map(UnixSeconds),
+                    settled_at: r.get::<_, Option<i64>>(6)?.map(UnixSeconds),
+                    devices: 0,
+                    succeeded: 0,
+                    failed: 0,
+                    states: BTreeMap::new(),
+                })
+            })?;
+            for w in rows {
+                waves.push(w?);
+            }
+        }
+        let mut states = BTreeMap::new();
+        let mut rollback = BTreeMap::new();
+        {
+            let mut stmt = conn.prepare(
+                "SELECT kind, wave, state, outcome, COUNT(*) FROM assignments WHERE deployment_id = ?1 GROUP BY kind, wave, state, outcome",
+            )?;
+            let mut rows = stmt.query([id])?;
+            while let Some(r) = rows.next()? {
+                let kind: AssignmentKind = decode(0, &r.get::<_, String>(0)?)?;
+                let wave: u32 = r.get(1)?;
+                let state: DeviceState = decode(2, &r.get::<_, String>(2)?)?;
+                let outcome = match r.get::<_, Option<String>>(3)? {
+                    Some(o) => Some(decode::<Outcome>(3, &o)?),
+                    None => None,
+                };
+                let n: u32 = r.get(4)?;
+                if kind == AssignmentKind::Rollback {
+                    *rollback.entry(state).or_insert(0) += n;
+                    continue;
+                }
+                *states.entry(state).or_insert(0) += n;
+                if let Some(w) = waves.get_mut(wave as usize) {
+                    w.devices += n;
+                    *w.states.entry(state).or_insert(0) += n;
+                    match outcome {
+                        Some(Outcome::Succeeded) => w.succeeded += n,
+                        Some(Outcome::Failed) => w.failed += n,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let recent_events = {
+            let mut stmt = conn.prepare(
+                "SELECT at, device_id, message FROM events WHERE deployment_id = ?1 ORDER BY id DESC LIMIT 20",
+            )?;
+            let rows = stmt.query_map([id], |r| {
+                Ok(Event {
+                    at: UnixSeconds(r.get(0)?),
+                    device_id: r.get(1)?,
+                    message: r.get(2)?,
+                })
+            })?;
+            let mut events: Vec<Event> = rows.collect::<Result<_, _>>()?;
+            events.reverse();
+            events
+        };
+        drop(conn);
+        // Without their samples: a status is read often, and a large wave's samples are
+        // megabytes per decision (`/decisions` has them).
+        let recent_decisions = self.decisions(id, 10, false)?;
+        Ok(DeploymentStatus {
+            deployment,
+            wave_status: waves,
+            states,
+            rollback,
+            recent_events,
+            recent_decisions,
+        })
+    }
+
+    /// The newest `limit` decisions of a deployment, oldest first.
+    /// Moves a deployment from one of `from` to `to` for an operator, with `reason` recorded.
+    /// Refused, naming the state it is in, when it is not in one of `from`.
+    pub fn transition(
+        &self,
+        id: i64,
+        from: &[DeploymentState],
+        to: DeploymentState,
+        reason: &str,
+    ) -> Result<Transitioned, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let d = deployment(&tx, id)?;
+        if !from.contains(&d.state) {
+            return Err(StoreError::Conflict(format!(
+                "deployment {id} is {}, so it cannot become {to}",
+                d.state
+            )));
+        }
+        let now = self.clock.now();
+        // Devices with something new to do once this is committed.
+        let mut wake = Vec::new();
+        match to {
+            DeploymentState::RollingBack => wake = begin_rollback(&tx, &d, reason, now)?,
+            DeploymentState::Cancelled => {
+                tx.execute(
+                    "UPDATE assignments SET state = 'cancelled', outcome = 'cancelled', updated_at = ?2
+                     WHERE deployment_id = ?1 AND outcome IS NULL",
+                    params![id, now.0],
+                )?;
+                finish(&tx, id, DeploymentState::Cancelled, reason, now)?;
+            }
+            _ => {
+                set_state(&tx, id, to, Some(reason), now)?;
+                event(&tx, id, None, &format!("{to}: {reason}"), now)?;
+                if to == DeploymentState::Running {
+                    // Resumed: the devices handed out before the pause may start.
+                    let mut stmt = tx.prepare(
+                        "SELECT device_id FROM assignments WHERE deployment_id = ?1 AND outcome IS NULL AND state = 'assigned'",
+                    )?;
+                    let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
+                    wake = rows.collect::<Result<_, _>>()?;
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(Transitioned {
+            deployment: deployment(&conn, id)?,
+            handed_out: wake,
+        })
+    }
+}
+
+pub(crate) fn deployment(conn: &Connection, id: i64) -> Result<Deployment, StoreError> {
+    conn.query_row(
+        &format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN firmware f ON f.id = d.firmware_id WHERE d.id = ?1"
+        ),
+        [id],
+        deployment_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NotFound(format!("no deployment {id}")))
+}
+
+pub(crate) fn event(
+    conn: &Connection,
+    deployment_id: i64,
+    device_id: Option<&str>,
+    message: &str,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO events (deployment_id, device_id, message, at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![deployment_id, device_id, message, now.seconds().0])?;
+    Ok(())
+}
+
+pub(crate) fn set_state(
+    conn: &Connection,
+    id: i64,
+    state: DeploymentState,
+    reason: Option<&str>,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE deployments SET state = ?2, reason = COALESCE(?3, reason), updated_at = ?4 WHERE id = ?1",
+        params![id, state.as_str(), reason, now.seconds().0],
+    )?;
+    Ok(())
+}
+
+/// Ends a deployment and frees its devices for the next one.
+pub(crate) fn finish(
+    conn: &Connection,
+    id: i64,
+    state: DeploymentState,
+    reason: &str,
+    now: UnixMillis,
+) -> Result<(), StoreError> {
+    set_state(conn, id, state, Some(reason), now)?;
+    conn.execute("DELETE FROM device_locks WHERE deployment_id = ?1", [id])?;
+    event(conn, id, None, &format!("{state}: {reason}"), now)
+}

@@ -1,0 +1,189 @@
+//! The device registry: identity, model, region, labels, groups, the version a device runs and
+//! its status.
+
+use std::collections::BTreeMap;
+
+use hotswap_protocol::{DeviceRecord, DeviceStatus, Spelling, UnixSeconds};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::{Store, StoreError, decode, decode_json};
+
+/// A device to register, its fields checked.
+pub struct NewDevice {
+    pub device_id: String,
+    pub device_model: String,
+    pub region: String,
+    pub labels: BTreeMap<String, String>,
+    pub groups: Vec<String>,
+    pub firmware_version: String,
+}
+
+/// Which devices to list; every field narrows the list. Paging by `after` (the last device id of
+/// the previous page) keeps pages stable while devices are added.
+#[derive(Debug, Default)]
+pub struct DeviceFilter {
+    pub device_model: Option<String>,
+    pub region: Option<String>,
+    pub group: Option<String>,
+    pub label: Option<(String, String)>,
+    pub firmware_version: Option<String>,
+    pub status: Option<DeviceStatus>,
+    pub after: Option<String>,
+    pub limit: usize,
+}
+
+/// Parses a label filter written `key=value`.
+pub fn parse_label(label: &str) -> Result<(String, String), String> {
+    label
+        .split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`label` must be `key=value`, found {label:?}"))
+}
+
+const COLUMNS: &str =
+    "device_id, model, region, labels, groups, version, status, last_seen, created_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
+    Ok(DeviceRecord {
+        device_id: r.get(0)?,
+        device_model: r.get(1)?,
+        region: r.get(2)?,
+        labels: decode_json(3, &r.get::<_, String>(3)?)?,
+        groups: decode_json(4, &r.get::<_, String>(4)?)?,
+        firmware_version: r.get(5)?,
+        status: decode(6, &r.get::<_, String>(6)?)?,
+        last_seen: r.get::<_, Option<i64>>(7)?.map(UnixSeconds),
+        created_at: UnixSeconds(r.get(8)?),
+    })
+}
+
+impl Store {
+    pub fn add_device(&self, d: NewDevice) -> Result<DeviceRecord, StoreError> {
+        if !insert_device(&self.conn(), &d, self.clock.now().seconds())? {
+            return Err(StoreError::Conflict(format!(
+                "device `{}` is already registered",
+                d.device_id
+            )));
+        }
+        self.device(&d.device_id)
+    }
+
+    /// Registers `devices` in one transaction. Devices registered already are skipped and
+    /// returned when `skip_registered`; otherwise they refuse the whole batch.
+    pub fn add_devices(
+        &self,
+        devices: &[NewDevice],
+        skip_registered: bool,
+    ) -> Result<(usize, Vec<String>), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let created_at = self.clock.now().seconds();
+        let mut skipped = Vec::new();
+        for d in devices {
+            if !insert_device(&tx, d, created_at)? {
+                skipped.push(d.device_id.clone());
+            }
+        }
+        if !skip_registered && !skipped.is_empty() {
+            let named: Vec<String> = skipped.iter().take(5).map(|id| format!("`{id}`")).collect();
+            return Err(StoreError::Conflict(format!(
+                "{} of the devices are already registered ({}{}); nothing was registered: send \"ifRegistered\": \"skip\" to register the others",
+                skipped.len(),
+                named.join(", "),
+                if skipped.len() > 5 { ", …" } else { "" }
+            )));
+        }
+        tx.commit()?;
+        Ok((devices.len() - skipped.len(), skipped))
+    }
+
+    pub fn device(&self, device_id: &str) -> Result<DeviceRecord, StoreError> {
+        self.reader()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM devices WHERE device_id = ?1"),
+                [device_id],
+                from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no device `{device_id}`")))
+    }
+
+    pub fn list_devices(&self, f: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM devices
+             WHERE (?1 IS NULL OR model = ?1)
+               AND (?2 IS NULL OR region = ?2)
+               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(groups) WHERE value = ?3))
+               AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5)
+               AND (?6 IS NULL OR version = ?6)
+               AND (?7 IS NULL OR status = ?7)
+               AND (?8 IS NULL OR device_id > ?8)
+             ORDER BY device_id LIMIT ?9"
+        ))?;
+        let (label_key, label_value) = f.label.clone().unzip();
+        let rows = stmt.query_map(
+            params![
+                f.device_model,
+                f.region,
+                f.group,
+                label_key,
+                label_value,
+                f.firmware_version,
+                f.status.map(Spelling::as_str),
+                f.after,
+                f.limit as i64
+            ],
+            from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+impl Store {
+    /// The devices with these ids, in the order given; ids that are not registered are returned
+    /// in the second list.
+    pub fn devices_by_id(
+        &self,
+        ids: &[String],
+    ) -> Result<(Vec<DeviceRecord>, Vec<String>), StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM devices WHERE device_id = ?1"
+        ))?;
+        for id in ids {
+            match stmt.query_row([id], from_row).optional()? {
+                Some(d) => found.push(d),
+                None => missing.push(id.clone()),
+            }
+        }
+        Ok((found, missing))
+    }
+}
+
+/// Inserts a device unless one with its id is registered; false when it was.
+fn insert_device(
+    conn: &Connection,
+    d: &NewDevice,
+    created_at: UnixSeconds,
+) -> Result<bool, StoreError> {
+    let labels = serde_json::to_string(&d.labels).expect("labels serialize");
+    let groups = serde_json::to_string(&d.groups).expect("groups serialize");
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'registered', ?7) ON CONFLICT (device_id) DO NOTHING",
+        )?
+        .execute(params![
+            d.device_id,
+            d.device_model,
+            d.region,
+            labels,
+            groups,
+            d.firmware_version,
+            created_at.0
+        ])?;
+    Ok(inserted > 0)
+}

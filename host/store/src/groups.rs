@@ -1,0 +1,90 @@
+//! Device groups: named sets of target devices, either a fixed list of device ids (static) or a
+//! filter evaluated when the group is used (dynamic). Distinct from the `groups` tags a device
+//! carries from registration, which filters match with `group`.
+
+use hotswap_protocol::{DeviceGroup, DeviceRecord, GroupFilter, UnixSeconds};
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::{DeviceFilter, Store, StoreError, decode_json, parse_label};
+
+impl DeviceFilter {
+    /// The device filter a group filter stands for, over every matching device.
+    pub fn matching(filter: &GroupFilter) -> Result<DeviceFilter, String> {
+        let label = filter.label.as_deref().map(parse_label).transpose()?;
+        Ok(DeviceFilter {
+            device_model: filter.device_model.clone(),
+            region: filter.region.clone(),
+            group: filter.group.clone(),
+            label,
+            firmware_version: filter.firmware_version.clone(),
+            limit: i64::MAX as usize,
+            ..DeviceFilter::default()
+        })
+    }
+}
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
+    let members: Option<String> = r.get(1)?;
+    let filter: Option<String> = r.get(2)?;
+    Ok(DeviceGroup {
+        name: r.get(0)?,
+        devices: members.map(|m| decode_json(1, &m)).transpose()?,
+        filter: filter.map(|f| decode_json(2, &f)).transpose()?,
+        created_at: UnixSeconds(r.get(3)?),
+    })
+}
+
+impl Store {
+    pub fn add_group(&self, group: &DeviceGroup) -> Result<DeviceGroup, StoreError> {
+        let members = group
+            .devices
+            .as_ref()
+            .map(|d| serde_json::to_string(d).expect("device ids serialize"));
+        let filter = group
+            .filter
+            .as_ref()
+            .map(|f| serde_json::to_string(f).expect("a filter serializes"));
+        let inserted = self.conn().execute(
+            "INSERT INTO device_groups (name, members, filter, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO NOTHING",
+            params![group.name, members, filter, self.clock.now().seconds().0],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "device group `{}` already exists",
+                group.name
+            )));
+        }
+        self.group(&group.name)
+    }
+
+    pub fn group(&self, name: &str) -> Result<DeviceGroup, StoreError> {
+        self.reader()
+            .query_row(
+                "SELECT name, members, filter, created_at FROM device_groups WHERE name = ?1",
+                [name],
+                from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no device group `{name}`")))
+    }
+
+    pub fn list_groups(&self) -> Result<Vec<DeviceGroup>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare("SELECT name, members, filter, created_at FROM device_groups ORDER BY name")?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The devices a group stands for now. Static members that were since removed are skipped.
+    pub fn group_devices(&self, group: &DeviceGroup) -> Result<Vec<DeviceRecord>, StoreError> {
+        match (&group.devices, &group.filter) {
+            (Some(ids), _) => Ok(self.devices_by_id(ids)?.0),
+            (None, Some(filter)) => {
+                self.list_devices(&DeviceFilter::matching(filter).map_err(StoreError::Conflict)?)
+            }
+            (None, None) => Ok(Vec::new()),
+        }
+    }
+}

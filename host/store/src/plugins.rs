@@ -1,0 +1,118 @@
+//! Uploaded plugins: name, version, kind and description, with the component's bytes in the blob
+//! store under their SHA-256.
+
+use hotswap_protocol::{PluginKind, Spelling, UnixSeconds};
+use rusqlite::{OptionalExtension, Row, params};
+
+use crate::{Store, StoreError, decode};
+
+/// An uploaded plugin's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPlugin {
+    pub name: String,
+    pub version: String,
+    pub kind: PluginKind,
+    pub sha256: String,
+    pub summary: String,
+    /// JSON text.
+    pub params_schema: String,
+    pub created_at: UnixSeconds,
+}
+
+const COLUMNS: &str = "name, version, kind, sha256, summary, params_schema, created_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredPlugin> {
+    Ok(StoredPlugin {
+        name: r.get(0)?,
+        version: r.get(1)?,
+        kind: decode(2, &r.get::<_, String>(2)?)?,
+        sha256: r.get(3)?,
+        summary: r.get(4)?,
+        params_schema: r.get(5)?,
+        created_at: UnixSeconds(r.get(6)?),
+    })
+}
+
+impl Store {
+    /// Records a plugin. The same name and version again is accepted only with the same bytes
+    /// (`Ok(false)`: nothing new); other bytes under a taken version are a conflict.
+    pub fn add_plugin(&self, p: &StoredPlugin) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let existing: Option<String> = conn
+            .query_row(
+                "SELECT sha256 FROM plugins WHERE name = ?1 AND version = ?2",
+                [&p.name, &p.version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match existing {
+            Some(sha) if sha == p.sha256 => Ok(false),
+            Some(_) => Err(StoreError::Conflict(format!(
+                "plugin {}@{} is already uploaded with other bytes: give the new build a new version",
+                p.name, p.version
+            ))),
+            None => {
+                conn.execute(
+                    &format!("INSERT INTO plugins ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                    params![
+                        p.name,
+                        p.version,
+                        p.kind.as_str(),
+                        p.sha256,
+                        p.summary,
+                        p.params_schema,
+                        self.clock.now().seconds().0
+                    ],
+                )?;
+                Ok(true)
+            }
+        }
+    }
+
+    pub fn plugin(&self, name: &str, version: &str) -> Result<StoredPlugin, StoreError> {
+        self.reader()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM plugins WHERE name = ?1 AND version = ?2"),
+                [name, version],
+                from_row,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no plugin {name}@{version}")))
+    }
+
+    pub fn list_plugins(&self) -> Result<Vec<StoredPlugin>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM plugins ORDER BY name, id"))?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Deletes an uploaded plugin; refused while an active deployment uses it.
+    pub fn delete_plugin(&self, name: &str, version: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let full = format!("{name}@{version}");
+        let user: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM deployments WHERE state IN ('running', 'paused', 'rolling-back')
+                 AND (strategy = ?1 OR health_policy = ?1) ORDER BY id LIMIT 1",
+                [&full],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = user {
+            return Err(StoreError::Conflict(format!(
+                "plugin {full} is used by deployment {id}, which is still active"
+            )));
+        }
+        let deleted = tx.execute(
+            "DELETE FROM plugins WHERE name = ?1 AND version = ?2",
+            [name, version],
+        )?;
+        tx.commit()?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!("no plugin {name}@{version}")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,306 @@
+//! The store's own tests: migrations, the report state machine batched and one by one,
+//! decisions' stored form, retries.
+
+use hotswap_protocol::{DeviceState, Health, Report, RetryPolicy, UnixMillis};
+use rusqlite::Connection;
+use tempfile::TempDir;
+
+use crate::migrations::MIGRATIONS;
+use crate::*;
+
+#[test]
+fn an_older_database_is_migrated_forward_and_keeps_its_rows() {
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    {
+        // A database as the first release left it: only migration 1, one firmware row.
+        let conn = Connection::open(dir.join("hotswap.db")).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO firmware (device_model, version, sha256, size, key_id, signature, security_counter, release_notes, created_at)
+             VALUES ('m', '1.0.0', 'ab', 1, 'k', 's', 0, '', 0)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir).unwrap();
+    let version: usize = store
+        .conn()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, MIGRATIONS.len());
+    assert_eq!(
+        store
+            .list_firmware(&FirmwareFilter::default())
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(store.list_plugins().unwrap().is_empty());
+    drop(store);
+    // Opening again applies nothing twice.
+    Store::open(dir).unwrap();
+}
+
+/// A store with 2.0.0 handed out to devices `d-0` .. `d-4` in `mode`, on a clock moved by hand.
+fn handed_out(mode: hotswap_plan::Mode) -> (Store, ManualClock, TempDir) {
+    let dir = TempDir::new().unwrap();
+    let clock = ManualClock::new();
+    let store = Store::open_with_clock(dir.path(), Arc::new(clock.clone())).unwrap();
+    for version in ["1.0.0", "2.0.0"] {
+        store
+            .add_firmware(NewFirmware {
+                device_model: "m".into(),
+                version: version.into(),
+                sha256: "00".repeat(32),
+                size: 1,
+                key_id: "k".into(),
+                signature: "s".into(),
+                security_counter: 0,
+                release_notes: String::new(),
+            })
+            .unwrap();
+    }
+    let mut devices = Vec::new();
+    for i in 0..5 {
+        let id = format!("d-{i}");
+        store
+            .add_device(NewDevice {
+                device_id: id.clone(),
+                device_model: "m".into(),
+                region: "r".into(),
+                labels: Default::default(),
+                groups: vec![],
+                firmware_version: "1.0.0".into(),
+            })
+            .unwrap();
+        devices.push((id, "1.0.0".to_string()));
+    }
+    let id = store
+        .create_deployment(&NewDeployment {
+            firmware_id: 2,
+            device_model: "m".into(),
+            strategy: "direct".into(),
+            strategy_config: "{}".into(),
+            health_policy: "default".into(),
+            health_sha256: None,
+            health_config: "{}".into(),
+            retry: RetryPolicy {
+                device_timeout_seconds: 600,
+                max_attempts: 3,
+                retry_backoff_seconds: 30,
+            },
+            waves: vec![NewWave {
+                name: "all".into(),
+                mode,
+                gate: hotswap_plan::Gate {
+                    soak_seconds: 0,
+                    min_success_percent: 0,
+                    failure_budget: 0,
+                    min_sample: 1,
+                },
+                max_in_flight: None,
+                devices,
+            }],
+        })
+        .unwrap();
+    let d = store.deployment(id).unwrap();
+    store.advance_wave(&d, clock.now()).unwrap();
+    (store, clock, dir)
+}
+
+/// Device, state, outcome, reason, whether a deadline is set, the device's version.
+type Row = (String, String, Option<String>, Option<String>, bool, String);
+
+/// Each device's assignment and inventory row, as far as reports change them.
+fn rows(store: &Store) -> Vec<Row> {
+    let conn = store.conn();
+    let mut stmt = conn
+        .prepare(
+            "SELECT a.device_id, a.state, a.outcome, a.reason, a.deadline IS NOT NULL, d.version
+             FROM assignments a JOIN devices d ON d.device_id = a.device_id ORDER BY a.id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+/// A device whose assignment timed out is tried again after the backoff, and the store says
+/// when, so its caller can wake the device then; until then the device is handed nothing.
+#[tokio::test]
+async fn a_retried_device_is_handed_its_assignment_again_when_its_backoff_ends() {
+    let (store, clock, _dir) = handed_out(hotswap_plan::Mode::Install);
+    let d = store.deployment(1).unwrap();
+    // Every deadline (600 s) has passed: each device is tried again after 30 s.
+    clock.advance_ms(601_000);
+    let late = clock.now();
+    let expired = store.expire(&d, late).unwrap();
+    assert_eq!(expired.count, 5);
+    let mut retried = expired.retried.clone();
+    retried.sort();
+    let expected: Vec<(String, UnixMillis)> = (0..5)
+        .map(|i| (format!("d-{i}"), late.plus_ms(30_000)))
+        .collect();
+    assert_eq!(retried, expected);
+    clock.advance_ms(29_000);
+    assert_eq!(store.assignment("d-0".into()).await.unwrap(), None);
+    clock.advance_ms(1_000);
+    let again = store.assignment("d-0".into()).await.unwrap().unwrap();
+    assert_eq!(again.attempt, 2);
+    assert_eq!(again.state, DeviceState::Assigned);
+}
+
+/// A decision's samples are stored deflated, and rows stored before (JSON text) still read.
+#[test]
+fn decision_samples_are_stored_deflated_and_older_rows_still_read() {
+    let (store, clock, _dir) = handed_out(hotswap_plan::Mode::Install);
+    let d = store.deployment(1).unwrap();
+    let mut view = store.advance_wave(&d, clock.now()).unwrap();
+    view.samples = (0..1000)
+        .map(|i| hotswap_plan::health::HealthSample {
+            device: format!("d-{i}"),
+            healthy: i % 7 != 0,
+            self_test_passed: true,
+            traps: i % 3,
+            fuel_exhausted: 0,
+            metrics: vec![("temperature".into(), 21.5)],
+        })
+        .collect();
+    let verdict = hotswap_plan::health::Verdict::Wait { seconds: 1 };
+    store.decide(&d, &view, &verdict, clock.now()).unwrap();
+    let (kind, bytes): (String, usize) = store
+        .conn()
+        .query_row(
+            "SELECT typeof(samples), length(samples) FROM decisions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let text = serde_json::to_string(&view.samples).unwrap();
+    assert_eq!(kind, "blob");
+    assert!(bytes * 10 < text.len(), "{bytes} bytes for {}", text.len());
+    // A row as an earlier release stored it: the samples as JSON text.
+    store
+        .conn()
+        .execute(
+            "INSERT INTO decisions (deployment_id, wave, policy, config, stats, samples, verdict, at)
+             SELECT deployment_id, wave, policy, config, stats, ?1, verdict, at FROM decisions",
+            [&text],
+        )
+        .unwrap();
+    let decisions = store.decisions(1, 10, true).unwrap();
+    assert_eq!(decisions.len(), 2);
+    for decision in &decisions {
+        assert_eq!(decision.samples.as_ref(), Some(&view.samples));
+        assert_eq!(decision.verdict, verdict);
+    }
+    let summaries = store.decisions(1, 10, false).unwrap();
+    assert!(summaries.iter().all(|d| d.samples.is_none()));
+    drop(store);
+}
+
+/// Batched reports answer and store what the same reports sent one by one do, including
+/// when their runs of progress reports are applied from one read and one write.
+#[tokio::test]
+async fn a_batch_of_reports_does_what_the_same_reports_one_by_one_do() {
+    use DeviceState::*;
+    let health = Health {
+        healthy: true,
+        self_test_passed: true,
+        traps: 0,
+        fuel_exhausted: 0,
+        metrics: Default::default(),
+    };
+    let report = |device: usize, state: DeviceState, reason: Option<&str>, ends: bool| {
+        (
+            format!("d-{device}"),
+            Report {
+                assignment_id: device as i64 + 1,
+                state,
+                reason: reason.map(String::from),
+                health: ends.then(|| health.clone()),
+            },
+        )
+    };
+    // Batches, in the order sent; devices 0-4 in install mode.
+    let batches: Vec<Vec<(String, Report)>> = vec![
+        [Downloading, Downloaded, Verifying, Installed]
+            .map(|s| report(0, s, None, false))
+            .to_vec(),
+        vec![
+            report(0, Trial, None, false),
+            report(0, Confirmed, None, true),
+        ],
+        // The same again, a retry: nothing applies.
+        [Downloading, Downloaded, Verifying, Installed]
+            .map(|s| report(0, s, None, false))
+            .to_vec(),
+        // Out of order: the earlier state after the later one changes nothing.
+        [Downloaded, Downloading, Verifying]
+            .map(|s| report(1, s, None, false))
+            .to_vec(),
+        vec![
+            report(1, Installed, None, false),
+            report(1, Trial, None, false),
+            report(1, Failed, Some("self-test failed"), true),
+        ],
+        vec![
+            report(2, Downloading, None, false),
+            report(2, Downloaded, None, false),
+            report(2, Failed, Some("no space"), false),
+        ],
+        [Downloading, Downloaded, Verifying, Installed, Trial]
+            .map(|s| report(3, s, None, false))
+            .to_vec(),
+        // A state sent twice in one batch applies once.
+        [Downloading, Downloading, Downloaded]
+            .map(|s| report(4, s, None, false))
+            .to_vec(),
+    ];
+    for (mode, name) in [
+        (hotswap_plan::Mode::Install, "install"),
+        (hotswap_plan::Mode::Stage, "stage"),
+    ] {
+        let (batched, _clock_a, _dir_a) = handed_out(mode);
+        let (one_by_one, _clock_b, _dir_b) = handed_out(mode);
+        for batch in &batches {
+            let device = batch[0].0.clone();
+            let reports: Vec<Report> = batch.iter().map(|(_, r)| r.clone()).collect();
+            let together = batched.reports(device.clone(), reports.clone()).await;
+            let mut alone = Vec::new();
+            for r in reports {
+                alone.push(one_by_one.report(device.clone(), r).await);
+            }
+            let together: Vec<String> = match together {
+                Ok(answers) => answers.iter().map(|a| format!("{a:?}")).collect(),
+                Err(e) => vec![e.to_string()],
+            };
+            let alone: Vec<String> = alone
+                .into_iter()
+                .map(|a| a.map_or_else(|e| e.to_string(), |a| format!("{a:?}")))
+                .collect();
+            if together.len() == alone.len() {
+                assert_eq!(together, alone, "{name}: {batch:?}");
+            } else {
+                // The batch was refused as a whole: one of the one-by-one reports was too.
+                assert!(
+                    alone.iter().any(|a| together[0].ends_with(a.as_str())),
+                    "{name}: {together:?} vs {alone:?}"
+                );
+            }
+        }
+        assert_eq!(rows(&batched), rows(&one_by_one), "{name}");
+    }
+}

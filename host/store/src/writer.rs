@@ -1,0 +1,106 @@
+//! Group commit for the writes devices make (check-ins and reports): each request's work runs in
+//! its own savepoint inside a transaction shared with whatever else arrived meanwhile, and every
+//! request is answered only after that transaction is committed and synced. Durable before
+//! acknowledged, at the cost of one sync per batch instead of one per request.
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, Transaction};
+
+use crate::StoreError;
+
+/// The most requests one transaction carries.
+pub const MAX_BATCH: usize = 1000;
+
+/// Runs `work` in the transaction and returns what to tell the caller once the commit is known.
+type Job = Box<dyn FnOnce(&Transaction<'_>) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+#[derive(Clone)]
+pub struct BatchWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl BatchWriter {
+    /// Starts the writer thread; it ends when the last `BatchWriter` is dropped.
+    pub fn start(conn: Arc<Mutex<Connection>>) -> BatchWriter {
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("hotswap-store-writer".into())
+            .spawn(move || run(&conn, &rx))
+            .expect("the store writer thread starts");
+        BatchWriter { jobs: tx }
+    }
+
+    /// Runs `work` in the next batch; resolves once its effects are committed (or not).
+    pub async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |tx| {
+            let result = savepoint(tx, work);
+            Box::new(move |committed: Result<(), String>| {
+                let outcome = match committed {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+                };
+                let _ = reply.send(outcome);
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| StoreError::Unavailable("the store is closing".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the store writer stopped".into()))?
+    }
+}
+
+/// Runs `work` so that its failure undoes only its own changes.
+fn savepoint<T>(
+    tx: &Transaction<'_>,
+    work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    // Prepared once per connection: these run around every check-in and report.
+    tx.prepare_cached("SAVEPOINT job")?.execute([])?;
+    match work(tx) {
+        Ok(value) => {
+            tx.prepare_cached("RELEASE job")?.execute([])?;
+            Ok(value)
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+fn run(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = match conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                // Nothing ran; dropping the jobs answers every caller with an error.
+                tracing::error!(error = %e, "store writer cannot begin a transaction");
+                drop(batch);
+                continue;
+            }
+        };
+        let finishes: Vec<Finish> = batch.into_iter().map(|job| job(&tx)).collect();
+        let committed = tx.commit().map_err(|e| e.to_string());
+        drop(conn);
+        for finish in finishes {
+            finish(committed.clone());
+        }
+    }
+}

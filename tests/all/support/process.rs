@@ -1,0 +1,78 @@
+//! The real `hotswap` command, built as this package's `hotswap-under-test` binary: as a server
+//! process to kill, and as a command to run.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use hotswap_client::Client;
+
+use super::{hex, release_key};
+
+/// A `hotswap serve` process; killed (SIGKILL) when dropped.
+pub struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `hotswap serve` on `port` with its data in `dir/data`, its configuration and log beside
+/// it; returns once it answers `/healthz` (at most 30 s).
+pub async fn serve(dir: &Path, port: u16) -> Process {
+    let config = dir.join("hotswap.toml");
+    std::fs::write(&config, "orchestrator-tick-ms = 50\n").unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_hotswap-under-test"))
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--trusted-key")
+        .arg(hex(release_key().trusted().key.as_bytes()))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("the server starts");
+    let process = Process(child);
+    Client::new(&format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .wait_until_up(Duration::from_millis(50), Duration::from_secs(30))
+        .await
+        .expect("the server answers /healthz within 30 s");
+    process
+}
+
+/// Runs the real `hotswap` command; its exit status, standard output and standard error.
+pub async fn hotswap(args: Vec<String>) -> (bool, String, String) {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_hotswap-under-test"))
+            .args(&args)
+            .output()
+            .expect("the command runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
