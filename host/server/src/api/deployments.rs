@@ -282,11 +282,17 @@ pub async fn create(
         };
         policy
             .evaluate(&health_config, &(&probe).into(), &[])
-            .map_err(|e| ApiError::bad_request(format!("invalid `healthConfig`: {e}")))?;
+            .map_err(|e| match ApiError::from(e) {
+                // The policy refused the configuration: say which one.
+                refused if refused.status() == StatusCode::BAD_REQUEST => {
+                    refused.prefixed("invalid `healthConfig`")
+                }
+                other => other,
+            })?;
         let native = fleet(&devices, state.store.clock().now());
         let plan = strategy
             .plan(&config, &Fleet::from(&native))
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            .map_err(ApiError::from)?;
         if !params.dry_run {
             let waves = plan
                 .waves

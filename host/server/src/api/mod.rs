@@ -269,3 +269,94 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(e: ApiError) -> (u16, ErrorBody) {
+        let response = e.into_response();
+        let status = response.status().as_u16();
+        let body = body_bytes(response);
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    fn body_bytes(response: Response) -> Vec<u8> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .unwrap()
+            .to_vec()
+    }
+
+    #[test]
+    fn plugin_errors_have_their_status_in_one_place() {
+        let plugin = || "p@1".to_string();
+        let cases = [
+            (PluginError::Busy("pool".into()), 503),
+            (PluginError::TooLarge { size: 9, limit: 8 }, 413),
+            (PluginError::NotWasm, 400),
+            (
+                PluginError::OutOfFuel {
+                    plugin: plugin(),
+                    function: "plan",
+                    fuel: 1,
+                },
+                400,
+            ),
+            (
+                PluginError::Rejected {
+                    plugin: plugin(),
+                    message: "bad".into(),
+                },
+                400,
+            ),
+            (
+                PluginError::Runtime("/var/lib/hotswap/compiled: gone".into()),
+                500,
+            ),
+        ];
+        for (err, status) in cases {
+            let text = err.to_string();
+            let (got, body) = answered(ApiError::from(err));
+            assert_eq!(got, status, "{text}");
+            if status == 500 {
+                assert!(!body.error.message.contains("/var/lib"), "{body:?}");
+                assert!(body.error.id.is_some(), "{body:?}");
+            } else {
+                assert_eq!(body.error.message, text);
+                assert_eq!(body.error.id, None);
+            }
+        }
+    }
+
+    #[test]
+    fn a_store_failure_is_answered_with_an_error_id_and_no_detail() {
+        let (status, body) = answered(ApiError::from(StoreError::Corrupt(
+            "no such table: devices".into(),
+        )));
+        assert_eq!(status, 500);
+        let id = body.error.id.clone().expect("an error id");
+        assert!(body.error.message.contains(&id), "{body:?}");
+        assert!(!body.error.message.contains("no such table"), "{body:?}");
+        let (status, body) = answered(ApiError::from(StoreError::Unavailable(
+            "commit failed: disk I/O error".into(),
+        )));
+        assert_eq!(status, 503);
+        assert!(!body.error.message.contains("disk I/O"), "{body:?}");
+        let io = StoreError::Io {
+            path: "/var/lib/hotswap/blobs".into(),
+            source: std::io::Error::other("read-only file system"),
+        };
+        let (status, body) = answered(ApiError::from(io));
+        assert_eq!(status, 500);
+        assert!(!body.error.message.contains("/var/lib"), "{body:?}");
+        let (status, body) = answered(ApiError::from(StoreError::NotFound("no device `x`".into())));
+        assert_eq!(
+            (status, body.error.message.as_str()),
+            (404, "no device `x`")
+        );
+    }
+}
