@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use crate::support::device::{Behaviour, Fleet, wait_for};
 use crate::support::http::{get, post};
 use crate::support::process::{free_port, serve};
-use crate::support::server::{data_dir, register_devices, register_firmware};
+use crate::support::server::{bearer_client, data_dir, register_devices, register_firmware};
+use hotswap_server::ADMIN_TOKEN_FILE;
 
 /// Waits until `ready` says yes of the deployment's status.
 async fn until(
@@ -44,13 +45,17 @@ async fn a_deployment_survives_sigkill_at_several_points() {
     let dir = data_dir();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let api = Client::new(&url).unwrap();
     let mut server = serve(dir.path(), port).await;
+    let token = std::fs::read_to_string(dir.path().join("data").join(ADMIN_TOKEN_FILE))
+        .unwrap()
+        .trim()
+        .to_string();
+    let client = bearer_client(&token);
+    let api = Client::new(&url).unwrap().with_token(&token);
     register_firmware(&api, "1.0.0").await;
     register_firmware(&api, "2.0.0").await;
-    let ids = register_devices(&api, 24, "1.0.0").await;
-    let fleet = Fleet::start(&url, &ids, "1.0.0", |_, _| Behaviour::Good);
+    let devices = register_devices(&api, 24, "1.0.0").await;
+    let fleet = Fleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
 
     let body = json!({
         "firmwareVersion": "2.0.0", "deviceModel": "sensor-v1", "targetFilter": {},

@@ -40,8 +40,9 @@ fn device_config() -> DeviceConfig {
     }
 }
 
-fn fleet_config(url: &str, devices: usize) -> FleetConfig {
-    let mut c = FleetConfig::new(url, devices);
+fn fleet_config(server: &Server, devices: usize) -> FleetConfig {
+    let mut c = FleetConfig::new(&server.url, devices);
+    c.token = Some(server.admin_token.clone());
     c.poll = std::time::Duration::from_millis(50);
     c
 }
@@ -110,15 +111,14 @@ async fn the_demo_story_runs_end_to_end() {
 async fn every_built_in_strategy_rolls_out_to_simulated_devices() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
-    let _api = server.client();
     let url = server.url.clone();
-    let client = reqwest::Client::new();
+    let client = server.http();
     let api = server.client();
     let versions = ["1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0", "6.0.0"];
     for v in versions {
         register(&api, &good(v)).await;
     }
-    let fleet = Fleet::start(fleet_config(&url, 30), device_config(), &good("1.0.0"))
+    let fleet = Fleet::start(fleet_config(&server, 30), device_config(), &good("1.0.0"))
         .await
         .unwrap();
     let gate = json!({"soakSeconds": 0});
@@ -155,7 +155,15 @@ async fn every_built_in_strategy_rolls_out_to_simulated_devices() {
             succeeded, expected,
             "{strategy}: every device, stage and activate counted: {done:#}"
         );
-        let running = fleet.progress.versions();
+        // The server counted the last confirmation before the device heard back: wait for it.
+        let mut running = fleet.progress.versions();
+        for _ in 0..500 {
+            if running.get(version) == Some(&30) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            running = fleet.progress.versions();
+        }
         assert_eq!(running.get(version), Some(&30), "{strategy}: {running:?}");
     }
     let summary = fleet.stop().await;
@@ -168,9 +176,8 @@ async fn every_built_in_strategy_rolls_out_to_simulated_devices() {
 async fn injected_faults_leave_every_device_with_a_valid_agent() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
-    let _api = server.client();
     let url = server.url.clone();
-    let client = reqwest::Client::new();
+    let client = server.http();
     let api = server.client();
     for r in [
         good("1.0.0"),
@@ -179,7 +186,7 @@ async fn injected_faults_leave_every_device_with_a_valid_agent() {
     ] {
         register(&api, &r).await;
     }
-    let mut config = fleet_config(&url, 40);
+    let mut config = fleet_config(&server, 40);
     config.power_cut_percent = 30.0;
     config.corrupt_percent = 30.0;
     config.drop_percent = 30.0;
@@ -230,9 +237,8 @@ async fn injected_faults_leave_every_device_with_a_valid_agent() {
 async fn uploaded_example_plugins_drive_a_rollout() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
-    let _api = server.client();
     let url = server.url.clone();
-    let client = reqwest::Client::new();
+    let client = server.http();
     let api = server.client();
     for plugin in [
         crate::fixtures::MAINTENANCE_WINDOW,
@@ -258,7 +264,7 @@ async fn uploaded_example_plugins_drive_a_rollout() {
     ] {
         register(&api, &r).await;
     }
-    let mut config = fleet_config(&url, 20);
+    let mut config = fleet_config(&server, 20);
     config.labels = vec![
         ("maintenance-window".into(), "22-04".into()),
         ("maintenance-window".into(), "10-14".into()),
@@ -336,9 +342,13 @@ async fn uploaded_example_plugins_drive_a_rollout() {
 async fn the_release_command_signs_and_registers_an_agent() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
-    let _api = server.client();
     let url = server.url.clone();
     let secret = hex(&[7; 32]);
+    let token_file = dir
+        .path()
+        .join(hotswap_server::ADMIN_TOKEN_FILE)
+        .display()
+        .to_string();
     let release = |version: &str, key: &str, agent: &str| {
         [
             "release",
@@ -349,6 +359,8 @@ async fn the_release_command_signs_and_registers_an_agent() {
             key,
             "--server",
             &url,
+            "--token-file",
+            &token_file,
         ]
         .map(String::from)
         .to_vec()
@@ -356,7 +368,7 @@ async fn the_release_command_signs_and_registers_an_agent() {
     let (ok, out, err) = hotswap(release("2.0.0", &secret, "example:threshold-alarm")).await;
     assert!(ok, "{out}{err}");
     assert!(out.contains("registered 2.0.0 for sensor-v1"), "{out}");
-    let listed = get(&reqwest::Client::new(), format!("{url}/api/v1/firmware")).await;
+    let listed = get(&server.http(), format!("{url}/api/v1/firmware")).await;
     let expected = good("2.0.0");
     let firmware = listed.as_array().unwrap();
     assert!(
@@ -393,7 +405,7 @@ async fn the_release_command_signs_and_registers_an_agent() {
     let body: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(body["version"], "4.0.0");
     assert_eq!(body["signature"].as_str().unwrap().len(), 128);
-    let listed = get(&reqwest::Client::new(), format!("{url}/api/v1/firmware")).await;
+    let listed = get(&server.http(), format!("{url}/api/v1/firmware")).await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
     server.stop().await;
 }

@@ -43,6 +43,51 @@ pub enum Command {
     Release(ReleaseArgs),
 }
 
+/// A server to talk to, and the operator credential to show it: from `HOTSWAP_TOKEN`, or a file
+/// (never the command line, where `ps` and the shell's history would keep it).
+#[derive(Args)]
+pub struct ServerArgs {
+    /// The server's URL.
+    #[arg(long, env = "HOTSWAP_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// A file holding the API token [default: ./hotswap-data/admin.token, which `hotswap serve`
+    /// writes on its first start].
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    /// The token: `HOTSWAP_TOKEN`, else the file.
+    pub fn token(&self) -> anyhow::Result<String> {
+        if let Ok(token) = std::env::var("HOTSWAP_TOKEN")
+            && !token.trim().is_empty()
+        {
+            return Ok(token.trim().to_string());
+        }
+        let path = self.token_file.clone().unwrap_or_else(|| {
+            PathBuf::from(hotswap_server::config::DEFAULT_DATA_DIR)
+                .join(hotswap_server::ADMIN_TOKEN_FILE)
+        });
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            anyhow::anyhow!(
+                "no API token: set HOTSWAP_TOKEN or give --token-file ({}: {e})",
+                path.display()
+            )
+        })?;
+        Ok(text.trim().to_string())
+    }
+
+    /// A client of the server with the token.
+    pub fn client(&self) -> anyhow::Result<hotswap_client::Client> {
+        Ok(hotswap_client::Client::with_config(
+            hotswap_client::ClientConfig {
+                token: Some(self.token()?),
+                ..hotswap_client::ClientConfig::new(&self.server)
+            },
+        )?)
+    }
+}
+
 #[derive(Args)]
 pub struct ServeArgs {
     /// Where to listen [default: 127.0.0.1:8080].
@@ -99,9 +144,8 @@ impl From<DemoArgs> for crate::demo::DemoConfig {
 
 #[derive(Args)]
 pub struct SimArgs {
-    /// The server's URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub server: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
     #[arg(long, default_value_t = 100)]
     pub devices: usize,
     /// The release signing key's secret, 64 hex digits: the devices trust its public key and
@@ -165,7 +209,7 @@ impl From<&SimArgs> for hotswap_sim::FleetConfig {
             corrupt_percent: a.corrupt_percent,
             drop_percent: a.drop_percent,
             offline_percent: a.offline_percent,
-            ..hotswap_sim::FleetConfig::new(&a.server, a.devices)
+            ..hotswap_sim::FleetConfig::new(&a.server.server, a.devices)
         }
     }
 }
@@ -247,8 +291,8 @@ pub struct ReleaseArgs {
     /// The release signing key's secret, 64 hex digits (the server trusts its public key).
     #[arg(long, env = "HOTSWAP_RELEASE_KEY", hide_env_values = true)]
     pub release_key: String,
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub server: String,
+    #[command(flatten)]
+    pub server: ServerArgs,
     #[arg(long, default_value = "sensor-v1")]
     pub device_model: String,
     /// Devices refuse an agent whose counter is below the one they run.

@@ -58,6 +58,8 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
         tick: Duration::from_millis(100),
     };
     let app = state(&server_config)?;
+    // The first start made an administrator token: the demo is its operator.
+    let token_file = dir.join(hotswap_server::ADMIN_TOKEN_FILE);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -70,7 +72,8 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
         dir.display()
     )?;
 
-    let client = Client::new(&url)?;
+    let token = std::fs::read_to_string(&token_file)?.trim().to_string();
+    let client = Client::new(&url)?.with_token(&token);
     let agent = hotswap_agents::THRESHOLD_ALARM;
     let releases = [
         (
@@ -104,6 +107,7 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
     }
 
     let mut fleet_config = FleetConfig::new(&url, config.devices);
+    fleet_config.token = Some(token.clone());
     fleet_config.poll = Duration::from_millis(250);
     let device_config = DeviceConfig {
         keys: vec![key.trusted()],

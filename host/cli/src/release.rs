@@ -4,7 +4,6 @@
 use std::io::Write;
 
 use anyhow::{Context, Result};
-use hotswap_client::Client;
 use hotswap_device_vm::sim::ReleaseKey;
 use hotswap_sim::{registration, tagged};
 
@@ -38,7 +37,9 @@ pub async fn run(a: ReleaseArgs, out: &mut impl Write) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
         return Ok(());
     }
-    let firmware = Client::new(&a.server)?
+    let firmware = a
+        .server
+        .client()?
         .register_firmware(&body)
         .await
         .with_context(|| format!("registering {} for {}", a.version, a.device_model))?;

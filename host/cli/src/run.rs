@@ -74,6 +74,12 @@ async fn serve(a: ServeArgs) -> Result<()> {
         );
     }
     let state = hotswap_server::state(&config)?;
+    if let Some(path) = &state.admin_token_file {
+        eprintln!(
+            "hotswap: first start: an administrator API token is in {} (mode 0600); use it to make tokens of your own",
+            path.display()
+        );
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
@@ -97,7 +103,10 @@ async fn simulate(a: SimArgs) -> Result<()> {
             a.factory_version
         )
     })?;
-    let config = hotswap_sim::FleetConfig::from(&a);
+    let config = hotswap_sim::FleetConfig {
+        token: Some(a.server.token()?),
+        ..hotswap_sim::FleetConfig::from(&a)
+    };
     let image = hotswap_sim::tagged(hotswap_agents::THRESHOLD_ALARM, &version.to_string());
     let factory = key.release(version, &image, 0);
     let device_config = DeviceConfig {

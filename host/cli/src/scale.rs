@@ -102,11 +102,16 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
             .context("starting the server process")?,
     );
     let server_pid = server.0.id().to_string();
-    let client = Client::new(&url)?;
-    client
+    Client::new(&url)?
         .wait_until_up(Duration::from_millis(100), Duration::from_secs(30))
         .await
         .context("the server did not start within 30 s")?;
+    let token_file = dir.join("data").join(hotswap_server::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("reading {}", token_file.display()))?
+        .trim()
+        .to_string();
+    let client = Client::new(&url)?.with_token(&token);
     let agent = hotswap_agents::THRESHOLD_ALARM;
     let v1 = key.release(Version::new(1, 0, 0), &tagged(agent, "1.0.0"), 0);
     let v2 = key.release(Version::new(2, 0, 0), &tagged(agent, "2.0.0"), 0);
@@ -122,6 +127,7 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
     fleet_config.poll = config.poll;
     fleet_config.wait_seconds = config.wait_seconds;
     fleet_config.steps_per_poll = 1;
+    fleet_config.token = Some(token);
     let registering = Instant::now();
     let fleet = Fleet::start(
         fleet_config,

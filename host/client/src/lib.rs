@@ -15,11 +15,11 @@ mod retry;
 use std::time::Duration;
 
 use hotswap_protocol::{
-    BatchAnswer, CheckIn, CheckInAnswer, Decision, DecisionsQuery, Deployment, DeploymentRequest,
-    DeploymentStatus, DeviceBatch, DeviceDetail, DeviceGroup, DevicePage, DeviceQuery,
-    DeviceRecord, DeviceRegistration, DryRun, ErrorBody, Firmware, FirmwareQuery,
-    FirmwareRegistration, GroupCreation, PluginInfo, Report, ReportAnswer, ReportBatch,
-    ResolvedGroup,
+    AuditPage, AuditQuery, BatchAnswer, CheckIn, CheckInAnswer, CreatedToken, Decision,
+    DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus, DeviceBatch, DeviceDetail,
+    DeviceGroup, DevicePage, DeviceQuery, DeviceRegistration, DryRun, ErrorBody, Firmware,
+    FirmwareQuery, FirmwareRegistration, GroupCreation, PluginInfo, RegisteredDevice, Report,
+    ReportAnswer, ReportBatch, ResolvedGroup, TokenInfo, TokenRequest,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -59,6 +59,9 @@ pub struct ClientConfig {
     pub retry: Retry,
     /// The longest one request may take, a long poll's wait not included.
     pub timeout: Option<Duration>,
+    /// The operator credential sent with every operator request (an API token); the device
+    /// protocol's calls take the device's own.
+    pub token: Option<String>,
 }
 
 impl ClientConfig {
@@ -68,6 +71,7 @@ impl ClientConfig {
             http2: false,
             retry: Retry::default(),
             timeout: None,
+            token: None,
         }
     }
 }
@@ -78,6 +82,14 @@ pub struct Client {
     http: reqwest::Client,
     server: String,
     retry: Retry,
+    token: Option<String>,
+}
+
+/// A device's own credential: its id and its token, for the device protocol's calls.
+#[derive(Debug, Clone, Copy)]
+pub struct Device<'a> {
+    pub id: &'a str,
+    pub token: &'a str,
 }
 
 impl Client {
@@ -102,7 +114,16 @@ impl Client {
             http,
             server: config.server.trim_end_matches('/').to_string(),
             retry: config.retry,
+            token: config.token,
         })
+    }
+
+    /// The same client (the same connections) sending `token` with operator requests.
+    pub fn with_token(&self, token: &str) -> Client {
+        Client {
+            token: Some(token.to_string()),
+            ..self.clone()
+        }
     }
 
     /// The same client (the same connections) with other retries.
@@ -131,7 +152,9 @@ impl Client {
         query: Option<&(dyn ErasedQuery + Sync)>,
         body: Body<'_>,
     ) -> Result<A, ClientError> {
-        let bytes = self.send(method, path, query, body).await?;
+        let bytes = self
+            .send(method, path, query, body, self.token.as_deref())
+            .await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             url: self.url(path),
             detail: e.to_string(),
@@ -144,12 +167,16 @@ impl Client {
         path: &str,
         query: Option<&(dyn ErasedQuery + Sync)>,
         body: Body<'_>,
+        token: Option<&str>,
     ) -> Result<bytes::Bytes, ClientError> {
         let url = self.url(path);
         let mut attempt = 0;
         loop {
             attempt += 1;
             let mut request = self.http.request(method.clone(), &url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
             if let Some(q) = query {
                 request = q.apply(request);
             }
@@ -220,7 +247,15 @@ impl Client {
 
     /// `GET /metrics`: the OpenMetrics text.
     pub async fn metrics(&self) -> Result<String, ClientError> {
-        let bytes = self.send(Method::GET, "/metrics", None, Body::None).await?;
+        let bytes = self
+            .send(
+                Method::GET,
+                "/metrics",
+                None,
+                Body::None,
+                self.token.as_deref(),
+            )
+            .await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -245,10 +280,11 @@ impl Client {
             .await
     }
 
+    /// Registers a device; the answer holds its credential, shown this once.
     pub async fn register_device(
         &self,
         d: &DeviceRegistration,
-    ) -> Result<DeviceRecord, ClientError> {
+    ) -> Result<RegisteredDevice, ClientError> {
         self.post("/api/v1/devices", d).await
     }
 
@@ -299,9 +335,28 @@ impl Client {
             &format!("/api/v1/plugins/{name}/{version}"),
             None,
             Body::None,
+            self.token.as_deref(),
         )
         .await
         .map(drop)
+    }
+
+    /// Makes an API token; the answer holds its secret, shown this once.
+    pub async fn create_token(&self, t: &TokenRequest) -> Result<CreatedToken, ClientError> {
+        self.post("/api/v1/tokens", t).await
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.get("/api/v1/tokens").await
+    }
+
+    pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, ClientError> {
+        self.post(&format!("/api/v1/tokens/{id}/revoke"), &()).await
+    }
+
+    pub async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, ClientError> {
+        self.call(Method::GET, "/api/v1/audit", Some(q), Body::None)
+            .await
     }
 
     /// Starts a deployment; its status as it starts.
@@ -356,40 +411,69 @@ impl Client {
     /// [`hotswap_protocol::device::MAX_WAIT_SECONDS`]) a long poll.
     pub async fn check_in(
         &self,
-        device_id: &str,
+        device: Device<'_>,
         c: &CheckIn,
         wait: u32,
     ) -> Result<CheckInAnswer, ClientError> {
-        let path = format!("/api/v1/devices/{device_id}/check-in");
-        if wait == 0 {
-            self.post(&path, c).await
-        } else {
-            self.call(Method::POST, &path, Some(&[("wait", wait)]), Body::Json(c))
-                .await
-        }
+        let path = format!("/api/v1/devices/{}/check-in", device.id);
+        let query: Option<&(dyn ErasedQuery + Sync)> = match wait {
+            0 => None,
+            _ => Some(&[("wait", wait)]),
+        };
+        self.as_device(device, Method::POST, &path, query, Body::Json(c))
+            .await
     }
 
-    pub async fn report(&self, device_id: &str, r: &Report) -> Result<ReportAnswer, ClientError> {
-        self.post(&format!("/api/v1/devices/{device_id}/reports"), r)
+    pub async fn report(
+        &self,
+        device: Device<'_>,
+        r: &Report,
+    ) -> Result<ReportAnswer, ClientError> {
+        let path = format!("/api/v1/devices/{}/reports", device.id);
+        self.as_device(device, Method::POST, &path, None, Body::Json(r))
             .await
     }
 
     /// Reports that happened together, applied in order, all or none; one answer each.
     pub async fn reports(
         &self,
-        device_id: &str,
+        device: Device<'_>,
         batch: &ReportBatch,
     ) -> Result<Vec<ReportAnswer>, ClientError> {
-        self.post(&format!("/api/v1/devices/{device_id}/reports/batch"), batch)
+        let path = format!("/api/v1/devices/{}/reports/batch", device.id);
+        self.as_device(device, Method::POST, &path, None, Body::Json(batch))
             .await
+    }
+
+    /// A call of the device protocol, with the device's credential.
+    async fn as_device<A: DeserializeOwned>(
+        &self,
+        device: Device<'_>,
+        method: Method,
+        path: &str,
+        query: Option<&(dyn ErasedQuery + Sync)>,
+        body: Body<'_>,
+    ) -> Result<A, ClientError> {
+        let bytes = self
+            .send(method, path, query, body, Some(device.token))
+            .await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url: self.url(path),
+            detail: e.to_string(),
+        })
     }
 
     /// An artifact's bytes from `offset` on (`url` as an assignment gives it, the server's path),
     /// with HTTP Range when `offset` is past 0. Not retried: a device resumes where its flash
     /// says, and decides itself when to try again.
-    pub async fn artifact(&self, url: &str, offset: u64) -> Result<bytes::Bytes, ClientError> {
+    pub async fn artifact(
+        &self,
+        device: Device<'_>,
+        url: &str,
+        offset: u64,
+    ) -> Result<bytes::Bytes, ClientError> {
         let full = self.url(url);
-        let mut request = self.http.get(&full);
+        let mut request = self.http.get(&full).bearer_auth(device.token);
         if offset > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }

@@ -34,6 +34,9 @@ pub enum IfRegistered {
     Fail,
     /// Leave them as they are and register the others.
     Skip,
+    /// Leave their records as they are, but give them new credentials (the old ones stop
+    /// working): a simulator or a factory line starting over.
+    Reissue,
 }
 
 /// `POST /api/v1/devices/batch`.
@@ -52,6 +55,18 @@ pub struct BatchAnswer {
     pub created: usize,
     /// Devices left as they were because they were registered already (`ifRegistered: skip`).
     pub skipped: Vec<String>,
+    /// The credential of each device created (and, with `ifRegistered: reissue`, of each one
+    /// registered before), shown this once: the server keeps only its hash.
+    pub tokens: Vec<crate::auth::DeviceToken>,
+}
+
+/// The answer to `POST /api/v1/devices`: the device and its credential, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisteredDevice {
+    #[serde(flatten)]
+    pub device: DeviceRecord,
+    pub token: String,
 }
 
 /// A registered device.

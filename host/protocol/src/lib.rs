@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod deployments;
 pub mod device;
 pub mod devices;
@@ -21,6 +22,10 @@ pub mod time;
 pub use hotswap_plan::health::{HealthSample, Verdict, WaveStats};
 pub use hotswap_plan::{Gate, Mode};
 
+pub use auth::{
+    AuditEntry, AuditPage, AuditQuery, CreatedToken, DeviceToken, Permission, Role, TokenInfo,
+    TokenRequest,
+};
 pub use deployments::{
     Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus, DryRun, Event,
     PlannedWave, RetryPolicy, WaveStatus,
@@ -31,7 +36,7 @@ pub use device::{
 };
 pub use devices::{
     BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRecord,
-    DeviceRegistration, HistoryEntry, IfRegistered, Inventory,
+    DeviceRegistration, HistoryEntry, IfRegistered, Inventory, RegisteredDevice,
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use firmware::{Firmware, FirmwareQuery, FirmwareRegistration};

@@ -8,6 +8,8 @@
 //!
 //! - [`api`]: the axum router, [`AppState`], [`ApiError`].
 //! - [`orchestrator`]: [`Orchestrator`], given the store, the plugin runtime and the doorbell.
+//! - [`auth`]: who is calling and whether they may: the rule of each route, API and device
+//!   tokens, the audit log, the first start's administrator token.
 //! - [`doorbell`]: [`Doorbell`], per-device wake-ups for long-poll check-ins.
 //! - [`config`]: [`ServerConfig`], `hotswap serve`'s flags, environment and file.
 //! - [`serve`](mod@serve): [`state`] and [`serve()`], running it all on one listener.
@@ -15,12 +17,14 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod doorbell;
 pub mod orchestrator;
 pub mod serve;
 
-pub use api::{ApiError, AppState, ServerLimits, router};
+pub use api::{ApiError, AppState, ROUTES, Route, ServerLimits, router};
+pub use auth::{ADMIN_TOKEN_FILE, Principal, Rule};
 pub use config::{FileConfig, Overrides, ServerConfig, parse_trusted_key, resolve};
 pub use doorbell::{Doorbell, MAX_WAITING_DEVICES};
 pub use orchestrator::{DEFAULT_TICK, Orchestrator};

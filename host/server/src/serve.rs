@@ -21,6 +21,8 @@ pub fn state(config: &ServerConfig) -> Result<Arc<AppState>> {
 
 /// The shared state over a store already open (tests give theirs a clock they move by hand).
 pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppState>> {
+    let admin_token_file = crate::auth::first_start(&store, &config.data_dir)
+        .context("making the first administrator token")?;
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: Some(config.data_dir.join("compiled")),
         ..RuntimeConfig::default()
@@ -34,6 +36,8 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
         metrics: Default::default(),
         tick: config.tick,
         artifacts: Default::default(),
+        credentials: Default::default(),
+        admin_token_file,
     }))
 }
 
@@ -57,8 +61,11 @@ pub async fn serve(
         shutdown.await;
         closing.doorbell.close();
     };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("serving HTTP")
 }

@@ -17,6 +17,8 @@ use hotswap_protocol::{
     Assignment, AssignmentMode, CheckIn, DeviceState, Health, Report, ReportAnswer, SlotInfo,
 };
 
+use hotswap_client::Device as Credential;
+
 use crate::transport::{Transport, TransportError};
 
 /// The simulated flash: 1 KiB sectors, 4-byte words.
@@ -168,6 +170,8 @@ pub struct FactoryError(String);
 
 pub struct SimDevice {
     pub id: String,
+    /// Its credential, as its registration gave it.
+    pub token: String,
     device: Option<Device<Flash>>,
     layout: Layout,
     config: DeviceConfig,
@@ -233,6 +237,7 @@ impl SimDevice {
         }
         Ok(SimDevice {
             id,
+            token: String::new(),
             device: Some(device),
             layout,
             config,
@@ -353,6 +358,7 @@ impl SimDevice {
         let report = &mut Reporter {
             transport,
             device_id: self.id.clone(),
+            token: self.token.clone(),
         };
         match a.mode {
             AssignmentMode::Rollback => self.roll_back(transport, a, report).await,
@@ -553,7 +559,14 @@ impl SimDevice {
             if offset > 0 {
                 self.resumed += 1;
             }
-            let bytes = match transport.download(&a.url, u64::from(offset)).await {
+            let credential = Credential {
+                id: &self.id,
+                token: &self.token,
+            };
+            let bytes = match transport
+                .download(credential, &a.url, u64::from(offset))
+                .await
+            {
                 Ok(bytes) => bytes,
                 Err(TransportError::Refused { status, message }) => {
                     return Err(UpdateError::Download(format!(
@@ -650,6 +663,7 @@ async fn failed(
 pub(crate) struct Reporter<'t, T> {
     transport: &'t T,
     device_id: String,
+    token: String,
 }
 
 impl<T: Transport> Reporter<'_, T> {
@@ -675,7 +689,11 @@ impl<T: Transport> Reporter<'_, T> {
         if let Some(last) = reports.last_mut() {
             last.health = health;
         }
-        let answers = self.transport.report(&self.device_id, reports).await;
+        let device = Credential {
+            id: &self.device_id,
+            token: &self.token,
+        };
+        let answers = self.transport.report(device, reports).await;
         Answer::of(answers.ok().as_ref().and_then(|a| a.last()))
     }
 

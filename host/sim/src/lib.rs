@@ -17,12 +17,12 @@ pub mod device;
 pub mod release;
 pub mod transport;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hotswap_client::{Client, ClientConfig, ClientError, Retry};
+use hotswap_client::{Client, ClientConfig, ClientError, Device, Retry};
 use hotswap_device_vm::device::DeviceConfig;
 use hotswap_device_vm::sim::Release;
 use hotswap_protocol::{
@@ -67,6 +67,8 @@ pub struct FleetConfig {
     /// talking, a waiting check-in included, so a large fleet polls (`wait_seconds` 0) to stay
     /// under the process's open-file limit.
     pub http1: bool,
+    /// The operator token that registers the devices (the role needs `manage-devices`).
+    pub token: Option<String>,
 }
 
 impl FleetConfig {
@@ -90,6 +92,7 @@ impl FleetConfig {
             seed: 1,
             max_busy: 4096,
             http1: false,
+            token: None,
         }
     }
 }
@@ -222,13 +225,13 @@ struct Counted<'p, T> {
 impl<T: Transport> Transport for Counted<'_, T> {
     async fn check_in(
         &self,
-        device_id: &str,
+        device: Device<'_>,
         c: &CheckIn,
         wait: u32,
     ) -> Result<CheckInAnswer, TransportError> {
         // Counted when sent: a long poll may wait a while for its answer.
         self.progress.check_ins.fetch_add(1, Ordering::Relaxed);
-        let answer = self.inner.check_in(device_id, c, wait).await;
+        let answer = self.inner.check_in(device, c, wait).await;
         if answer.is_ok() {
             self.progress
                 .check_ins_answered
@@ -239,16 +242,21 @@ impl<T: Transport> Transport for Counted<'_, T> {
 
     async fn report(
         &self,
-        device_id: &str,
+        device: Device<'_>,
         reports: Vec<Report>,
     ) -> Result<Vec<ReportAnswer>, TransportError> {
-        let answer = self.inner.report(device_id, reports).await;
+        let answer = self.inner.report(device, reports).await;
         self.progress.reports.fetch_add(1, Ordering::Relaxed);
         answer
     }
 
-    async fn download(&self, url: &str, offset: u64) -> Result<Vec<u8>, TransportError> {
-        self.inner.download(url, offset).await
+    async fn download(
+        &self,
+        device: Device<'_>,
+        url: &str,
+        offset: u64,
+    ) -> Result<Vec<u8>, TransportError> {
+        self.inner.download(device, url, offset).await
     }
 }
 
@@ -296,7 +304,11 @@ impl Fleet {
         device_config: DeviceConfig,
         factory: &Release,
     ) -> Result<Fleet, FleetError> {
-        let client = Client::new(&config.server).map_err(FleetError::Connect)?;
+        let client = Client::with_config(ClientConfig {
+            token: config.token.clone(),
+            ..ClientConfig::new(&config.server)
+        })
+        .map_err(FleetError::Connect)?;
         // Devices speak HTTP/2 to the server, many to a connection, as behind a gateway: one
         // connection per device would run out of file descriptors and ports long before
         // 100,000 devices, and a waiting check-in holds its stream for up to `wait_seconds`.
@@ -321,8 +333,9 @@ impl Fleet {
         let version = factory.manifest.version.to_string();
         let busy = Arc::new(tokio::sync::Semaphore::new(config.max_busy.max(1)));
         let modules = Modules::new(hotswap_device_vm::agent::AgentLimits::default());
-        // Registered in batches (one transaction each); devices already registered stay as
-        // they are.
+        // Registered in batches (one transaction each); devices already registered keep their
+        // records and get new credentials, so a fleet can start over against the same server.
+        let mut tokens: HashMap<String, String> = HashMap::with_capacity(config.devices);
         let ids: Vec<String> = (0..config.devices)
             .map(|n| format!("{}-{n:06}", config.prefix))
             .collect();
@@ -348,16 +361,17 @@ impl Fleet {
                     }
                 })
                 .collect();
-            client
+            let answer = client
                 .register_devices(&DeviceBatch {
                     devices,
-                    if_registered: IfRegistered::Skip,
+                    if_registered: IfRegistered::Reissue,
                 })
                 .await
                 .map_err(|source| FleetError::Register {
                     first: chunk[0].clone(),
                     source,
                 })?;
+            tokens.extend(answer.tokens.into_iter().map(|t| (t.device_id, t.token)));
         }
         for (n, id) in ids.into_iter().enumerate() {
             let mut device =
@@ -366,6 +380,7 @@ impl Fleet {
                         device: id.clone(),
                         source,
                     })?;
+            device.token = tokens.remove(&id).unwrap_or_default();
             let mut roll = |percent: f64| rng.random_bool((percent / 100.0).clamp(0.0, 1.0));
             device.faults = Faults {
                 power_cut: roll(config.power_cut_percent),
@@ -485,7 +500,11 @@ async fn run_device(
     while !*stopped.borrow() {
         device.run_agent(config.steps_per_poll);
         let body = device.check_in();
-        let asked = transport.check_in(&device.id, &body, config.wait_seconds);
+        let credential = Device {
+            id: &device.id,
+            token: &device.token,
+        };
+        let asked = transport.check_in(credential, &body, config.wait_seconds);
         // A waiting check-in is given up when the fleet stops.
         let answer = tokio::select! {
             answer = asked => answer.ok(),

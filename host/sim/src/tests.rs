@@ -45,7 +45,7 @@ impl Memory {
 impl Transport for Memory {
     async fn check_in(
         &self,
-        _: &str,
+        _: hotswap_client::Device<'_>,
         _: &CheckIn,
         _: u32,
     ) -> Result<CheckInAnswer, TransportError> {
@@ -57,7 +57,7 @@ impl Transport for Memory {
 
     async fn report(
         &self,
-        _: &str,
+        _: hotswap_client::Device<'_>,
         reports: Vec<Report>,
     ) -> Result<Vec<ReportAnswer>, TransportError> {
         let answers = reports
@@ -75,7 +75,12 @@ impl Transport for Memory {
         Ok(answers)
     }
 
-    async fn download(&self, _: &str, offset: u64) -> Result<Vec<u8>, TransportError> {
+    async fn download(
+        &self,
+        _: hotswap_client::Device<'_>,
+        _: &str,
+        offset: u64,
+    ) -> Result<Vec<u8>, TransportError> {
         match &self.artifact {
             Some(bytes) => Ok(bytes[offset as usize..].to_vec()),
             None => Err(TransportError::Refused {

@@ -2,7 +2,7 @@
 //! so the device's update logic runs the same over HTTP ([`HttpTransport`]) and in a test with
 //! no server at all.
 
-use hotswap_client::{Client, ClientError};
+use hotswap_client::{Client, ClientError, Device};
 use hotswap_protocol::{CheckIn, CheckInAnswer, Report, ReportAnswer, ReportBatch};
 
 /// Why a request of a device's did not succeed.
@@ -32,7 +32,7 @@ pub trait Transport {
     /// A check-in, waiting up to `wait` seconds for an assignment (0: answered at once).
     fn check_in(
         &self,
-        device_id: &str,
+        device: Device<'_>,
         c: &CheckIn,
         wait: u32,
     ) -> impl Future<Output = Result<CheckInAnswer, TransportError>>;
@@ -40,13 +40,14 @@ pub trait Transport {
     /// Reports that happened together, in order; one answer each.
     fn report(
         &self,
-        device_id: &str,
+        device: Device<'_>,
         reports: Vec<Report>,
     ) -> impl Future<Output = Result<Vec<ReportAnswer>, TransportError>>;
 
     /// An artifact's bytes from `offset` on.
     fn download(
         &self,
+        device: Device<'_>,
         url: &str,
         offset: u64,
     ) -> impl Future<Output = Result<Vec<u8>, TransportError>>;
@@ -65,29 +66,34 @@ pub struct HttpTransport {
 impl Transport for HttpTransport {
     async fn check_in(
         &self,
-        device_id: &str,
+        device: Device<'_>,
         c: &CheckIn,
         wait: u32,
     ) -> Result<CheckInAnswer, TransportError> {
-        Ok(self.once.check_in(device_id, c, wait).await?)
+        Ok(self.once.check_in(device, c, wait).await?)
     }
 
     async fn report(
         &self,
-        device_id: &str,
+        device: Device<'_>,
         mut reports: Vec<Report>,
     ) -> Result<Vec<ReportAnswer>, TransportError> {
         if reports.len() == 1 {
             let one = reports.pop().expect("one report");
-            return Ok(vec![self.retrying.report(device_id, &one).await?]);
+            return Ok(vec![self.retrying.report(device, &one).await?]);
         }
         Ok(self
             .retrying
-            .reports(device_id, &ReportBatch { reports })
+            .reports(device, &ReportBatch { reports })
             .await?)
     }
 
-    async fn download(&self, url: &str, offset: u64) -> Result<Vec<u8>, TransportError> {
-        Ok(self.once.artifact(url, offset).await?.to_vec())
+    async fn download(
+        &self,
+        device: Device<'_>,
+        url: &str,
+        offset: u64,
+    ) -> Result<Vec<u8>, TransportError> {
+        Ok(self.once.artifact(device, url, offset).await?.to_vec())
     }
 }

@@ -42,6 +42,7 @@ fn setup() -> (Arc<Store>, std::path::PathBuf) {
                 labels: BTreeMap::new(),
                 groups: vec![],
                 firmware_version: "1.0.0".into(),
+                token_sha256: None,
             })
             .unwrap();
     }

@@ -16,6 +16,8 @@ pub struct NewDevice {
     pub labels: BTreeMap<String, String>,
     pub groups: Vec<String>,
     pub firmware_version: String,
+    /// SHA-256 of the device's credential, hex; `None` gives it none (it cannot check in).
+    pub token_sha256: Option<String>,
 }
 
 /// Which devices to list; every field narrows the list. Paging by `after` (the last device id of
@@ -141,6 +143,63 @@ impl Store {
 }
 
 impl Store {
+    /// The SHA-256 of a device's credential; `None` for a device not registered (or registered
+    /// before devices had credentials).
+    pub fn device_token(&self, device_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .reader()
+            .prepare_cached("SELECT token_sha256 FROM devices WHERE device_id = ?1")?
+            .query_row([device_id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
+    }
+
+    /// The device whose credential hashes to `sha256`.
+    pub fn device_by_token(&self, sha256: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .reader()
+            .prepare_cached("SELECT device_id FROM devices WHERE token_sha256 = ?1")?
+            .query_row([sha256], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Gives registered devices new credentials (the old ones stop working): `(device, SHA-256
+    /// of its new credential)`. Devices not registered are left out of the answer.
+    pub fn reissue_device_tokens(
+        &self,
+        devices: &[(String, String)],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut changed = Vec::new();
+        {
+            let mut stmt =
+                tx.prepare("UPDATE devices SET token_sha256 = ?2 WHERE device_id = ?1")?;
+            for (device, sha) in devices {
+                if stmt.execute(params![device, sha])? > 0 {
+                    changed.push(device.clone());
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    /// Whether an open assignment hands the artifact `sha256` to `device_id` now: what a device
+    /// credential is allowed to download.
+    pub fn artifact_assigned(&self, device_id: &str, sha256: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .reader()
+            .prepare_cached(
+                "SELECT 1 FROM assignments a JOIN firmware f ON f.id = a.firmware_id
+                 WHERE a.device_id = ?1 AND a.outcome IS NULL AND a.state != 'pending' AND f.sha256 = ?2
+                 LIMIT 1",
+            )?
+            .query_row([device_id, sha256], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     /// The devices with these ids, in the order given; ids that are not registered are returned
     /// in the second list.
     pub fn devices_by_id(
@@ -173,8 +232,8 @@ fn insert_device(
     let groups = serde_json::to_string(&d.groups).expect("groups serialize");
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'registered', ?7) ON CONFLICT (device_id) DO NOTHING",
+            "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at, token_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'registered', ?7, ?8) ON CONFLICT (device_id) DO NOTHING",
         )?
         .execute(params![
             d.device_id,
@@ -183,7 +242,8 @@ fn insert_device(
             labels,
             groups,
             d.firmware_version,
-            created_at.0
+            created_at.0,
+            d.token_sha256
         ])?;
     Ok(inserted > 0)
 }

@@ -15,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod blobs;
 mod clock;
 mod decisions;
@@ -36,6 +37,7 @@ use hotswap_protocol::{Assignment, CheckIn, DeploymentState, DeviceStatus, Repor
 use hotswap_protocol::{Spelling, UnknownValue};
 use rusqlite::Connection;
 
+pub use auth::{MAX_AUDIT_PAGE, NewAudit, NewToken};
 pub use blobs::BlobStore;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployments::{NewDeployment, NewWave, Transitioned};

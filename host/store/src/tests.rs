@@ -73,6 +73,7 @@ fn handed_out(mode: hotswap_plan::Mode) -> (Store, ManualClock, TempDir) {
                 labels: Default::default(),
                 groups: vec![],
                 firmware_version: "1.0.0".into(),
+                token_sha256: None,
             })
             .unwrap();
         devices.push((id, "1.0.0".to_string()));
@@ -303,4 +304,29 @@ async fn a_batch_of_reports_does_what_the_same_reports_one_by_one_do() {
         }
         assert_eq!(rows(&batched), rows(&one_by_one), "{name}");
     }
+}
+
+/// The audit log only grows: no statement may change or remove an entry.
+#[tokio::test]
+async fn the_audit_log_is_append_only() {
+    let dir = TempDir::new().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .append_audit(NewAudit {
+            actor: "token:admin".into(),
+            token_id: Some(1),
+            source: Some("127.0.0.1".into()),
+            action: "POST /api/v1/firmware".into(),
+            object: Some("/api/v1/firmware".into()),
+            status: 201,
+        })
+        .await
+        .unwrap();
+    for sql in ["UPDATE audit SET status = 200", "DELETE FROM audit"] {
+        let err = store.conn().execute(sql, []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+    let page = store.audit(&Default::default()).unwrap();
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.entries[0].status, 201);
 }

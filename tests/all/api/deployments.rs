@@ -12,8 +12,7 @@ use crate::support::{registration_json, registry_image, release_key};
 async fn a_dry_run_deployment_returns_the_plan_with_device_ids() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
-    let _api = server.client();
-    let client = reqwest::Client::new();
+    let client = server.http();
     let api = |path: &str| format!("{}/api/v1/{path}", server.url);
     let image = registry_image();
     let (status, _) = post(

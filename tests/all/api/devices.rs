@@ -10,8 +10,7 @@ use crate::support::server::{Server, data_dir};
 async fn devices_are_registered_filtered_and_paged() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
-    let _api = server.client();
-    let client = reqwest::Client::new();
+    let client = server.http();
     let url = format!("{}/api/v1/devices", server.url);
     let regions = ["eu-west", "us-east", "ap-south"];
     for i in 0..30 {
@@ -138,8 +137,7 @@ async fn devices_are_registered_in_batches_all_or_none() {
     let dir = data_dir();
     // The default body limit (4 MiB): a full batch fits.
     let server = Server::with_body_limit(&dir, 4 << 20).await;
-    let _api = server.client();
-    let client = reqwest::Client::new();
+    let client = server.http();
     let url = format!("{}/api/v1/devices/batch", server.url);
     let device = |i: usize| json!({"deviceId": format!("b-{i:05}"), "deviceModel": "sensor-v1", "region": "eu-west", "firmwareVersion": "1.0.0"});
     let batch =

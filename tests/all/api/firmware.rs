@@ -14,8 +14,7 @@ use crate::support::{hex, registration_json, registry_image, release_key};
 async fn firmware_is_registered_listed_and_deprecated() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
-    let _api = server.client();
-    let client = reqwest::Client::new();
+    let client = server.http();
     let image = registry_image();
 
     let (status, body) = post(
@@ -99,7 +98,6 @@ async fn firmware_is_registered_listed_and_deprecated() {
     // Everything survives a restart on the same data directory.
     server.stop().await;
     let server = Server::start(&dir).await;
-    let _api = server.client();
     let shown: Value = client
         .get(format!("{}/api/v1/firmware/{id}", server.url))
         .send()
@@ -123,8 +121,7 @@ async fn firmware_is_registered_listed_and_deprecated() {
 async fn bad_registrations_get_the_right_status_and_a_clear_message() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
-    let _api = server.client();
-    let client = reqwest::Client::new();
+    let client = server.http();
     let url = format!("{}/api/v1/firmware", server.url);
     let image = registry_image();
     let good = registration_json(&release_key(), "2.0.0", &image);

@@ -10,8 +10,7 @@ use crate::support::{registration_json, registry_image, release_key};
 async fn metrics_count_requests_by_route_and_status_and_registry_sizes() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
-    let _api = server.client();
-    let client = reqwest::Client::new();
+    let client = server.http();
     let url = format!("{}/api/v1/firmware", server.url);
     let image = registry_image();
     assert_eq!(

@@ -2,6 +2,7 @@
 //! every bad input with its status and message, then a restart on the same data directory; one
 //! file per part of the API.
 
+mod auth;
 mod deployments;
 mod devices;
 mod firmware;

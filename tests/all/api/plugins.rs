@@ -10,8 +10,7 @@ use crate::support::server::{Server, data_dir};
 async fn plugins_are_uploaded_checked_listed_and_deleted() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
-    let _api = server.client();
-    let client = reqwest::Client::new();
+    let client = server.http();
     let url = format!("{}/api/v1/plugins", server.url);
     let upload = |bytes: &'static [u8]| {
         let client = client.clone();

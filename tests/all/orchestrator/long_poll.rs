@@ -6,7 +6,7 @@ use hotswap_client::Client;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::http::{get, message, post};
+use crate::support::http::{get, message, post, post_as};
 use crate::support::server::Rig;
 
 use super::check_ins_counted;
@@ -23,6 +23,7 @@ async fn a_waiting_check_in_is_answered_when_its_device_is_handed_an_assignment(
         client,
         api,
         ids,
+        devices,
     } = Rig::start(&["1.0.0", "2.0.0"], 3).await;
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
@@ -30,12 +31,25 @@ async fn a_waiting_check_in_is_answered_when_its_device_is_handed_an_assignment(
         .unwrap();
     let check_in_url =
         |device: &str, query: &str| format!("{url}/api/v1/devices/{device}/check-in{query}");
+    let token = |device: &str| -> String {
+        devices
+            .iter()
+            .find(|(id, _)| id == device)
+            .map(|(_, t)| t.clone())
+            .unwrap()
+    };
     for (query, expected) in [
         ("?wait=61", "`wait` is at most 60 seconds, found 61"),
         ("?wait=soon", "wait"),
         ("?sleep=5", "unknown field `sleep`"),
     ] {
-        let (status, answer) = post(&h2, check_in_url("d-000", query), &json!({})).await;
+        let (status, answer) = post_as(
+            &h2,
+            &token("d-000"),
+            check_in_url("d-000", query),
+            &json!({}),
+        )
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {answer}");
         assert!(message(&answer).contains(expected), "{query}: {answer}");
     }
@@ -44,8 +58,9 @@ async fn a_waiting_check_in_is_answered_when_its_device_is_handed_an_assignment(
         let h2 = h2.clone();
         let url = check_in_url(device, "?wait=60");
         let body = json!({"firmwareVersion": version});
+        let token = token(device);
         tokio::spawn(async move {
-            let (status, answer) = post(&h2, url, &body).await;
+            let (status, answer) = post_as(&h2, &token, url, &body).await;
             assert_eq!(status, StatusCode::OK, "{answer}");
             answer
         })
@@ -69,7 +84,13 @@ async fn a_waiting_check_in_is_answered_when_its_device_is_handed_an_assignment(
     until_waiting(counted).await;
     // Nothing comes for d-002 (over HTTP/1.1): its wait runs out and it is answered with no
     // assignment.
-    let (status, answer) = post(&client, check_in_url("d-002", "?wait=1"), &json!({})).await;
+    let (status, answer) = post_as(
+        &client,
+        &token("d-002"),
+        check_in_url("d-002", "?wait=1"),
+        &json!({}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert!(answer["assignment"].is_null(), "{answer}");
 
@@ -93,17 +114,30 @@ async fn a_waiting_check_in_is_answered_when_its_device_is_handed_an_assignment(
         "trial",
         "confirmed",
     ] {
-        report(&api, "d-000", assignment, state, "").await;
+        report(&api, ("d-000", &token("d-000")), assignment, state, "").await;
     }
 
     // d-000 runs 2.0.0 and waits again; d-001 fails, and the rollback sends d-000 back.
     let counted = check_ins_counted(&client, &url).await;
     let d0 = waiting("d-000", "2.0.0");
     until_waiting(counted).await;
-    let (_, answer) = post(&client, check_in_url("d-001", ""), &json!({})).await;
+    let (_, answer) = post_as(
+        &client,
+        &token("d-001"),
+        check_in_url("d-001", ""),
+        &json!({}),
+    )
+    .await;
     let failing = &answer["assignment"];
     assert_eq!(failing["version"], "2.0.0", "{answer}");
-    report(&api, "d-001", failing, "failed", "self-test failed").await;
+    report(
+        &api,
+        ("d-001", &token("d-001")),
+        failing,
+        "failed",
+        "self-test failed",
+    )
+    .await;
     let answer = d0.await.unwrap();
     let back = &answer["assignment"];
     assert_eq!(back["mode"], "rollback", "{answer}");
@@ -114,12 +148,20 @@ async fn a_waiting_check_in_is_answered_when_its_device_is_handed_an_assignment(
 }
 
 /// Reports `state` for the assignment of a check-in's JSON answer.
-async fn report(api: &Client, device: &str, assignment: &Value, state: &str, reason: &str) {
+async fn report(
+    api: &Client,
+    (id, token): (&str, &str),
+    assignment: &Value,
+    state: &str,
+    reason: &str,
+) {
     let r: hotswap_protocol::Report = serde_json::from_value(json!({
         "assignmentId": assignment["assignmentId"],
         "state": state,
         "reason": (!reason.is_empty()).then_some(reason),
     }))
     .unwrap();
-    api.report(device, &r).await.unwrap();
+    api.report(hotswap_client::Device { id, token }, &r)
+        .await
+        .unwrap();
 }

@@ -7,7 +7,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::http::{get, message, post};
-use crate::support::server::{Server, data_dir, register_devices, register_firmware};
+use crate::support::server::{
+    Server, bearer_client, data_dir, register_devices, register_firmware,
+};
 use crate::support::{hex, image};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -16,17 +18,19 @@ async fn the_device_protocol_refuses_bad_input_with_clear_messages() {
     let server = Server::start(&dir).await;
     let api = server.client();
     let url = server.url.clone();
-    let client = reqwest::Client::new();
+    let client = server.http();
     register_firmware(&api, "1.0.0").await;
-    register_devices(&api, 1, "").await;
+    let registered = register_devices(&api, 1, "").await;
+    // The device routes take the device's own credential.
+    let device = bearer_client(&registered[0].1);
     let devices = format!("{url}/api/v1/devices");
     let cases: Vec<(&str, String, Value, StatusCode, &str)> = vec![
         (
-            "unknown device",
+            "another device's route",
             format!("{devices}/nope/check-in"),
             json!({}),
-            StatusCode::NOT_FOUND,
-            "no device `nope`: register it first",
+            StatusCode::FORBIDDEN,
+            "this credential is not device `nope`'s",
         ),
         (
             "unknown field",
@@ -79,23 +83,23 @@ async fn the_device_protocol_refuses_bad_input_with_clear_messages() {
         ),
     ];
     for (what, at, body, status, expected) in cases {
-        let (got, answer) = post(&client, at, &body).await;
+        let (got, answer) = post(&device, at, &body).await;
         assert_eq!(got, status, "{what}: {answer}");
         assert!(message(&answer).contains(expected), "{what}: {answer}");
     }
     // Nothing to do: no assignment; the check-in is recorded.
     let (status, answer) = post(
-        &client,
+        &device,
         format!("{devices}/d-000/check-in"),
         &json!({"firmwareVersion": "1.0.0", "slots": [{"slot": "a", "version": "1.0.0", "state": "active"}]}),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer, json!({"assignment": null, "pollSeconds": 30}));
-    let device = get(&client, format!("{devices}/d-000")).await;
-    assert_eq!(device["status"], "online");
-    assert_eq!(device["firmwareVersion"], "1.0.0");
-    assert_eq!(device["slots"][0]["slot"], "a");
+    let shown = get(&client, format!("{devices}/d-000")).await;
+    assert_eq!(shown["status"], "online");
+    assert_eq!(shown["firmwareVersion"], "1.0.0");
+    assert_eq!(shown["slots"][0]["slot"], "a");
     // Repeated check-ins that tell nothing new are not written again, but anything new is kept
     // at once: health, then the version.
     for (body, health_traps, version) in [
@@ -120,25 +124,53 @@ async fn the_device_protocol_refuses_bad_input_with_clear_messages() {
             "1.0.1",
         ),
     ] {
-        let (status, answer) = post(&client, format!("{devices}/d-000/check-in"), &body).await;
+        let (status, answer) = post(&device, format!("{devices}/d-000/check-in"), &body).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
-        let device = get(&client, format!("{devices}/d-000")).await;
-        assert_eq!(
-            device["health"]["traps"], health_traps,
-            "{body}: {device:#}"
-        );
-        assert_eq!(device["health"]["version"], version, "{body}: {device:#}");
-        assert_eq!(device["firmwareVersion"], version, "{body}: {device:#}");
+        let shown = get(&client, format!("{devices}/d-000")).await;
+        assert_eq!(shown["health"]["traps"], health_traps, "{body}: {shown:#}");
+        assert_eq!(shown["health"]["version"], version, "{body}: {shown:#}");
+        assert_eq!(shown["firmwareVersion"], version, "{body}: {shown:#}");
     }
 
-    // Artifacts: a whole download, a resumed one, and unknown or malformed names.
+    // Artifacts: only while an assignment hands them to the device.
     let bytes = image("1.0.0");
     let sha = hex(&Manifest::for_image(Version::parse("1.0.0").unwrap(), &bytes, 0).sha256);
     let artifact = format!("{url}/api/v1/artifacts/{sha}");
-    let whole = client.get(&artifact).send().await.unwrap();
+    let r = device.get(&artifact).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let answer: Value = r.json().await.unwrap();
+    assert!(
+        message(&answer).contains("no open assignment hands this artifact to device `d-000`"),
+        "{answer}"
+    );
+    let r = client.get(&artifact).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "nor to an operator");
+    let assigned = |version: &'static str| {
+        let (client, device, url, devices) = (&client, &device, &url, &devices);
+        async move {
+            let body = json!({
+                "firmwareVersion": version, "deviceModel": "sensor-v1", "targetDevices": ["d-000"],
+                "strategy": "direct", "healthConfig": {"pollSeconds": 1},
+            });
+            let (status, started) = post(client, format!("{url}/api/v1/deployments"), &body).await;
+            assert_eq!(status, StatusCode::CREATED, "{started}");
+            for _ in 0..600 {
+                let (_, answer) =
+                    post(device, format!("{devices}/d-000/check-in"), &json!({})).await;
+                if answer["assignment"]["version"] == version {
+                    return started["id"].as_i64().unwrap();
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            panic!("d-000 was never handed {version}");
+        }
+    };
+    let first = assigned("1.0.0").await;
+    // Whole, resumed, and in ranges.
+    let whole = device.get(&artifact).send().await.unwrap();
     assert_eq!(whole.status(), StatusCode::OK);
     assert_eq!(whole.bytes().await.unwrap().as_ref(), bytes.as_slice());
-    let rest = client
+    let rest = device
         .get(&artifact)
         .header("Range", "bytes=100-")
         .send()
@@ -151,7 +183,7 @@ async fn the_device_protocol_refuses_bad_input_with_clear_messages() {
     );
     assert_eq!(rest.bytes().await.unwrap().as_ref(), &bytes[100..]);
     let ranged = |range: String| {
-        let request = client.get(&artifact).header("Range", range);
+        let request = device.get(&artifact).header("Range", range);
         async move { request.send().await.unwrap() }
     };
     let middle = ranged("bytes=10-19".into()).await;
@@ -179,13 +211,21 @@ async fn the_device_protocol_refuses_bad_input_with_clear_messages() {
     }
     // A blob damaged on disk is an error, never served.
     register_firmware(&api, "2.0.0").await;
+    let (status, _) = post(
+        &client,
+        format!("{url}/api/v1/deployments/{first}/cancel"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
     let two = image("2.0.0");
     let sha2 = hex(&Manifest::for_image(Version::parse("2.0.0").unwrap(), &two, 0).sha256);
     let blob = dir.path().join("blobs").join(&sha2);
     let mut damaged = std::fs::read(&blob).unwrap();
     damaged[7] ^= 1;
     std::fs::write(&blob, damaged).unwrap();
-    let r = client
+    assigned("2.0.0").await;
+    let r = device
         .get(format!("{url}/api/v1/artifacts/{sha2}"))
         .send()
         .await
@@ -201,13 +241,16 @@ async fn the_device_protocol_refuses_bad_input_with_clear_messages() {
     );
     assert!(!message(&answer).contains("damaged"), "{answer}");
     assert!(!message(&answer).contains(&sha2), "{answer}");
-    for name in ["00".repeat(32), "../hotswap.db".to_string()] {
-        let r = client
+    for (name, status) in [
+        ("00".repeat(32), StatusCode::FORBIDDEN),
+        ("../hotswap.db".to_string(), StatusCode::NOT_FOUND),
+    ] {
+        let r = device
             .get(format!("{url}/api/v1/artifacts/{name}"))
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{name}");
+        assert_eq!(r.status(), status, "{name}");
     }
     server.stop().await;
 }

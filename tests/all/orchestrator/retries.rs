@@ -25,8 +25,9 @@ async fn a_silent_device_is_retried_with_backoff_then_quarantined() {
         client,
         api,
         ids,
+        devices,
     } = Rig::with_clock(&["1.0.0", "2.0.0"], 3, clock.clone()).await;
-    let fleet = Fleet::start(&url, &ids, "1.0.0", |device, _| {
+    let fleet = Fleet::start(&url, &devices, "1.0.0", |device, _| {
         if device == "d-002" {
             Behaviour::Silent
         } else {

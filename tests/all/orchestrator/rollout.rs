@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::device::{Behaviour, Fleet, versions_on_server, wait_for};
-use crate::support::http::{get, message, post};
+use crate::support::http::{get, message, post, post_as};
 use crate::support::server::Rig;
 
 use super::{canary, metrics_text};
@@ -20,7 +20,8 @@ async fn a_canary_rollout_completes_wave_by_wave() {
         url,
         client,
         api,
-        ids,
+        ids: _,
+        devices,
     } = Rig::start(&["1.0.0", "2.0.0"], 30).await;
 
     let (status, started) = post(
@@ -39,7 +40,7 @@ async fn a_canary_rollout_completes_wave_by_wave() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{paused}");
-    let fleet = Fleet::start(&url, &ids, "1.0.0", |_, _| Behaviour::Good);
+    let fleet = Fleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
     // Every device has asked twice while paused, and finished what it was given: nothing.
     fleet.check_in_rounds(2).await;
     let status = get(&client, format!("{url}/api/v1/deployments/{id}/status")).await;
@@ -166,14 +167,15 @@ async fn a_failing_rollout_rolls_back_and_every_device_ends_on_its_previous_vers
         url,
         client,
         api,
-        ids,
+        ids: _,
+        devices,
     } = Rig::start(&["1.0.0", "2.0.0", "3.0.0", "4.0.0"], 20).await;
     // 3.0.0 fails its self-test on half the devices; the others take it and then trap. Which
     // device of the canary wave gets how far before the first failure stops the rollout is up
     // to timing: whichever way it goes, no device keeps 3.0.0.
     // 4.0.0 installs and confirms everywhere, then traps: its health samples stop it, and every
     // device of the canary wave is sent back.
-    let fleet = Fleet::start(&url, &ids, "1.0.0", |device, version| {
+    let fleet = Fleet::start(&url, &devices, "1.0.0", |device, version| {
         let n: usize = device[2..].parse().unwrap();
         match (version, n % 2) {
             ("3.0.0", 0) | ("4.0.0", _) => Behaviour::Unhealthy,
@@ -297,6 +299,7 @@ async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_ins
         client,
         api,
         ids,
+        devices,
     } = Rig::start(&["1.0.0", "2.0.0"], 3).await;
     let body = json!({
         "firmwareVersion": "2.0.0", "deviceModel": "sensor-v1", "targetDevices": ids,
@@ -307,8 +310,16 @@ async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_ins
     assert_eq!(status, StatusCode::CREATED, "{started}");
     let id = started["id"].as_i64().unwrap();
 
+    let token = |device: &str| -> String {
+        devices
+            .iter()
+            .find(|(id, _)| id == device)
+            .map(|(_, t)| t.clone())
+            .unwrap()
+    };
     let check_in = |device: &str, version: &str| {
         let api = api.clone();
+        let token = token(device);
         let device = device.to_string();
         let body = hotswap_protocol::CheckIn {
             firmware_version: Some(version.to_string()),
@@ -316,7 +327,11 @@ async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_ins
         };
         async move {
             for _ in 0..600 {
-                let answer = api.check_in(&device, &body, 0).await.unwrap();
+                let me = hotswap_client::Device {
+                    id: &device,
+                    token: &token,
+                };
+                let answer = api.check_in(me, &body, 0).await.unwrap();
                 if let Some(a) = answer.assignment {
                     return serde_json::to_value(a).unwrap();
                 }
@@ -327,12 +342,13 @@ async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_ins
     };
     let report = |device: &str, assignment: &Value, state: &str, reason: &str| {
         let client = client.clone();
+        let token = token(device);
         let url = format!("{url}/api/v1/devices/{device}/reports");
         let body =
             json!({"assignmentId": assignment["assignmentId"], "state": state, "reason": reason});
         let state = state.to_string();
         async move {
-            let (status, answer) = post(&client, url, &body).await;
+            let (status, answer) = post_as(&client, &token, url, &body).await;
             assert_eq!(status, StatusCode::OK, "{state}: {answer}");
             answer
         }
@@ -372,8 +388,9 @@ async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_ins
     // ends the assignment, not with one that does not.
     let reports = format!("{url}/api/v1/devices/d-000/reports");
     let health = json!({"healthy": false, "traps": 2});
-    let (status, refused) = post(
+    let (status, refused) = post_as(
         &client,
+        &token("d-000"),
         reports.clone(),
         &json!({"assignmentId": installed["assignmentId"], "state": "trial", "health": health}),
     )
@@ -385,8 +402,9 @@ async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_ins
     );
     let answer = report("d-000", &installed, "trial", "").await;
     assert_eq!(answer["state"], "trial", "{answer}");
-    let (status, answer) = post(
+    let (status, answer) = post_as(
         &client,
+        &token("d-000"),
         reports.clone(),
         &json!({"assignmentId": installed["assignmentId"], "state": "confirmed", "health": health}),
     )

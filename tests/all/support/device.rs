@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use hotswap_client::{Client, ClientConfig, Retry};
+use hotswap_client::{Client, ClientConfig, Device, Retry};
 use hotswap_device_vm::Version;
 use hotswap_device_vm::image::Manifest;
 use hotswap_protocol::{
@@ -48,7 +48,7 @@ fn patient(url: &str) -> Client {
 /// carries on; false when the answer says the assignment was called off.
 async fn report(
     client: &Client,
-    id: &str,
+    me: Device<'_>,
     a: &Assignment,
     state: DeviceState,
     reason: &str,
@@ -59,8 +59,8 @@ async fn report(
         reason: (!reason.is_empty()).then(|| reason.to_string()),
         health: None,
     };
-    let first = client.report(id, &r).await.unwrap();
-    let again = client.report(id, &r).await.unwrap();
+    let first = client.report(me, &r).await.unwrap();
+    let again = client.report(me, &r).await.unwrap();
     assert!(
         !again.applied,
         "a retried {state} report changed something: {first:?} then {again:?}"
@@ -70,26 +70,43 @@ async fn report(
 
 /// Downloads an artifact in two pieces, the second from where the first stopped, as a device
 /// resuming a broken download does.
-async fn download(client: &Client, url: &str, size: usize) -> Vec<u8> {
+async fn download(client: &Client, me: Device<'_>, url: &str, size: usize) -> Vec<u8> {
     let half = size / 2;
-    let mut bytes = client.artifact(url, 0).await.unwrap().to_vec();
+    let mut bytes = fetch(client, me, url, 0).await;
     assert_eq!(bytes.len(), size);
     bytes.truncate(half);
-    bytes.extend_from_slice(&client.artifact(url, half as u64).await.unwrap());
+    bytes.extend_from_slice(&fetch(client, me, url, half as u64).await);
     bytes
+}
+
+/// An artifact from `offset` on; a download that does not get through (the server restarting)
+/// is tried again, one the server refuses fails the test.
+async fn fetch(client: &Client, me: Device<'_>, url: &str, offset: u64) -> Vec<u8> {
+    for _ in 0..200 {
+        match client.artifact(me, url, offset).await {
+            Ok(bytes) => return bytes.to_vec(),
+            Err(e) if e.is_transient() => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("{url}: {e}"),
+        }
+    }
+    panic!("{url}: no answer in 10 s")
 }
 
 /// A device client following a script until `stop` is set. Returns the version it ends on.
 /// `rounds` counts the device's check-ins whose assignment, if any, it finished working on.
 pub async fn scripted_device(
     url: String,
-    id: String,
+    (id, token): (String, String),
     mut version: String,
     behaviour: impl Fn(&str) -> Behaviour,
     stop: Arc<AtomicBool>,
     rounds: Arc<AtomicU64>,
 ) -> String {
     let client = patient(&url);
+    let me = Device {
+        id: &id,
+        token: &token,
+    };
     let mut traps = 0;
     while !stop.load(Ordering::Relaxed) {
         let check_in = CheckIn {
@@ -103,33 +120,33 @@ pub async fn scripted_device(
                 metrics: BTreeMap::new(),
             }),
         };
-        let answer = client.check_in(&id, &check_in, 0).await.unwrap();
+        let answer = client.check_in(me, &check_in, 0).await.unwrap();
         if let Some(a) = &answer.assignment {
             let target = a.version.clone();
             let b = behaviour(&target);
             // Each report's answer may call the job off: the device stops before it activates.
-            if b != Behaviour::Silent && report(&client, &id, a, DeviceState::Downloading, "").await
+            if b != Behaviour::Silent && report(&client, me, a, DeviceState::Downloading, "").await
             {
-                let bytes = download(&client, &a.url, a.size as usize).await;
+                let bytes = download(&client, me, &a.url, a.size as usize).await;
                 let sha = Manifest::for_image(Version::parse(&target).unwrap(), &bytes, 0).sha256;
                 assert_eq!(
                     a.checksum,
                     format!("sha256:{}", hex(&sha)),
                     "{id}: the bytes match the checksum"
                 );
-                let mut go = report(&client, &id, a, DeviceState::Downloaded, "").await;
-                go = go && report(&client, &id, a, DeviceState::Verifying, "").await;
-                go = go && report(&client, &id, a, DeviceState::Installed, "").await;
+                let mut go = report(&client, me, a, DeviceState::Downloaded, "").await;
+                go = go && report(&client, me, a, DeviceState::Verifying, "").await;
+                go = go && report(&client, me, a, DeviceState::Installed, "").await;
                 if a.mode == AssignmentMode::Rollback {
                     version = target;
                     traps = 0;
-                    report(&client, &id, a, DeviceState::RolledBack, "").await;
-                } else if go && report(&client, &id, a, DeviceState::Trial, "").await {
+                    report(&client, me, a, DeviceState::RolledBack, "").await;
+                } else if go && report(&client, me, a, DeviceState::Trial, "").await {
                     match b {
                         Behaviour::FailsSelfTest => {
                             report(
                                 &client,
-                                &id,
+                                me,
                                 a,
                                 DeviceState::RolledBack,
                                 "self-test failed: sensor read out of range",
@@ -139,12 +156,12 @@ pub async fn scripted_device(
                         Behaviour::Unhealthy => {
                             version = target;
                             traps = 3;
-                            report(&client, &id, a, DeviceState::Confirmed, "").await;
+                            report(&client, me, a, DeviceState::Confirmed, "").await;
                         }
                         Behaviour::Good | Behaviour::Silent => {
                             version = target;
                             traps = 0;
-                            report(&client, &id, a, DeviceState::Confirmed, "").await;
+                            report(&client, me, a, DeviceState::Confirmed, "").await;
                         }
                     }
                 }
@@ -165,20 +182,20 @@ pub struct Fleet {
 impl Fleet {
     pub fn start(
         url: &str,
-        ids: &[String],
+        devices: &[(String, String)],
         version: &str,
         behaviour: impl Fn(&str, &str) -> Behaviour + Clone + Send + Sync + 'static,
     ) -> Fleet {
         let stop = Arc::new(AtomicBool::new(false));
-        let devices = ids
+        let devices = devices
             .iter()
-            .map(|id| {
+            .map(|(id, token)| {
                 let b = behaviour.clone();
                 let device = id.clone();
                 let rounds = Arc::new(AtomicU64::new(0));
                 let task = tokio::spawn(scripted_device(
                     url.to_string(),
-                    id.clone(),
+                    (id.clone(), token.clone()),
                     version.to_string(),
                     move |v| b(&device, v),
                     stop.clone(),

@@ -45,3 +45,21 @@ pub fn edited(base: &Value, f: &dyn Fn(&mut Value)) -> Value {
     f(&mut body);
     body
 }
+
+/// A POST with `token` as its credential (a device's, where the client holds an operator's).
+pub async fn post_as(
+    client: &reqwest::Client,
+    token: &str,
+    url: String,
+    body: &Value,
+) -> (StatusCode, Value) {
+    let response = client
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap())
+}

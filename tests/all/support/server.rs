@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotswap_client::Client;
-use hotswap_server::{ServerConfig, ServerLimits, serve, state_with_store};
+use hotswap_server::{ADMIN_TOKEN_FILE, ServerConfig, ServerLimits, serve, state_with_store};
 use hotswap_store::{Clock, ManualClock, Store, SystemClock};
 use tempfile::TempDir;
 
@@ -26,6 +26,8 @@ pub const TICK: Duration = Duration::from_millis(50);
 /// A running server; stops when [`Server::stop`] is called or the runtime ends.
 pub struct Server {
     pub url: String,
+    /// The administrator token the first start made.
+    pub admin_token: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -57,6 +59,10 @@ impl Server {
         };
         let store = Store::open_with_clock(&config.data_dir, clock).unwrap();
         let state = state_with_store(&config, store).unwrap();
+        let admin_token = std::fs::read_to_string(config.data_dir.join(ADMIN_TOKEN_FILE))
+            .unwrap()
+            .trim()
+            .to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -69,14 +75,22 @@ impl Server {
         });
         Server {
             url,
+            admin_token,
             stop: Some(tx),
             task,
         }
     }
 
-    /// A typed client of this server.
+    /// A typed client of this server, with the administrator token.
     pub fn client(&self) -> Client {
-        Client::new(&self.url).unwrap()
+        Client::new(&self.url)
+            .unwrap()
+            .with_token(&self.admin_token)
+    }
+
+    /// A raw HTTP client that sends the administrator token with every request.
+    pub fn http(&self) -> reqwest::Client {
+        bearer_client(&self.admin_token)
     }
 
     pub async fn stop(mut self) {
@@ -96,6 +110,8 @@ pub struct Rig {
     /// The typed client.
     pub api: Client,
     pub ids: Vec<String>,
+    /// Each device's id and credential.
+    pub devices: Vec<(String, String)>,
 }
 
 impl Rig {
@@ -118,14 +134,15 @@ impl Rig {
         for v in versions {
             register_firmware(&api, v).await;
         }
-        let ids = register_devices(&api, devices, "1.0.0").await;
+        let registered = register_devices(&api, devices, "1.0.0").await;
         Rig {
             dir,
+            client: server.http(),
             server,
             url,
-            client: reqwest::Client::new(),
             api,
-            ids,
+            ids: registered.iter().map(|(id, _)| id.clone()).collect(),
+            devices: registered,
         }
     }
 }
@@ -138,13 +155,13 @@ pub async fn register_firmware(client: &Client, version: &str) {
         .unwrap();
 }
 
-/// Registers `n` devices on `version`, in three regions.
-pub async fn register_devices(client: &Client, n: usize, version: &str) -> Vec<String> {
+/// Registers `n` devices on `version`, in three regions; each one's id and credential.
+pub async fn register_devices(client: &Client, n: usize, version: &str) -> Vec<(String, String)> {
     let regions = ["eu-west", "us-east", "ap-south"];
     let mut ids = Vec::new();
     for i in 0..n {
         let id = format!("d-{i:03}");
-        client
+        let registered = client
             .register_device(&hotswap_protocol::DeviceRegistration {
                 device_id: id.clone(),
                 device_model: "sensor-v1".into(),
@@ -154,7 +171,20 @@ pub async fn register_devices(client: &Client, n: usize, version: &str) -> Vec<S
             })
             .await
             .unwrap();
-        ids.push(id);
+        ids.push((id, registered.token));
     }
     ids
+}
+
+/// A raw HTTP client that sends `token` with every request.
+pub fn bearer_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
 }

@@ -6,9 +6,10 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use hotswap_protocol::auth::DEVICE_TOKEN_PREFIX;
 use hotswap_protocol::{
-    BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRecord,
-    DeviceRegistration, IfRegistered,
+    BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRegistration,
+    DeviceToken, IfRegistered, RegisteredDevice,
 };
 use hotswap_store::{DeviceFilter, NewDevice, parse_label};
 
@@ -34,8 +35,9 @@ pub(super) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Checks every field of a registration; the device to store.
-fn check(r: DeviceRegistration) -> Result<NewDevice, ApiError> {
+/// Checks every field of a registration; the device to store, with a new credential (whose
+/// hash is stored) and the credential.
+fn check(r: DeviceRegistration) -> Result<(NewDevice, String), ApiError> {
     check_name("deviceId", &r.device_id)?;
     if r.device_id == "batch" {
         return Err(ApiError::bad_request(
@@ -64,23 +66,31 @@ fn check(r: DeviceRegistration) -> Result<NewDevice, ApiError> {
             r.firmware_version
         )));
     }
-    Ok(NewDevice {
-        device_id: r.device_id,
-        device_model: r.device_model,
-        region: r.region,
-        labels: r.labels,
-        groups: r.groups,
-        firmware_version: r.firmware_version,
-    })
+    let token = crate::auth::new_secret(DEVICE_TOKEN_PREFIX)?;
+    Ok((
+        NewDevice {
+            device_id: r.device_id,
+            device_model: r.device_model,
+            region: r.region,
+            labels: r.labels,
+            groups: r.groups,
+            firmware_version: r.firmware_version,
+            token_sha256: Some(crate::auth::digest(&token)),
+        },
+        token,
+    ))
 }
 
 pub async fn register(
     State(state): State<Arc<AppState>>,
     Body(r): Body<DeviceRegistration>,
-) -> Result<(StatusCode, Json<DeviceRecord>), ApiError> {
-    let new = check(r)?;
+) -> Result<(StatusCode, Json<RegisteredDevice>), ApiError> {
+    let (new, token) = check(r)?;
     let device = blocking(move || Ok(state.store.add_device(new)?)).await?;
-    Ok((StatusCode::CREATED, Json(device)))
+    Ok((
+        StatusCode::CREATED,
+        Json(RegisteredDevice { device, token }),
+    ))
 }
 
 /// The most devices one `POST /api/v1/devices/batch` registers.
@@ -103,19 +113,65 @@ pub async fn register_batch(
     }
     let mut seen = std::collections::HashSet::with_capacity(batch.devices.len());
     let mut devices = Vec::with_capacity(batch.devices.len());
+    let mut tokens = Vec::with_capacity(batch.devices.len());
     for (i, r) in batch.devices.into_iter().enumerate() {
-        let new = check(r).map_err(|e| e.prefixed(&format!("devices[{i}]")))?;
+        let (new, token) = check(r).map_err(|e| e.prefixed(&format!("devices[{i}]")))?;
         if !seen.insert(new.device_id.clone()) {
             return Err(ApiError::bad_request(format!(
                 "devices[{i}]: `{}` appears twice in the batch",
                 new.device_id
             )));
         }
+        tokens.push(DeviceToken {
+            device_id: new.device_id.clone(),
+            token,
+        });
         devices.push(new);
     }
-    let skip = batch.if_registered == IfRegistered::Skip;
-    let (created, skipped) = blocking(move || Ok(state.store.add_devices(&devices, skip)?)).await?;
-    Ok((StatusCode::CREATED, Json(BatchAnswer { created, skipped })))
+    let mode = batch.if_registered;
+    let store = state.store.clone();
+    let (created, skipped) = blocking(move || {
+        let (created, skipped) = store.add_devices(&devices, mode != IfRegistered::Fail)?;
+        if mode == IfRegistered::Reissue && !skipped.is_empty() {
+            let again: std::collections::HashSet<&String> = skipped.iter().collect();
+            let reissued: Vec<(String, String)> = devices
+                .iter()
+                .filter(|d| again.contains(&d.device_id))
+                .map(|d| {
+                    (
+                        d.device_id.clone(),
+                        d.token_sha256.clone().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            store.reissue_device_tokens(&reissued)?;
+        }
+        Ok((created, skipped))
+    })
+    .await?;
+    let tokens = match mode {
+        IfRegistered::Reissue => {
+            for id in &skipped {
+                state.credentials.forget_device(id);
+            }
+            tokens
+        }
+        _ => {
+            let skipped: std::collections::HashSet<&String> = skipped.iter().collect();
+            tokens
+                .into_iter()
+                .filter(|t| !skipped.contains(&t.device_id))
+                .collect()
+        }
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(BatchAnswer {
+            created,
+            skipped,
+            tokens,
+        }),
+    ))
 }
 
 pub async fn list(

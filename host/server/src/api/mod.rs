@@ -5,6 +5,7 @@
 //! blocking pool ([`blocking`]) or through the store's batched writer, never on an async worker.
 
 mod artifacts;
+mod audit;
 mod deployments;
 mod devices;
 mod firmware;
@@ -12,14 +13,16 @@ mod groups;
 mod metrics;
 mod plugins;
 mod protocol;
+mod tokens;
 
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, on};
 use axum::{Json, Router};
 use hotswap_device_vm::slots::TrustedKey;
 use hotswap_plugin_host::{PluginError, PluginRuntime};
@@ -32,7 +35,9 @@ pub use devices::{MAX_BATCH, MAX_PAGE};
 pub use metrics::Metrics;
 pub use protocol::POLL_SECONDS;
 
+use crate::auth::{Credentials, Rule};
 use crate::doorbell::Doorbell;
+use hotswap_protocol::Permission::*;
 
 /// Limits on what clients may send.
 #[derive(Debug, Clone, Copy)]
@@ -66,53 +71,77 @@ pub struct AppState {
     pub tick: std::time::Duration,
     /// Artifacts served from memory.
     pub artifacts: artifacts::Artifacts,
+    /// Credentials already checked.
+    pub credentials: Credentials,
+    /// Where the first start wrote the administrator token, when this start made one.
+    pub admin_token_file: Option<std::path::PathBuf>,
+}
+
+/// One route of the API and who may call it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub method: Method,
+    /// axum's template, `/api/v1/devices/{id}`.
+    pub path: &'static str,
+    pub rule: Rule,
+}
+
+/// Declares the routes once: the table of rules ([`ROUTES`]) and the router are made from the
+/// same lines, so no route can exist without a rule.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:expr, $rule:expr;)*) => {
+        /// Every route of the API with who may call it.
+        pub const ROUTES: &[Route] = &[
+            $(Route { method: Method::$method, path: $path, rule: $rule },)*
+        ];
+
+        fn with_routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+            router $(.route($path, on(MethodFilter::$method, $handler)))*
+        }
+    };
+}
+
+routes! {
+    GET "/healthz" => || async { Json(json!({"status": "ok"})) }, Rule::Open;
+    GET "/metrics" => metrics::scrape, Rule::Operator(Read);
+    POST "/api/v1/firmware" => firmware::register, Rule::Operator(Release);
+    GET "/api/v1/firmware" => firmware::list, Rule::Operator(Read);
+    GET "/api/v1/firmware/{id}" => firmware::get, Rule::Operator(Read);
+    POST "/api/v1/firmware/{id}/deprecate" => firmware::deprecate, Rule::Operator(Release);
+    POST "/api/v1/devices" => devices::register, Rule::Operator(ManageDevices);
+    GET "/api/v1/devices" => devices::list, Rule::Operator(Read);
+    POST "/api/v1/devices/batch" => devices::register_batch, Rule::Operator(ManageDevices);
+    GET "/api/v1/devices/{id}" => devices::get, Rule::Operator(Read);
+    POST "/api/v1/device-groups" => groups::create, Rule::Operator(ManageDevices);
+    GET "/api/v1/device-groups" => groups::list, Rule::Operator(Read);
+    GET "/api/v1/device-groups/{name}" => groups::get, Rule::Operator(Read);
+    POST "/api/v1/plugins" => plugins::upload, Rule::Operator(Release);
+    GET "/api/v1/plugins" => plugins::list, Rule::Operator(Read);
+    DELETE "/api/v1/plugins/{name}/{version}" => plugins::delete, Rule::Operator(Release);
+    POST "/api/v1/deployments" => deployments::create, Rule::Operator(CreateDeployment);
+    GET "/api/v1/deployments" => deployments::list, Rule::Operator(Read);
+    GET "/api/v1/deployments/{id}" => deployments::status, Rule::Operator(Read);
+    GET "/api/v1/deployments/{id}/status" => deployments::status, Rule::Operator(Read);
+    GET "/api/v1/deployments/{id}/decisions" => deployments::decisions, Rule::Operator(Read);
+    POST "/api/v1/deployments/{id}/{action}" => deployments::act, Rule::Operator(HandleDeployment);
+    POST "/api/v1/tokens" => tokens::create, Rule::Operator(ManageTokens);
+    GET "/api/v1/tokens" => tokens::list, Rule::Operator(ManageTokens);
+    POST "/api/v1/tokens/{id}/revoke" => tokens::revoke, Rule::Operator(ManageTokens);
+    GET "/api/v1/audit" => audit::list, Rule::Operator(ReadAudit);
+    POST "/api/v1/devices/{id}/check-in" => protocol::check_in, Rule::Device;
+    POST "/api/v1/devices/{id}/reports" => protocol::report, Rule::Device;
+    POST "/api/v1/devices/{id}/reports/batch" => protocol::report_batch, Rule::Device;
+    GET "/api/v1/artifacts/{sha256}" => artifacts::artifact, Rule::Artifact;
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.limits.max_body_bytes;
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/metrics", get(metrics::scrape))
-        .route(
-            "/api/v1/firmware",
-            post(firmware::register).get(firmware::list),
-        )
-        .route("/api/v1/firmware/{id}", get(firmware::get))
-        .route("/api/v1/firmware/{id}/deprecate", post(firmware::deprecate))
-        .route(
-            "/api/v1/devices",
-            post(devices::register).get(devices::list),
-        )
-        .route("/api/v1/devices/batch", post(devices::register_batch))
-        .route("/api/v1/devices/{id}", get(devices::get))
-        .route(
-            "/api/v1/device-groups",
-            post(groups::create).get(groups::list),
-        )
-        .route("/api/v1/device-groups/{name}", get(groups::get))
-        .route("/api/v1/plugins", post(plugins::upload).get(plugins::list))
-        .route(
-            "/api/v1/deployments",
-            post(deployments::create).get(deployments::list),
-        )
-        .route("/api/v1/deployments/{id}", get(deployments::status))
-        .route("/api/v1/deployments/{id}/status", get(deployments::status))
-        .route(
-            "/api/v1/deployments/{id}/decisions",
-            get(deployments::decisions),
-        )
-        .route("/api/v1/deployments/{id}/{action}", post(deployments::act))
-        .route("/api/v1/devices/{id}/check-in", post(protocol::check_in))
-        .route("/api/v1/devices/{id}/reports", post(protocol::report))
-        .route(
-            "/api/v1/devices/{id}/reports/batch",
-            post(protocol::report_batch),
-        )
-        .route("/api/v1/artifacts/{sha256}", get(artifacts::artifact))
-        .route(
-            "/api/v1/plugins/{name}/{version}",
-            axum::routing::delete(plugins::delete),
-        )
+    with_routes(Router::new())
+        // A later layer wraps the earlier: metrics count every answer, refusals included.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::check,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -1,0 +1,437 @@
+//! Who is calling, and whether they may: every route has a [`Rule`] in [`crate::api::ROUTES`],
+//! and one middleware ([`check`]) holds each request to its route's rule before any handler runs.
+//! Nothing is open but `GET /healthz`.
+//!
+//! Operators and scripts send `Authorization: Bearer <API token>` (`hsw_pat_...`); devices send
+//! their own token (`hsw_dev_...`), which works only on the device routes and only for that
+//! device: its check-in and reports, and an artifact while an assignment hands it to that
+//! device. A token is known to the server only as its SHA-256; checking one costs a hash and a
+//! lookup in memory (filled from the store on the first use, emptied when a token is revoked).
+//! Every operator action that changes something, and every refused credential, goes to the
+//! audit log before the answer is sent.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hotswap_protocol::auth::{API_TOKEN_PREFIX, DEVICE_TOKEN_PREFIX};
+use hotswap_protocol::{Permission, Role, TokenInfo, UnixSeconds};
+use hotswap_store::{NewAudit, NewToken, Store};
+use sha2::{Digest, Sha256};
+
+use crate::api::{ApiError, AppState, ROUTES};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Anyone: liveness only.
+    Open,
+    /// An operator credential whose role grants the permission.
+    Operator(Permission),
+    /// The device the route's `{id}` names, with its own credential.
+    Device,
+    /// A device credential, for an artifact an open assignment hands to that device.
+    Artifact,
+}
+
+/// Who a request comes from, once its credential is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    Operator {
+        token_id: i64,
+        name: String,
+        role: Role,
+    },
+    Device {
+        device_id: String,
+    },
+}
+
+impl Principal {
+    /// How the audit log names it.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Operator { name, .. } => format!("token:{name}"),
+            Principal::Device { device_id } => format!("device:{device_id}"),
+        }
+    }
+}
+
+/// A new secret: the prefix and 32 random bytes in hex.
+pub fn new_secret(prefix: &str) -> Result<String, ApiError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal(format!("randomness: {e}")))?;
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
+}
+
+/// What the server keeps of a secret: its SHA-256, hex.
+pub fn digest(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// The first characters of a token, to tell tokens apart in a list.
+pub fn hint(secret: &str) -> String {
+    secret.chars().take(API_TOKEN_PREFIX.len() + 4).collect()
+}
+
+/// The file the first start writes the administrator token to.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// On a data directory with no token yet, makes an administrator token and writes it to
+/// `<dir>/ADMIN_TOKEN_FILE` (mode 0600). Returns the file's path when it made one. The token
+/// itself is never logged.
+pub fn first_start(store: &Store, dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    if store.token_count()? > 0 {
+        return Ok(None);
+    }
+    let secret = new_secret(API_TOKEN_PREFIX).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let path = dir.join(ADMIN_TOKEN_FILE);
+    write_secret(&path, &secret)?;
+    store.add_token(&NewToken {
+        name: "admin".into(),
+        role: Role::Admin,
+        sha256: digest(&secret),
+        hint: hint(&secret),
+        created_by: "first start".into(),
+        expires_at: None,
+    })?;
+    Ok(Some(path))
+}
+
+/// Writes a secret to a file only its owner may read.
+fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{secret}")?;
+    file.sync_all()
+}
+
+/// Tokens and device credentials already looked up, by the SHA-256 of the secret.
+pub struct Credentials {
+    tokens: quick_cache::sync::Cache<String, Arc<TokenInfo>>,
+    /// Device id to the SHA-256 of its credential.
+    devices: quick_cache::sync::Cache<String, Arc<str>>,
+    /// The SHA-256 of a device credential to its device, for the artifact route.
+    owners: quick_cache::sync::Cache<String, Arc<str>>,
+}
+
+/// The most tokens and devices whose credentials are kept in memory.
+pub const CREDENTIALS_CACHED: usize = 1 << 20;
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Credentials {
+            tokens: quick_cache::sync::Cache::new(4096),
+            devices: quick_cache::sync::Cache::new(CREDENTIALS_CACHED),
+            owners: quick_cache::sync::Cache::new(CREDENTIALS_CACHED),
+        }
+    }
+}
+
+impl Credentials {
+    /// Forgets a token (revoked): its next request reads the store again.
+    pub fn forget_token(&self, sha256: &str) {
+        self.tokens.remove(sha256);
+    }
+
+    /// Forgets every cached token (a token was revoked by id).
+    pub fn forget_tokens(&self) {
+        self.tokens.clear();
+    }
+
+    /// A device's credential changed (registered again with a new one, or rejected).
+    pub fn forget_device(&self, device_id: &str) {
+        if let Some((_, sha)) = self.devices.remove(device_id) {
+            self.owners.remove(&*sha);
+        }
+    }
+}
+
+/// Why a credential was refused: 401 for none or a bad one, 403 for a good one that may not.
+fn refused(status: StatusCode, message: String) -> ApiError {
+    ApiError::new(status, message)
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    refused(StatusCode::UNAUTHORIZED, message.into())
+}
+
+fn forbidden(message: impl Into<String>) -> ApiError {
+    refused(StatusCode::FORBIDDEN, message.into())
+}
+
+/// The rule of the route `path` (its template) for `method`; `HEAD` is `GET`'s.
+pub fn rule(method: &Method, path: &str) -> Option<Rule> {
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    ROUTES
+        .iter()
+        .find(|r| r.method == *method && r.path == path)
+        .map(|r| r.rule)
+}
+
+/// Holds a request to its route's rule; audits what an operator changes and every refusal.
+pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string());
+    let path = req.uri().path().to_string();
+    let source = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    let Some(route) = route else {
+        return next.run(req).await;
+    };
+    // A route without a rule is closed: the table and the router are one, so this is a bug.
+    let Some(rule) = rule(&method, &route) else {
+        return ApiError::internal(format!("no access rule for {method} {route}")).into_response();
+    };
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("").to_string());
+    let action = format!("{method} {route}");
+    let principal = match authenticate(&state, rule, bearer.as_deref(), &path).await {
+        Ok(p) => p,
+        Err(e) => {
+            let audit = NewAudit {
+                actor: "anonymous".into(),
+                token_id: None,
+                source,
+                action: format!("credential refused: {action}"),
+                object: Some(path),
+                status: e.status().as_u16(),
+            };
+            if let Err(err) = state.store.append_audit(audit).await {
+                return ApiError::from(err).into_response();
+            }
+            let mut response = e.into_response();
+            if response.status() == StatusCode::UNAUTHORIZED {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
+            return response;
+        }
+    };
+    let audited = match &principal {
+        Some(p @ Principal::Operator { token_id, .. }) if method != Method::GET => {
+            Some((p.actor(), *token_id))
+        }
+        _ => None,
+    };
+    let mut req = req;
+    if let Some(p) = principal {
+        req.extensions_mut().insert(p);
+    }
+    let response = next.run(req).await;
+    if let Some((actor, token_id)) = audited {
+        let entry = NewAudit {
+            actor,
+            token_id: Some(token_id),
+            source,
+            action,
+            object: Some(path),
+            status: response.status().as_u16(),
+        };
+        if let Err(err) = state.store.append_audit(entry).await {
+            // The action happened, but it is not on record: say so rather than pretend.
+            return ApiError::from(err).into_response();
+        }
+    }
+    response
+}
+
+/// The principal a request's credential stands for, held to `rule`.
+async fn authenticate(
+    state: &Arc<AppState>,
+    rule: Rule,
+    bearer: Option<&str>,
+    path: &str,
+) -> Result<Option<Principal>, ApiError> {
+    if rule == Rule::Open {
+        return Ok(None);
+    }
+    let Some(value) = bearer else {
+        return Err(unauthorized(
+            "this route needs a credential: send `Authorization: Bearer <token>`",
+        ));
+    };
+    let Some(secret) = value.strip_prefix("Bearer ") else {
+        return Err(unauthorized(
+            "malformed credential: expected `Authorization: Bearer <token>`",
+        ));
+    };
+    let secret = secret.trim();
+    if let Some(_rest) = secret.strip_prefix(DEVICE_TOKEN_PREFIX) {
+        let device_id = device_of(path, rule);
+        return match rule {
+            Rule::Device | Rule::Artifact => {
+                device(state, secret, rule, device_id, path).await.map(Some)
+            }
+            _ => Err(forbidden(
+                "a device credential works only on the device routes",
+            )),
+        };
+    }
+    if !secret.starts_with(API_TOKEN_PREFIX) {
+        return Err(unauthorized(format!(
+            "malformed credential: tokens start with `{API_TOKEN_PREFIX}` (operators) or `{DEVICE_TOKEN_PREFIX}` (devices)"
+        )));
+    }
+    let token = operator_token(state, secret).await?;
+    let now = state.store.clock().now().seconds();
+    if let Some(at) = token.revoked_at {
+        return Err(unauthorized(format!(
+            "token `{}` was revoked at {at}",
+            token.name
+        )));
+    }
+    if let Some(at) = token.expires_at.filter(|at| *at <= now) {
+        return Err(unauthorized(format!(
+            "token `{}` expired at {at}",
+            token.name
+        )));
+    }
+    let principal = Principal::Operator {
+        token_id: token.id,
+        name: token.name.clone(),
+        role: token.role,
+    };
+    match rule {
+        Rule::Operator(p) if token.role.allows(p) => Ok(Some(principal)),
+        Rule::Operator(p) => Err(forbidden(format!(
+            "token `{}` has the role `{}`, which lacks the permission `{p}`",
+            token.name, token.role
+        ))),
+        _ => Err(forbidden(
+            "an operator credential cannot speak for a device: the device routes take the device's own token",
+        )),
+    }
+}
+
+/// The device a device route is for: the `{id}` after `/devices/`.
+fn device_of(path: &str, rule: Rule) -> Option<&str> {
+    match rule {
+        Rule::Device => path
+            .strip_prefix("/api/v1/devices/")
+            .and_then(|rest| rest.split('/').next()),
+        _ => None,
+    }
+}
+
+async fn operator_token(state: &Arc<AppState>, secret: &str) -> Result<Arc<TokenInfo>, ApiError> {
+    let sha = digest(secret);
+    if let Some(t) = state.credentials.tokens.get(&sha) {
+        return Ok(t);
+    }
+    let store = state.store.clone();
+    let looked_up = sha.clone();
+    let found = crate::api::blocking(move || {
+        let token = store.token_by_hash(&looked_up)?;
+        if let Some(t) = &token {
+            store.token_used(t.id)?;
+        }
+        Ok(token)
+    })
+    .await?;
+    let token = Arc::new(found.ok_or_else(|| unauthorized("unknown token"))?);
+    state.credentials.tokens.insert(sha, token.clone());
+    Ok(token)
+}
+
+/// Checks a device credential: the device the route names (or, for an artifact, any device
+/// with an open assignment for it) must be the one whose credential this is.
+async fn device(
+    state: &Arc<AppState>,
+    secret: &str,
+    rule: Rule,
+    device_id: Option<&str>,
+    path: &str,
+) -> Result<Principal, ApiError> {
+    let sha = digest(secret);
+    match (rule, device_id) {
+        (Rule::Device, Some(id)) => {
+            let expected = device_token(state, id).await?;
+            if expected.as_deref() != Some(sha.as_str()) {
+                return Err(forbidden(format!(
+                    "this credential is not device `{id}`'s: a device may act only for itself"
+                )));
+            }
+            Ok(Principal::Device {
+                device_id: id.to_string(),
+            })
+        }
+        (Rule::Artifact, _) => {
+            let artifact = path.rsplit('/').next().unwrap_or_default().to_string();
+            let store = state.store.clone();
+            // Whose credential this is: the artifact route names no device.
+            let known = state.credentials.owners.get(&sha);
+            let looked_up = sha.clone();
+            let (owner, assigned) = crate::api::blocking(move || {
+                let owner = match known {
+                    Some(d) => Some(d.to_string()),
+                    None => store.device_by_token(&looked_up)?,
+                };
+                let assigned = match &owner {
+                    Some(d) => store.artifact_assigned(d, &artifact)?,
+                    None => false,
+                };
+                Ok((owner, assigned))
+            })
+            .await?;
+            let Some(device_id) = owner else {
+                return Err(unauthorized("unknown device credential"));
+            };
+            state
+                .credentials
+                .owners
+                .insert(sha, Arc::from(device_id.as_str()));
+            if !assigned {
+                return Err(forbidden(format!(
+                    "no open assignment hands this artifact to device `{device_id}`"
+                )));
+            }
+            Ok(Principal::Device { device_id })
+        }
+        _ => Err(forbidden("this route takes no device credential")),
+    }
+}
+
+/// The SHA-256 of a device's credential, from memory or the store.
+async fn device_token(state: &Arc<AppState>, id: &str) -> Result<Option<Arc<str>>, ApiError> {
+    if let Some(t) = state.credentials.devices.get(id) {
+        return Ok(Some(t));
+    }
+    let store = state.store.clone();
+    let device = id.to_string();
+    let found = crate::api::blocking(move || Ok(store.device_token(&device)?)).await?;
+    Ok(found.map(|sha| {
+        let sha: Arc<str> = Arc::from(sha);
+        state
+            .credentials
+            .devices
+            .insert(id.to_string(), sha.clone());
+        sha
+    }))
+}
+
+/// The expiry of a token made now for `days`.
+pub fn expiry(now: UnixSeconds, days: Option<u32>) -> Option<UnixSeconds> {
+    days.map(|d| UnixSeconds(now.0 + i64::from(d) * 86_400))
+}

@@ -1,0 +1,329 @@
+//! Who may do what: every route of the router walked with no credential, a malformed one, an
+//! unknown one, an expired one, a revoked one, a device's, and a token of each role; the
+//! statuses asserted against the route's rule and the role's permissions. Tokens made, listed
+//! (never with their secret) and revoked; the audit log of it all.
+
+use hotswap_client::{Client, Device};
+use hotswap_protocol::auth::API_TOKEN_PREFIX;
+use hotswap_protocol::{AuditQuery, Role, TokenRequest};
+use hotswap_server::{ROUTES, Rule};
+use hotswap_store::ManualClock;
+use strum::VariantArray;
+
+use crate::support::server::{Server, data_dir, register_devices};
+
+/// A route's template with its parameters filled so that no permitted request changes
+/// anything that matters (ids that do not exist, the one device's own id).
+fn concrete(path: &str) -> String {
+    path.replace(
+        "{id}",
+        if path.starts_with("/api/v1/devices/") {
+            "d-000"
+        } else {
+            "999"
+        },
+    )
+    .replace("{name}", "nothing")
+    .replace("{version}", "0.0.0")
+    .replace("{sha256}", &"00".repeat(32))
+    .replace("{action}", "pause")
+}
+
+async fn status(url: &str, method: &reqwest::Method, path: &str, bearer: Option<&str>) -> u16 {
+    let mut request = reqwest::Client::new().request(method.clone(), format!("{url}{path}"));
+    if let Some(b) = bearer {
+        request = request.header("Authorization", b);
+    }
+    if *method != reqwest::Method::GET {
+        request = request.json(&serde_json::json!({}));
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_is_held_to_its_rule_for_every_kind_of_credential() {
+    let dir = data_dir();
+    let clock = ManualClock::new();
+    let server = Server::with_clock(&dir, clock.clone()).await;
+    let admin = server.client();
+    let url = server.url.clone();
+    let device = register_devices(&admin, 1, "1.0.0").await.remove(0).1;
+    let token = |role: Role, days: Option<u32>| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .create_token(&TokenRequest {
+                    name: format!("{role}-{}", days.unwrap_or(0)),
+                    role,
+                    expires_in_days: days,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    // What each role may do, written out here rather than read from the server's table, so a
+    // role that grows a permission fails this test.
+    use hotswap_protocol::Permission::*;
+    let granted: [(Role, &[hotswap_protocol::Permission]); 5] = [
+        (Role::Admin, hotswap_protocol::Permission::VARIANTS),
+        (Role::ReleaseManager, &[Read, Release]),
+        (Role::Deployer, &[Read, CreateDeployment, HandleDeployment]),
+        (Role::Approver, &[Read, ApproveDeployment]),
+        (Role::Viewer, &[Read]),
+    ];
+    for (role, permissions) in granted {
+        assert_eq!(role.permissions(), permissions, "{role}");
+    }
+    let allows = |role: Role, p| granted.iter().any(|(r, ps)| *r == role && ps.contains(&p));
+    let mut roles = Vec::new();
+    for role in Role::VARIANTS {
+        roles.push((*role, token(*role, None).await.token));
+    }
+    let expiring = token(Role::Admin, Some(1)).await.token;
+    let revoked = token(Role::Admin, None).await;
+    admin.revoke_token(revoked.info.id).await.unwrap();
+    // A day and a bit later: the one-day token has expired.
+    clock.advance_ms(25 * 3600 * 1000);
+
+    let unknown = format!("Bearer {API_TOKEN_PREFIX}{}", "ab".repeat(32));
+    let mut walked = 0;
+    for route in ROUTES {
+        let method = reqwest::Method::from_bytes(route.method.as_str().as_bytes()).unwrap();
+        let path = concrete(route.path);
+        let what = format!("{} {}", route.method, route.path);
+        let got = |bearer: Option<String>| {
+            let (url, method, path) = (url.clone(), method.clone(), path.clone());
+            async move { status(&url, &method, &path, bearer.as_deref()).await }
+        };
+        let refused = |s: u16| s == 401 || s == 403;
+        if route.rule == Rule::Open {
+            assert!(!refused(got(None).await), "{what} is open");
+            walked += 1;
+            continue;
+        }
+        assert_eq!(got(None).await, 401, "{what} without a credential");
+        assert_eq!(
+            got(Some("Basic YWRtaW46YWRtaW4=".into())).await,
+            401,
+            "{what} malformed"
+        );
+        assert_eq!(
+            got(Some("Bearer nonsense".into())).await,
+            401,
+            "{what} not a token"
+        );
+        assert_eq!(
+            got(Some(unknown.clone())).await,
+            401,
+            "{what} unknown token"
+        );
+        assert_eq!(
+            got(Some(format!("Bearer {expiring}"))).await,
+            401,
+            "{what} expired"
+        );
+        assert_eq!(
+            got(Some(format!("Bearer {}", revoked.token))).await,
+            401,
+            "{what} revoked"
+        );
+        let as_device = got(Some(format!("Bearer {device}"))).await;
+        for (role, secret) in &roles {
+            let s = got(Some(format!("Bearer {secret}"))).await;
+            match route.rule {
+                Rule::Operator(p) if allows(*role, p) => {
+                    assert!(!refused(s), "{what}: {role} has {p}, got {s}")
+                }
+                _ => assert_eq!(s, 403, "{what}: {role} may not"),
+            }
+        }
+        match route.rule {
+            Rule::Operator(_) => assert_eq!(as_device, 403, "{what}: not with a device token"),
+            // The device's own route: the credential is good.
+            Rule::Device => assert!(
+                !refused(as_device),
+                "{what}: the device's own, got {as_device}"
+            ),
+            // No assignment hands it this artifact.
+            Rule::Artifact => assert_eq!(as_device, 403, "{what}: not assigned"),
+            Rule::Open => {}
+        }
+        walked += 1;
+    }
+    assert_eq!(walked, ROUTES.len());
+
+    // Another device's routes are closed to this one's credential.
+    let other = "d-001";
+    let s = status(
+        &url,
+        &reqwest::Method::POST,
+        &format!("/api/v1/devices/{other}/check-in"),
+        Some(&format!("Bearer {device}")),
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // The refusals are on record, with what was asked.
+    let refusals = admin
+        .audit(&AuditQuery {
+            actor: Some("anonymous".into()),
+            action: Some("credential refused".into()),
+            limit: Some(1000),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        refusals.entries.len() >= ROUTES.len(),
+        "{} refusals on record",
+        refusals.entries.len()
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_shown_once_listed_without_their_secret_revoked_and_audited() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let admin = server.client();
+    // The first start wrote the administrator token to a file only its owner may read.
+    let file = dir.path().join(hotswap_server::ADMIN_TOKEN_FILE);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(server.admin_token.starts_with(API_TOKEN_PREFIX));
+
+    let made = admin
+        .create_token(&TokenRequest {
+            name: "ci".into(),
+            role: Role::Deployer,
+            expires_in_days: Some(30),
+        })
+        .await
+        .unwrap();
+    assert!(made.token.starts_with(API_TOKEN_PREFIX), "{}", made.token);
+    assert_eq!(made.info.created_by, "token:admin");
+    let listed = admin.tokens().await.unwrap();
+    let text = serde_json::to_string(&listed).unwrap();
+    assert!(!text.contains(&made.token), "no secret in the list: {text}");
+    assert!(
+        !text.contains(&server.admin_token),
+        "no secret in the list: {text}"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|t| t.name == "ci" && made.token.starts_with(&t.hint))
+    );
+
+    // The token works, within its role.
+    let ci = Client::new(&server.url).unwrap().with_token(&made.token);
+    ci.deployments().await.unwrap();
+    let refused = ci.tokens().await.unwrap_err();
+    assert_eq!(refused.status(), Some(403));
+    assert!(
+        refused
+            .to_string()
+            .contains("lacks the permission `manage-tokens`"),
+        "{refused}"
+    );
+    // Revoked: refused on its very next request.
+    admin.revoke_token(made.info.id).await.unwrap();
+    let refused = ci.deployments().await.unwrap_err();
+    assert_eq!(refused.status(), Some(401));
+    assert!(
+        refused.to_string().contains("token `ci` was revoked"),
+        "{refused}"
+    );
+    // Bad requests name what is wrong.
+    for (body, expected) in [
+        (
+            TokenRequest {
+                name: "x y".into(),
+                role: Role::Viewer,
+                expires_in_days: None,
+            },
+            "`name` must be 1 to 128 letters",
+        ),
+        (
+            TokenRequest {
+                name: "long".into(),
+                role: Role::Viewer,
+                expires_in_days: Some(400),
+            },
+            "`expiresInDays` must be from 1 to 366, found 400",
+        ),
+    ] {
+        let e = admin.create_token(&body).await.unwrap_err();
+        assert_eq!(e.status(), Some(400));
+        assert!(e.to_string().contains(expected), "{e}");
+    }
+
+    // Each action that changed something is on record: who, what, on which object, how it ended.
+    let page = admin
+        .audit(&AuditQuery {
+            actor: Some("token:admin".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<(String, Option<String>, u16)> = page
+        .entries
+        .iter()
+        .map(|e| (e.action.clone(), e.object.clone(), e.status))
+        .collect();
+    let revoke = format!("/api/v1/tokens/{}/revoke", made.info.id);
+    assert!(
+        actions.contains(&("POST /api/v1/tokens/{id}/revoke".into(), Some(revoke), 200)),
+        "{actions:#?}"
+    );
+    assert!(
+        actions.contains(&(
+            "POST /api/v1/tokens".into(),
+            Some("/api/v1/tokens".into()),
+            400
+        )),
+        "{actions:#?}"
+    );
+    assert!(
+        page.entries
+            .iter()
+            .all(|e| e.source.as_deref() == Some("127.0.0.1"))
+    );
+    let refused = admin
+        .audit(&AuditQuery {
+            action: Some("credential refused".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        refused
+            .entries
+            .iter()
+            .any(|e| e.status == 401 && e.object.as_deref() == Some("/api/v1/deployments")),
+        "{refused:#?}"
+    );
+    // A device acts for itself only, and its credential is shown once, at registration.
+    let registered = register_devices(&admin, 2, "1.0.0").await;
+    let (d0, t0) = &registered[0];
+    let mine = Client::new(&server.url).unwrap();
+    mine.check_in(Device { id: d0, token: t0 }, &Default::default(), 0)
+        .await
+        .unwrap();
+    let e = mine
+        .check_in(
+            Device {
+                id: &registered[1].0,
+                token: t0,
+            },
+            &Default::default(),
+            0,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(403));
+    let shown = serde_json::to_string(&admin.device(d0).await.unwrap()).unwrap();
+    assert!(!shown.contains(t0.as_str()), "{shown}");
+    server.stop().await;
+}
