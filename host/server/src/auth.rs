@@ -155,6 +155,90 @@ impl Credentials {
     }
 }
 
+/// A rate limit: `per_second` requests a second on average, `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// Requests one operator token may make: a script or a dashboard polling status, with room for a
+/// CLI import in batches.
+pub const TOKEN_RATE: Rate = Rate {
+    per_second: 100,
+    burst: 500,
+};
+
+/// Requests one device may make. An update costs a device three requests and a download, a
+/// long poll one a minute; the scale benchmark's devices stay far below it.
+pub const DEVICE_RATE: Rate = Rate {
+    per_second: 20,
+    burst: 100,
+};
+
+type Limiter<K> = governor::DefaultKeyedRateLimiter<K>;
+
+/// The rate limits, by operator token and by device (never by address: a fleet behind one
+/// gateway shares an address).
+pub struct RateLimits {
+    tokens: Limiter<i64>,
+    devices: Limiter<String>,
+    token_rate: Rate,
+    device_rate: Rate,
+}
+
+fn quota(r: Rate) -> governor::Quota {
+    let per_second = std::num::NonZeroU32::new(r.per_second.max(1)).expect("at least 1");
+    let burst = std::num::NonZeroU32::new(r.burst.max(1)).expect("at least 1");
+    governor::Quota::per_second(per_second).allow_burst(burst)
+}
+
+impl RateLimits {
+    pub fn new(token_rate: Rate, device_rate: Rate) -> RateLimits {
+        RateLimits {
+            tokens: governor::RateLimiter::keyed(quota(token_rate)),
+            devices: governor::RateLimiter::keyed(quota(device_rate)),
+            token_rate,
+            device_rate,
+        }
+    }
+
+    /// Whether `p` may make a request now; the refusal says when to try again.
+    fn check(&self, p: &Principal) -> Result<(), ApiError> {
+        let (result, rate, whose) = match p {
+            Principal::Operator { token_id, name, .. } => (
+                self.tokens.check_key(token_id),
+                self.token_rate,
+                format!("token `{name}`"),
+            ),
+            Principal::Device { device_id } => (
+                self.devices.check_key(device_id),
+                self.device_rate,
+                format!("device `{device_id}`"),
+            ),
+        };
+        result.map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            ApiError::too_many(
+                format!(
+                    "rate limit: {whose} may make {} requests a second ({} at once); try again in {seconds} s",
+                    rate.per_second, rate.burst
+                ),
+                seconds.max(1),
+            )
+        })
+    }
+
+    /// Forgets keys that have been quiet long enough to be back at their full burst.
+    pub fn shrink(&self) {
+        self.tokens.retain_recent();
+        self.devices.retain_recent();
+    }
+}
+
 /// Why a credential was refused: 401 for none or a bad one, 403 for a good one that may not.
 fn refused(status: StatusCode, message: String) -> ApiError {
     ApiError::new(status, message)
@@ -235,6 +319,11 @@ pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next)
         }
         _ => None,
     };
+    if let Some(p) = &principal
+        && let Err(limited) = state.rate_limits.check(p)
+    {
+        return limited.into_response();
+    }
     let mut req = req;
     if let Some(p) = principal {
         req.extensions_mut().insert(p);

@@ -34,6 +34,10 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 /// max-body-bytes = 4194304
 /// max-firmware-bytes = 1048576
 /// orchestrator-tick-ms = 500
+/// token-requests-per-second = 100
+/// token-burst = 500
+/// device-requests-per-second = 20
+/// device-burst = 100
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -45,6 +49,10 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub max_firmware_bytes: Option<usize>,
     pub orchestrator_tick_ms: Option<u64>,
+    pub token_requests_per_second: Option<u32>,
+    pub token_burst: Option<u32>,
+    pub device_requests_per_second: Option<u32>,
+    pub device_burst: Option<u32>,
 }
 
 impl FileConfig {
@@ -92,11 +100,38 @@ pub fn resolve(
         .map(|k| parse_trusted_key(k))
         .collect::<Result<Vec<_>>>()?;
     let defaults = ServerLimits::default();
+    let rate = |field: &str, value: Option<u32>, default: u32| -> Result<u32> {
+        match value {
+            None => Ok(default),
+            Some(n @ 1..) => Ok(n),
+            Some(0) => anyhow::bail!("`{field}` must be at least 1, found 0"),
+        }
+    };
     let limits = ServerLimits {
         max_body_bytes: file.max_body_bytes.unwrap_or(defaults.max_body_bytes),
         max_firmware_bytes: file
             .max_firmware_bytes
             .unwrap_or(defaults.max_firmware_bytes),
+        token_rate: crate::auth::Rate {
+            per_second: rate(
+                "token-requests-per-second",
+                file.token_requests_per_second,
+                defaults.token_rate.per_second,
+            )?,
+            burst: rate("token-burst", file.token_burst, defaults.token_rate.burst)?,
+        },
+        device_rate: crate::auth::Rate {
+            per_second: rate(
+                "device-requests-per-second",
+                file.device_requests_per_second,
+                defaults.device_rate.per_second,
+            )?,
+            burst: rate(
+                "device-burst",
+                file.device_burst,
+                defaults.device_rate.burst,
+            )?,
+        },
     };
     let tick = match file.orchestrator_tick_ms {
         None => DEFAULT_TICK,

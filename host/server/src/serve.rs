@@ -38,6 +38,10 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
         artifacts: Default::default(),
         credentials: Default::default(),
         admin_token_file,
+        rate_limits: crate::auth::RateLimits::new(
+            config.limits.token_rate,
+            config.limits.device_rate,
+        ),
     }))
 }
 
@@ -54,6 +58,16 @@ pub async fn serve(
         state.doorbell.clone(),
     )
     .spawn(state.tick);
+    // Keys quiet long enough to be back at their full burst are dropped, so the limiters do not
+    // grow with every device ever seen.
+    let limits = state.clone();
+    let shrinking = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            limits.rate_limits.shrink();
+        }
+    });
     let closing = state.clone();
     // Check-ins waiting for an assignment are answered at once, so shutting down does not wait
     // for their long polls to run out.
@@ -61,11 +75,13 @@ pub async fn serve(
         shutdown.await;
         closing.doorbell.close();
     };
-    axum::serve(
+    let served = axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
-    .context("serving HTTP")
+    .context("serving HTTP");
+    shrinking.abort();
+    served
 }

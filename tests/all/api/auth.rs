@@ -327,3 +327,76 @@ async fn tokens_are_shown_once_listed_without_their_secret_revoked_and_audited()
     assert!(!shown.contains(t0.as_str()), "{shown}");
     server.stop().await;
 }
+
+/// Past its rate, a token or a device is answered 429 with `Retry-After`, each on its own
+/// count: one device's requests do not use another's, nor an operator's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_or_a_device_past_its_rate_gets_429_with_retry_after() {
+    use hotswap_server::ServerLimits;
+    use hotswap_server::auth::Rate;
+    let dir = data_dir();
+    let slow = Rate {
+        per_second: 1,
+        burst: 3,
+    };
+    let limits = ServerLimits {
+        token_rate: slow,
+        device_rate: slow,
+        ..ServerLimits::default()
+    };
+    let server = Server::with_limits(
+        &dir,
+        limits,
+        std::sync::Arc::new(hotswap_store::SystemClock),
+    )
+    .await;
+    let admin = server.client().retrying(hotswap_client::Retry::ONCE);
+    let registered = register_devices(&admin, 2, "1.0.0").await;
+    // The registrations used the burst: the token is refused until its next request is due.
+    let mut refused = None;
+    for _ in 0..5 {
+        if let Err(e) = admin.deployments().await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let refused = refused.expect("a token past its burst is refused");
+    assert_eq!(refused.status(), Some(429), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains("rate limit: token `admin` may make 1 requests a second (3 at once)"),
+        "{refused}"
+    );
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/deployments", server.url))
+        .bearer_auth(&server.admin_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry), "Retry-After: {retry}");
+    // A device has a count of its own: three check-ins pass, the fourth waits.
+    let plain = Client::new(&server.url).unwrap();
+    let (id, token) = &registered[0];
+    let me = Device { id, token };
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(match plain.check_in(me, &Default::default(), 0).await {
+            Ok(_) => 200,
+            Err(e) => e.status().unwrap(),
+        });
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let (id, token) = &registered[1];
+    plain
+        .check_in(Device { id, token }, &Default::default(), 0)
+        .await
+        .expect("another device is not held to the first one's count");
+    server.stop().await;
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotswap_client::Client;
+use hotswap_server::auth::Rate;
 use hotswap_server::{ADMIN_TOKEN_FILE, ServerConfig, ServerLimits, serve, state_with_store};
 use hotswap_store::{Clock, ManualClock, Store, SystemClock};
 use tempfile::TempDir;
@@ -48,13 +49,31 @@ impl Server {
     }
 
     async fn with(dir: impl AsRef<Path>, max_body_bytes: usize, clock: Arc<dyn Clock>) -> Server {
+        // Scripted devices check in every 20 ms and send each report twice: far above what a
+        // device may (`DEVICE_RATE`), so the tests that are not about rate limits lift them.
+        let unlimited = Rate {
+            per_second: 1_000_000,
+            burst: 1_000_000,
+        };
+        let limits = ServerLimits {
+            max_body_bytes,
+            max_firmware_bytes: 64 << 10,
+            token_rate: unlimited,
+            device_rate: unlimited,
+        };
+        Server::with_limits(dir, limits, clock).await
+    }
+
+    /// A server with these limits.
+    pub async fn with_limits(
+        dir: impl AsRef<Path>,
+        limits: ServerLimits,
+        clock: Arc<dyn Clock>,
+    ) -> Server {
         let config = ServerConfig {
             data_dir: dir.as_ref().to_path_buf(),
             trusted_keys: vec![release_key().trusted()],
-            limits: ServerLimits {
-                max_body_bytes,
-                max_firmware_bytes: 64 << 10,
-            },
+            limits,
             tick: TICK,
         };
         let store = Store::open_with_clock(&config.data_dir, clock).unwrap();

@@ -46,6 +46,10 @@ pub struct ServerLimits {
     pub max_body_bytes: usize,
     /// The largest firmware binary, in bytes.
     pub max_firmware_bytes: usize,
+    /// Requests one operator token may make: a rate per second and a burst.
+    pub token_rate: crate::auth::Rate,
+    /// Requests one device may make.
+    pub device_rate: crate::auth::Rate,
 }
 
 impl Default for ServerLimits {
@@ -53,6 +57,8 @@ impl Default for ServerLimits {
         ServerLimits {
             max_body_bytes: 4 << 20,
             max_firmware_bytes: 1 << 20,
+            token_rate: crate::auth::TOKEN_RATE,
+            device_rate: crate::auth::DEVICE_RATE,
         }
     }
 }
@@ -75,6 +81,8 @@ pub struct AppState {
     pub credentials: Credentials,
     /// Where the first start wrote the administrator token, when this start made one.
     pub admin_token_file: Option<std::path::PathBuf>,
+    /// Requests per operator token and per device.
+    pub rate_limits: crate::auth::RateLimits,
 }
 
 /// One route of the API and who may call it.
@@ -159,6 +167,7 @@ pub struct ApiError {
     status: StatusCode,
     message: String,
     id: Option<String>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -167,6 +176,7 @@ impl ApiError {
             status,
             message: message.into(),
             id: None,
+            retry_after: None,
         }
     }
 
@@ -186,6 +196,17 @@ impl ApiError {
             status,
             message: format!("{message}; the server's log has the detail under error id {id}"),
             id: Some(id),
+            retry_after: None,
+        }
+    }
+
+    /// Too many requests (429); the answer says when to try again (`Retry-After`).
+    pub fn too_many(message: String, retry_after_seconds: u64) -> Self {
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message,
+            id: None,
+            retry_after: Some(retry_after_seconds),
         }
     }
 
@@ -216,7 +237,13 @@ impl IntoResponse for ApiError {
                 id: self.id,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
