@@ -121,10 +121,24 @@ pub struct Credentials {
     devices: quick_cache::sync::Cache<String, Arc<str>>,
     /// The SHA-256 of a device credential to its device, for the artifact route.
     owners: quick_cache::sync::Cache<String, Arc<str>>,
+    /// The artifact each device was last handed by a check-in, and when.
+    grants: quick_cache::sync::Cache<String, Grant>,
 }
 
-/// The most tokens and devices whose credentials are kept in memory.
-pub const CREDENTIALS_CACHED: usize = 1 << 20;
+/// An artifact a check-in handed to a device.
+#[derive(Debug, Clone)]
+struct Grant {
+    sha256: Arc<str>,
+    at: std::time::Instant,
+}
+
+/// How long an artifact a check-in handed out may be fetched on the strength of that check-in
+/// alone, in seconds; after it, or when the device reported the assignment over, the store is
+/// asked whether an assignment still hands it the artifact.
+pub const GRANT_SECONDS: u64 = 600;
+
+/// The most devices whose credentials are kept in memory (the store holds the rest).
+pub const CREDENTIALS_CACHED: usize = 250_000;
 
 impl Default for Credentials {
     fn default() -> Self {
@@ -132,6 +146,7 @@ impl Default for Credentials {
             tokens: quick_cache::sync::Cache::new(4096),
             devices: quick_cache::sync::Cache::new(CREDENTIALS_CACHED),
             owners: quick_cache::sync::Cache::new(CREDENTIALS_CACHED),
+            grants: quick_cache::sync::Cache::new(CREDENTIALS_CACHED),
         }
     }
 }
@@ -147,11 +162,35 @@ impl Credentials {
         self.tokens.clear();
     }
 
+    /// A check-in handed `a` to `device_id`: its artifact may be fetched.
+    pub fn grant(&self, device_id: &str, a: &hotswap_protocol::Assignment) {
+        let sha256 = a.url.rsplit('/').next().unwrap_or_default();
+        self.grants.insert(
+            device_id.to_string(),
+            Grant {
+                sha256: Arc::from(sha256),
+                at: std::time::Instant::now(),
+            },
+        );
+    }
+
+    /// The device reported its assignment over.
+    pub fn withdraw(&self, device_id: &str) {
+        self.grants.remove(device_id);
+    }
+
+    fn granted(&self, device_id: &str, sha256: &str) -> bool {
+        self.grants.get(device_id).is_some_and(|g| {
+            &*g.sha256 == sha256 && g.at.elapsed() < std::time::Duration::from_secs(GRANT_SECONDS)
+        })
+    }
+
     /// A device's credential changed (registered again with a new one, or rejected).
     pub fn forget_device(&self, device_id: &str) {
         if let Some((_, sha)) = self.devices.remove(device_id) {
             self.owners.remove(&*sha);
         }
+        self.grants.remove(device_id);
     }
 }
 
@@ -462,6 +501,10 @@ async fn device(
                     "this credential is not device `{id}`'s: a device may act only for itself"
                 )));
             }
+            // Its downloads name no device: remember whose credential this is.
+            if state.credentials.owners.get(&sha).is_none() {
+                state.credentials.owners.insert(sha, Arc::from(id));
+            }
             Ok(Principal::Device {
                 device_id: id.to_string(),
             })
@@ -469,8 +512,16 @@ async fn device(
         (Rule::Artifact, _) => {
             let artifact = path.rsplit('/').next().unwrap_or_default().to_string();
             let store = state.store.clone();
-            // Whose credential this is: the artifact route names no device.
+            // Whose credential this is: the artifact route names no device. A download right
+            // after the check-in that handed it out needs nothing from the store.
             let known = state.credentials.owners.get(&sha);
+            if let Some(d) = &known
+                && state.credentials.granted(d, &artifact)
+            {
+                return Ok(Principal::Device {
+                    device_id: d.to_string(),
+                });
+            }
             let looked_up = sha.clone();
             let (owner, assigned) = crate::api::blocking(move || {
                 let owner = match known {

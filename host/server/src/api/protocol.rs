@@ -75,6 +75,9 @@ pub async fn check_in(
             assignment = store.assignment(device_id.clone()).await?;
         }
     }
+    if let Some(a) = &assignment {
+        state.credentials.grant(&device_id, a);
+    }
     Ok(Json(CheckInAnswer {
         assignment,
         poll_seconds: POLL_SECONDS,
@@ -87,9 +90,12 @@ pub async fn report(
     Body(r): Body<Report>,
 ) -> Result<Json<ReportAnswer>, ApiError> {
     let reported = r.state;
-    let answer = state.store.report(device_id, r).await?;
+    let answer = state.store.report(device_id.clone(), r).await?;
     if answer.applied {
         state.metrics.report(reported.into());
+    }
+    if ended(answer.state) {
+        state.credentials.withdraw(&device_id);
     }
     Ok(Json(answer))
 }
@@ -106,11 +112,23 @@ pub async fn report_batch(
         )));
     }
     let states: Vec<&'static str> = batch.reports.iter().map(|r| r.state.into()).collect();
-    let answers = state.store.reports(device_id, batch.reports).await?;
+    let answers = state
+        .store
+        .reports(device_id.clone(), batch.reports)
+        .await?;
+    if answers.last().is_some_and(|a| ended(a.state)) {
+        state.credentials.withdraw(&device_id);
+    }
     for (answer, reported) in answers.iter().zip(states) {
         if answer.applied {
             state.metrics.report(reported);
         }
     }
     Ok(Json(answers))
+}
+
+/// Whether an assignment in `state` is over for the device: it downloads nothing more for it.
+fn ended(state: hotswap_protocol::DeviceState) -> bool {
+    use hotswap_protocol::DeviceState::*;
+    matches!(state, Confirmed | RolledBack | Failed | Cancelled)
 }
