@@ -343,7 +343,13 @@ async fn the_release_command_signs_and_registers_an_agent() {
     let dir = data_dir();
     let server = Server::start(&dir).await;
     let url = server.url.clone();
-    let secret = hex(&[7; 32]);
+    // The release key in a file, as `hotswap keys generate` writes one: never on the command line.
+    let key_file = |name: &str, seed: u8| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, hex(&[seed; 32])).unwrap();
+        path.display().to_string()
+    };
+    let secret = key_file("trusted.key", 7);
     let token_file = dir
         .path()
         .join(hotswap_server::ADMIN_TOKEN_FILE)
@@ -355,7 +361,7 @@ async fn the_release_command_signs_and_registers_an_agent() {
             agent,
             "--version",
             version,
-            "--release-key",
+            "--release-key-file",
             key,
             "--server",
             &url,
@@ -383,7 +389,7 @@ async fn the_release_command_signs_and_registers_an_agent() {
         err.contains("registering 2.0.0 for sensor-v1: firmware 2.0.0 for model `sensor-v1` is already registered"),
         "{err}"
     );
-    let other = hex(&[8; 32]);
+    let other = key_file("other.key", 8);
     let (ok, _, err) = hotswap(release("3.0.0", &other, "example:threshold-alarm")).await;
     assert!(!ok);
     assert!(
@@ -407,5 +413,87 @@ async fn the_release_command_signs_and_registers_an_agent() {
     assert_eq!(body["signature"].as_str().unwrap().len(), 128);
     let listed = get(&server.http(), format!("{url}/api/v1/firmware")).await;
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
+    server.stop().await;
+}
+
+/// `hotswap keys generate` writes a new secret only its owner may read and prints the public key
+/// to trust; it never overwrites a key. A release signed with a key the server does not trust
+/// is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_generate_writes_a_secret_file_and_prints_the_key_to_trust() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let key = dir.path().join("release.key").display().to_string();
+    let (ok, out, err) = hotswap(
+        ["keys", "generate", "--out", &key]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let public = out
+        .lines()
+        .find_map(|l| l.split("--trusted-key`): ").nth(1))
+        .unwrap_or_else(|| panic!("the public key is printed: {out}"));
+    assert_eq!(public.len(), 64, "{out}");
+    let secret = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(secret.trim().len(), 64);
+    assert!(
+        !out.contains(secret.trim()),
+        "the secret is not printed: {out}"
+    );
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let (ok, _, err) = hotswap(
+        ["keys", "generate", "--out", &key]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        err.contains("an existing key is never overwritten"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), secret);
+    // The test server trusts another key: a release signed with this one is refused.
+    let token_file = dir
+        .path()
+        .join(hotswap_server::ADMIN_TOKEN_FILE)
+        .display()
+        .to_string();
+    let args = [
+        "release",
+        "example:threshold-alarm",
+        "--version",
+        "2.0.0",
+        "--release-key-file",
+        &key,
+        "--server",
+        &server.url,
+        "--token-file",
+        &token_file,
+    ];
+    let (ok, _, err) = hotswap(args.map(String::from).to_vec()).await;
+    assert!(!ok);
+    assert!(
+        err.contains("registering 2.0.0") && err.contains("key"),
+        "{err}"
+    );
+    // And with no key at all, the command says where one comes from.
+    let args = [
+        "release",
+        "example:threshold-alarm",
+        "--version",
+        "2.0.0",
+        "--print",
+    ];
+    let (ok, _, err) = hotswap(args.map(String::from).to_vec()).await;
+    assert!(!ok);
+    assert!(
+        err.contains("--release-key-file") && err.contains("HOTSWAP_RELEASE_KEY"),
+        "{err}"
+    );
     server.stop().await;
 }

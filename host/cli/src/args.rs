@@ -41,6 +41,8 @@ pub enum Command {
     /// Sign an agent with a release key and register it with a server (`POST /api/v1/firmware`),
     /// or print the registration with `--print`.
     Release(ReleaseArgs),
+    /// Release signing keys.
+    Keys(KeysArgs),
 }
 
 /// A server to talk to, and the operator credential to show it: from `HOTSWAP_TOKEN`, or a file
@@ -86,6 +88,53 @@ impl ServerArgs {
             },
         )?)
     }
+}
+
+/// A release signing key's secret: from `HOTSWAP_RELEASE_KEY` (64 hex digits) or a file
+/// `hotswap keys generate` wrote, never from the command line.
+#[derive(Args)]
+pub struct ReleaseKeyArgs {
+    /// The file holding the release key's secret.
+    #[arg(long)]
+    pub release_key_file: Option<PathBuf>,
+}
+
+impl ReleaseKeyArgs {
+    pub fn key(&self) -> anyhow::Result<hotswap_device_vm::sim::ReleaseKey> {
+        let (hex_secret, origin) = match (
+            &self.release_key_file,
+            std::env::var("HOTSWAP_RELEASE_KEY"),
+        ) {
+            (Some(path), _) => (
+                std::fs::read_to_string(path).map_err(|e| {
+                    anyhow::anyhow!("reading the release key {}: {e}", path.display())
+                })?,
+                path.display().to_string(),
+            ),
+            (None, Ok(secret)) => (secret, "HOTSWAP_RELEASE_KEY".to_string()),
+            (None, Err(_)) => anyhow::bail!(
+                "no release key: give --release-key-file (made by `hotswap keys generate`) or set HOTSWAP_RELEASE_KEY"
+            ),
+        };
+        crate::release::parse_release_key(&hex_secret).map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+    }
+}
+
+#[derive(Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Make a release key pair: the secret to a file only you may read (mode 0600), the public
+    /// key printed, for `hotswap serve --trusted-key`.
+    Generate {
+        /// Where to write the secret; an existing file is not overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -148,10 +197,10 @@ pub struct SimArgs {
     pub server: ServerArgs,
     #[arg(long, default_value_t = 100)]
     pub devices: usize,
-    /// The release signing key's secret, 64 hex digits: the devices trust its public key and
-    /// come from the factory with the example agent signed by it.
-    #[arg(long, env = "HOTSWAP_RELEASE_KEY", hide_env_values = true)]
-    pub release_key: String,
+    /// The devices trust this release key's public key and come from the factory with the
+    /// example agent signed by it.
+    #[command(flatten)]
+    pub key: ReleaseKeyArgs,
     /// The version the devices run from the factory.
     #[arg(long, default_value = "1.0.0")]
     pub factory_version: String,
@@ -288,9 +337,9 @@ pub struct ReleaseArgs {
     /// Its version, major.minor.patch.
     #[arg(long)]
     pub version: String,
-    /// The release signing key's secret, 64 hex digits (the server trusts its public key).
-    #[arg(long, env = "HOTSWAP_RELEASE_KEY", hide_env_values = true)]
-    pub release_key: String,
+    /// The release key to sign with (the server trusts its public key).
+    #[command(flatten)]
+    pub key: ReleaseKeyArgs,
     #[command(flatten)]
     pub server: ServerArgs,
     #[arg(long, default_value = "sensor-v1")]

@@ -14,13 +14,13 @@ pub fn parse_release_key(hex_secret: &str) -> Result<ReleaseKey> {
     let seed: [u8; 32] = hex::decode(hex_secret.trim())
         .ok()
         .and_then(|b| b.try_into().ok())
-        .context("--release-key must be 64 hex digits (the Ed25519 secret key)")?;
+        .context("a release key's secret is 64 hex digits (the Ed25519 secret key)")?;
     Ok(ReleaseKey::from_seed(seed))
 }
 
 /// Signs the agent and registers it (or prints the registration with `--print`).
 pub async fn run(a: ReleaseArgs, out: &mut impl Write) -> Result<()> {
-    let key = parse_release_key(&a.release_key)?;
+    let key = a.key.key()?;
     let version = hotswap_device_vm::Version::parse(&a.version)
         .with_context(|| format!("--version {:?} is not major.minor.patch", a.version))?;
     let image = match a.agent.as_str() {
@@ -51,6 +51,34 @@ pub async fn run(a: ReleaseArgs, out: &mut impl Write) -> Result<()> {
         firmware.id,
         release.image.len(),
         key.trusted().id
+    )?;
+    Ok(())
+}
+
+/// `hotswap keys generate`: a new release key, its secret written to `out` with mode 0600 (never
+/// over an existing file), its public key printed.
+pub fn generate(out: &std::path::Path, w: &mut impl Write) -> Result<()> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(out).with_context(|| {
+        format!(
+            "writing {} (an existing key is never overwritten)",
+            out.display()
+        )
+    })?;
+    writeln!(file, "{}", hex::encode(seed))?;
+    file.sync_all()?;
+    let key = ReleaseKey::from_seed(seed);
+    writeln!(
+        w,
+        "release key {} written to {} (mode 0600)\npublic key (for `hotswap serve --trusted-key`): {}",
+        key.trusted().id,
+        out.display(),
+        hex::encode(key.trusted().key.as_bytes())
     )?;
     Ok(())
 }

@@ -9,8 +9,9 @@ use clap::Parser;
 use hotswap_device_vm::device::DeviceConfig;
 use hotswap_plugin_host::{Plugin, PluginRuntime, RuntimeConfig, WaveStats};
 
-use crate::args::{CheckArgs, Cli, Command, PlanArgs, PluginCommand, ServeArgs, SimArgs};
-use crate::release::parse_release_key;
+use crate::args::{
+    CheckArgs, Cli, Command, KeysArgs, KeysCommand, PlanArgs, PluginCommand, ServeArgs, SimArgs,
+};
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
@@ -41,6 +42,9 @@ async fn run(command: Command) -> Result<()> {
         Command::Sim(a) => simulate(a).await,
         Command::Scale(a) => crate::scale::run(a.into(), &mut out).await,
         Command::Release(a) => crate::release::run(a, &mut out).await,
+        Command::Keys(KeysArgs {
+            command: KeysCommand::Generate { out: file },
+        }) => crate::release::generate(&file, &mut out),
         Command::Plans(fleet) => {
             let runtime = PluginRuntime::new(RuntimeConfig::default())?;
             crate::plans::run(&runtime, fleet.devices, fleet.regions, &mut out.lock())
@@ -96,7 +100,7 @@ async fn serve(a: ServeArgs) -> Result<()> {
 }
 
 async fn simulate(a: SimArgs) -> Result<()> {
-    let key = parse_release_key(&a.release_key)?;
+    let key = a.key.key()?;
     let version = hotswap_device_vm::Version::parse(&a.factory_version).with_context(|| {
         format!(
             "--factory-version {:?} is not major.minor.patch",
