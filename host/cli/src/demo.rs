@@ -56,6 +56,7 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
         trusted_keys: vec![key.trusted()],
         limits: ServerLimits::default(),
         tick: Duration::from_millis(100),
+        protected_labels: Vec::new(),
     };
     let app = state(&server_config)?;
     // The first start made an administrator token: the demo is its operator.

@@ -75,8 +75,20 @@ pub struct Deployment {
     pub current_wave: u32,
     pub waves: u32,
     pub reason: Option<String>,
+    /// Who started it (`token:<name>`).
+    #[serde(default)]
+    pub created_by: String,
     pub created_at: UnixSeconds,
     pub updated_at: UnixSeconds,
+}
+
+/// `POST /api/v1/deployments/{id}/approve` and `.../deny`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalRequest {
+    /// Why: kept in the deployment's events and the audit log.
+    #[serde(default)]
+    pub remark: String,
 }
 
 /// One wave of a deployment with its devices counted by state.

@@ -32,6 +32,9 @@ pub struct GroupCreation {
     pub devices: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<GroupFilter>,
+    /// Deployments to this group's devices wait for an approval.
+    #[serde(default)]
+    pub requires_approval: bool,
 }
 
 /// A stored group.
@@ -45,6 +48,8 @@ pub struct DeviceGroup {
     /// The filter of a dynamic group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<GroupFilter>,
+    #[serde(default)]
+    pub requires_approval: bool,
     pub created_at: UnixSeconds,
 }
 

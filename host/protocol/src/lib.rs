@@ -27,8 +27,8 @@ pub use auth::{
     TokenRequest,
 };
 pub use deployments::{
-    Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus, DryRun, Event,
-    PlannedWave, RetryPolicy, WaveStatus,
+    ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus,
+    DryRun, Event, PlannedWave, RetryPolicy, WaveStatus,
 };
 pub use device::{
     Assignment, CheckIn, CheckInAnswer, CheckInQuery, Health, Report, ReportAnswer, ReportBatch,

@@ -61,6 +61,9 @@ macro_rules! spelled {
 spelled! {
     /// Where a deployment is.
     pub enum DeploymentState as "deployment state" {
+        /// Targets protected devices: nothing is handed out until someone other than its
+        /// creator approves it; a denial cancels it.
+        WaitingForApproval,
         Running,
         Paused,
         Completed,
@@ -75,7 +78,10 @@ impl DeploymentState {
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            DeploymentState::Running | DeploymentState::Paused | DeploymentState::RollingBack
+            DeploymentState::WaitingForApproval
+                | DeploymentState::Running
+                | DeploymentState::Paused
+                | DeploymentState::RollingBack
         )
     }
 }

@@ -17,6 +17,8 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
     /// How often the orchestrator advances the deployments.
     pub tick: std::time::Duration,
+    /// Labels (`key`, `value`) whose devices a deployment reaches only after an approval.
+    pub protected_labels: Vec<(String, String)>,
 }
 
 /// The listen address when nothing says otherwise.
@@ -38,6 +40,7 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 /// token-burst = 500
 /// device-requests-per-second = 20
 /// device-burst = 100
+/// protected-labels = ["env=production"]
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -53,6 +56,8 @@ pub struct FileConfig {
     pub token_burst: Option<u32>,
     pub device_requests_per_second: Option<u32>,
     pub device_burst: Option<u32>,
+    #[serde(default)]
+    pub protected_labels: Vec<String>,
 }
 
 impl FileConfig {
@@ -138,6 +143,13 @@ pub fn resolve(
         Some(ms @ 10..=60_000) => std::time::Duration::from_millis(ms),
         Some(ms) => anyhow::bail!("`orchestrator-tick-ms` must be from 10 to 60000, found {ms}"),
     };
+    let protected_labels = file
+        .protected_labels
+        .iter()
+        .map(|l| {
+            hotswap_store::parse_label(l).map_err(|e| anyhow::anyhow!("`protected-labels`: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok((
         listen,
         ServerConfig {
@@ -145,6 +157,7 @@ pub fn resolve(
             trusted_keys,
             limits,
             tick,
+            protected_labels,
         },
     ))
 }

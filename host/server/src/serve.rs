@@ -42,6 +42,7 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
             config.limits.token_rate,
             config.limits.device_rate,
         ),
+        protected_labels: config.protected_labels.clone(),
     }))
 }
 

@@ -90,6 +90,8 @@ fn deployment(store: &Store) {
                 max_attempts: 3,
                 retry_backoff_seconds: 30,
             },
+            created_by: "token:test".into(),
+            needs_approval: false,
             waves: vec![NewWave {
                 name: "all".into(),
                 mode: hotswap_plan::Mode::Install,

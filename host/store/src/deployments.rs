@@ -36,6 +36,10 @@ pub struct NewDeployment {
     pub health_config: String,
     pub retry: RetryPolicy,
     pub waves: Vec<NewWave>,
+    /// Who starts it.
+    pub created_by: String,
+    /// It waits for an approval before any device is handed anything.
+    pub needs_approval: bool,
 }
 
 pub struct NewWave {
@@ -47,7 +51,7 @@ pub struct NewWave {
     pub devices: Vec<(String, String)>,
 }
 
-const DEPLOYMENT_COLUMNS: &str = "d.id, d.firmware_id, f.version, d.device_model, d.strategy, d.strategy_config, d.health_policy, d.health_sha256, d.health_config, d.device_timeout, d.max_attempts, d.retry_backoff, d.state, d.current_wave, d.waves, d.reason, d.created_at, d.updated_at";
+const DEPLOYMENT_COLUMNS: &str = "d.id, d.firmware_id, f.version, d.device_model, d.strategy, d.strategy_config, d.health_policy, d.health_sha256, d.health_config, d.device_timeout, d.max_attempts, d.retry_backoff, d.state, d.current_wave, d.waves, d.reason, d.created_at, d.updated_at, d.created_by";
 
 fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
     Ok(Deployment {
@@ -71,6 +75,7 @@ fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
         reason: r.get(15)?,
         created_at: UnixSeconds(r.get(16)?),
         updated_at: UnixSeconds(r.get(17)?),
+        created_by: r.get(18)?,
     })
 }
 
@@ -82,8 +87,8 @@ impl Store {
         let tx = conn.transaction()?;
         let now = self.clock.now();
         tx.execute(
-            "INSERT INTO deployments (firmware_id, device_model, strategy, strategy_config, health_policy, health_sha256, health_config, device_timeout, max_attempts, retry_backoff, state, waves, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running', ?11, ?12, ?12)",
+            "INSERT INTO deployments (firmware_id, device_model, strategy, strategy_config, health_policy, health_sha256, health_config, device_timeout, max_attempts, retry_backoff, state, waves, created_at, updated_at, created_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?13, ?11, ?12, ?12, ?14)",
             params![
                 d.firmware_id,
                 d.device_model,
@@ -96,7 +101,14 @@ impl Store {
                 d.retry.max_attempts,
                 d.retry.retry_backoff_seconds,
                 d.waves.len() as u32,
-                now.seconds().0
+                now.seconds().0,
+                if d.needs_approval {
+                    DeploymentState::WaitingForApproval
+                } else {
+                    DeploymentState::Running
+                }
+                .as_str(),
+                d.created_by
             ],
         )?;
         let id = tx.last_insert_rowid();
@@ -144,13 +156,16 @@ impl Store {
                 }
             }
         }
-        event(
-            &tx,
-            id,
-            None,
-            &format!("started: {} waves", d.waves.len()),
-            now,
-        )?;
+        let started = if d.needs_approval {
+            format!(
+                "started: {} waves, waiting for an approval by someone other than {}",
+                d.waves.len(),
+                d.created_by
+            )
+        } else {
+            format!("started: {} waves", d.waves.len())
+        };
+        event(&tx, id, None, &started, now)?;
         tx.commit()?;
         Ok(id)
     }
@@ -174,7 +189,7 @@ impl Store {
         let conn = self.reader();
         let mut stmt = conn.prepare(&format!(
             "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN firmware f ON f.id = d.firmware_id
-             WHERE d.state IN ('running', 'paused', 'rolling-back') ORDER BY d.id"
+             WHERE d.state IN ('waiting-for-approval', 'running', 'paused', 'rolling-back') ORDER BY d.id"
         ))?;
         let rows = stmt.query_map([], deployment_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)

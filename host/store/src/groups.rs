@@ -31,10 +31,32 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
         devices: members.map(|m| decode_json(1, &m)).transpose()?,
         filter: filter.map(|f| decode_json(2, &f)).transpose()?,
         created_at: UnixSeconds(r.get(3)?),
+        requires_approval: r.get(4)?,
     })
 }
 
 impl Store {
+    /// The groups that need an approval and hold one of `device_ids` now (static members or a
+    /// dynamic filter's matches).
+    pub fn protecting_groups(&self, device_ids: &[String]) -> Result<Vec<String>, StoreError> {
+        let wanted: std::collections::HashSet<&str> =
+            device_ids.iter().map(String::as_str).collect();
+        let mut names = Vec::new();
+        for g in self.list_groups()? {
+            if !g.requires_approval {
+                continue;
+            }
+            if self
+                .group_devices(&g)?
+                .iter()
+                .any(|d| wanted.contains(d.device_id.as_str()))
+            {
+                names.push(g.name);
+            }
+        }
+        Ok(names)
+    }
+
     pub fn add_group(&self, group: &DeviceGroup) -> Result<DeviceGroup, StoreError> {
         let members = group
             .devices
@@ -45,9 +67,15 @@ impl Store {
             .as_ref()
             .map(|f| serde_json::to_string(f).expect("a filter serializes"));
         let inserted = self.conn().execute(
-            "INSERT INTO device_groups (name, members, filter, created_at) VALUES (?1, ?2, ?3, ?4)
+            "INSERT INTO device_groups (name, members, filter, created_at, requires_approval) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (name) DO NOTHING",
-            params![group.name, members, filter, self.clock.now().seconds().0],
+            params![
+                group.name,
+                members,
+                filter,
+                self.clock.now().seconds().0,
+                group.requires_approval
+            ],
         )?;
         if inserted == 0 {
             return Err(StoreError::Conflict(format!(
@@ -61,7 +89,7 @@ impl Store {
     pub fn group(&self, name: &str) -> Result<DeviceGroup, StoreError> {
         self.reader()
             .query_row(
-                "SELECT name, members, filter, created_at FROM device_groups WHERE name = ?1",
+                "SELECT name, members, filter, created_at, requires_approval FROM device_groups WHERE name = ?1",
                 [name],
                 from_row,
             )
@@ -72,7 +100,7 @@ impl Store {
     pub fn list_groups(&self) -> Result<Vec<DeviceGroup>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn
-            .prepare("SELECT name, members, filter, created_at FROM device_groups ORDER BY name")?;
+            .prepare("SELECT name, members, filter, created_at, requires_approval FROM device_groups ORDER BY name")?;
         let rows = stmt.query_map([], from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -13,6 +13,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_deployments.sql"),
     include_str!("../migrations/0006_assignments_wave_outcome_index.sql"),
     include_str!("../migrations/0007_auth.sql"),
+    include_str!("../migrations/0008_approvals.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

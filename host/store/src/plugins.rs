@@ -94,7 +94,7 @@ impl Store {
         let full = format!("{name}@{version}");
         let user: Option<i64> = tx
             .query_row(
-                "SELECT id FROM deployments WHERE state IN ('running', 'paused', 'rolling-back')
+                "SELECT id FROM deployments WHERE state IN ('waiting-for-approval', 'running', 'paused', 'rolling-back')
                  AND (strategy = ?1 OR health_policy = ?1) ORDER BY id LIMIT 1",
                 [&full],
                 |r| r.get(0),

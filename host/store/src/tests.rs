@@ -92,6 +92,8 @@ fn handed_out(mode: hotswap_plan::Mode) -> (Store, ManualClock, TempDir) {
                 max_attempts: 3,
                 retry_backoff_seconds: 30,
             },
+            created_by: "token:test".into(),
+            needs_approval: false,
             waves: vec![NewWave {
                 name: "all".into(),
                 mode,

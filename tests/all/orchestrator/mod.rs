@@ -5,6 +5,7 @@
 //! stop, devices that installed it are waited for and sent back); a device that stops answering
 //! is retried with backoff, then quarantined; long polls are answered when an assignment comes.
 
+mod approvals;
 mod long_poll;
 mod protocol;
 mod retries;

@@ -75,6 +75,7 @@ impl Server {
             trusted_keys: vec![release_key().trusted()],
             limits,
             tick: TICK,
+            protected_labels: vec![("env".into(), "production".into())],
         };
         let store = Store::open_with_clock(&config.data_dir, clock).unwrap();
         let state = state_with_store(&config, store).unwrap();

@@ -5,23 +5,24 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use hotswap_plugin_host::{
     BUILTINS, Fleet, HealthPolicyPlugin, PluginKind, StrategyPlugin, builtin,
 };
 use hotswap_protocol::deployments::MAX_DECISIONS;
 use hotswap_protocol::{
-    Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentState, DeploymentStatus,
-    DeviceRecord, DeviceStatus, DryRun, PlannedWave, RetryPolicy, UnixMillis,
+    ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentState,
+    DeploymentStatus, DeviceRecord, DeviceStatus, DryRun, PlannedWave, RetryPolicy, UnixMillis,
 };
 use hotswap_store::{DeviceFilter, NewDeployment, NewWave};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, AppState, Body, blocking};
+use crate::auth::Principal;
 
 /// A device counts as online when it was seen this recently.
 const ONLINE_WITHIN_SECONDS: i64 = 300;
@@ -154,6 +155,7 @@ fn fleet(devices: &[DeviceRecord], now: UnixMillis) -> hotswap_plan::Fleet {
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     params: Result<Query<Params>, QueryRejection>,
     Body(r): Body<DeploymentRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -312,7 +314,19 @@ pub async fn create(
                     max_in_flight: w.max_in_flight,
                 })
                 .collect();
+            // Four eyes for protected devices: a group that asks for it, or a protected label.
+            let targets: Vec<String> = devices.iter().map(|d| d.device_id.clone()).collect();
+            let groups = state.store.protecting_groups(&targets)?;
+            let labelled = devices.iter().any(|d| {
+                state
+                    .protected_labels
+                    .iter()
+                    .any(|(k, v)| d.labels.get(k) == Some(v))
+            });
+            let needs_approval = !groups.is_empty() || labelled;
             let id = state.store.create_deployment(&NewDeployment {
+                created_by: by.actor(),
+                needs_approval,
                 firmware_id: firmware.id,
                 device_model: firmware.device_model,
                 strategy: strategy_name,
@@ -416,7 +430,11 @@ pub async fn act(
     let (from, to, reason): (&[DeploymentState], _, _) = match action.as_str() {
         "pause" => (&[Running], Paused, "paused by the operator"),
         "resume" => (&[Paused], Running, "resumed by the operator"),
-        "cancel" => (&[Running, Paused], Cancelled, "cancelled by the operator"),
+        "cancel" => (
+            &[WaitingForApproval, Running, Paused],
+            Cancelled,
+            "cancelled by the operator",
+        ),
         "rollback" => (
             &[Running, Paused],
             RollingBack,
@@ -425,11 +443,70 @@ pub async fn act(
         other => {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("no action `{other}`: pause, resume, cancel or rollback"),
+                format!("no action `{other}`: pause, resume, cancel, rollback, approve or deny"),
             ));
         }
     };
     let changed = blocking(move || Ok(state.store.transition(id, from, to, reason)?)).await?;
+    doorbell.ring(changed.handed_out.iter().map(String::as_str));
+    Ok(Json(changed.deployment))
+}
+
+/// `POST /api/v1/deployments/{id}/approve`: a deployment waiting for an approval starts. Four
+/// eyes: never by the credential that created it.
+pub async fn approve(
+    State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    Body(r): Body<ApprovalRequest>,
+) -> Result<Json<Deployment>, ApiError> {
+    decide_approval(state, by, &raw, r, DeploymentState::Running).await
+}
+
+/// `POST /api/v1/deployments/{id}/deny`: a deployment waiting for an approval ends, cancelled.
+pub async fn deny(
+    State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
+    Path(raw): Path<String>,
+    Body(r): Body<ApprovalRequest>,
+) -> Result<Json<Deployment>, ApiError> {
+    decide_approval(state, by, &raw, r, DeploymentState::Cancelled).await
+}
+
+async fn decide_approval(
+    state: Arc<AppState>,
+    by: Principal,
+    raw: &str,
+    r: ApprovalRequest,
+    to: DeploymentState,
+) -> Result<Json<Deployment>, ApiError> {
+    let id = id(raw)?;
+    let actor = by.actor();
+    let doorbell = state.doorbell.clone();
+    let changed = blocking(move || {
+        let d = state.store.deployment(id)?;
+        if d.created_by == actor {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{actor} started deployment {id}, so it cannot approve or deny it: four eyes, someone else decides"
+                ),
+            ));
+        }
+        let verb = if to == DeploymentState::Running {
+            "approved"
+        } else {
+            "denied"
+        };
+        let reason = match r.remark.trim() {
+            "" => format!("{verb} by {actor}"),
+            remark => format!("{verb} by {actor}: {remark}"),
+        };
+        Ok(state
+            .store
+            .transition(id, &[DeploymentState::WaitingForApproval], to, &reason)?)
+    })
+    .await?;
     doorbell.ring(changed.handed_out.iter().map(String::as_str));
     Ok(Json(changed.deployment))
 }

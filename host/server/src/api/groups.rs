@@ -53,6 +53,7 @@ pub async fn create(
                     name: c.name,
                     devices: Some(ids),
                     filter: None,
+                    requires_approval: c.requires_approval,
                     created_at: UnixSeconds::default(),
                 }
             }
@@ -67,6 +68,7 @@ pub async fn create(
                     name: c.name,
                     devices: None,
                     filter: Some(filter),
+                    requires_approval: c.requires_approval,
                     created_at: UnixSeconds::default(),
                 }
             }

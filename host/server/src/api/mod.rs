@@ -83,6 +83,8 @@ pub struct AppState {
     pub admin_token_file: Option<std::path::PathBuf>,
     /// Requests per operator token and per device.
     pub rate_limits: crate::auth::RateLimits,
+    /// Labels (`key`, `value`) whose devices a deployment reaches only after an approval.
+    pub protected_labels: Vec<(String, String)>,
 }
 
 /// One route of the API and who may call it.
@@ -131,6 +133,8 @@ routes! {
     GET "/api/v1/deployments/{id}" => deployments::status, Rule::Operator(Read);
     GET "/api/v1/deployments/{id}/status" => deployments::status, Rule::Operator(Read);
     GET "/api/v1/deployments/{id}/decisions" => deployments::decisions, Rule::Operator(Read);
+    POST "/api/v1/deployments/{id}/approve" => deployments::approve, Rule::Operator(ApproveDeployment);
+    POST "/api/v1/deployments/{id}/deny" => deployments::deny, Rule::Operator(ApproveDeployment);
     POST "/api/v1/deployments/{id}/{action}" => deployments::act, Rule::Operator(HandleDeployment);
     POST "/api/v1/tokens" => tokens::create, Rule::Operator(ManageTokens);
     GET "/api/v1/tokens" => tokens::list, Rule::Operator(ManageTokens);
