@@ -56,6 +56,9 @@ pub struct ServerArgs {
     /// writes on its first start].
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// Trust this CA certificate (PEM) for an `https://` server, instead of the system's.
+    #[arg(long, env = "HOTSWAP_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -84,6 +87,7 @@ impl ServerArgs {
         Ok(hotswap_client::Client::with_config(
             hotswap_client::ClientConfig {
                 token: Some(self.token()?),
+                ca_certificate: self.ca_cert.clone(),
                 ..hotswap_client::ClientConfig::new(&self.server)
             },
         )?)
@@ -156,6 +160,15 @@ pub struct ServeArgs {
     /// A TOML configuration file; flags and environment override it.
     #[arg(long, env = "HOTSWAP_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Serve HTTPS with this certificate chain (PEM); with `--tls-key`.
+    #[arg(long, env = "HOTSWAP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "HOTSWAP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback (behind a proxy that terminates TLS).
+    #[arg(long)]
+    pub allow_plain_http: bool,
 }
 
 impl From<&ServeArgs> for hotswap_server::Overrides {
@@ -164,6 +177,9 @@ impl From<&ServeArgs> for hotswap_server::Overrides {
             listen: a.listen,
             data_dir: a.data_dir.clone(),
             trusted_keys: a.trusted_keys.clone(),
+            tls_cert: a.tls_cert.clone(),
+            tls_key: a.tls_key.clone(),
+            allow_plain_http: a.allow_plain_http,
         }
     }
 }

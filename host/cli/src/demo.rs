@@ -57,6 +57,7 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
         limits: ServerLimits::default(),
         tick: Duration::from_millis(100),
         protected_labels: Vec::new(),
+        tls: None,
     };
     let app = state(&server_config)?;
     // The first start made an administrator token: the demo is its operator.

@@ -84,16 +84,22 @@ async fn serve(a: ServeArgs) -> Result<()> {
             path.display()
         );
     }
+    let tls = config
+        .tls
+        .as_ref()
+        .map(hotswap_server::tls_config)
+        .transpose()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     eprintln!(
-        "hotswap: serving on http://{} with data in {}",
+        "hotswap: serving on {}://{} with data in {}",
+        if tls.is_some() { "https" } else { "http" },
         listener.local_addr()?,
         config.data_dir.display()
     );
     // Finish the requests in flight, then stop.
-    hotswap_server::serve(listener, state, async {
+    hotswap_server::serve_on(listener, state, tls, async {
         let _ = stopped().await;
     })
     .await

@@ -62,6 +62,8 @@ pub struct ClientConfig {
     /// The operator credential sent with every operator request (an API token); the device
     /// protocol's calls take the device's own.
     pub token: Option<String>,
+    /// For an `https://` server: trust this CA certificate (PEM) instead of the system's roots.
+    pub ca_certificate: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -72,6 +74,7 @@ impl ClientConfig {
             retry: Retry::default(),
             timeout: None,
             token: None,
+            ca_certificate: None,
         }
     }
 }
@@ -99,7 +102,14 @@ impl Client {
     }
 
     pub fn with_config(config: ClientConfig) -> Result<Client, ClientError> {
+        install_crypto_provider();
         let mut builder = reqwest::Client::builder();
+        // Only an https server needs the roots (reading the system's takes milliseconds, and a
+        // simulator makes hundreds of clients).
+        if config.server.starts_with("https://") {
+            builder = builder
+                .use_preconfigured_tls(tls(config.ca_certificate.as_deref(), &config.server)?);
+        }
         if config.http2 {
             builder = builder.http2_prior_knowledge();
         }
@@ -492,6 +502,62 @@ impl Client {
             .await
             .map_err(|source| ClientError::Transport { url: full, source })
     }
+}
+
+/// Makes ring the process's TLS provider, once, unless one is installed already: reqwest builds
+/// its TLS settings from it (aws-lc-rs, rustls's default, is not built here). Call it before
+/// building a `reqwest::Client` of your own.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Another thread may have installed one meanwhile: theirs is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    });
+}
+
+/// The TLS settings of a client: the ring provider, the given CA or the system's roots, HTTP/2
+/// and HTTP/1.1 by ALPN.
+fn tls(ca: Option<&std::path::Path>, server: &str) -> Result<rustls::ClientConfig, ClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |detail: String| ClientError::Decode {
+        url: server.to_string(),
+        detail,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| {
+                bad(format!(
+                    "reading the CA certificate {}: {e}",
+                    path.display()
+                ))
+            })? {
+                let cert = cert.map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+            }
+        }
+        None => {
+            // Certificates the system cannot read are left out; an https server signed by one
+            // of them then fails its handshake, which names the problem.
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// A request's body.

@@ -19,6 +19,8 @@ pub struct ServerConfig {
     pub tick: std::time::Duration,
     /// Labels (`key`, `value`) whose devices a deployment reaches only after an approval.
     pub protected_labels: Vec<(String, String)>,
+    /// Serve HTTPS with these; plain HTTP when `None` (loopback only, unless allowed).
+    pub tls: Option<TlsFiles>,
 }
 
 /// The listen address when nothing says otherwise.
@@ -41,6 +43,9 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 /// device-requests-per-second = 20
 /// device-burst = 100
 /// protected-labels = ["env=production"]
+/// tls-cert = "/etc/hotswap/cert.pem"
+/// tls-key = "/etc/hotswap/key.pem"
+/// allow-plain-http = false
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -58,6 +63,10 @@ pub struct FileConfig {
     pub device_burst: Option<u32>,
     #[serde(default)]
     pub protected_labels: Vec<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_plain_http: bool,
 }
 
 impl FileConfig {
@@ -78,6 +87,16 @@ pub struct Overrides {
     pub listen: Option<std::net::SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub trusted_keys: Vec<String>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub allow_plain_http: bool,
+}
+
+/// The server's certificate chain and private key, PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Flags and environment over the file over the defaults.
@@ -150,6 +169,21 @@ pub fn resolve(
             hotswap_store::parse_label(l).map_err(|e| anyhow::anyhow!("`protected-labels`: {e}"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let tls = match (
+        overrides.tls_cert.or(file.tls_cert),
+        overrides.tls_key.or(file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (None, None) => None,
+        (Some(_), None) => anyhow::bail!("a TLS certificate without its key: give `tls-key` too"),
+        (None, Some(_)) => anyhow::bail!("a TLS key without its certificate: give `tls-cert` too"),
+    };
+    let allow_plain_http = overrides.allow_plain_http || file.allow_plain_http;
+    if tls.is_none() && !listen.ip().is_loopback() && !allow_plain_http {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {listen}, which is not a loopback address: tokens would cross the network in the clear. Give --tls-cert and --tls-key, or --allow-plain-http behind a proxy that terminates TLS"
+        );
+    }
     Ok((
         listen,
         ServerConfig {
@@ -158,8 +192,40 @@ pub fn resolve(
             limits,
             tick,
             protected_labels,
+            tls,
         },
     ))
+}
+
+/// The TLS configuration of `files`: the ring provider, TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by
+/// ALPN.
+pub fn tls_config(files: &TlsFiles) -> Result<std::sync::Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .with_context(|| format!("reading the certificate {}", files.cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("reading the certificate {}", files.cert.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", files.cert.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .with_context(|| format!("reading the private key {}", files.key.display()))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .with_context(|| {
+        format!(
+            "the key {} does not go with the certificate {}",
+            files.key.display(),
+            files.cert.display()
+        )
+    })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(config))
 }
 
 /// Parses a release public key given as 64 hex characters.
@@ -184,9 +250,42 @@ mod tests {
     const KEY: &str = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
 
     #[test]
+    fn plain_http_is_served_only_on_loopback_unless_allowed() {
+        let on = |listen: &str, allow: bool| {
+            resolve(
+                Overrides {
+                    listen: Some(listen.parse().unwrap()),
+                    allow_plain_http: allow,
+                    ..Overrides::default()
+                },
+                FileConfig::default(),
+            )
+        };
+        let refused = on("0.0.0.0:8080", false).unwrap_err().to_string();
+        assert!(
+            refused.contains("refusing to serve plain HTTP on 0.0.0.0:8080")
+                && refused.contains("--tls-cert")
+                && refused.contains("--allow-plain-http"),
+            "{refused}"
+        );
+        assert!(on("0.0.0.0:8080", true).is_ok());
+        assert!(on("127.0.0.1:8080", false).is_ok());
+        assert!(on("[::1]:8080", false).is_ok());
+        let half = resolve(
+            Overrides {
+                tls_cert: Some("/etc/cert.pem".into()),
+                ..Overrides::default()
+            },
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(half.to_string().contains("give `tls-key` too"), "{half}");
+    }
+
+    #[test]
     fn flags_override_the_file_which_overrides_the_defaults() {
         let file = FileConfig::parse(
-            &format!("listen = \"0.0.0.0:9000\"\ndata-dir = \"/srv/hs\"\ntrusted-keys = [\"{KEY}\"]\nmax-body-bytes = 1000\n"),
+            &format!("listen = \"0.0.0.0:9000\"\nallow-plain-http = true\ndata-dir = \"/srv/hs\"\ntrusted-keys = [\"{KEY}\"]\nmax-body-bytes = 1000\n"),
             "test",
         )
         .unwrap();

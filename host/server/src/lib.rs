@@ -25,7 +25,9 @@ pub mod serve;
 
 pub use api::{ApiError, AppState, ROUTES, Route, ServerLimits, router};
 pub use auth::{ADMIN_TOKEN_FILE, Principal, Rule};
-pub use config::{FileConfig, Overrides, ServerConfig, parse_trusted_key, resolve};
+pub use config::{
+    FileConfig, Overrides, ServerConfig, TlsFiles, parse_trusted_key, resolve, tls_config,
+};
 pub use doorbell::{Doorbell, MAX_WAITING_DEVICES};
 pub use orchestrator::{DEFAULT_TICK, Orchestrator};
-pub use serve::{serve, state, state_with_store};
+pub use serve::{serve, serve_on, state, state_with_store};

@@ -53,6 +53,16 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    serve_on(listener, state, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (HTTP/2 and HTTP/1.1 by ALPN).
+pub async fn serve_on(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
     let _orchestrator = Orchestrator::new(
         state.store.clone(),
         state.runtime.clone(),
@@ -76,13 +86,31 @@ pub async fn serve(
         shutdown.await;
         closing.doorbell.close();
     };
-    let served = axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .context("serving HTTP");
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let served = match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP"),
+        Some(config) => {
+            let handle = axum_server::Handle::new();
+            let stopping = handle.clone();
+            tokio::spawn(async move {
+                shutdown.await;
+                // Requests in flight get this long to finish, as the plain server lets them.
+                stopping.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+            });
+            let listener = listener.into_std()?;
+            axum_server::from_tcp_rustls(
+                listener,
+                axum_server::tls_rustls::RustlsConfig::from_config(config),
+            )?
+            .handle(handle)
+            .serve(app)
+            .await
+            .context("serving HTTPS")
+        }
+    };
     shrinking.abort();
     served
 }

@@ -30,7 +30,7 @@ fn concrete(path: &str) -> String {
 }
 
 async fn status(url: &str, method: &reqwest::Method, path: &str, bearer: Option<&str>) -> u16 {
-    let mut request = reqwest::Client::new().request(method.clone(), format!("{url}{path}"));
+    let mut request = crate::support::http::raw().request(method.clone(), format!("{url}{path}"));
     if let Some(b) = bearer {
         request = request.header("Authorization", b);
     }
@@ -368,7 +368,7 @@ async fn a_token_or_a_device_past_its_rate_gets_429_with_retry_after() {
             .contains("rate limit: token `admin` may make 1 requests a second (3 at once)"),
         "{refused}"
     );
-    let r = reqwest::Client::new()
+    let r = crate::support::http::raw()
         .get(format!("{}/api/v1/deployments", server.url))
         .bearer_auth(&server.admin_token)
         .send()

@@ -8,3 +8,4 @@ mod devices;
 mod firmware;
 mod metrics;
 mod plugins;
+mod tls;

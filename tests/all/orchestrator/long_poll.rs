@@ -25,10 +25,13 @@ async fn a_waiting_check_in_is_answered_when_its_device_is_handed_an_assignment(
         ids,
         devices,
     } = Rig::start(&["1.0.0", "2.0.0"], 3).await;
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = {
+        hotswap_client::install_crypto_provider();
+        reqwest::Client::builder()
+    }
+    .http2_prior_knowledge()
+    .build()
+    .unwrap();
     let check_in_url =
         |device: &str, query: &str| format!("{url}/api/v1/devices/{device}/check-in{query}");
     let token = |device: &str| -> String {

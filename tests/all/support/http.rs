@@ -4,6 +4,12 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// A plain HTTP client (the process's TLS provider installed first, as reqwest needs one).
+pub fn raw() -> reqwest::Client {
+    hotswap_client::install_crypto_provider();
+    reqwest::Client::new()
+}
+
 pub async fn post(client: &reqwest::Client, url: String, body: &Value) -> (StatusCode, Value) {
     let response = client.post(url).json(body).send().await.unwrap();
     let status = response.status();

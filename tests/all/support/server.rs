@@ -76,6 +76,7 @@ impl Server {
             limits,
             tick: TICK,
             protected_labels: vec![("env".into(), "production".into())],
+            tls: None,
         };
         let store = Store::open_with_clock(&config.data_dir, clock).unwrap();
         let state = state_with_store(&config, store).unwrap();
@@ -203,8 +204,11 @@ pub fn bearer_client(token: &str) -> reqwest::Client {
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
     );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
+    {
+        hotswap_client::install_crypto_provider();
+        reqwest::Client::builder()
+    }
+    .default_headers(headers)
+    .build()
+    .unwrap()
 }
