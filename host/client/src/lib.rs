@@ -21,6 +21,7 @@ use hotswap_protocol::{
     FirmwareQuery, FirmwareRegistration, GroupCreation, PluginInfo, RegisteredDevice, Report,
     ReportAnswer, ReportBatch, ResolvedGroup, TokenInfo, TokenRequest,
 };
+use hotswap_protocol::{LoginRequest, Session, UserInfo, UserRequest};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -362,6 +363,28 @@ impl Client {
 
     pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, ClientError> {
         self.post(&format!("/api/v1/tokens/{id}/revoke"), &()).await
+    }
+
+    /// Signs in with a name and a password; the session's token is for [`Client::with_token`].
+    pub async fn login(&self, name: &str, password: &str) -> Result<Session, ClientError> {
+        let body = LoginRequest {
+            name: name.to_string(),
+            password: password.to_string(),
+        };
+        self.post("/api/v1/auth/login", &body).await
+    }
+
+    pub async fn create_user(&self, u: &UserRequest) -> Result<UserInfo, ClientError> {
+        self.post("/api/v1/users", u).await
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserInfo>, ClientError> {
+        self.get("/api/v1/users").await
+    }
+
+    pub async fn disable_user(&self, name: &str) -> Result<UserInfo, ClientError> {
+        self.post(&format!("/api/v1/users/{name}/disable"), &())
+            .await
     }
 
     pub async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, ClientError> {

@@ -43,6 +43,8 @@ pub enum Permission {
     ManageTokens,
     /// Read the audit log.
     ReadAudit,
+    /// Create, list and disable users.
+    ManageUsers,
 }
 
 impl Spelling for Permission {
@@ -201,4 +203,41 @@ pub struct AuditPage {
 pub struct DeviceToken {
     pub device_id: String,
     pub token: String,
+}
+
+/// `POST /api/v1/auth/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoginRequest {
+    pub name: String,
+    pub password: String,
+}
+
+/// A session: a short-lived token (a JWT) to send as `Authorization: Bearer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub token: String,
+    pub name: String,
+    pub role: Role,
+    pub expires_at: UnixSeconds,
+}
+
+/// `POST /api/v1/users`: a person who signs in with a password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserRequest {
+    pub name: String,
+    pub role: Role,
+    pub password: String,
+}
+
+/// A user as listed: never the password or its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    pub name: String,
+    pub role: Role,
+    pub created_at: UnixSeconds,
+    pub disabled: bool,
 }

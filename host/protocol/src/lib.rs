@@ -23,8 +23,8 @@ pub use hotswap_plan::health::{HealthSample, Verdict, WaveStats};
 pub use hotswap_plan::{Gate, Mode};
 
 pub use auth::{
-    AuditEntry, AuditPage, AuditQuery, CreatedToken, DeviceToken, Permission, Role, TokenInfo,
-    TokenRequest,
+    AuditEntry, AuditPage, AuditQuery, CreatedToken, DeviceToken, LoginRequest, Permission, Role,
+    Session, TokenInfo, TokenRequest, UserInfo, UserRequest,
 };
 pub use deployments::{
     ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus,

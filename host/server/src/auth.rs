@@ -30,6 +30,8 @@ use crate::api::{ApiError, AppState, ROUTES};
 pub enum Rule {
     /// Anyone: liveness only.
     Open,
+    /// Anyone, to sign in with a name and a password (the handler checks them and audits it).
+    Login,
     /// An operator credential whose role grants the permission.
     Operator(Permission),
     /// The device the route's `{id}` names, with its own credential.
@@ -46,6 +48,11 @@ pub enum Principal {
         name: String,
         role: Role,
     },
+    /// A signed-in user, by a session token.
+    User {
+        name: String,
+        role: Role,
+    },
     Device {
         device_id: String,
     },
@@ -56,6 +63,7 @@ impl Principal {
     pub fn actor(&self) -> String {
         match self {
             Principal::Operator { name, .. } => format!("token:{name}"),
+            Principal::User { name, .. } => format!("user:{name}"),
             Principal::Device { device_id } => format!("device:{device_id}"),
         }
     }
@@ -221,6 +229,7 @@ type Limiter<K> = governor::DefaultKeyedRateLimiter<K>;
 /// gateway shares an address).
 pub struct RateLimits {
     tokens: Limiter<i64>,
+    users: Limiter<String>,
     devices: Limiter<String>,
     token_rate: Rate,
     device_rate: Rate,
@@ -236,6 +245,7 @@ impl RateLimits {
     pub fn new(token_rate: Rate, device_rate: Rate) -> RateLimits {
         RateLimits {
             tokens: governor::RateLimiter::keyed(quota(token_rate)),
+            users: governor::RateLimiter::keyed(quota(token_rate)),
             devices: governor::RateLimiter::keyed(quota(device_rate)),
             token_rate,
             device_rate,
@@ -249,6 +259,11 @@ impl RateLimits {
                 self.tokens.check_key(token_id),
                 self.token_rate,
                 format!("token `{name}`"),
+            ),
+            Principal::User { name, .. } => (
+                self.users.check_key(name),
+                self.token_rate,
+                format!("user `{name}`"),
             ),
             Principal::Device { device_id } => (
                 self.devices.check_key(device_id),
@@ -274,6 +289,7 @@ impl RateLimits {
     /// Forgets keys that have been quiet long enough to be back at their full burst.
     pub fn shrink(&self) {
         self.tokens.retain_recent();
+        self.users.retain_recent();
         self.devices.retain_recent();
     }
 }
@@ -354,8 +370,9 @@ pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next)
     };
     let audited = match &principal {
         Some(p @ Principal::Operator { token_id, .. }) if method != Method::GET => {
-            Some((p.actor(), *token_id))
+            Some((p.actor(), Some(*token_id)))
         }
+        Some(p @ Principal::User { .. }) if method != Method::GET => Some((p.actor(), None)),
         _ => None,
     };
     if let Some(p) = &principal
@@ -371,7 +388,7 @@ pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next)
     if let Some((actor, token_id)) = audited {
         let entry = NewAudit {
             actor,
-            token_id: Some(token_id),
+            token_id,
             source,
             action,
             object: Some(path),
@@ -392,7 +409,7 @@ async fn authenticate(
     bearer: Option<&str>,
     path: &str,
 ) -> Result<Option<Principal>, ApiError> {
-    if rule == Rule::Open {
+    if matches!(rule, Rule::Open | Rule::Login) {
         return Ok(None);
     }
     let Some(value) = bearer else {
@@ -416,6 +433,10 @@ async fn authenticate(
                 "a device credential works only on the device routes",
             )),
         };
+    }
+    // A session token is a JWT: three base64url parts, the first `{"...`.
+    if secret.starts_with("eyJ") {
+        return session(state, secret, rule).await.map(Some);
     }
     if !secret.starts_with(API_TOKEN_PREFIX) {
         return Err(unauthorized(format!(
@@ -446,6 +467,28 @@ async fn authenticate(
         Rule::Operator(p) => Err(forbidden(format!(
             "token `{}` has the role `{}`, which lacks the permission `{p}`",
             token.name, token.role
+        ))),
+        _ => Err(forbidden(
+            "an operator credential cannot speak for a device: the device routes take the device's own token",
+        )),
+    }
+}
+
+/// Checks a session token: this install's, not expired, its user not disabled.
+async fn session(state: &Arc<AppState>, secret: &str, rule: Rule) -> Result<Principal, ApiError> {
+    let now = state.store.clock().now().seconds();
+    let (name, role) = state.sessions.check(secret, now).map_err(unauthorized)?;
+    let store = state.store.clone();
+    let looked_up = name.clone();
+    let user = crate::api::blocking(move || Ok(store.user(&looked_up)?)).await?;
+    match user {
+        Some(u) if !u.info.disabled => {}
+        _ => return Err(unauthorized(format!("user `{name}` is disabled or gone"))),
+    }
+    match rule {
+        Rule::Operator(p) if role.allows(p) => Ok(Principal::User { name, role }),
+        Rule::Operator(p) => Err(forbidden(format!(
+            "user `{name}` has the role `{role}`, which lacks the permission `{p}`"
         ))),
         _ => Err(forbidden(
             "an operator credential cannot speak for a device: the device routes take the device's own token",

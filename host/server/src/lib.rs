@@ -22,6 +22,7 @@ pub mod config;
 pub mod doorbell;
 pub mod orchestrator;
 pub mod serve;
+pub mod sessions;
 
 pub use api::{ApiError, AppState, ROUTES, Route, ServerLimits, router};
 pub use auth::{ADMIN_TOKEN_FILE, Principal, Rule};

@@ -43,6 +43,8 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
             config.limits.device_rate,
         ),
         protected_labels: config.protected_labels.clone(),
+        sessions: crate::sessions::Sessions::open(&config.data_dir)
+            .context("opening the session key")?,
     }))
 }
 

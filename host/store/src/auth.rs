@@ -1,7 +1,9 @@
 //! Operator API tokens and the audit log. A token is kept as the SHA-256 of its secret, never
 //! the secret; the audit log only grows (triggers refuse to change or remove a row).
 
-use hotswap_protocol::{AuditEntry, AuditPage, AuditQuery, Role, Spelling, TokenInfo, UnixSeconds};
+use hotswap_protocol::{
+    AuditEntry, AuditPage, AuditQuery, Role, Spelling, TokenInfo, UnixSeconds, UserInfo,
+};
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::{Store, StoreError, decode};
@@ -199,5 +201,92 @@ impl Store {
             .then(|| entries.last().map(|e| e.id))
             .flatten();
         Ok(AuditPage { entries, next })
+    }
+}
+
+/// A user as sign-in reads it.
+#[derive(Debug, Clone)]
+pub struct UserRow {
+    pub info: UserInfo,
+    /// The argon2 hash of the password (PHC string).
+    pub password_hash: String,
+}
+
+impl Store {
+    /// Adds a user; a taken name is a conflict.
+    pub fn add_user(
+        &self,
+        name: &str,
+        role: Role,
+        password_hash: &str,
+    ) -> Result<UserInfo, StoreError> {
+        let inserted = self.conn().execute(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (name) DO NOTHING",
+            params![
+                name,
+                role.as_str(),
+                password_hash,
+                self.clock.now().seconds().0
+            ],
+        )?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!(
+                "user `{name}` exists already"
+            )));
+        }
+        Ok(self
+            .user(name)?
+            .ok_or_else(|| StoreError::NotFound(format!("no user `{name}`")))?
+            .info)
+    }
+
+    pub fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
+        Ok(self
+            .reader()
+            .prepare_cached(
+                "SELECT name, role, created_at, disabled, password_hash FROM users WHERE name = ?1",
+            )?
+            .query_row([name], |r| {
+                Ok(UserRow {
+                    info: UserInfo {
+                        name: r.get(0)?,
+                        role: decode(1, &r.get::<_, String>(1)?)?,
+                        created_at: UnixSeconds(r.get(2)?),
+                        disabled: r.get(3)?,
+                    },
+                    password_hash: r.get(4)?,
+                })
+            })
+            .optional()?)
+    }
+
+    pub fn list_users(&self) -> Result<Vec<UserInfo>, StoreError> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare("SELECT name, role, created_at, disabled FROM users ORDER BY name")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(UserInfo {
+                name: r.get(0)?,
+                role: decode(1, &r.get::<_, String>(1)?)?,
+                created_at: UnixSeconds(r.get(2)?),
+                disabled: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Disables a user: their sessions fail from the next request on.
+    pub fn disable_user(&self, name: &str) -> Result<UserInfo, StoreError> {
+        let changed = self
+            .conn()
+            .execute("UPDATE users SET disabled = 1 WHERE name = ?1", [name])?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("no user `{name}`")));
+        }
+        Ok(self
+            .user(name)?
+            .ok_or_else(|| StoreError::NotFound(format!("no user `{name}`")))?
+            .info)
     }
 }

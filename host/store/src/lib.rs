@@ -37,7 +37,7 @@ use hotswap_protocol::{Assignment, CheckIn, DeploymentState, DeviceStatus, Repor
 use hotswap_protocol::{Spelling, UnknownValue};
 use rusqlite::Connection;
 
-pub use auth::{MAX_AUDIT_PAGE, NewAudit, NewToken};
+pub use auth::{MAX_AUDIT_PAGE, NewAudit, NewToken, UserRow};
 pub use blobs::BlobStore;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployments::{NewDeployment, NewWave, Transitioned};

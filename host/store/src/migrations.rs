@@ -14,6 +14,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_assignments_wave_outcome_index.sql"),
     include_str!("../migrations/0007_auth.sql"),
     include_str!("../migrations/0008_approvals.sql"),
+    include_str!("../migrations/0009_users.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

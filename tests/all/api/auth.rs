@@ -71,6 +71,7 @@ async fn every_route_is_held_to_its_rule_for_every_kind_of_credential() {
         (Role::Approver, &[Read, ApproveDeployment]),
         (Role::Viewer, &[Read]),
     ];
+    assert!(hotswap_protocol::Permission::VARIANTS.contains(&ManageUsers));
     for (role, permissions) in granted {
         assert_eq!(role.permissions(), permissions, "{role}");
     }
@@ -96,7 +97,7 @@ async fn every_route_is_held_to_its_rule_for_every_kind_of_credential() {
             async move { status(&url, &method, &path, bearer.as_deref()).await }
         };
         let refused = |s: u16| s == 401 || s == 403;
-        if route.rule == Rule::Open {
+        if matches!(route.rule, Rule::Open | Rule::Login) {
             assert!(!refused(got(None).await), "{what} is open");
             walked += 1;
             continue;
@@ -146,7 +147,7 @@ async fn every_route_is_held_to_its_rule_for_every_kind_of_credential() {
             ),
             // No assignment hands it this artifact.
             Rule::Artifact => assert_eq!(as_device, 403, "{what}: not assigned"),
-            Rule::Open => {}
+            Rule::Open | Rule::Login => {}
         }
         walked += 1;
     }
@@ -398,5 +399,111 @@ async fn a_token_or_a_device_past_its_rate_gets_429_with_retry_after() {
         .check_in(Device { id, token }, &Default::default(), 0)
         .await
         .expect("another device is not held to the first one's count");
+    server.stop().await;
+}
+
+/// Users sign in with a password and get a session of `SESSION_SECONDS`, held to their role;
+/// a wrong password and a disabled user are refused, every sign-in is on record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_sign_in_and_their_sessions_are_held_to_their_role() {
+    use hotswap_protocol::UserRequest;
+    let dir = data_dir();
+    let clock = ManualClock::new();
+    let server = Server::with_clock(&dir, clock.clone()).await;
+    let admin = server.client();
+    let short = admin
+        .create_user(&UserRequest {
+            name: "ana".into(),
+            role: Role::Deployer,
+            password: "short".into(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        short.to_string().contains("at least 12 characters"),
+        "{short}"
+    );
+    admin
+        .create_user(&UserRequest {
+            name: "ana".into(),
+            role: Role::Deployer,
+            password: "correct horse battery".into(),
+        })
+        .await
+        .unwrap();
+    let listed = serde_json::to_string(&admin.users().await.unwrap()).unwrap();
+    assert!(
+        !listed.contains("argon2") && !listed.contains("horse"),
+        "{listed}"
+    );
+    let anonymous = Client::new(&server.url).unwrap();
+    let wrong = anonymous
+        .login("ana", "wrong password!!")
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.status(), Some(401));
+    let unknown = anonymous
+        .login("bob", "correct horse battery")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unknown.to_string(),
+        wrong.to_string(),
+        "names are not given away"
+    );
+    let session = anonymous
+        .login("ana", "correct horse battery")
+        .await
+        .unwrap();
+    assert_eq!(session.role, Role::Deployer);
+    let ana = anonymous.with_token(&session.token);
+    ana.deployments().await.unwrap();
+    let e = ana.tokens().await.unwrap_err();
+    assert_eq!(e.status(), Some(403));
+    assert!(
+        e.to_string().contains("user `ana` has the role `deployer`"),
+        "{e}"
+    );
+    // Past its time a session is refused; a new sign-in works.
+    clock.advance_ms((hotswap_server::sessions::SESSION_SECONDS + 1) * 1000);
+    let e = ana.deployments().await.unwrap_err();
+    assert_eq!(e.status(), Some(401));
+    assert!(e.to_string().contains("expired"), "{e}");
+    let again = anonymous
+        .login("ana", "correct horse battery")
+        .await
+        .unwrap();
+    let ana = anonymous.with_token(&again.token);
+    ana.deployments().await.unwrap();
+    // Disabled: refused on the next request, and at sign-in.
+    admin.disable_user("ana").await.unwrap();
+    assert_eq!(ana.deployments().await.unwrap_err().status(), Some(401));
+    assert_eq!(
+        anonymous
+            .login("ana", "correct horse battery")
+            .await
+            .unwrap_err()
+            .status(),
+        Some(401)
+    );
+    // A session from another install is not one of this server's.
+    let forged = anonymous.with_token(&format!("{}x", again.token));
+    assert_eq!(forged.deployments().await.unwrap_err().status(), Some(401));
+    let logins = admin
+        .audit(&AuditQuery {
+            actor: Some("user:ana".into()),
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<(&str, u16)> = logins
+        .entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.status))
+        .collect();
+    assert!(
+        actions.contains(&("login", 200)) && actions.contains(&("login refused", 401)),
+        "{actions:?}"
+    );
     server.stop().await;
 }

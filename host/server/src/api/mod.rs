@@ -14,6 +14,7 @@ mod metrics;
 mod plugins;
 mod protocol;
 mod tokens;
+mod users;
 
 use std::sync::Arc;
 
@@ -85,6 +86,8 @@ pub struct AppState {
     pub rate_limits: crate::auth::RateLimits,
     /// Labels (`key`, `value`) whose devices a deployment reaches only after an approval.
     pub protected_labels: Vec<(String, String)>,
+    /// Signs and checks the sessions sign-ins give.
+    pub sessions: crate::sessions::Sessions,
 }
 
 /// One route of the API and who may call it.
@@ -140,6 +143,10 @@ routes! {
     GET "/api/v1/tokens" => tokens::list, Rule::Operator(ManageTokens);
     POST "/api/v1/tokens/{id}/revoke" => tokens::revoke, Rule::Operator(ManageTokens);
     GET "/api/v1/audit" => audit::list, Rule::Operator(ReadAudit);
+    POST "/api/v1/auth/login" => users::login, Rule::Login;
+    POST "/api/v1/users" => users::create, Rule::Operator(ManageUsers);
+    GET "/api/v1/users" => users::list, Rule::Operator(ManageUsers);
+    POST "/api/v1/users/{name}/disable" => users::disable, Rule::Operator(ManageUsers);
     POST "/api/v1/devices/{id}/check-in" => protocol::check_in, Rule::Device;
     POST "/api/v1/devices/{id}/reports" => protocol::report, Rule::Device;
     POST "/api/v1/devices/{id}/reports/batch" => protocol::report_batch, Rule::Device;

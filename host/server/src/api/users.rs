@@ -1,0 +1,94 @@
+//! `/api/v1/users` and `/api/v1/auth/login`: people who sign in with a password and get a
+//! short-lived session. Every sign-in, refused or not, is in the audit log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use hotswap_protocol::{LoginRequest, Session, UserInfo, UserRequest};
+use hotswap_store::NewAudit;
+
+use super::{ApiError, AppState, Body, blocking};
+use crate::auth::Principal;
+use crate::sessions::{MIN_PASSWORD_CHARS, hash_password, password_matches};
+
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    source: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Body(r): Body<LoginRequest>,
+) -> Result<Json<Session>, ApiError> {
+    let store = state.store.clone();
+    let name = r.name.clone();
+    // argon2 takes tens of milliseconds of CPU: off the async workers.
+    let found = blocking(move || {
+        let user = store.user(&name)?;
+        Ok(user.filter(|u| !u.info.disabled && password_matches(&r.password, &u.password_hash)))
+    })
+    .await?;
+    let granted = found.is_some();
+    state
+        .store
+        .append_audit(NewAudit {
+            actor: format!("user:{}", r.name),
+            token_id: None,
+            source: source.map(|c| c.0.0.ip().to_string()),
+            action: if granted { "login" } else { "login refused" }.into(),
+            object: None,
+            status: if granted { 200 } else { 401 },
+        })
+        .await?;
+    // The same answer for an unknown name and a wrong password: names are not given away.
+    let user = found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong name or password, or the user is disabled",
+        )
+    })?;
+    let (token, expires_at) = state
+        .sessions
+        .issue(
+            &user.info.name,
+            user.info.role,
+            state.store.clock().now().seconds(),
+        )
+        .map_err(ApiError::internal)?;
+    Ok(Json(Session {
+        token,
+        name: user.info.name,
+        role: user.info.role,
+        expires_at,
+    }))
+}
+
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(_by): Extension<Principal>,
+    Body(r): Body<UserRequest>,
+) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
+    super::devices::check_name("name", &r.name)?;
+    if r.password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "`password` must be at least {MIN_PASSWORD_CHARS} characters, found {}",
+            r.password.chars().count()
+        )));
+    }
+    let user = blocking(move || {
+        let hash = hash_password(&r.password).map_err(ApiError::internal)?;
+        Ok(state.store.add_user(&r.name, r.role, &hash)?)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<UserInfo>>, ApiError> {
+    blocking(move || Ok(Json(state.store.list_users()?))).await
+}
+
+pub async fn disable(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<UserInfo>, ApiError> {
+    blocking(move || Ok(Json(state.store.disable_user(&name)?))).await
+}
