@@ -58,6 +58,7 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
         tick: Duration::from_millis(100),
         protected_labels: Vec::new(),
         tls: None,
+        enrollment: None,
     };
     let app = state(&server_config)?;
     // The first start made an administrator token: the demo is its operator.

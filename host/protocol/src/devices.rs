@@ -153,3 +153,36 @@ pub struct DeviceDetail {
     #[serde(flatten)]
     pub inventory: Inventory,
 }
+
+/// `POST /api/v1/enroll`: a device that was not registered asks to join, with the fleet's
+/// enrollment secret and the Ed25519 public key it will sign with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Enrollment {
+    #[serde(flatten)]
+    pub device: DeviceRegistration,
+    /// Its Ed25519 public key, 64 hex digits.
+    pub public_key: String,
+    pub enrollment_secret: String,
+}
+
+/// `POST /api/v1/enroll/token`: an accepted device proves it holds its key and gets a credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenClaim {
+    pub device_id: String,
+    /// Seconds since the Unix epoch, within `ENROLLMENT_CLOCK_SKEW_SECONDS` of the server's.
+    pub timestamp: i64,
+    /// Ed25519 over [`TokenClaim::signed_bytes`], 128 hex digits.
+    pub signature: String,
+}
+
+impl TokenClaim {
+    /// What the device signs: `hotswap-enroll:<deviceId>:<timestamp>`.
+    pub fn signed_bytes(device_id: &str, timestamp: i64) -> Vec<u8> {
+        format!("hotswap-enroll:{device_id}:{timestamp}").into_bytes()
+    }
+}
+
+/// How far a token claim's timestamp may be from the server's clock, in seconds.
+pub const ENROLLMENT_CLOCK_SKEW_SECONDS: i64 = 300;

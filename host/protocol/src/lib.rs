@@ -36,7 +36,8 @@ pub use device::{
 };
 pub use devices::{
     BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRecord,
-    DeviceRegistration, HistoryEntry, IfRegistered, Inventory, RegisteredDevice,
+    DeviceRegistration, Enrollment, HistoryEntry, IfRegistered, Inventory, RegisteredDevice,
+    TokenClaim,
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use firmware::{Firmware, FirmwareQuery, FirmwareRegistration};

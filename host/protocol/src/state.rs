@@ -202,6 +202,13 @@ spelled! {
         /// Gave no report for the last try of an assignment: what it runs is unknown, and it is
         /// left out of new deployments until an operator looks at it.
         Quarantined,
+        /// Enrolled itself with the fleet's enrollment secret and its public key; waits for an
+        /// operator to accept or reject it. It has no credential yet.
+        Pending,
+        /// Refused by an operator: its credential no longer works.
+        Rejected,
+        /// Taken out of the fleet: its credential no longer works.
+        Decommissioned,
     }
 }
 
@@ -210,6 +217,13 @@ spelled! {
     pub enum PluginKind as "plugin kind" {
         Strategy,
         HealthPolicy,
+    }
+}
+
+impl DeviceStatus {
+    /// Whether deployments may reach it.
+    pub fn deployable(self) -> bool {
+        matches!(self, DeviceStatus::Registered | DeviceStatus::Online)
     }
 }
 

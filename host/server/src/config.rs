@@ -21,6 +21,16 @@ pub struct ServerConfig {
     pub protected_labels: Vec<(String, String)>,
     /// Serve HTTPS with these; plain HTTP when `None` (loopback only, unless allowed).
     pub tls: Option<TlsFiles>,
+    /// Devices may enroll themselves with this secret.
+    pub enrollment: Option<EnrollmentConfig>,
+}
+
+/// How devices enroll themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentConfig {
+    pub secret: String,
+    /// Accepted at once, without an operator.
+    pub auto_accept: bool,
 }
 
 /// The listen address when nothing says otherwise.
@@ -46,6 +56,8 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 /// tls-cert = "/etc/hotswap/cert.pem"
 /// tls-key = "/etc/hotswap/key.pem"
 /// allow-plain-http = false
+/// enrollment-secret-file = "/etc/hotswap/enrollment.secret"
+/// auto-accept-enrolled = false
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -67,6 +79,12 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// A file holding the fleet's enrollment secret; without one, devices cannot enroll
+    /// themselves (they are registered by an operator).
+    pub enrollment_secret_file: Option<PathBuf>,
+    /// Accept every device that enrolls with the secret, without an operator.
+    #[serde(default)]
+    pub auto_accept_enrolled: bool,
 }
 
 impl FileConfig {
@@ -184,6 +202,26 @@ pub fn resolve(
             "refusing to serve plain HTTP on {listen}, which is not a loopback address: tokens would cross the network in the clear. Give --tls-cert and --tls-key, or --allow-plain-http behind a proxy that terminates TLS"
         );
     }
+    let enrollment = match &file.enrollment_secret_file {
+        None => None,
+        Some(path) => {
+            let secret = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the enrollment secret {}", path.display()))?
+                .trim()
+                .to_string();
+            if secret.len() < 16 {
+                anyhow::bail!(
+                    "the enrollment secret in {} is {} characters: it needs at least 16",
+                    path.display(),
+                    secret.len()
+                );
+            }
+            Some(EnrollmentConfig {
+                secret,
+                auto_accept: file.auto_accept_enrolled,
+            })
+        }
+    };
     Ok((
         listen,
         ServerConfig {
@@ -193,6 +231,7 @@ pub fn resolve(
             tick,
             protected_labels,
             tls,
+            enrollment,
         },
     ))
 }

@@ -27,7 +27,8 @@ pub mod sessions;
 pub use api::{ApiError, AppState, ROUTES, Route, ServerLimits, router};
 pub use auth::{ADMIN_TOKEN_FILE, Principal, Rule};
 pub use config::{
-    FileConfig, Overrides, ServerConfig, TlsFiles, parse_trusted_key, resolve, tls_config,
+    EnrollmentConfig, FileConfig, Overrides, ServerConfig, TlsFiles, parse_trusted_key, resolve,
+    tls_config,
 };
 pub use doorbell::{Doorbell, MAX_WAITING_DEVICES};
 pub use orchestrator::{DEFAULT_TICK, Orchestrator};

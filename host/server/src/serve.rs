@@ -45,6 +45,7 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
         protected_labels: config.protected_labels.clone(),
         sessions: crate::sessions::Sessions::open(&config.data_dir)
             .context("opening the session key")?,
+        enrollment: config.enrollment.clone(),
     }))
 }
 

@@ -143,6 +143,82 @@ impl Store {
 }
 
 impl Store {
+    /// Records a device that enrolled itself: `pending`, with its public key and no credential.
+    /// A device that asks again keeps its place; a registered one is a conflict.
+    pub fn enroll_device(
+        &self,
+        d: &NewDevice,
+        public_key: &str,
+    ) -> Result<DeviceRecord, StoreError> {
+        let conn = self.conn();
+        let inserted = conn.execute(
+            "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at, public_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8) ON CONFLICT (device_id) DO NOTHING",
+            params![
+                d.device_id,
+                d.device_model,
+                d.region,
+                serde_json::to_string(&d.labels).expect("labels serialize"),
+                serde_json::to_string(&d.groups).expect("groups serialize"),
+                d.firmware_version,
+                self.clock.now().seconds().0,
+                public_key
+            ],
+        )?;
+        if inserted == 0 {
+            let known: Option<String> = conn
+                .query_row(
+                    "SELECT public_key FROM devices WHERE device_id = ?1",
+                    [&d.device_id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .flatten();
+            if known.as_deref() != Some(public_key) {
+                return Err(StoreError::Conflict(format!(
+                    "device `{}` is registered already, with another key",
+                    d.device_id
+                )));
+            }
+        }
+        drop(conn);
+        self.device(&d.device_id)
+    }
+
+    /// The public key a device enrolled with.
+    pub fn device_public_key(&self, device_id: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT public_key FROM devices WHERE device_id = ?1",
+                [device_id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// Sets a device's standing. `rejected` and `decommissioned` take its credential away in
+    /// the same write; `pending` devices are accepted with `registered`.
+    pub fn set_device_status(
+        &self,
+        device_id: &str,
+        status: DeviceStatus,
+    ) -> Result<DeviceRecord, StoreError> {
+        let clears = matches!(
+            status,
+            DeviceStatus::Rejected | DeviceStatus::Decommissioned
+        );
+        let changed = self.conn().execute(
+            "UPDATE devices SET status = ?2, token_sha256 = CASE WHEN ?3 THEN NULL ELSE token_sha256 END WHERE device_id = ?1",
+            params![device_id, status.as_str(), clears],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("no device `{device_id}`")));
+        }
+        self.device(device_id)
+    }
+
     /// The SHA-256 of a device's credential; `None` for a device not registered (or registered
     /// before devices had credentials).
     pub fn device_token(&self, device_id: &str) -> Result<Option<String>, StoreError> {

@@ -101,7 +101,7 @@ impl Store {
                 .map(|h| StoredHealth::json(c.firmware_version.clone(), now, h));
             tx.prepare_cached(
                 "UPDATE devices SET last_seen = ?2, version = COALESCE(?3, version), slots = COALESCE(?4, slots), health = COALESCE(?5, health),
-                 status = CASE WHEN status = 'quarantined' THEN status ELSE 'online' END
+                 status = CASE WHEN status IN ('quarantined', 'pending', 'rejected', 'decommissioned') THEN status ELSE 'online' END
                  WHERE device_id = ?1",
             )?
             .execute(params![

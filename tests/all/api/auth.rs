@@ -15,18 +15,17 @@ use crate::support::server::{Server, data_dir, register_devices};
 /// A route's template with its parameters filled so that no permitted request changes
 /// anything that matters (ids that do not exist, the one device's own id).
 fn concrete(path: &str) -> String {
-    path.replace(
-        "{id}",
-        if path.starts_with("/api/v1/devices/") {
-            "d-000"
-        } else {
-            "999"
-        },
-    )
-    .replace("{name}", "nothing")
-    .replace("{version}", "0.0.0")
-    .replace("{sha256}", &"00".repeat(32))
-    .replace("{action}", "pause")
+    // The device's own routes get its id; the operator's actions on devices a device that is
+    // not there, so the walk rejects no one.
+    let own = path.starts_with("/api/v1/devices/")
+        && !["accept", "reject", "decommission"]
+            .iter()
+            .any(|a| path.ends_with(a));
+    path.replace("{id}", if own { "d-000" } else { "999" })
+        .replace("{name}", "nothing")
+        .replace("{version}", "0.0.0")
+        .replace("{sha256}", &"00".repeat(32))
+        .replace("{action}", "pause")
 }
 
 async fn status(url: &str, method: &reqwest::Method, path: &str, bearer: Option<&str>) -> u16 {
@@ -97,7 +96,7 @@ async fn every_route_is_held_to_its_rule_for_every_kind_of_credential() {
             async move { status(&url, &method, &path, bearer.as_deref()).await }
         };
         let refused = |s: u16| s == 401 || s == 403;
-        if matches!(route.rule, Rule::Open | Rule::Login) {
+        if matches!(route.rule, Rule::Open | Rule::Login | Rule::Enroll) {
             assert!(!refused(got(None).await), "{what} is open");
             walked += 1;
             continue;
@@ -147,7 +146,7 @@ async fn every_route_is_held_to_its_rule_for_every_kind_of_credential() {
             ),
             // No assignment hands it this artifact.
             Rule::Artifact => assert_eq!(as_device, 403, "{what}: not assigned"),
-            Rule::Open | Rule::Login => {}
+            Rule::Open | Rule::Login | Rule::Enroll => {}
         }
         walked += 1;
     }
@@ -506,4 +505,153 @@ async fn users_sign_in_and_their_sessions_are_held_to_their_role() {
         "{actions:?}"
     );
     server.stop().await;
+}
+
+/// A device enrolls itself with the fleet's secret and its key, waits `pending` (no credential,
+/// left out of deployments) until an operator accepts it, then proves it holds its key and gets
+/// a credential. Rejected, it is refused on its very next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolled_device_waits_for_acceptance_and_a_rejected_one_is_refused_at_once() {
+    use crate::support::server::ENROLLMENT_SECRET;
+    use ed25519_dalek::Signer;
+    use hotswap_protocol::{DeviceRegistration, DeviceStatus, Enrollment, TokenClaim};
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let admin = server.client();
+    let raw = crate::support::http::raw();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5; 32]);
+    let enrollment = |secret: &str| Enrollment {
+        device: DeviceRegistration {
+            device_id: "e-1".into(),
+            device_model: "sensor-v1".into(),
+            firmware_version: "1.0.0".into(),
+            ..Default::default()
+        },
+        public_key: hex::encode(key.verifying_key().as_bytes()),
+        enrollment_secret: secret.into(),
+    };
+    let enroll = |body: Enrollment| {
+        let raw = raw.clone();
+        let url = format!("{}/api/v1/enroll", server.url);
+        async move {
+            let r = raw.post(url).json(&body).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let (status, answer) = enroll(enrollment("guess")).await;
+    assert_eq!(status, 401, "{answer}");
+    let (status, answer) = enroll(enrollment(ENROLLMENT_SECRET)).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["status"], "pending");
+    let claim = |at: i64| TokenClaim {
+        device_id: "e-1".into(),
+        timestamp: at,
+        signature: hex::encode(key.sign(&TokenClaim::signed_bytes("e-1", at)).to_bytes()),
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let claim_url = format!("{}/api/v1/enroll/token", server.url);
+    let r = raw
+        .post(&claim_url)
+        .json(&claim(now()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409, "pending: no credential yet");
+    crate::support::server::register_firmware(&admin, "2.0.0").await;
+    let refused = admin
+        .dry_run(&hotswap_protocol::DeploymentRequest {
+            firmware_version: "2.0.0".into(),
+            device_model: "sensor-v1".into(),
+            target_devices: Some(vec!["e-1".into()]),
+            strategy: "direct".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("none of them deployable"),
+        "a pending device is not deployed to: {refused}"
+    );
+    let accepted = reqwest_post(&raw, &server, "/api/v1/devices/e-1/accept").await;
+    assert_eq!(accepted["status"], "registered", "{accepted}");
+    // A claim signed by another key, or too old, is refused.
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[6; 32]);
+    let forged = TokenClaim {
+        signature: hex::encode(
+            stranger
+                .sign(&TokenClaim::signed_bytes("e-1", now()))
+                .to_bytes(),
+        ),
+        ..claim(now())
+    };
+    let r = raw.post(&claim_url).json(&forged).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = raw
+        .post(&claim_url)
+        .json(&claim(now() - 3600))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let token: hotswap_protocol::DeviceToken = raw
+        .post(&claim_url)
+        .json(&claim(now()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me = Device {
+        id: "e-1",
+        token: &token.token,
+    };
+    let plain = Client::new(&server.url).unwrap();
+    plain.check_in(me, &Default::default(), 0).await.unwrap();
+    // Rejected: refused on its very next request.
+    let rejected = reqwest_post(&raw, &server, "/api/v1/devices/e-1/reject").await;
+    assert_eq!(rejected["status"], "rejected");
+    let e = plain
+        .check_in(me, &Default::default(), 0)
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(403), "{e}");
+    assert_eq!(
+        admin.device("e-1").await.unwrap().device.status,
+        DeviceStatus::Rejected
+    );
+    // A registered device decommissioned: the same.
+    let (id, t) = register_devices(&admin, 1, "1.0.0").await.remove(0);
+    let me = Device { id: &id, token: &t };
+    plain.check_in(me, &Default::default(), 0).await.unwrap();
+    reqwest_post(&raw, &server, &format!("/api/v1/devices/{id}/decommission")).await;
+    assert_eq!(
+        plain
+            .check_in(me, &Default::default(), 0)
+            .await
+            .unwrap_err()
+            .status(),
+        Some(403)
+    );
+    server.stop().await;
+}
+
+async fn reqwest_post(raw: &reqwest::Client, server: &Server, path: &str) -> serde_json::Value {
+    let r = raw
+        .post(format!("{}{path}", server.url))
+        .bearer_auth(&server.admin_token)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap()
 }

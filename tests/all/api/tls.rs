@@ -54,6 +54,7 @@ async fn the_server_speaks_https_with_http2_and_http1_by_alpn() {
         tick: std::time::Duration::from_millis(50),
         protected_labels: Vec::new(),
         tls: Some(files.clone()),
+        enrollment: None,
     };
     let state = hotswap_server::state(&config).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

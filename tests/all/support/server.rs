@@ -21,6 +21,9 @@ pub fn data_dir() -> TempDir {
         .unwrap()
 }
 
+/// The fleet's enrollment secret on the test servers.
+pub const ENROLLMENT_SECRET: &str = "the fleet's enrollment secret";
+
 /// How often the test servers' orchestrator looks at its deployments.
 pub const TICK: Duration = Duration::from_millis(50);
 
@@ -77,6 +80,10 @@ impl Server {
             tick: TICK,
             protected_labels: vec![("env".into(), "production".into())],
             tls: None,
+            enrollment: Some(hotswap_server::EnrollmentConfig {
+                secret: ENROLLMENT_SECRET.into(),
+                auto_accept: false,
+            }),
         };
         let store = Store::open_with_clock(&config.data_dir, clock).unwrap();
         let state = state_with_store(&config, store).unwrap();

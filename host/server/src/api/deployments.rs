@@ -15,7 +15,7 @@ use hotswap_plugin_host::{
 use hotswap_protocol::deployments::MAX_DECISIONS;
 use hotswap_protocol::{
     ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentState,
-    DeploymentStatus, DeviceRecord, DeviceStatus, DryRun, PlannedWave, RetryPolicy, UnixMillis,
+    DeploymentStatus, DeviceRecord, DryRun, PlannedWave, RetryPolicy, UnixMillis,
 };
 use hotswap_store::{DeviceFilter, NewDeployment, NewWave};
 use serde::Deserialize;
@@ -243,13 +243,15 @@ pub async fn create(
         let matched = devices.len();
         let devices: Vec<DeviceRecord> = devices
             .into_iter()
-            .filter(|d| d.status != DeviceStatus::Quarantined)
+            .filter(|d| d.status.deployable())
             .collect();
         if devices.is_empty() {
             return Err(ApiError::bad_request(if matched == 0 {
                 "the targets match no registered device".to_string()
             } else {
-                format!("the targets match {matched} devices, all of them quarantined")
+                format!(
+                    "the targets match {matched} devices, none of them deployable (quarantined, pending, rejected or decommissioned)"
+                )
             }));
         }
         if let Some(d) = devices.iter().find(|d| d.device_model != r.device_model) {

@@ -37,7 +37,7 @@ pub(super) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
 
 /// Checks every field of a registration; the device to store, with a new credential (whose
 /// hash is stored) and the credential.
-fn check(r: DeviceRegistration) -> Result<(NewDevice, String), ApiError> {
+pub(super) fn check(r: DeviceRegistration) -> Result<(NewDevice, String), ApiError> {
     check_name("deviceId", &r.device_id)?;
     if r.device_id == "batch" {
         return Err(ApiError::bad_request(

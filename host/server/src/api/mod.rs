@@ -8,6 +8,7 @@ mod artifacts;
 mod audit;
 mod deployments;
 mod devices;
+mod enroll;
 mod firmware;
 mod groups;
 mod metrics;
@@ -88,6 +89,8 @@ pub struct AppState {
     pub protected_labels: Vec<(String, String)>,
     /// Signs and checks the sessions sign-ins give.
     pub sessions: crate::sessions::Sessions,
+    /// How devices may enroll themselves; `None`: they cannot.
+    pub enrollment: Option<crate::config::EnrollmentConfig>,
 }
 
 /// One route of the API and who may call it.
@@ -125,6 +128,11 @@ routes! {
     GET "/api/v1/devices" => devices::list, Rule::Operator(Read);
     POST "/api/v1/devices/batch" => devices::register_batch, Rule::Operator(ManageDevices);
     GET "/api/v1/devices/{id}" => devices::get, Rule::Operator(Read);
+    POST "/api/v1/devices/{id}/accept" => enroll::accept, Rule::Operator(ManageDevices);
+    POST "/api/v1/devices/{id}/reject" => enroll::reject, Rule::Operator(ManageDevices);
+    POST "/api/v1/devices/{id}/decommission" => enroll::decommission, Rule::Operator(ManageDevices);
+    POST "/api/v1/enroll" => enroll::enroll, Rule::Enroll;
+    POST "/api/v1/enroll/token" => enroll::claim_token, Rule::Enroll;
     POST "/api/v1/device-groups" => groups::create, Rule::Operator(ManageDevices);
     GET "/api/v1/device-groups" => groups::list, Rule::Operator(Read);
     GET "/api/v1/device-groups/{name}" => groups::get, Rule::Operator(Read);
