@@ -196,6 +196,14 @@ impl Credentials {
         })
     }
 
+    /// A device was given the credential whose hash is `sha256` (registered, or given a new
+    /// one): its first request needs nothing from the store.
+    pub fn remember_device(&self, device_id: &str, sha256: &str) {
+        let sha: Arc<str> = Arc::from(sha256);
+        self.devices.insert(device_id.to_string(), sha.clone());
+        self.owners.insert(sha.to_string(), Arc::from(device_id));
+    }
+
     /// A device's credential changed (registered again with a new one, or rejected).
     pub fn forget_device(&self, device_id: &str) {
         if let Some((_, sha)) = self.devices.remove(device_id) {
@@ -347,7 +355,11 @@ pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next)
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("").to_string());
     let action = format!("{method} {route}");
-    let principal = match authenticate(&state, rule, bearer.as_deref(), &path).await {
+    // Boxed: checking a credential is a large future, and a long-polling check-in keeps this
+    // one alive for up to a minute; the box is freed once the credential is checked.
+    let checked = Box::pin(authenticate(&state, rule, bearer.as_deref(), &path)).await;
+    drop(bearer);
+    let principal = match checked {
         Ok(p) => p,
         Err(e) => {
             let audit = NewAudit {
@@ -557,7 +569,6 @@ async fn device(
         }
         (Rule::Artifact, _) => {
             let artifact = path.rsplit('/').next().unwrap_or_default().to_string();
-            let store = state.store.clone();
             // Whose credential this is: the artifact route names no device. A download right
             // after the check-in that handed it out needs nothing from the store.
             let known = state.credentials.owners.get(&sha);
@@ -568,20 +579,11 @@ async fn device(
                     device_id: d.to_string(),
                 });
             }
-            let looked_up = sha.clone();
-            let (owner, assigned) = crate::api::blocking(move || {
-                let owner = match known {
-                    Some(d) => Some(d.to_string()),
-                    None => store.device_by_token(&looked_up)?,
-                };
-                let assigned = match &owner {
-                    Some(d) => store.artifact_assigned(d, &artifact)?,
-                    None => false,
-                };
-                Ok((owner, assigned))
-            })
-            .await?;
-            let Some(device_id) = owner else {
+            let found = state
+                .store
+                .artifact_owner(sha.clone(), known.map(|d| d.to_string()), artifact)
+                .await?;
+            let Some((device_id, assigned)) = found else {
                 return Err(unauthorized("unknown device credential"));
             };
             state
@@ -604,9 +606,7 @@ async fn device_token(state: &Arc<AppState>, id: &str) -> Result<Option<Arc<str>
     if let Some(t) = state.credentials.devices.get(id) {
         return Ok(Some(t));
     }
-    let store = state.store.clone();
-    let device = id.to_string();
-    let found = crate::api::blocking(move || Ok(store.device_token(&device)?)).await?;
+    let found = state.store.device_token_async(id.to_string()).await?;
     Ok(found.map(|sha| {
         let sha: Arc<str> = Arc::from(sha);
         state

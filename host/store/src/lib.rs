@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use hotswap_protocol::{Assignment, CheckIn, DeploymentState, DeviceStatus, Report, ReportAnswer};
 use hotswap_protocol::{Spelling, UnknownValue};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 pub use auth::{MAX_AUDIT_PAGE, NewAudit, NewToken, UserRow};
 pub use blobs::BlobStore;
@@ -210,6 +210,57 @@ impl Store {
         let now = self.clock.now();
         self.writer
             .write(move |tx| Store::assignment_tx(tx, &device_id, now))
+            .await
+    }
+
+    /// The SHA-256 of a device's credential, read in the batched writer's transaction: the
+    /// device path stays on that one thread, however many devices ask at once.
+    pub async fn device_token_async(
+        &self,
+        device_id: String,
+    ) -> Result<Option<String>, StoreError> {
+        self.writer
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached("SELECT token_sha256 FROM devices WHERE device_id = ?1")?
+                    .query_row([&device_id], |r| r.get::<_, Option<String>>(0))
+                    .optional()?
+                    .flatten())
+            })
+            .await
+    }
+
+    /// The device whose credential hashes to `sha256`, and whether an open assignment hands it
+    /// the artifact `artifact`; read in the batched writer's transaction.
+    pub async fn artifact_owner(
+        &self,
+        sha256: String,
+        known: Option<String>,
+        artifact: String,
+    ) -> Result<Option<(String, bool)>, StoreError> {
+        self.writer
+            .write(move |tx| {
+                let owner = match known {
+                    Some(d) => Some(d),
+                    None => tx
+                        .prepare_cached("SELECT device_id FROM devices WHERE token_sha256 = ?1")?
+                        .query_row([&sha256], |r| r.get::<_, String>(0))
+                        .optional()?,
+                };
+                let Some(owner) = owner else {
+                    return Ok(None);
+                };
+                let assigned = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM assignments a JOIN firmware f ON f.id = a.firmware_id
+                         WHERE a.device_id = ?1 AND a.outcome IS NULL AND a.state != 'pending' AND f.sha256 = ?2
+                         LIMIT 1",
+                    )?
+                    .query_row([&owner, &artifact], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                Ok(Some((owner, assigned)))
+            })
             .await
     }
 

@@ -86,7 +86,10 @@ pub async fn register(
     Body(r): Body<DeviceRegistration>,
 ) -> Result<(StatusCode, Json<RegisteredDevice>), ApiError> {
     let (new, token) = check(r)?;
-    let device = blocking(move || Ok(state.store.add_device(new)?)).await?;
+    let sha = new.token_sha256.clone().unwrap_or_default();
+    let store = state.store.clone();
+    let device = blocking(move || Ok(store.add_device(new)?)).await?;
+    state.credentials.remember_device(&device.device_id, &sha);
     Ok((
         StatusCode::CREATED,
         Json(RegisteredDevice { device, token }),
@@ -129,6 +132,15 @@ pub async fn register_batch(
         devices.push(new);
     }
     let mode = batch.if_registered;
+    let hashes: Vec<(String, String)> = devices
+        .iter()
+        .map(|d| {
+            (
+                d.device_id.clone(),
+                d.token_sha256.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
     let store = state.store.clone();
     let (created, skipped) = blocking(move || {
         let (created, skipped) = store.add_devices(&devices, mode != IfRegistered::Fail)?;
@@ -149,13 +161,18 @@ pub async fn register_batch(
         Ok((created, skipped))
     })
     .await?;
-    let tokens = match mode {
-        IfRegistered::Reissue => {
-            for id in &skipped {
-                state.credentials.forget_device(id);
-            }
-            tokens
+    let kept: std::collections::HashSet<&String> = match mode {
+        IfRegistered::Reissue => Default::default(),
+        _ => skipped.iter().collect(),
+    };
+    for (id, sha) in &hashes {
+        if !kept.contains(id) {
+            state.credentials.forget_device(id);
+            state.credentials.remember_device(id, sha);
         }
+    }
+    let tokens = match mode {
+        IfRegistered::Reissue => tokens,
         _ => {
             let skipped: std::collections::HashSet<&String> = skipped.iter().collect();
             tokens

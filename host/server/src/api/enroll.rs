@@ -119,8 +119,10 @@ pub async fn claim_token(
     let sha = crate::auth::digest(&token);
     let store = state.store.clone();
     let id = c.device_id.clone();
+    let remembered = sha.clone();
     blocking(move || Ok(store.reissue_device_tokens(&[(id, sha)])?)).await?;
     state.credentials.forget_device(&c.device_id);
+    state.credentials.remember_device(&c.device_id, &remembered);
     Ok(Json(DeviceToken {
         device_id: c.device_id,
         token,
