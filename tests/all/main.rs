@@ -1,6 +1,8 @@
 //! Cross-crate tests, one binary with a module per topic so it links once; a big topic is a
 //! folder of files, and what topics share lives in [`support`].
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod crash;
 mod e2e;

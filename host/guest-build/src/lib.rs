@@ -7,6 +7,8 @@
 //! from rustup; when it is missing the build adds it, saying so, and fails with the exact command
 //! to run when it cannot.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeSet;
 use std::env;
 use std::fmt::Write as _;

@@ -15,10 +15,9 @@ use hotswap_store::{NewDeployment, NewDevice, NewFirmware, NewWave, Store};
 
 const DEVICES: usize = 2_000;
 
-fn setup() -> (Arc<Store>, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("hotswap-bench-store-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let store = Store::open(&dir).unwrap();
+fn setup() -> (Arc<Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
     for version in ["1.0.0", "2.0.0"] {
         store
             .add_firmware(NewFirmware {
@@ -201,7 +200,7 @@ fn writes(c: &mut Criterion) {
     });
     group.finish();
     drop(store);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 }
 
 criterion_group!(benches, writes);

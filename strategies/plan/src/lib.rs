@@ -6,6 +6,8 @@
 //! deterministic: the same parameters and devices give the same plan, whatever order the devices
 //! come in.
 
+#![forbid(unsafe_code)]
+
 pub mod blue_green;
 pub mod canary;
 pub mod direct;
