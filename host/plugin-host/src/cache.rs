@@ -155,8 +155,8 @@ fn tagger(key: &[u8; 32], hash: &ContentHash, serialized: &[u8]) -> Hmac<Sha256>
 fn key(dir: &Path) -> std::io::Result<[u8; 32]> {
     fs::create_dir_all(dir)?;
     let path = dir.join(CACHE_KEY_FILE);
-    match fs::read(&path) {
-        Ok(_) => key_file(&path),
+    match key_file(&path) {
+        Ok(key) => Ok(key),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
             getrandom::fill(&mut key).map_err(|e| std::io::Error::other(e.to_string()))?;

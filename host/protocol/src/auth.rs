@@ -1,88 +1,50 @@
 //! Who may do what: roles, the permissions they grant, API tokens, sign-in, and the audit log.
 
 use serde::{Deserialize, Serialize};
-use strum::{Display, EnumString, IntoStaticStr, VariantArray};
+use strum::VariantArray;
 
-use crate::state::Spelling;
+use crate::state::spelled;
 use crate::time::UnixSeconds;
 
-/// One thing an operator credential may be allowed to do, in the style of hawkBit's
-/// `READ_TARGET`, `CREATE_ROLLOUT`, `HANDLE_ROLLOUT`, `APPROVE_ROLLOUT`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    Display,
-    EnumString,
-    IntoStaticStr,
-    VariantArray,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum Permission {
-    /// Read firmware, devices, groups, plugins, deployments, decisions and `/metrics`.
-    Read,
-    /// Register firmware and deprecate it; upload and delete plugins.
-    Release,
-    /// Register devices and define device groups.
-    ManageDevices,
-    /// Start deployments (and dry runs of them).
-    CreateDeployment,
-    /// Pause, resume, cancel and roll back deployments.
-    HandleDeployment,
-    /// Approve or deny deployments that need approval.
-    ApproveDeployment,
-    /// Create, list and revoke API tokens.
-    ManageTokens,
-    /// Read the audit log.
-    ReadAudit,
-    /// Create, list and disable users.
-    ManageUsers,
+spelled! {
+    /// One thing an operator credential may be allowed to do, in the style of hawkBit's
+    /// `READ_TARGET`, `CREATE_ROLLOUT`, `HANDLE_ROLLOUT`, `APPROVE_ROLLOUT`.
+    pub enum Permission as "permission" {
+        /// Read firmware, devices, groups, plugins, deployments, decisions and `/metrics`.
+        Read,
+        /// Register firmware and deprecate it; upload and delete plugins.
+        Release,
+        /// Register devices and define device groups.
+        ManageDevices,
+        /// Start deployments (and dry runs of them).
+        CreateDeployment,
+        /// Pause, resume, cancel and roll back deployments.
+        HandleDeployment,
+        /// Approve or deny deployments that need approval.
+        ApproveDeployment,
+        /// Create, list and revoke API tokens.
+        ManageTokens,
+        /// Read the audit log.
+        ReadAudit,
+        /// Create, list and disable users.
+        ManageUsers,
+    }
 }
 
-impl Spelling for Permission {
-    const WHAT: &'static str = "permission";
-}
-
-/// A named set of permissions; every operator credential has exactly one.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    Display,
-    EnumString,
-    IntoStaticStr,
-    VariantArray,
-)]
-#[serde(rename_all = "kebab-case")]
-#[strum(serialize_all = "kebab-case")]
-pub enum Role {
-    /// Everything.
-    Admin,
-    /// Firmware and plugins.
-    ReleaseManager,
-    /// Create and handle deployments.
-    Deployer,
-    /// Approve or deny deployments.
-    Approver,
-    /// Read only.
-    Viewer,
-}
-
-impl Spelling for Role {
-    const WHAT: &'static str = "role";
+spelled! {
+    /// A named set of permissions; every operator credential has exactly one.
+    pub enum Role as "role" {
+        /// Everything.
+        Admin,
+        /// Firmware and plugins.
+        ReleaseManager,
+        /// Create and handle deployments.
+        Deployer,
+        /// Approve or deny deployments.
+        Approver,
+        /// Read only.
+        Viewer,
+    }
 }
 
 impl Role {

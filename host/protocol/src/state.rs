@@ -45,18 +45,29 @@ macro_rules! spelled {
     ($(#[$meta:meta])* pub enum $name:ident as $what:literal { $($body:tt)* }) => {
         $(#[$meta])*
         #[derive(
-            Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Display, EnumString,
-            IntoStaticStr, VariantArray,
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Hash,
+            ::serde::Serialize,
+            ::serde::Deserialize,
+            ::strum::Display,
+            ::strum::EnumString,
+            ::strum::IntoStaticStr,
+            ::strum::VariantArray,
         )]
         #[serde(rename_all = "kebab-case")]
         #[strum(serialize_all = "kebab-case")]
         pub enum $name { $($body)* }
 
-        impl Spelling for $name {
+        impl $crate::state::Spelling for $name {
             const WHAT: &'static str = $what;
         }
     };
 }
+pub(crate) use spelled;
 
 spelled! {
     /// Where a deployment is.

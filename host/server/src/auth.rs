@@ -101,7 +101,7 @@ pub fn first_start(store: &Store, dir: &Path) -> anyhow::Result<Option<PathBuf>>
     }
     let secret = new_secret(API_TOKEN_PREFIX).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let path = dir.join(ADMIN_TOKEN_FILE);
-    write_secret(&path, &secret)?;
+    write_secret(&path, format!("{secret}\n").as_bytes())?;
     store.add_token(&NewToken {
         name: "admin".into(),
         role: Role::Admin,
@@ -113,15 +113,15 @@ pub fn first_start(store: &Store, dir: &Path) -> anyhow::Result<Option<PathBuf>>
     Ok(Some(path))
 }
 
-/// Writes a secret to a file only its owner may read.
-fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
+/// Writes a secret to a file only its owner may read, synced.
+pub(crate) fn write_secret(path: &Path, secret: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
-    writeln!(file, "{secret}")?;
+    file.write_all(secret)?;
     file.sync_all()
 }
 
@@ -163,11 +163,6 @@ impl Default for Credentials {
 }
 
 impl Credentials {
-    /// Forgets a token (revoked): its next request reads the store again.
-    pub fn forget_token(&self, sha256: &str) {
-        self.tokens.remove(sha256);
-    }
-
     /// Forgets every cached token (a token was revoked by id).
     pub fn forget_tokens(&self) {
         self.tokens.clear();
@@ -332,43 +327,45 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
 }
 
 /// Holds a request to its route's rule; audits what an operator changes and every refusal.
-pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string());
-    let path = req.uri().path().to_string();
-    let source = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let Some(route) = route else {
+pub async fn check(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+    let Some(route) = req.extensions().get::<MatchedPath>().cloned() else {
         return next.run(req).await;
     };
+    let method = req.method().clone();
     // A route without a rule is closed: the table and the router are one, so this is a bug.
-    let Some(rule) = rule(&method, &route) else {
-        return ApiError::internal(format!("no access rule for {method} {route}")).into_response();
+    let Some(rule) = rule(&method, route.as_str()) else {
+        return ApiError::internal(format!("no access rule for {method} {}", route.as_str()))
+            .into_response();
     };
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().unwrap_or("").to_string());
-    let action = format!("{method} {route}");
-    // Boxed: checking a credential is a large future, and a long-polling check-in keeps this
-    // one alive for up to a minute; the box is freed once the credential is checked.
-    let checked = Box::pin(authenticate(&state, rule, bearer.as_deref(), &path)).await;
-    drop(bearer);
+        .map(|v| v.to_str().unwrap_or(""));
+    let checked = authenticate(&state, rule, bearer, req.uri().path()).await;
+    // What the audit log would say of this request; built only for a request it records.
+    let entry = |req: &Request, actor: String, token_id: Option<i64>, action: String| NewAudit {
+        actor,
+        token_id,
+        source: req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string()),
+        action,
+        object: Some(req.uri().path().to_string()),
+        status: 0,
+    };
+    let action = || format!("{method} {}", route.as_str());
     let principal = match checked {
         Ok(p) => p,
         Err(e) => {
             let audit = NewAudit {
-                actor: "anonymous".into(),
-                token_id: None,
-                source,
-                action: format!("credential refused: {action}"),
-                object: Some(path),
                 status: e.status().as_u16(),
+                ..entry(
+                    &req,
+                    "anonymous".into(),
+                    None,
+                    format!("credential refused: {}", action()),
+                )
             };
             if let Err(err) = state.store.append_audit(audit).await {
                 return ApiError::from(err).into_response();
@@ -385,9 +382,11 @@ pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next)
     };
     let audited = match &principal {
         Some(p @ Principal::Operator { token_id, .. }) if method != Method::GET => {
-            Some((p.actor(), Some(*token_id)))
+            Some(entry(&req, p.actor(), Some(*token_id), action()))
         }
-        Some(p @ Principal::User { .. }) if method != Method::GET => Some((p.actor(), None)),
+        Some(p @ Principal::User { .. }) if method != Method::GET => {
+            Some(entry(&req, p.actor(), None, action()))
+        }
         _ => None,
     };
     if let Some(p) = &principal
@@ -395,19 +394,14 @@ pub async fn check(State(state): State<Arc<AppState>>, req: Request, next: Next)
     {
         return limited.into_response();
     }
-    let mut req = req;
     if let Some(p) = principal {
         req.extensions_mut().insert(p);
     }
     let response = next.run(req).await;
-    if let Some((actor, token_id)) = audited {
+    if let Some(entry) = audited {
         let entry = NewAudit {
-            actor,
-            token_id,
-            source,
-            action,
-            object: Some(path),
             status: response.status().as_u16(),
+            ..entry
         };
         if let Err(err) = state.store.append_audit(entry).await {
             // The action happened, but it is not on record: say so rather than pretend.

@@ -40,16 +40,9 @@ impl Sessions {
             Ok(key) if key.len() == 32 => key,
             Ok(key) => anyhow::bail!("{} holds {} bytes, expected 32", path.display(), key.len()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                use std::io::Write;
                 let mut key = vec![0u8; 32];
                 getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
-                let mut options = std::fs::OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut file = options.open(&path)?;
-                file.write_all(&key)?;
-                file.sync_all()?;
+                crate::auth::write_secret(&path, &key)?;
                 key
             }
             Err(e) => return Err(e.into()),

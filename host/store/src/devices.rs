@@ -219,26 +219,6 @@ impl Store {
         self.device(device_id)
     }
 
-    /// The SHA-256 of a device's credential; `None` for a device not registered (or registered
-    /// before devices had credentials).
-    pub fn device_token(&self, device_id: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .reader()
-            .prepare_cached("SELECT token_sha256 FROM devices WHERE device_id = ?1")?
-            .query_row([device_id], |r| r.get::<_, Option<String>>(0))
-            .optional()?
-            .flatten())
-    }
-
-    /// The device whose credential hashes to `sha256`.
-    pub fn device_by_token(&self, sha256: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .reader()
-            .prepare_cached("SELECT device_id FROM devices WHERE token_sha256 = ?1")?
-            .query_row([sha256], |r| r.get(0))
-            .optional()?)
-    }
-
     /// Gives registered devices new credentials (the old ones stop working): `(device, SHA-256
     /// of its new credential)`. Devices not registered are left out of the answer.
     pub fn reissue_device_tokens(
@@ -259,21 +239,6 @@ impl Store {
         }
         tx.commit()?;
         Ok(changed)
-    }
-
-    /// Whether an open assignment hands the artifact `sha256` to `device_id` now: what a device
-    /// credential is allowed to download.
-    pub fn artifact_assigned(&self, device_id: &str, sha256: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .reader()
-            .prepare_cached(
-                "SELECT 1 FROM assignments a JOIN firmware f ON f.id = a.firmware_id
-                 WHERE a.device_id = ?1 AND a.outcome IS NULL AND a.state != 'pending' AND f.sha256 = ?2
-                 LIMIT 1",
-            )?
-            .query_row([device_id, sha256], |_| Ok(()))
-            .optional()?
-            .is_some())
     }
 
     /// The devices with these ids, in the order given; ids that are not registered are returned

@@ -84,15 +84,6 @@ impl StoreError {
             other => other,
         }
     }
-
-    /// Whether this is the store's own failure (the caller did nothing wrong): its message is
-    /// for the log, not for a client.
-    pub fn is_internal(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sqlite(_) | StoreError::Io { .. } | StoreError::Corrupt(_)
-        )
-    }
 }
 
 /// Decodes a stored enum spelling inside a row mapper; an unknown one fails the query.
