@@ -497,3 +497,32 @@ async fn keys_generate_writes_a_secret_file_and_prints_the_key_to_trust() {
     );
     server.stop().await;
 }
+
+/// The scale benchmark, small: a run without device credentials (the server's benchmark-only
+/// mode) and one with them, each updating every device, and what authentication cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scale_benchmark_compares_runs_with_and_without_authentication() {
+    let (ok, out, err) = hotswap(
+        [
+            "scale",
+            "--devices",
+            "200",
+            "--canary-percent",
+            "10",
+            "--authentication",
+            "compare",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("devices without credentials"), "{out}");
+    assert!(out.contains("devices authenticated"), "{out}");
+    assert_eq!(
+        out.matches("updated        200 of 200 devices").count(),
+        2,
+        "{out}"
+    );
+    assert!(out.contains("authentication end to end"), "{out}");
+}

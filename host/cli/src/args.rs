@@ -166,9 +166,17 @@ pub struct ServeArgs {
     /// The certificate's private key (PEM).
     #[arg(long, env = "HOTSWAP_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Accept device client certificates signed by this CA (PEM) in place of device tokens:
+    /// the certificate's subject common name or a DNS SAN must be the device's id.
+    #[arg(long, env = "HOTSWAP_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Serve plain HTTP on an address other than loopback (behind a proxy that terminates TLS).
     #[arg(long)]
     pub allow_plain_http: bool,
+    /// The scale benchmark's run without authentication: the device routes take no
+    /// credential. Loopback addresses only; not for any real fleet.
+    #[arg(long, hide = true)]
+    pub benchmark_unchecked_devices: bool,
 }
 
 impl From<&ServeArgs> for hotswap_server::Overrides {
@@ -179,7 +187,9 @@ impl From<&ServeArgs> for hotswap_server::Overrides {
             trusted_keys: a.trusted_keys.clone(),
             tls_cert: a.tls_cert.clone(),
             tls_key: a.tls_key.clone(),
+            tls_client_ca: a.tls_client_ca.clone(),
             allow_plain_http: a.allow_plain_http,
+            unchecked_devices: a.benchmark_unchecked_devices,
         }
     }
 }
@@ -294,6 +304,12 @@ pub struct ScaleArgs {
     /// The canary's first wave, in percent of the devices.
     #[arg(long, default_value_t = 1.0)]
     pub canary_percent: f64,
+    /// Devices authenticated (`on`), not (`off`), or runs of both to compare (`compare`).
+    #[arg(long, value_enum, default_value_t = crate::scale::Authentication::On)]
+    pub authentication: crate::scale::Authentication,
+    /// Runs of each kind.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
 }
 
 impl From<ScaleArgs> for crate::scale::ScaleConfig {
@@ -303,6 +319,8 @@ impl From<ScaleArgs> for crate::scale::ScaleConfig {
             poll: Duration::from_millis(a.poll_ms),
             wait_seconds: a.wait_seconds,
             canary_percent: a.canary_percent,
+            authentication: a.authentication,
+            runs: a.runs,
         }
     }
 }

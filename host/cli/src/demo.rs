@@ -59,6 +59,7 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
         protected_labels: Vec::new(),
         tls: None,
         enrollment: None,
+        unchecked_devices: false,
     };
     let app = state(&server_config)?;
     // The first start made an administrator token: the demo is its operator.

@@ -77,6 +77,11 @@ async fn serve(a: ServeArgs) -> Result<()> {
             "no trusted release keys: every firmware registration will be refused (pass --trusted-key)"
         );
     }
+    if config.unchecked_devices {
+        tracing::warn!(
+            "the device routes take no credential (--benchmark-unchecked-devices): for benchmarks only"
+        );
+    }
     let state = hotswap_server::state(&config)?;
     if let Some(path) = &state.admin_token_file {
         eprintln!(

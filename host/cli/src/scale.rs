@@ -26,6 +26,31 @@ pub struct ScaleConfig {
     pub wait_seconds: u32,
     /// The canary's first wave, in percent.
     pub canary_percent: f64,
+    /// Whether the devices authenticate, or runs of both kinds to compare.
+    pub authentication: Authentication,
+    /// Runs of each kind.
+    pub runs: usize,
+}
+
+/// Which runs the benchmark makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Authentication {
+    /// Every device checks in, reports and downloads with its own token (what a real server
+    /// does).
+    On,
+    /// The server takes no device credential (`serve --benchmark-unchecked-devices`).
+    Off,
+    /// Runs without and with authentication, one after the other, and what authentication
+    /// costs.
+    Compare,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    elapsed: Duration,
+    server_cpu_per_device: Duration,
+    server_peak_rss_bytes: u64,
 }
 
 /// Peak resident memory and CPU time of a process, from `/proc`.
@@ -73,6 +98,74 @@ impl Drop for Server {
 
 /// Runs the benchmark and prints its figures.
 pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
+    let kinds: &[bool] = match config.authentication {
+        Authentication::On => &[true],
+        Authentication::Off => &[false],
+        // Alternating, so a slower stretch of a shared machine does not fall on one kind only.
+        Authentication::Compare => &[false, true],
+    };
+    let mut with = Vec::new();
+    let mut without = Vec::new();
+    for n in 0..config.runs.max(1) {
+        for &authenticated in kinds {
+            writeln!(
+                out,
+                "== run {} of {}, devices {}",
+                n + 1,
+                config.runs.max(1),
+                if authenticated {
+                    "authenticated"
+                } else {
+                    "without credentials"
+                }
+            )?;
+            let figures = run_once(&config, authenticated, out).await?;
+            if authenticated {
+                with.push(figures)
+            } else {
+                without.push(figures)
+            }
+        }
+    }
+    if !with.is_empty() && !without.is_empty() {
+        let median = |runs: &[Figures], f: &dyn Fn(&Figures) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            if n % 2 == 1 {
+                v[n / 2]
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) / 2.0
+            }
+        };
+        let seconds = |f: &Figures| f.elapsed.as_secs_f64();
+        let cpu = |f: &Figures| f.server_cpu_per_device.as_secs_f64() * 1e3;
+        let rss = |f: &Figures| f.server_peak_rss_bytes as f64 / (1 << 20) as f64;
+        let (t0, t1) = (median(&without, &seconds), median(&with, &seconds));
+        let (c0, c1) = (median(&without, &cpu), median(&with, &cpu));
+        writeln!(
+            out,
+            "authentication end to end {t1:.1} s against {t0:.1} s without ({:+.1}%, medians of {} runs each)",
+            (t1 / t0 - 1.0) * 100.0,
+            with.len()
+        )?;
+        writeln!(
+            out,
+            "authentication server CPU {c1:.3} ms per device against {c0:.3} ms ({:+.1}%); peak RSS {:.0} MiB against {:.0} MiB",
+            (c1 / c0 - 1.0) * 100.0,
+            median(&with, &rss),
+            median(&without, &rss)
+        )?;
+    }
+    Ok(())
+}
+
+/// One run: a server of its own, a fleet, a rollout to every device.
+async fn run_once(
+    config: &ScaleConfig,
+    authenticated: bool,
+    out: &mut impl Write,
+) -> Result<Figures> {
     // Removed when the benchmark ends, however it ends.
     let temporary = tempfile::Builder::new()
         .prefix("hotswap-scale-")
@@ -85,9 +178,14 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
     let url = format!("http://127.0.0.1:{port}");
     let config_file = dir.join("hotswap.toml");
     std::fs::write(&config_file, "orchestrator-tick-ms = 200\n")?;
+    let mut command = Command::new(std::env::current_exe()?);
+    if !authenticated {
+        command.arg("serve").arg("--benchmark-unchecked-devices");
+    } else {
+        command.arg("serve");
+    }
     let server = Server(
-        Command::new(std::env::current_exe()?)
-            .arg("serve")
+        command
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
@@ -128,6 +226,7 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
     fleet_config.wait_seconds = config.wait_seconds;
     fleet_config.steps_per_poll = 1;
     fleet_config.token = Some(token);
+    fleet_config.device_credentials = authenticated;
     let registering = Instant::now();
     let fleet = Fleet::start(
         fleet_config,
@@ -259,7 +358,11 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
             status.deployment.state
         );
     }
-    Ok(())
+    Ok(Figures {
+        elapsed,
+        server_cpu_per_device: (after.0.cpu - before.0.cpu) / config.devices.max(1) as u32,
+        server_peak_rss_bytes: after.0.peak_rss_bytes,
+    })
 }
 
 fn confirmed_of(status: &hotswap_protocol::DeploymentStatus) -> u32 {

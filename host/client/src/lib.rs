@@ -17,9 +17,9 @@ use std::time::Duration;
 use hotswap_protocol::{
     AuditPage, AuditQuery, BatchAnswer, CheckIn, CheckInAnswer, CreatedToken, Decision,
     DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus, DeviceBatch, DeviceDetail,
-    DeviceGroup, DevicePage, DeviceQuery, DeviceRegistration, DryRun, ErrorBody, Firmware,
-    FirmwareQuery, FirmwareRegistration, GroupCreation, PluginInfo, RegisteredDevice, Report,
-    ReportAnswer, ReportBatch, ResolvedGroup, TokenInfo, TokenRequest,
+    DeviceGroup, DevicePage, DeviceQuery, DeviceRecord, DeviceRegistration, DryRun, ErrorBody,
+    Firmware, FirmwareQuery, FirmwareRegistration, GroupCreation, PluginInfo, RegisteredDevice,
+    Report, ReportAnswer, ReportBatch, ResolvedGroup, TokenInfo, TokenRequest,
 };
 use hotswap_protocol::{LoginRequest, Session, UserInfo, UserRequest};
 use reqwest::{Method, StatusCode};
@@ -45,6 +45,27 @@ impl Action {
             Action::Resume => "resume",
             Action::Cancel => "cancel",
             Action::Rollback => "rollback",
+        }
+    }
+}
+
+/// What an operator can do to a device's standing in the fleet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// A pending (enrolled) device may claim its credential.
+    Accept,
+    /// A pending or registered device is refused; its credential stops at once.
+    Reject,
+    /// A device is taken out of the fleet; its credential stops at once.
+    Decommission,
+}
+
+impl Standing {
+    fn path(self) -> &'static str {
+        match self {
+            Standing::Accept => "accept",
+            Standing::Reject => "reject",
+            Standing::Decommission => "decommission",
         }
     }
 }
@@ -89,11 +110,18 @@ pub struct Client {
     token: Option<String>,
 }
 
-/// A device's own credential: its id and its token, for the device protocol's calls.
+/// A device's own credential: its id and its token, for the device protocol's calls. An empty
+/// token sends none (a device whose TLS client certificate stands for it).
 #[derive(Debug, Clone, Copy)]
 pub struct Device<'a> {
     pub id: &'a str,
     pub token: &'a str,
+}
+
+impl Device<'_> {
+    fn credential(&self) -> Option<&str> {
+        (!self.token.is_empty()).then_some(self.token)
+    }
 }
 
 impl Client {
@@ -313,6 +341,19 @@ impl Client {
         self.get(&format!("/api/v1/devices/{device_id}")).await
     }
 
+    /// Accepts, rejects or decommissions a device.
+    pub async fn set_standing(
+        &self,
+        device_id: &str,
+        standing: Standing,
+    ) -> Result<DeviceRecord, ClientError> {
+        self.post(
+            &format!("/api/v1/devices/{device_id}/{}", standing.path()),
+            &(),
+        )
+        .await
+    }
+
     pub async fn create_group(&self, g: &GroupCreation) -> Result<ResolvedGroup, ClientError> {
         self.post("/api/v1/device-groups", g).await
     }
@@ -488,7 +529,7 @@ impl Client {
         body: Body<'_>,
     ) -> Result<A, ClientError> {
         let bytes = self
-            .send(method, path, query, body, Some(device.token))
+            .send(method, path, query, body, device.credential())
             .await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             url: self.url(path),
@@ -506,7 +547,10 @@ impl Client {
         offset: u64,
     ) -> Result<bytes::Bytes, ClientError> {
         let full = self.url(url);
-        let mut request = self.http.get(&full).bearer_auth(device.token);
+        let mut request = self.http.get(&full);
+        if let Some(token) = device.credential() {
+            request = request.bearer_auth(token);
+        }
         if offset > 0 {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }

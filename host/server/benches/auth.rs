@@ -21,6 +21,7 @@ fn bench(c: &mut Criterion) {
         protected_labels: Vec::new(),
         tls: None,
         enrollment: None,
+        unchecked_devices: false,
     };
     let state = hotswap_server::state(&config).unwrap();
     let device_token = new_secret("hsw_dev_").unwrap();
@@ -49,13 +50,20 @@ fn bench(c: &mut Criterion) {
     let path = "/api/v1/devices/d-1/check-in";
     // First uses fill the caches.
     runtime
-        .block_on(authenticate(&state, Rule::Device, Some(&device), path))
+        .block_on(authenticate(
+            &state,
+            Rule::Device,
+            Some(&device),
+            None,
+            path,
+        ))
         .unwrap();
     runtime
         .block_on(authenticate(
             &state,
             Rule::Operator(Permission::Read),
             Some(&operator),
+            None,
             "/api/v1/firmware",
         ))
         .unwrap();
@@ -66,7 +74,13 @@ fn bench(c: &mut Criterion) {
     group.bench_function("device token, its own check-in", |b| {
         b.iter(|| {
             runtime
-                .block_on(authenticate(&state, Rule::Device, Some(&device), path))
+                .block_on(authenticate(
+                    &state,
+                    Rule::Device,
+                    Some(&device),
+                    None,
+                    path,
+                ))
                 .unwrap()
         })
     });
@@ -77,6 +91,7 @@ fn bench(c: &mut Criterion) {
                     &state,
                     Rule::Operator(Permission::Read),
                     Some(&operator),
+                    None,
                     "/api/v1/firmware",
                 ))
                 .unwrap()

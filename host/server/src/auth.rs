@@ -134,6 +134,8 @@ pub struct Credentials {
     owners: quick_cache::sync::Cache<String, Arc<str>>,
     /// The artifact each device was last handed by a check-in, and when.
     grants: quick_cache::sync::Cache<String, Grant>,
+    /// Devices found in the fleet, whose client certificates count.
+    certified: quick_cache::sync::Cache<String, ()>,
 }
 
 /// An artifact a check-in handed to a device.
@@ -158,6 +160,7 @@ impl Default for Credentials {
             devices: quick_cache::sync::Cache::new(CREDENTIALS_CACHED),
             owners: quick_cache::sync::Cache::new(CREDENTIALS_CACHED),
             grants: quick_cache::sync::Cache::new(CREDENTIALS_CACHED),
+            certified: quick_cache::sync::Cache::new(CREDENTIALS_CACHED),
         }
     }
 }
@@ -205,6 +208,7 @@ impl Credentials {
             self.owners.remove(&*sha);
         }
         self.grants.remove(device_id);
+        self.certified.remove(device_id);
     }
 }
 
@@ -337,11 +341,20 @@ pub async fn check(State(state): State<Arc<AppState>>, mut req: Request, next: N
         return ApiError::internal(format!("no access rule for {method} {}", route.as_str()))
             .into_response();
     };
+    if state.unchecked_devices && matches!(rule, Rule::Device | Rule::Artifact) {
+        return next.run(req).await;
+    }
     let bearer = req
         .headers()
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or(""));
-    let checked = authenticate(&state, rule, bearer, req.uri().path()).await;
+    // The leaf certificate a TLS client presented (the handshake checked it against the
+    // client CA); it stands for a device's token.
+    let certificate = req
+        .extensions()
+        .get::<Arc<axum_server::tls::TlsInfo>>()
+        .and_then(|info| info.peer_certificates.first().map(Vec::as_slice));
+    let checked = authenticate(&state, rule, bearer, certificate, req.uri().path()).await;
     // What the audit log would say of this request; built only for a request it records.
     let entry = |req: &Request, actor: String, token_id: Option<i64>, action: String| NewAudit {
         actor,
@@ -411,21 +424,34 @@ pub async fn check(State(state): State<Arc<AppState>>, mut req: Request, next: N
     response
 }
 
-/// The principal a request's credential stands for (`bearer` is the `Authorization` header),
-/// held to `rule` for the request path `path`. Public for the benchmark of what it costs.
+/// The principal a request's credential stands for (`bearer` is the `Authorization` header,
+/// `certificate` the DER of a TLS client certificate the handshake accepted), held to `rule`
+/// for the request path `path`. A token, when sent, is what counts. Public for the benchmark
+/// of what it costs.
 pub async fn authenticate(
     state: &Arc<AppState>,
     rule: Rule,
     bearer: Option<&str>,
+    certificate: Option<&[u8]>,
     path: &str,
 ) -> Result<Option<Principal>, ApiError> {
     if matches!(rule, Rule::Open | Rule::Login | Rule::Enroll) {
         return Ok(None);
     }
     let Some(value) = bearer else {
-        return Err(unauthorized(
-            "this route needs a credential: send `Authorization: Bearer <token>`",
-        ));
+        return match certificate {
+            Some(der) if matches!(rule, Rule::Device | Rule::Artifact) => {
+                certified(state, der, rule, device_of(path, rule), path)
+                    .await
+                    .map(Some)
+            }
+            Some(_) => Err(unauthorized(
+                "a client certificate stands only for a device, on the device routes: operators send `Authorization: Bearer <token>`",
+            )),
+            None => Err(unauthorized(
+                "this route needs a credential: send `Authorization: Bearer <token>`",
+            )),
+        };
     };
     let Some(secret) = value.strip_prefix("Bearer ") else {
         return Err(unauthorized(
@@ -594,6 +620,109 @@ async fn device(
         }
         _ => Err(forbidden("this route takes no device credential")),
     }
+}
+
+/// Checks a device's client certificate: its subject common name or a DNS name among its
+/// subject alternative names must be the device the route names (or, for an artifact, a device
+/// an open assignment hands it to), and that device must be in the fleet (not pending, rejected
+/// or decommissioned).
+async fn certified(
+    state: &Arc<AppState>,
+    der: &[u8],
+    rule: Rule,
+    device_id: Option<&str>,
+    path: &str,
+) -> Result<Principal, ApiError> {
+    let names = certificate_names(der)?;
+    let device = match (rule, device_id) {
+        (Rule::Device, Some(id)) => {
+            if !names.iter().any(|n| n == id) {
+                return Err(forbidden(format!(
+                    "the client certificate names {names:?}, not device `{id}`: a device may act only for itself"
+                )));
+            }
+            id.to_string()
+        }
+        (Rule::Artifact, _) => {
+            let mut found = None;
+            for name in &names {
+                if in_fleet(state, name).await? {
+                    found = Some(name.clone());
+                    break;
+                }
+            }
+            let Some(d) = found else {
+                return Err(unauthorized(format!(
+                    "the client certificate names {names:?}: no device of the fleet"
+                )));
+            };
+            let artifact = path.rsplit('/').next().unwrap_or_default().to_string();
+            if !state.credentials.granted(&d, &artifact) {
+                let found = state
+                    .store
+                    .artifact_owner(String::new(), Some(d.clone()), artifact)
+                    .await?;
+                if !found.is_some_and(|(_, assigned)| assigned) {
+                    return Err(forbidden(format!(
+                        "no open assignment hands this artifact to device `{d}`"
+                    )));
+                }
+            }
+            return Ok(Principal::Device { device_id: d });
+        }
+        _ => return Err(forbidden("this route takes no device credential")),
+    };
+    if !in_fleet(state, &device).await? {
+        return Err(unauthorized(format!(
+            "device `{device}` is not in the fleet (unknown, pending, rejected or decommissioned): its certificate does not count"
+        )));
+    }
+    Ok(Principal::Device { device_id: device })
+}
+
+/// The names a client certificate gives its holder: the subject's common names and the DNS
+/// names among its subject alternative names.
+fn certificate_names(der: &[u8]) -> Result<Vec<String>, ApiError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| unauthorized(format!("the client certificate does not parse: {e}")))?;
+    let mut names: Vec<String> = cert
+        .subject()
+        .iter_common_name()
+        .filter_map(|cn| cn.as_str().ok().map(str::to_string))
+        .collect();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let x509_parser::extensions::GeneralName::DNSName(dns) = name {
+                names.push(dns.to_string());
+            }
+        }
+    }
+    if names.is_empty() {
+        return Err(unauthorized(
+            "the client certificate names no device: it has neither a common name nor a DNS subject alternative name",
+        ));
+    }
+    Ok(names)
+}
+
+/// Whether `device_id` is a device of the fleet, one a credential may speak for.
+async fn in_fleet(state: &Arc<AppState>, device_id: &str) -> Result<bool, ApiError> {
+    use hotswap_protocol::DeviceStatus::*;
+    if state.credentials.certified.get(device_id).is_some() {
+        return Ok(true);
+    }
+    let status = state
+        .store
+        .device_status_async(device_id.to_string())
+        .await?;
+    let in_fleet = matches!(status, Some(Registered | Online | Quarantined));
+    if in_fleet {
+        state
+            .credentials
+            .certified
+            .insert(device_id.to_string(), ());
+    }
+    Ok(in_fleet)
 }
 
 /// The SHA-256 of a device's credential, from memory or the store.

@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Devices may enroll themselves with this secret.
     pub enrollment: Option<EnrollmentConfig>,
+    /// For the scale benchmark's figure without authentication only: the device routes take
+    /// no credential. Refused on any address but loopback.
+    pub unchecked_devices: bool,
 }
 
 /// How devices enroll themselves.
@@ -55,6 +58,7 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 /// protected-labels = ["env=production"]
 /// tls-cert = "/etc/hotswap/cert.pem"
 /// tls-key = "/etc/hotswap/key.pem"
+/// tls-client-ca = "/etc/hotswap/devices-ca.pem"
 /// allow-plain-http = false
 /// enrollment-secret-file = "/etc/hotswap/enrollment.secret"
 /// auto-accept-enrolled = false
@@ -77,6 +81,8 @@ pub struct FileConfig {
     pub protected_labels: Vec<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Devices may present a client certificate signed by this CA (PEM) instead of a token.
+    pub tls_client_ca: Option<PathBuf>,
     #[serde(default)]
     pub allow_plain_http: bool,
     /// A file holding the fleet's enrollment secret; without one, devices cannot enroll
@@ -107,7 +113,9 @@ pub struct Overrides {
     pub trusted_keys: Vec<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
     pub allow_plain_http: bool,
+    pub unchecked_devices: bool,
 }
 
 /// The server's certificate chain and private key, PEM files.
@@ -115,6 +123,10 @@ pub struct Overrides {
 pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// The CA (PEM) whose client certificates stand for a device's token: one whose subject
+    /// common name or a DNS name among its subject alternative names is the device's id.
+    /// Clients without a certificate are served as before.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Flags and environment over the file over the defaults.
@@ -187,11 +199,19 @@ pub fn resolve(
             hotswap_store::parse_label(l).map_err(|e| anyhow::anyhow!("`protected-labels`: {e}"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let client_ca = overrides.tls_client_ca.or(file.tls_client_ca);
     let tls = match (
         overrides.tls_cert.or(file.tls_cert),
         overrides.tls_key.or(file.tls_key),
     ) {
-        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None) if client_ca.is_some() => anyhow::bail!(
+            "`tls-client-ca` without TLS: client certificates need `tls-cert` and `tls-key` too"
+        ),
         (None, None) => None,
         (Some(_), None) => anyhow::bail!("a TLS certificate without its key: give `tls-key` too"),
         (None, Some(_)) => anyhow::bail!("a TLS key without its certificate: give `tls-cert` too"),
@@ -200,6 +220,11 @@ pub fn resolve(
     if tls.is_none() && !listen.ip().is_loopback() && !allow_plain_http {
         anyhow::bail!(
             "refusing to serve plain HTTP on {listen}, which is not a loopback address: tokens would cross the network in the clear. Give --tls-cert and --tls-key, or --allow-plain-http behind a proxy that terminates TLS"
+        );
+    }
+    if overrides.unchecked_devices && !listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to serve the device routes without credentials on {listen}: that is for benchmarks on a loopback address only"
         );
     }
     let enrollment = match &file.enrollment_secret_file {
@@ -232,6 +257,7 @@ pub fn resolve(
             protected_labels,
             tls,
             enrollment,
+            unchecked_devices: overrides.unchecked_devices,
         },
     ))
 }
@@ -254,7 +280,7 @@ pub fn tls_config(files: &TlsFiles) -> Result<std::sync::Arc<rustls::ServerConfi
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
+    .with_client_cert_verifier(client_verifier(files.client_ca.as_deref())?)
     .with_single_cert(certs, key)
     .with_context(|| {
         format!(
@@ -265,6 +291,38 @@ pub fn tls_config(files: &TlsFiles) -> Result<std::sync::Arc<rustls::ServerConfi
     })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(std::sync::Arc::new(config))
+}
+
+/// Without a client CA, no client certificate is asked for; with one, a certificate is asked
+/// for but not required (operators and token-holding devices have none), and one that is
+/// offered must chain to the CA.
+fn client_verifier(
+    ca: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let Some(path) = ca else {
+        return Ok(rustls::server::WebPkiClientVerifier::no_client_auth());
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading the client CA {}", path.display()))?
+    {
+        let cert = cert.with_context(|| format!("reading the client CA {}", path.display()))?;
+        roots
+            .add(cert)
+            .with_context(|| format!("the client CA {}", path.display()))?;
+    }
+    if roots.is_empty() {
+        anyhow::bail!("{} holds no PEM certificate", path.display());
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .allow_unauthenticated()
+    .build()
+    .with_context(|| format!("the client CA {}", path.display()))
 }
 
 /// Parses a release public key given as 64 hex characters.
@@ -319,6 +377,41 @@ mod tests {
         )
         .unwrap_err();
         assert!(half.to_string().contains("give `tls-key` too"), "{half}");
+        let ca_alone = resolve(
+            Overrides {
+                tls_client_ca: Some("/etc/devices-ca.pem".into()),
+                ..Overrides::default()
+            },
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(
+            ca_alone.to_string().contains("`tls-client-ca` without TLS"),
+            "{ca_alone}"
+        );
+    }
+
+    #[test]
+    fn device_routes_without_credentials_only_on_loopback() {
+        let on = |listen: &str| {
+            resolve(
+                Overrides {
+                    listen: Some(listen.parse().unwrap()),
+                    allow_plain_http: true,
+                    unchecked_devices: true,
+                    ..Overrides::default()
+                },
+                FileConfig::default(),
+            )
+        };
+        let refused = on("0.0.0.0:8080").unwrap_err().to_string();
+        assert!(
+            refused.contains("without credentials on 0.0.0.0:8080"),
+            "{refused}"
+        );
+        assert!(on("127.0.0.1:8080").unwrap().1.unchecked_devices);
+        let (_, normal) = resolve(Overrides::default(), FileConfig::default()).unwrap();
+        assert!(!normal.unchecked_devices);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
         sessions: crate::sessions::Sessions::open(&config.data_dir)
             .context("opening the session key")?,
         enrollment: config.enrollment.clone(),
+        unchecked_devices: config.unchecked_devices,
     }))
 }
 

@@ -69,6 +69,9 @@ pub struct FleetConfig {
     pub http1: bool,
     /// The operator token that registers the devices (the role needs `manage-devices`).
     pub token: Option<String>,
+    /// Devices send the credentials their registration gave them; off only against a server
+    /// whose device routes take none (the scale benchmark's run without authentication).
+    pub device_credentials: bool,
 }
 
 impl FleetConfig {
@@ -93,6 +96,7 @@ impl FleetConfig {
             max_busy: 4096,
             http1: false,
             token: None,
+            device_credentials: true,
         }
     }
 }
@@ -380,7 +384,10 @@ impl Fleet {
                         device: id.clone(),
                         source,
                     })?;
-            device.token = tokens.remove(&id).unwrap_or_default();
+            let token = tokens.remove(&id).unwrap_or_default();
+            if config.device_credentials {
+                device.token = token;
+            }
             let mut roll = |percent: f64| rng.random_bool((percent / 100.0).clamp(0.0, 1.0));
             device.faults = Faults {
                 power_cut: roll(config.power_cut_percent),

@@ -221,6 +221,22 @@ impl Store {
             .await
     }
 
+    /// A device's standing, `None` when there is no such device; read in the batched writer's
+    /// transaction, as a token's look-up is.
+    pub async fn device_status_async(
+        &self,
+        device_id: String,
+    ) -> Result<Option<DeviceStatus>, StoreError> {
+        self.writer
+            .write(move |tx| {
+                Ok(tx
+                    .prepare_cached("SELECT status FROM devices WHERE device_id = ?1")?
+                    .query_row([&device_id], |r| decode(0, &r.get::<_, String>(0)?))
+                    .optional()?)
+            })
+            .await
+    }
+
     /// The device whose credential hashes to `sha256`, and whether an open assignment hands it
     /// the artifact `artifact`; read in the batched writer's transaction.
     pub async fn artifact_owner(

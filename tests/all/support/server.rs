@@ -84,6 +84,7 @@ impl Server {
                 secret: ENROLLMENT_SECRET.into(),
                 auto_accept: false,
             }),
+            unchecked_devices: false,
         };
         let store = Store::open_with_clock(&config.data_dir, clock).unwrap();
         let state = state_with_store(&config, store).unwrap();

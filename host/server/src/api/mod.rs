@@ -91,6 +91,9 @@ pub struct AppState {
     pub sessions: crate::sessions::Sessions,
     /// How devices may enroll themselves; `None`: they cannot.
     pub enrollment: Option<crate::config::EnrollmentConfig>,
+    /// The device routes take no credential (the scale benchmark's figure without
+    /// authentication; loopback only).
+    pub unchecked_devices: bool,
 }
 
 /// One route of the API and who may call it.
