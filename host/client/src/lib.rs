@@ -18,8 +18,9 @@ use hotswap_protocol::{
     AuditPage, AuditQuery, BatchAnswer, CheckIn, CheckInAnswer, CreatedToken, Decision,
     DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus, DeviceBatch, DeviceDetail,
     DeviceGroup, DevicePage, DeviceQuery, DeviceRecord, DeviceRegistration, DryRun, ErrorBody,
-    Firmware, FirmwareQuery, FirmwareRegistration, GroupCreation, PluginInfo, RegisteredDevice,
-    Report, ReportAnswer, ReportBatch, ResolvedGroup, TokenInfo, TokenRequest,
+    Firmware, FirmwareDetail, FirmwareQuery, FirmwareRegistration, GroupCreation, Lineage,
+    PluginInfo, RegisteredDevice, Report, ReportAnswer, ReportBatch, ResolvedGroup, TokenInfo,
+    TokenRequest,
 };
 use hotswap_protocol::{LoginRequest, Session, UserInfo, UserRequest};
 use reqwest::{Method, StatusCode};
@@ -310,8 +311,22 @@ impl Client {
             .await
     }
 
-    pub async fn firmware(&self, id: i64) -> Result<Firmware, ClientError> {
+    /// A version, with how many devices came to it from which version.
+    pub async fn firmware(&self, id: i64) -> Result<FirmwareDetail, ClientError> {
         self.get(&format!("/api/v1/firmware/{id}")).await
+    }
+
+    /// After `at`, the version can no longer be deployed.
+    pub async fn sunset_firmware(
+        &self,
+        id: i64,
+        at: hotswap_protocol::UnixSeconds,
+    ) -> Result<Firmware, ClientError> {
+        self.post(
+            &format!("/api/v1/firmware/{id}/sunset"),
+            &hotswap_protocol::Sunset { at },
+        )
+        .await
     }
 
     pub async fn deprecate_firmware(&self, id: i64) -> Result<Firmware, ClientError> {
@@ -334,6 +349,12 @@ impl Client {
 
     pub async fn devices(&self, q: &DeviceQuery) -> Result<DevicePage, ClientError> {
         self.call(Method::GET, "/api/v1/devices", Some(q), Body::None)
+            .await
+    }
+
+    /// The versions a device went through, oldest first.
+    pub async fn lineage(&self, device_id: &str) -> Result<Lineage, ClientError> {
+        self.get(&format!("/api/v1/devices/{device_id}/lineage"))
             .await
     }
 

@@ -148,6 +148,21 @@ pub struct DeploymentStatus {
     pub rollback: BTreeMap<DeviceState, u32>,
     pub recent_events: Vec<Event>,
     pub recent_decisions: Vec<Decision>,
+    /// Targets the deployment left out (outside the version's compatibility), how many in all.
+    pub excluded_count: u64,
+    /// The first [`MAX_EXCLUDED_SHOWN`] of them, with why.
+    pub excluded: Vec<Excluded>,
+}
+
+/// The most excluded targets a dry run or a status lists (all are counted).
+pub const MAX_EXCLUDED_SHOWN: usize = 100;
+
+/// A target a deployment left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Excluded {
+    pub device_id: String,
+    pub reason: String,
 }
 
 /// One wave of a dry run's plan.
@@ -173,6 +188,10 @@ pub struct DryRun {
     pub targets: usize,
     /// Quarantined devices the targets matched, left out of the plan.
     pub quarantined_skipped: usize,
+    /// Targets outside the version's compatibility, left out of the plan; how many in all.
+    pub excluded_count: usize,
+    /// The first [`MAX_EXCLUDED_SHOWN`] of them, with why.
+    pub excluded: Vec<Excluded>,
     pub waves: Vec<PlannedWave>,
 }
 

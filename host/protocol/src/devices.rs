@@ -102,6 +102,9 @@ pub struct DeviceQuery {
     pub firmware_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DeviceStatus>,
+    /// Devices whose installed version is `current`, `deprecated` or `sunset` (left behind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware_status: Option<crate::FirmwareStatus>,
     /// The last device id of the previous page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
@@ -131,6 +134,35 @@ pub struct HistoryEntry {
     pub attempts: u32,
     pub reason: Option<String>,
     pub updated_at: UnixSeconds,
+}
+
+/// `GET /api/v1/devices/{id}/lineage`: the versions a device went through, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Lineage {
+    pub device_id: String,
+    /// The version it runs now, as it last said.
+    pub firmware_version: String,
+    pub steps: Vec<LineageStep>,
+}
+
+/// One step of a device's lineage: an assignment that ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineageStep {
+    pub deployment_id: i64,
+    /// What it ran before.
+    pub from_version: String,
+    /// The version it was handed.
+    pub version: String,
+    /// What it ran after: `version` when it took it, `fromVersion` when it did not.
+    pub to_version: String,
+    pub how: crate::LineageHow,
+    /// How the assignment ended: `confirmed`, `rolled-back`, `failed` or `cancelled`.
+    pub state: DeviceState,
+    pub reason: Option<String>,
+    /// When it ended.
+    pub at: UnixSeconds,
 }
 
 /// What `GET /api/v1/devices/{id}` shows beyond the registry row.

@@ -25,6 +25,27 @@ pub struct FirmwareRegistration {
     pub signature: String,
     #[serde(default)]
     pub security_counter: u32,
+    /// What it runs on and what it may be installed over; by default, `deviceModel` and any
+    /// installed version.
+    #[serde(default)]
+    pub compatibility: Compatibility,
+    /// After this time it can no longer be deployed; devices that run it are then listed as
+    /// left behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sunset_at: Option<UnixSeconds>,
+}
+
+/// What a version runs on, and what it may be installed over.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Compatibility {
+    /// The device models it runs on; the registration's `deviceModel` is always one of them.
+    #[serde(default)]
+    pub device_models: Vec<String>,
+    /// The installed versions it may go over, a semver range such as `>=1.4.0, <3.0.0` (for an
+    /// agent whose stored state or protocol changed); none: any version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_versions: Option<String>,
 }
 
 /// A registered firmware (agent) version.
@@ -43,6 +64,34 @@ pub struct Firmware {
     pub release_notes: String,
     pub deprecated: bool,
     pub created_at: UnixSeconds,
+    pub compatibility: Compatibility,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sunset_at: Option<UnixSeconds>,
+}
+
+/// `GET /api/v1/firmware/{id}`: a version, and how many devices came to it from which version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FirmwareDetail {
+    #[serde(flatten)]
+    pub firmware: Firmware,
+    /// Devices that confirmed this version, by the version they ran before, most first.
+    pub came_from: Vec<CameFrom>,
+}
+
+/// Devices that came to a version from `from_version`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CameFrom {
+    pub from_version: String,
+    pub devices: u64,
+}
+
+/// `POST /api/v1/firmware/{id}/sunset`: when the version stops being deployable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Sunset {
+    pub at: UnixSeconds,
 }
 
 /// `GET /api/v1/firmware`'s query.

@@ -28,7 +28,7 @@ pub use auth::{
 };
 pub use deployments::{
     ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus,
-    DryRun, Event, PlannedWave, RetryPolicy, WaveStatus,
+    DryRun, Event, Excluded, PlannedWave, RetryPolicy, WaveStatus,
 };
 pub use device::{
     Assignment, CheckIn, CheckInAnswer, CheckInQuery, Health, Report, ReportAnswer, ReportBatch,
@@ -36,15 +36,17 @@ pub use device::{
 };
 pub use devices::{
     BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRecord,
-    DeviceRegistration, Enrollment, HistoryEntry, IfRegistered, Inventory, RegisteredDevice,
-    TokenClaim,
+    DeviceRegistration, Enrollment, HistoryEntry, IfRegistered, Inventory, Lineage, LineageStep,
+    RegisteredDevice, TokenClaim,
 };
 pub use error::{ErrorBody, ErrorDetail};
-pub use firmware::{Firmware, FirmwareQuery, FirmwareRegistration};
+pub use firmware::{
+    CameFrom, Compatibility, Firmware, FirmwareDetail, FirmwareQuery, FirmwareRegistration, Sunset,
+};
 pub use groups::{DeviceGroup, GroupCreation, GroupFilter, ResolvedGroup};
 pub use plugins::PluginInfo;
 pub use state::{
-    AssignmentKind, AssignmentMode, DeploymentState, DeviceState, DeviceStatus, Outcome,
-    PluginKind, Spelling, UnknownValue,
+    AssignmentKind, AssignmentMode, DeploymentState, DeviceState, DeviceStatus, FirmwareStatus,
+    LineageHow, Outcome, PluginKind, Spelling, UnknownValue,
 };
 pub use time::{UnixMillis, UnixSeconds};

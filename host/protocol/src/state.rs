@@ -205,6 +205,32 @@ spelled! {
 }
 
 spelled! {
+    /// Where a version stands in its life: deployable, deprecated by an operator, or past its
+    /// sunset.
+    pub enum FirmwareStatus as "firmware status" {
+        Current,
+        Deprecated,
+        Sunset,
+    }
+}
+
+spelled! {
+    /// How a step of a device's lineage came about.
+    pub enum LineageHow as "lineage step" {
+        /// Written and activated in one go.
+        Install,
+        /// Written to the inactive slot, to be activated later.
+        Stage,
+        /// A staged version switched on.
+        Activate,
+        /// Sent back to its previous version by a rollback.
+        Rollback,
+        /// Tried the version and went back to the one it ran, on its own.
+        DeviceRevert,
+    }
+}
+
+spelled! {
     /// A registered device's standing.
     pub enum DeviceStatus as "device status" {
         /// Registered, never checked in.

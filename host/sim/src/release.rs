@@ -30,5 +30,7 @@ pub fn registration(release: &Release, device_model: &str, notes: &str) -> Firmw
         binary_url: None,
         signature: hex::encode(release.signature),
         security_counter: release.manifest.security_counter,
+        compatibility: Default::default(),
+        sunset_at: None,
     }
 }

@@ -29,6 +29,9 @@ fn setup() -> (Arc<Store>, tempfile::TempDir) {
                 signature: "s".into(),
                 security_counter: 0,
                 release_notes: String::new(),
+                other_models: Vec::new(),
+                installed_versions: None,
+                sunset_at: None,
             })
             .unwrap();
     }
@@ -91,6 +94,7 @@ fn deployment(store: &Store) {
             },
             created_by: "token:test".into(),
             needs_approval: false,
+            excluded: Vec::new(),
             waves: vec![NewWave {
                 name: "all".into(),
                 mode: hotswap_plan::Mode::Install,

@@ -7,9 +7,11 @@
 
 use std::collections::BTreeMap;
 
+use hotswap_protocol::deployments::MAX_EXCLUDED_SHOWN;
 use hotswap_protocol::{
     AssignmentKind, AssignmentMode, Deployment, DeploymentState, DeploymentStatus, DeviceState,
-    Event, Gate, Mode, Outcome, RetryPolicy, Spelling, UnixMillis, UnixSeconds, WaveStatus,
+    Event, Excluded, Gate, Mode, Outcome, RetryPolicy, Spelling, UnixMillis, UnixSeconds,
+    WaveStatus,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -40,6 +42,8 @@ pub struct NewDeployment {
     pub created_by: String,
     /// It waits for an approval before any device is handed anything.
     pub needs_approval: bool,
+    /// Targets left out (device, why): outside the version's compatibility.
+    pub excluded: Vec<(String, String)>,
 }
 
 pub struct NewWave {
@@ -156,14 +160,26 @@ impl Store {
                 }
             }
         }
+        {
+            let mut excluded = tx.prepare(
+                "INSERT INTO deployment_exclusions (deployment_id, device_id, reason) VALUES (?1, ?2, ?3)",
+            )?;
+            for (device, reason) in &d.excluded {
+                excluded.execute(params![id, device, reason])?;
+            }
+        }
+        let left_out = match d.excluded.len() {
+            0 => String::new(),
+            n => format!(", {n} targets left out as incompatible"),
+        };
         let started = if d.needs_approval {
             format!(
-                "started: {} waves, waiting for an approval by someone other than {}",
+                "started: {} waves{left_out}, waiting for an approval by someone other than {}",
                 d.waves.len(),
                 d.created_by
             )
         } else {
-            format!("started: {} waves", d.waves.len())
+            format!("started: {} waves{left_out}", d.waves.len())
         };
         event(&tx, id, None, &started, now)?;
         tx.commit()?;
@@ -269,6 +285,23 @@ impl Store {
             events.reverse();
             events
         };
+        let excluded_count: u64 = conn.query_row(
+            "SELECT COUNT(*) FROM deployment_exclusions WHERE deployment_id = ?1",
+            [id],
+            |r| r.get(0),
+        )?;
+        let excluded = {
+            let mut stmt = conn.prepare(
+                "SELECT device_id, reason FROM deployment_exclusions WHERE deployment_id = ?1 ORDER BY device_id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![id, MAX_EXCLUDED_SHOWN as i64], |r| {
+                Ok(Excluded {
+                    device_id: r.get(0)?,
+                    reason: r.get(1)?,
+                })
+            })?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
         drop(conn);
         // Without their samples: a status is read often, and a large wave's samples are
         // megabytes per decision (`/decisions` has them).
@@ -280,6 +313,8 @@ impl Store {
             rollback,
             recent_events,
             recent_decisions,
+            excluded_count,
+            excluded,
         })
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hotswap_protocol::{DeviceRecord, DeviceStatus, Spelling, UnixSeconds};
+use hotswap_protocol::{DeviceRecord, DeviceStatus, FirmwareStatus, Spelling, UnixSeconds};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{Store, StoreError, decode, decode_json};
@@ -30,9 +30,21 @@ pub struct DeviceFilter {
     pub label: Option<(String, String)>,
     pub firmware_version: Option<String>,
     pub status: Option<DeviceStatus>,
+    /// Where the version a device runs stands (at the store's clock's now).
+    pub firmware_status: Option<FirmwareStatus>,
     pub after: Option<String>,
     pub limit: usize,
 }
+
+/// The standing of the version a row of `devices` runs, at the time bound to `:now`:
+/// `sunset`, `deprecated` or `current`, or NULL when the version is not registered for its
+/// model.
+pub(crate) const FIRMWARE_STATUS_OF_DEVICE: &str = "(SELECT CASE
+        WHEN f.sunset_at IS NOT NULL AND f.sunset_at <= :now THEN 'sunset'
+        WHEN f.deprecated THEN 'deprecated'
+        ELSE 'current' END
+    FROM firmware_models m JOIN firmware f ON f.id = m.firmware_id
+    WHERE m.device_model = devices.model AND m.version = devices.version)";
 
 /// Parses a label filter written `key=value`.
 pub fn parse_label(label: &str) -> Result<(String, String), String> {
@@ -114,28 +126,31 @@ impl Store {
         let conn = self.reader();
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM devices
-             WHERE (?1 IS NULL OR model = ?1)
-               AND (?2 IS NULL OR region = ?2)
-               AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(groups) WHERE value = ?3))
-               AND (?4 IS NULL OR json_extract(labels, '$.\"' || ?4 || '\"') = ?5)
-               AND (?6 IS NULL OR version = ?6)
-               AND (?7 IS NULL OR status = ?7)
-               AND (?8 IS NULL OR device_id > ?8)
-             ORDER BY device_id LIMIT ?9"
+             WHERE (:model IS NULL OR model = :model)
+               AND (:region IS NULL OR region = :region)
+               AND (:group IS NULL OR EXISTS (SELECT 1 FROM json_each(groups) WHERE value = :group))
+               AND (:label_key IS NULL OR json_extract(labels, '$.\"' || :label_key || '\"') = :label_value)
+               AND (:version IS NULL OR version = :version)
+               AND (:status IS NULL OR status = :status)
+               AND (:firmware_status IS NULL OR {FIRMWARE_STATUS_OF_DEVICE} = :firmware_status)
+               AND (:after IS NULL OR device_id > :after)
+             ORDER BY device_id LIMIT :limit"
         ))?;
         let (label_key, label_value) = f.label.clone().unzip();
         let rows = stmt.query_map(
-            params![
-                f.device_model,
-                f.region,
-                f.group,
-                label_key,
-                label_value,
-                f.firmware_version,
-                f.status.map(Spelling::as_str),
-                f.after,
-                f.limit as i64
-            ],
+            rusqlite::named_params! {
+                ":model": f.device_model,
+                ":region": f.region,
+                ":group": f.group,
+                ":label_key": label_key,
+                ":label_value": label_value,
+                ":version": f.firmware_version,
+                ":status": f.status.map(Spelling::as_str),
+                ":firmware_status": f.firmware_status.map(Spelling::as_str),
+                ":now": self.clock.now().seconds().0,
+                ":after": f.after,
+                ":limit": f.limit as i64,
+            },
             from_row,
         )?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -1,6 +1,6 @@
 //! The firmware registry: agent versions per device model, with their signed manifests.
 
-use hotswap_protocol::{Firmware, UnixSeconds};
+use hotswap_protocol::{CameFrom, Compatibility, Firmware, UnixSeconds};
 use rusqlite::{OptionalExtension, Row, params};
 
 use crate::{Store, StoreError};
@@ -15,6 +15,11 @@ pub struct NewFirmware {
     pub signature: String,
     pub security_counter: u32,
     pub release_notes: String,
+    /// The models it runs on beside `device_model`.
+    pub other_models: Vec<String>,
+    /// A semver range of the versions it may be installed over; `None`: any.
+    pub installed_versions: Option<String>,
+    pub sunset_at: Option<UnixSeconds>,
 }
 
 /// Which versions to list.
@@ -24,7 +29,12 @@ pub struct FirmwareFilter {
     pub include_deprecated: bool,
 }
 
-const COLUMNS: &str = "id, device_model, version, sha256, size, key_id, signature, security_counter, release_notes, deprecated, created_at";
+const COLUMNS: &str = "id, device_model, version, sha256, size, key_id, signature, security_counter, release_notes, deprecated, created_at,
+    installed_versions, sunset_at,
+    (SELECT json_group_array(m.device_model) FROM firmware_models m WHERE m.firmware_id = firmware.id)";
+
+/// Deployment states in which a deployment still uses its version.
+const IN_USE: &str = "('waiting-for-approval', 'running', 'paused', 'rolling-back')";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Firmware> {
     Ok(Firmware {
@@ -39,24 +49,55 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Firmware> {
         release_notes: r.get(8)?,
         deprecated: r.get(9)?,
         created_at: UnixSeconds(r.get(10)?),
+        compatibility: Compatibility {
+            device_models: {
+                let mut models: Vec<String> = crate::decode_json(13, &r.get::<_, String>(13)?)?;
+                models.sort();
+                models
+            },
+            installed_versions: r.get(11)?,
+        },
+        sunset_at: r.get::<_, Option<i64>>(12)?.map(UnixSeconds),
     })
 }
 
 impl Store {
+    /// Registers a version for its model and the other models it runs on, all or none: a
+    /// model that has this version already is a conflict.
     pub fn add_firmware(&self, f: NewFirmware) -> Result<Firmware, StoreError> {
-        let conn = self.conn();
-        let inserted = conn.execute(
-            "INSERT INTO firmware (device_model, version, sha256, size, key_id, signature, security_counter, release_notes, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (device_model, version) DO NOTHING",
-            params![f.device_model, f.version, f.sha256, f.size, f.key_id, f.signature, f.security_counter, f.release_notes, self.clock.now().seconds().0],
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let inserted = tx.execute(
+            "INSERT INTO firmware (device_model, version, sha256, size, key_id, signature, security_counter, release_notes, created_at, installed_versions, sunset_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (device_model, version) DO NOTHING",
+            params![f.device_model, f.version, f.sha256, f.size, f.key_id, f.signature, f.security_counter, f.release_notes, self.clock.now().seconds().0, f.installed_versions, f.sunset_at.map(|t| t.0)],
         )?;
+        let taken = |model: &str| {
+            StoreError::Conflict(format!(
+                "firmware {} for model `{model}` is already registered",
+                f.version
+            ))
+        };
         if inserted == 0 {
-            return Err(StoreError::Conflict(format!(
-                "firmware {} for model `{}` is already registered",
-                f.version, f.device_model
-            )));
+            return Err(taken(&f.device_model));
         }
-        let id = conn.last_insert_rowid();
+        let id = tx.last_insert_rowid();
+        {
+            let mut stmt = tx.prepare(
+                "INSERT INTO firmware_models (device_model, version, firmware_id) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )?;
+            let mut models = vec![f.device_model.as_str()];
+            models.extend(f.other_models.iter().map(String::as_str));
+            models.sort_unstable();
+            models.dedup();
+            for model in models {
+                if stmt.execute(params![model, f.version, id])? == 0 {
+                    return Err(taken(model));
+                }
+            }
+        }
+        tx.commit()?;
         drop(conn);
         self.firmware(id)
     }
@@ -80,7 +121,10 @@ impl Store {
         Ok(self
             .reader()
             .query_row(
-                &format!("SELECT {COLUMNS} FROM firmware WHERE device_model = ?1 AND version = ?2"),
+                &format!(
+                    "SELECT {COLUMNS} FROM firmware WHERE id =
+                     (SELECT firmware_id FROM firmware_models WHERE device_model = ?1 AND version = ?2)"
+                ),
                 [device_model, version],
                 from_row,
             )
@@ -91,7 +135,8 @@ impl Store {
         let conn = self.reader();
         let mut stmt = conn.prepare(&format!(
             "SELECT {COLUMNS} FROM firmware
-             WHERE (?1 IS NULL OR device_model = ?1) AND (?2 OR deprecated = 0)
+             WHERE (?1 IS NULL OR EXISTS (SELECT 1 FROM firmware_models m WHERE m.firmware_id = firmware.id AND m.device_model = ?1))
+               AND (?2 OR deprecated = 0)
              ORDER BY device_model, id"
         ))?;
         let rows = stmt.query_map(
@@ -101,14 +146,100 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Marks a version deprecated: it can no longer be deployed.
+    /// Marks a version deprecated: it can no longer be deployed. Refused while a deployment
+    /// that has not ended uses it.
     pub fn deprecate_firmware(&self, id: i64) -> Result<Firmware, StoreError> {
-        let changed = self
-            .conn()
-            .execute("UPDATE firmware SET deprecated = 1 WHERE id = ?1", [id])?;
+        self.retire(
+            id,
+            "deprecate",
+            "UPDATE firmware SET deprecated = 1 WHERE id = ?1",
+            None,
+        )
+    }
+
+    /// Sets the time after which a version can no longer be deployed. Refused while a
+    /// deployment that has not ended uses it.
+    pub fn sunset_firmware(&self, id: i64, at: UnixSeconds) -> Result<Firmware, StoreError> {
+        self.retire(
+            id,
+            "sunset",
+            "UPDATE firmware SET sunset_at = ?2 WHERE id = ?1",
+            Some(at),
+        )
+    }
+
+    fn retire(
+        &self,
+        id: i64,
+        verb: &str,
+        sql: &str,
+        at: Option<UnixSeconds>,
+    ) -> Result<Firmware, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let using: Option<(i64, String)> = tx
+            .query_row(
+                &format!(
+                    "SELECT id, state FROM deployments WHERE firmware_id = ?1 AND state IN {IN_USE} ORDER BY id LIMIT 1"
+                ),
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some((deployment, state)) = using {
+            return Err(StoreError::Conflict(format!(
+                "cannot {verb} firmware {id}: deployment {deployment} ({state}) uses it; let it end or cancel it first"
+            )));
+        }
+        let changed = match at {
+            None => tx.execute(sql, [id])?,
+            Some(at) => tx.execute(sql, params![id, at.0])?,
+        };
         if changed == 0 {
             return Err(StoreError::NotFound(format!("no firmware with id {id}")));
         }
+        tx.commit()?;
+        drop(conn);
         self.firmware(id)
+    }
+
+    /// How many devices confirmed version `id`, by the version they came from, most first.
+    pub fn came_from(&self, id: i64) -> Result<Vec<CameFrom>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {}, COUNT(DISTINCT a.device_id) FROM assignments a
+             WHERE a.firmware_id = ?1 AND a.outcome = 'succeeded' AND a.mode != 'stage'
+             GROUP BY 1 ORDER BY 2 DESC, 1",
+            crate::inventory::FROM_VERSION
+        ))?;
+        let rows = stmt.query_map([id], |r| {
+            Ok(CameFrom {
+                from_version: r.get(0)?,
+                devices: r.get(1)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Why `version` may not be installed over `running`, given `range`, the installed versions
+/// it may go over; `None` when it may. A range that does not parse refuses too, saying so.
+pub fn incompatible(range: &str, running: &str, version: &str) -> Option<String> {
+    let req = match semver::VersionReq::parse(range) {
+        Ok(r) => r,
+        Err(e) => {
+            return Some(format!(
+                "{version}'s range of installed versions `{range}` does not parse: {e}"
+            ));
+        }
+    };
+    match semver::Version::parse(running) {
+        Ok(v) if req.matches(&v) => None,
+        Ok(_) => Some(format!(
+            "runs {running}, and {version} installs only over `{range}`"
+        )),
+        Err(_) => Some(format!(
+            "runs `{running}`, not a semver version, and {version} installs only over `{range}`"
+        )),
     }
 }

@@ -1,8 +1,20 @@
 //! A device's inventory: its slots and last health as it reported them, and its history of
-//! assignments, newest first.
+//! assignments, newest first; its lineage, the versions it went through, oldest first.
 
-use hotswap_protocol::{HistoryEntry, Inventory, UnixMillis};
+use hotswap_protocol::{
+    AssignmentKind, AssignmentMode, DeviceState, HistoryEntry, Inventory, Lineage, LineageHow,
+    LineageStep, Outcome, UnixMillis,
+};
 use rusqlite::OptionalExtension;
+
+/// The version a device ran before assignment `a`: a rollback's row keeps the version it goes
+/// back to, and came from its deployment's version.
+pub(crate) const FROM_VERSION: &str = "CASE WHEN a.kind = 'rollback'
+    THEN (SELECT fd.version FROM deployments d JOIN firmware fd ON fd.id = d.firmware_id WHERE d.id = a.deployment_id)
+    ELSE a.from_version END";
+
+/// The most steps a lineage shows: the newest ones.
+pub const MAX_LINEAGE_STEPS: usize = 1000;
 
 use crate::{Store, StoreError, decode};
 
@@ -48,6 +60,69 @@ impl Store {
                 .transpose()
                 .map_err(|e| corrupt("health", e))?,
             history: rows.collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The versions a device went through, oldest first: every assignment that ended (the
+    /// newest [`MAX_LINEAGE_STEPS`]), with how and when.
+    pub fn lineage(&self, device_id: &str) -> Result<Lineage, StoreError> {
+        let conn = self.reader();
+        let firmware_version: String = conn
+            .query_row(
+                "SELECT version FROM devices WHERE device_id = ?1",
+                [device_id],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("no device `{device_id}`")))?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT * FROM (
+                SELECT a.id, a.deployment_id, a.kind, a.mode, f.version, {FROM_VERSION}, a.state, a.outcome, a.reason, a.updated_at
+                FROM assignments a JOIN firmware f ON f.id = a.firmware_id
+                WHERE a.device_id = ?1 AND a.outcome IS NOT NULL AND a.state != 'pending'
+                ORDER BY a.id DESC LIMIT ?2)
+             ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(
+            rusqlite::params![device_id, MAX_LINEAGE_STEPS as i64],
+            |r| {
+                let kind: AssignmentKind = decode(2, &r.get::<_, String>(2)?)?;
+                let mode: AssignmentMode = decode(3, &r.get::<_, String>(3)?)?;
+                let version: String = r.get(4)?;
+                let from_version: String = r.get(5)?;
+                let state: DeviceState = decode(6, &r.get::<_, String>(6)?)?;
+                let outcome: Outcome = decode(7, &r.get::<_, String>(7)?)?;
+                let how = match (kind, mode, state) {
+                    (AssignmentKind::Rollback, _, _) | (_, AssignmentMode::Rollback, _) => {
+                        LineageHow::Rollback
+                    }
+                    (_, _, DeviceState::RolledBack) => LineageHow::DeviceRevert,
+                    (_, AssignmentMode::Install, _) => LineageHow::Install,
+                    (_, AssignmentMode::Stage, _) => LineageHow::Stage,
+                    (_, AssignmentMode::Activate, _) => LineageHow::Activate,
+                };
+                // A staged version is written, not run: the device still runs what it ran.
+                let took = outcome == Outcome::Succeeded && mode != AssignmentMode::Stage;
+                Ok(LineageStep {
+                    deployment_id: r.get(1)?,
+                    to_version: if took {
+                        version.clone()
+                    } else {
+                        from_version.clone()
+                    },
+                    from_version,
+                    version,
+                    how,
+                    state,
+                    reason: r.get(8)?,
+                    at: UnixMillis(r.get(9)?).seconds(),
+                })
+            },
+        )?;
+        Ok(Lineage {
+            device_id: device_id.to_string(),
+            firmware_version,
+            steps: rows.collect::<Result<_, _>>()?,
         })
     }
 }

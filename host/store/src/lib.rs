@@ -33,7 +33,9 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use hotswap_protocol::{Assignment, CheckIn, DeploymentState, DeviceStatus, Report, ReportAnswer};
+use hotswap_protocol::{
+    Assignment, CheckIn, DeploymentState, DeviceStatus, FirmwareStatus, Report, ReportAnswer,
+};
 use hotswap_protocol::{Spelling, UnknownValue};
 use rusqlite::{Connection, OptionalExtension};
 
@@ -42,7 +44,8 @@ pub use blobs::BlobStore;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployments::{NewDeployment, NewWave, Transitioned};
 pub use devices::{DeviceFilter, NewDevice, parse_label};
-pub use firmware::{FirmwareFilter, NewFirmware};
+pub use firmware::{FirmwareFilter, NewFirmware, incompatible};
+pub use inventory::MAX_LINEAGE_STEPS;
 pub use plugins::StoredPlugin;
 pub use reports::LAST_SEEN_REFRESH_SECONDS;
 pub use rollout::{Expired, WaveView};
@@ -334,9 +337,24 @@ impl Store {
         for row in rows {
             devices.push(row?);
         }
+        let mut stmt = conn.prepare(&format!(
+            "SELECT s, COUNT(*) FROM (SELECT {} AS s FROM devices) WHERE s IS NOT NULL GROUP BY s",
+            devices::FIRMWARE_STATUS_OF_DEVICE
+        ))?;
+        let rows = stmt.query_map(
+            rusqlite::named_params! {":now": self.clock.now().seconds().0},
+            |r| {
+                Ok((
+                    decode::<FirmwareStatus>(0, &r.get::<_, String>(0)?)?,
+                    r.get(1)?,
+                ))
+            },
+        )?;
+        let devices_by_firmware = rows.collect::<Result<_, _>>()?;
         Ok(StateCounts {
             deployments,
             devices,
+            devices_by_firmware,
         })
     }
 
@@ -364,6 +382,8 @@ pub struct Counts {
 pub struct StateCounts {
     pub deployments: Vec<(DeploymentState, i64)>,
     pub devices: Vec<(DeviceStatus, i64)>,
+    /// Devices by where the version they run stands; those on unregistered versions left out.
+    pub devices_by_firmware: Vec<(FirmwareStatus, i64)>,
 }
 
 #[cfg(test)]

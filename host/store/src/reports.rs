@@ -115,15 +115,49 @@ impl Store {
         Store::assignment_tx(tx, device_id, now)
     }
 
-    /// The assignment a device is to work on now, if any.
+    /// The assignment a device is to work on now, if any. One that is yet to start and whose
+    /// version may not be installed over the one the device says it runs is refused here,
+    /// before the device downloads anything: it fails, with the reason, and the next is looked
+    /// for.
     pub(crate) fn assignment_tx(
         tx: &Transaction<'_>,
         device_id: &str,
         now: UnixMillis,
     ) -> Result<Option<Assignment>, StoreError> {
+        loop {
+            let Some((assignment, range)) = Store::next_assignment_tx(tx, device_id, now)? else {
+                return Ok(None);
+            };
+            let Some(range) = range.filter(|_| assignment.state == DeviceState::Assigned) else {
+                return Ok(Some(assignment));
+            };
+            let running: String = tx
+                .prepare_cached("SELECT version FROM devices WHERE device_id = ?1")?
+                .query_row([device_id], |r| r.get(0))?;
+            let Some(why) = crate::incompatible(&range, &running, &assignment.version) else {
+                return Ok(Some(assignment));
+            };
+            let reason = format!("refused before download: {why}");
+            tx.prepare_cached(
+                "UPDATE assignments SET state = 'failed', outcome = 'failed', reason = ?2, deadline = NULL, updated_at = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![assignment.assignment_id, reason, now.0])?;
+            event(tx, assignment.deployment_id, Some(device_id), &reason, now)?;
+        }
+    }
+
+    /// The next open assignment of a device, with the range of installed versions its version
+    /// may go over.
+    fn next_assignment_tx(
+        tx: &Transaction<'_>,
+        device_id: &str,
+        now: UnixMillis,
+    ) -> Result<Option<(Assignment, Option<String>)>, StoreError> {
         let found = tx
             .prepare_cached(
-                "SELECT a.id, a.deployment_id, a.mode, f.version, f.size, f.sha256, f.security_counter, f.key_id, f.signature, a.state, a.attempts
+                "SELECT a.id, a.deployment_id, a.mode, f.version, f.size, f.sha256, f.security_counter, f.key_id, f.signature, a.state, a.attempts,
+                        CASE WHEN a.kind = 'rollout' THEN f.installed_versions END
                  FROM assignments a JOIN deployments d ON d.id = a.deployment_id JOIN firmware f ON f.id = a.firmware_id
                  WHERE a.device_id = ?1 AND a.outcome IS NULL AND a.state != 'pending'
                    AND (a.not_before IS NULL OR a.not_before <= ?2)
@@ -133,7 +167,8 @@ impl Store {
             )?
             .query_row(params![device_id, now.0], |r| {
                 let sha: String = r.get(5)?;
-                Ok(Assignment {
+                let range: Option<String> = r.get(11)?;
+                let assignment = Assignment {
                     assignment_id: r.get(0)?,
                     deployment_id: r.get(1)?,
                     mode: decode(2, &r.get::<_, String>(2)?)?,
@@ -146,7 +181,8 @@ impl Store {
                     signature: r.get(8)?,
                     state: decode(9, &r.get::<_, String>(9)?)?,
                     attempt: r.get::<_, u32>(10)? + 1,
-                })
+                };
+                Ok((assignment, range))
             })
             .optional()?;
         Ok(found)

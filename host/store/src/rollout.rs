@@ -421,6 +421,33 @@ pub(crate) fn begin_rollback(
         let rows = stmt.query_map([d.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<Result<_, _>>()?
     };
+    // A completed deployment released its devices: those that still run its version and are in
+    // no other deployment are taken back and sent back; the others have moved on and are left.
+    let mut moved_on = 0;
+    let took = if d.state == DeploymentState::Completed {
+        let mut kept = Vec::with_capacity(took.len());
+        let mut still_runs = tx.prepare(
+            "SELECT 1 FROM devices WHERE device_id = ?1 AND version = ?2
+               AND NOT EXISTS (SELECT 1 FROM device_locks WHERE device_id = ?1)",
+        )?;
+        let mut lock =
+            tx.prepare("INSERT INTO device_locks (device_id, deployment_id) VALUES (?1, ?2)")?;
+        for t in took {
+            if still_runs
+                .query_row(params![t.0, d.firmware_version], |_| Ok(()))
+                .optional()?
+                .is_some()
+            {
+                lock.execute(params![t.0, d.id])?;
+                kept.push(t);
+            } else {
+                moved_on += 1;
+            }
+        }
+        kept
+    } else {
+        took
+    };
     for (device, from, wave) in &took {
         send_back(tx, d.id, device, from, *wave, now)?;
     }
@@ -430,7 +457,7 @@ pub(crate) fn begin_rollback(
         d.id,
         None,
         &format!(
-            "rolling back: {reason}; {}{}",
+            "rolling back: {reason}; {}{}{}",
             match took.len() {
                 0 => "no device kept the new version, so none is sent back".to_string(),
                 n => format!(
@@ -441,6 +468,12 @@ pub(crate) fn begin_rollback(
                 0 => String::new(),
                 n =>
                     format!("; {n} devices already installed it and are sent back if they keep it"),
+            },
+            match moved_on {
+                0 => String::new(),
+                n => format!(
+                    "; {n} devices no longer run it or are in another deployment, and are left as they are"
+                ),
             }
         ),
         now,
@@ -458,11 +491,17 @@ pub(crate) fn send_back(
     now: UnixMillis,
 ) -> Result<(), StoreError> {
     // Called once per device of a rollback: the statements are prepared once.
+    // The device's own model: a version that runs on several models goes back, on each
+    // device, to what that device ran.
     let (model, timeout): (String, i64) = tx
-        .prepare_cached("SELECT device_model, device_timeout FROM deployments WHERE id = ?1")?
-        .query_row([deployment_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        .prepare_cached(
+            "SELECT (SELECT model FROM devices WHERE device_id = ?2), device_timeout FROM deployments WHERE id = ?1",
+        )?
+        .query_row(params![deployment_id, device_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let previous: Option<i64> = tx
-        .prepare_cached("SELECT id FROM firmware WHERE device_model = ?1 AND version = ?2")?
+        .prepare_cached(
+            "SELECT firmware_id FROM firmware_models WHERE device_model = ?1 AND version = ?2",
+        )?
         .query_row(params![model, from_version], |r| r.get(0))
         .optional()?;
     match previous {

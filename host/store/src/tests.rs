@@ -59,6 +59,9 @@ fn handed_out(mode: hotswap_plan::Mode) -> (Store, ManualClock, TempDir) {
                 signature: "s".into(),
                 security_counter: 0,
                 release_notes: String::new(),
+                other_models: Vec::new(),
+                installed_versions: None,
+                sunset_at: None,
             })
             .unwrap();
     }
@@ -94,6 +97,7 @@ fn handed_out(mode: hotswap_plan::Mode) -> (Store, ManualClock, TempDir) {
             },
             created_by: "token:test".into(),
             needs_approval: false,
+            excluded: Vec::new(),
             waves: vec![NewWave {
                 name: "all".into(),
                 mode,

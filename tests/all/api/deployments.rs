@@ -142,7 +142,7 @@ async fn a_dry_run_deployment_returns_the_plan_with_device_ids() {
                 b["targetDevices"] = json!(["g-1"]);
             }),
             StatusCode::BAD_REQUEST,
-            "is a `gateway`, not a `sensor-v1`",
+            "is a `gateway`, and firmware 2.0.0 runs on `sensor-v1`",
         ),
         (
             "empty filter match",

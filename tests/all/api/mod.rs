@@ -6,6 +6,7 @@ mod auth;
 mod deployments;
 mod devices;
 mod firmware;
+mod lifecycle;
 mod metrics;
 mod plugins;
 mod tls;

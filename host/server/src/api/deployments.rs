@@ -12,10 +12,11 @@ use axum::{Extension, Json};
 use hotswap_plugin_host::{
     BUILTINS, Fleet, HealthPolicyPlugin, PluginKind, StrategyPlugin, builtin,
 };
-use hotswap_protocol::deployments::MAX_DECISIONS;
+use hotswap_protocol::deployments::{MAX_DECISIONS, MAX_EXCLUDED_SHOWN};
 use hotswap_protocol::{
     ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentState,
-    DeploymentStatus, DeviceRecord, DryRun, PlannedWave, RetryPolicy, UnixMillis,
+    DeploymentStatus, DeviceRecord, DryRun, Excluded, PlannedWave, RetryPolicy, UnixMillis,
+    UnixSeconds,
 };
 use hotswap_store::{DeviceFilter, NewDeployment, NewWave};
 use serde::Deserialize;
@@ -131,6 +132,12 @@ fn health_policy(
     }
 }
 
+/// The calendar day (UTC) of `at`, for messages: `2027-06-30`.
+fn date(at: UnixSeconds) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at.0)
+        .map_or_else(|_| at.to_string(), |t| t.date().to_string())
+}
+
 fn fleet(devices: &[DeviceRecord], now: UnixMillis) -> hotswap_plan::Fleet {
     let now = now.seconds();
     let devices: Vec<hotswap_plan::Device> = devices
@@ -194,6 +201,15 @@ pub async fn create(
                 firmware.version, firmware.device_model
             )));
         }
+        let now = state.store.clock().now().seconds();
+        if let Some(at) = firmware.sunset_at.filter(|at| *at <= now) {
+            return Err(ApiError::bad_request(format!(
+                "firmware {} for `{}` was sunset on {} (at {at}) and can no longer be deployed",
+                firmware.version,
+                firmware.device_model,
+                date(at)
+            )));
+        }
         let given = [
             r.target_devices.is_some(),
             r.target_filter.is_some(),
@@ -254,10 +270,54 @@ pub async fn create(
                 )
             }));
         }
-        if let Some(d) = devices.iter().find(|d| d.device_model != r.device_model) {
+        let models = &firmware.compatibility.device_models;
+        if let Some(d) = devices.iter().find(|d| !models.contains(&d.device_model)) {
             return Err(ApiError::bad_request(format!(
-                "device `{}` is a `{}`, not a `{}`: firmware for one model cannot go to another",
-                d.device_id, d.device_model, r.device_model
+                "device `{}` is a `{}`, and firmware {} runs on {}: firmware for one model cannot go to another",
+                d.device_id,
+                d.device_model,
+                firmware.version,
+                models
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        // Targets whose installed version the new one may not go over are left out, and said.
+        let (devices, excluded): (Vec<DeviceRecord>, Vec<Excluded>) = match &firmware
+            .compatibility
+            .installed_versions
+        {
+            None => (devices, Vec::new()),
+            Some(range) => {
+                let mut kept = Vec::with_capacity(devices.len());
+                let mut excluded = Vec::new();
+                for d in devices {
+                    match hotswap_store::incompatible(range, &d.firmware_version, &firmware.version)
+                    {
+                        None => kept.push(d),
+                        Some(reason) => excluded.push(Excluded {
+                            device_id: d.device_id,
+                            reason,
+                        }),
+                    }
+                }
+                (kept, excluded)
+            }
+        };
+        if devices.is_empty() {
+            let first = &excluded[0];
+            return Err(ApiError::bad_request(format!(
+                "all {} deployable targets are outside firmware {}'s compatibility, so nothing would be deployed: `{}` {}{}",
+                excluded.len(),
+                firmware.version,
+                first.device_id,
+                first.reason,
+                match excluded.len() {
+                    1 => String::new(),
+                    n => format!(" (and {} more)", n - 1),
+                }
             )));
         }
         let (strategy_name, strategy) = strategy(&state, &r.strategy)?;
@@ -338,6 +398,10 @@ pub async fn create(
                 health_config,
                 retry,
                 waves,
+                excluded: excluded
+                    .into_iter()
+                    .map(|e| (e.device_id, e.reason))
+                    .collect(),
             })?;
             state.metrics.deployment_started();
             let status = state.store.deployment_status(id)?;
@@ -368,7 +432,9 @@ pub async fn create(
             strategy: strategy_name,
             health_policy: policy_name,
             targets: devices.len(),
-            quarantined_skipped: matched - devices.len(),
+            quarantined_skipped: matched - devices.len() - excluded.len(),
+            excluded_count: excluded.len(),
+            excluded: excluded.into_iter().take(MAX_EXCLUDED_SHOWN).collect(),
             waves,
         };
         Ok((
@@ -437,8 +503,10 @@ pub async fn act(
             Cancelled,
             "cancelled by the operator",
         ),
+        // A completed deployment too: a problem found later sends back every device that still
+        // runs its version.
         "rollback" => (
-            &[Running, Paused],
+            &[Running, Paused, Completed],
             RollingBack,
             "rollback asked by the operator",
         ),

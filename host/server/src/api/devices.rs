@@ -215,6 +215,7 @@ pub async fn list(
         label,
         firmware_version: q.firmware_version,
         status: q.status,
+        firmware_status: q.firmware_status,
         after: q.after,
         limit,
     };
@@ -223,6 +224,15 @@ pub async fn list(
         .then(|| devices.last().map(|d| d.device_id.clone()))
         .flatten();
     Ok(Json(DevicePage { devices, next }))
+}
+
+/// `GET /api/v1/devices/{id}/lineage`: the versions a device went through, oldest first, each
+/// step with its deployment, how it came about and how it ended.
+pub async fn lineage(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<hotswap_protocol::Lineage>, ApiError> {
+    Ok(Json(blocking(move || Ok(state.store.lineage(&id)?)).await?))
 }
 
 /// A device with its inventory: slots, last health, deployment history.

@@ -1,9 +1,12 @@
-//! `/api/v1/firmware`: register, list, show and deprecate agent versions.
+//! `/api/v1/firmware`: register, list, show, deprecate and sunset agent versions.
 //!
 //! A registration carries the binary (base64), its checksum (`sha256:<hex>`) and the Ed25519
 //! signature of its manifest (version, size, SHA-256, security counter: what devices check). The
 //! checksum is checked against the bytes and the signature against the server's trusted release
-//! keys before anything is stored.
+//! keys before anything is stored. It may declare its compatibility: the device models it runs
+//! on, and a semver range of the installed versions it may go over; and a sunset, after which it
+//! can no longer be deployed. A version that a deployment which has not ended uses can be neither
+//! deprecated nor sunset.
 
 use std::sync::Arc;
 
@@ -12,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use hotswap_device_vm::{Manifest, Version};
-use hotswap_protocol::{Firmware, FirmwareQuery, FirmwareRegistration};
+use hotswap_protocol::{Firmware, FirmwareDetail, FirmwareQuery, FirmwareRegistration, Sunset};
 use hotswap_store::{FirmwareFilter, NewFirmware};
 use sha2::{Digest, Sha256};
 
@@ -45,6 +48,29 @@ pub async fn register(
         return Err(ApiError::bad_request("`deviceModel` must not be empty"));
     }
     let version = device_version(&r.version)?;
+    let mut other_models = Vec::new();
+    for model in &r.compatibility.device_models {
+        if model.trim().is_empty() {
+            return Err(ApiError::bad_request(
+                "`compatibility.deviceModels` holds an empty model name",
+            ));
+        }
+        if *model != r.device_model {
+            other_models.push(model.clone());
+        }
+    }
+    let installed_versions = match &r.compatibility.installed_versions {
+        None => None,
+        Some(range) => Some(
+            semver::VersionReq::parse(range)
+                .map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "`compatibility.installedVersions` must be a semver range such as `>=1.4.0, <3.0.0`, found {range:?}: {e}"
+                    ))
+                })?
+                .to_string(),
+        ),
+    };
     let binary = match (r.binary, r.binary_url) {
         (Some(b), None) => b,
         (None, Some(_)) => {
@@ -119,6 +145,9 @@ pub async fn register(
             signature: r.signature.to_ascii_lowercase(),
             security_counter: r.security_counter,
             release_notes: r.release_notes,
+            other_models,
+            installed_versions,
+            sunset_at: r.sunset_at,
         })
     })
     .await
@@ -140,11 +169,31 @@ pub async fn list(
     ))
 }
 
+/// A version, with how many devices came to it from which version.
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
+) -> Result<Json<FirmwareDetail>, ApiError> {
+    Ok(Json(
+        blocking(move || {
+            Ok(FirmwareDetail {
+                firmware: state.store.firmware(id)?,
+                came_from: state.store.came_from(id)?,
+            })
+        })
+        .await?,
+    ))
+}
+
+/// `POST /api/v1/firmware/{id}/sunset`: after `at`, the version can no longer be deployed.
+pub async fn sunset(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    Body(s): Body<Sunset>,
 ) -> Result<Json<Firmware>, ApiError> {
-    Ok(Json(blocking(move || Ok(state.store.firmware(id)?)).await?))
+    Ok(Json(
+        blocking(move || Ok(state.store.sunset_firmware(id, s.at)?)).await?,
+    ))
 }
 
 pub async fn deprecate(

@@ -41,6 +41,7 @@ pub struct Metrics {
     deployments_started: Counter,
     deployments: Family<StateLabel, Gauge>,
     devices_by_status: Family<StateLabel, Gauge>,
+    devices_by_firmware: Family<StateLabel, Gauge>,
     check_ins: Counter,
     reports: Family<StateLabel, Counter>,
 }
@@ -99,6 +100,12 @@ impl Default for Metrics {
             "Registered devices by status (registered, online, quarantined)",
             devices_by_status.clone(),
         );
+        let devices_by_firmware = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "devices_by_firmware_status",
+            "Devices by where the version they run stands (current, deprecated, sunset): who is left behind",
+            devices_by_firmware.clone(),
+        );
         let check_ins = Counter::default();
         registry.register(
             "device_check_ins",
@@ -120,6 +127,7 @@ impl Default for Metrics {
             deployments_started,
             deployments,
             devices_by_status,
+            devices_by_firmware,
             check_ins,
             reports,
         }
@@ -156,9 +164,14 @@ pub async fn scrape(State(state): State<Arc<AppState>>) -> Result<Response, ApiE
         .into_iter()
         .map(|(s, n)| (s.as_str(), n));
     let devices = by_state.devices.into_iter().map(|(s, n)| (s.as_str(), n));
+    let firmware = by_state
+        .devices_by_firmware
+        .into_iter()
+        .map(|(s, n)| (s.as_str(), n));
     for (family, counts) in [
         (&state.metrics.deployments, deployments.collect::<Vec<_>>()),
         (&state.metrics.devices_by_status, devices.collect()),
+        (&state.metrics.devices_by_firmware, firmware.collect()),
     ] {
         family.clear();
         for (s, n) in counts {

@@ -127,10 +127,12 @@ routes! {
     GET "/api/v1/firmware" => firmware::list, Rule::Operator(Read);
     GET "/api/v1/firmware/{id}" => firmware::get, Rule::Operator(Read);
     POST "/api/v1/firmware/{id}/deprecate" => firmware::deprecate, Rule::Operator(Release);
+    POST "/api/v1/firmware/{id}/sunset" => firmware::sunset, Rule::Operator(Release);
     POST "/api/v1/devices" => devices::register, Rule::Operator(ManageDevices);
     GET "/api/v1/devices" => devices::list, Rule::Operator(Read);
     POST "/api/v1/devices/batch" => devices::register_batch, Rule::Operator(ManageDevices);
     GET "/api/v1/devices/{id}" => devices::get, Rule::Operator(Read);
+    GET "/api/v1/devices/{id}/lineage" => devices::lineage, Rule::Operator(Read);
     POST "/api/v1/devices/{id}/accept" => enroll::accept, Rule::Operator(ManageDevices);
     POST "/api/v1/devices/{id}/reject" => enroll::reject, Rule::Operator(ManageDevices);
     POST "/api/v1/devices/{id}/decommission" => enroll::decommission, Rule::Operator(ManageDevices);
