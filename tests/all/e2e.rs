@@ -526,3 +526,34 @@ async fn the_scale_benchmark_compares_runs_with_and_without_authentication() {
     );
     assert!(out.contains("authentication end to end"), "{out}");
 }
+
+/// The scale benchmark's rollback runs, small: the health policy rolls the last wave back when
+/// injected trial crashes go over the budget, and the operator rolls back a wave most devices
+/// confirmed; both report the time to the last device back, and end with none bricked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scale_benchmark_times_a_rollback_by_the_policy_and_by_the_operator() {
+    for who in ["health", "operator"] {
+        let (ok, out, err) = hotswap(
+            [
+                "scale",
+                "--devices",
+                "2000",
+                "--canary-percent",
+                "5",
+                "--rollback",
+                who,
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+        .await;
+        assert!(ok, "{who}: {out}{err}");
+        assert!(out.contains("rollback       RolledBack"), "{who}: {out}");
+        assert!(out.contains("s after the verdict"), "{who}: {out}");
+        assert!(out.contains("bricked        0"), "{who}: {out}");
+        assert!(
+            !out.contains(" on 2.0.0"),
+            "{who}: every device back: {out}"
+        );
+    }
+}

@@ -263,6 +263,9 @@ pub struct SimArgs {
     /// Percent of devices whose download connection drops halfway.
     #[arg(long, default_value_t = 0.0)]
     pub drop_percent: f64,
+    /// Percent of devices whose new agent crashes in its trial (they revert on their own).
+    #[arg(long, default_value_t = 0.0)]
+    pub failing_trial_percent: f64,
     /// Percent of devices that never come online.
     #[arg(long, default_value_t = 0.0)]
     pub offline_percent: f64,
@@ -283,6 +286,7 @@ impl From<&SimArgs> for hotswap_sim::FleetConfig {
             power_cut_percent: a.power_cut_percent,
             corrupt_percent: a.corrupt_percent,
             drop_percent: a.drop_percent,
+            failing_trial_percent: a.failing_trial_percent,
             offline_percent: a.offline_percent,
             ..hotswap_sim::FleetConfig::new(&a.server.server, a.devices)
         }
@@ -310,6 +314,10 @@ pub struct ScaleArgs {
     /// Runs of each kind.
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
+    /// Roll the last wave back and time it: by the `health` policy (some devices' new agent
+    /// crashes in its trial) or by the `operator` (once most devices confirmed).
+    #[arg(long, value_enum)]
+    pub rollback: Option<crate::scale::Rollback>,
 }
 
 impl From<ScaleArgs> for crate::scale::ScaleConfig {
@@ -321,6 +329,7 @@ impl From<ScaleArgs> for crate::scale::ScaleConfig {
             canary_percent: a.canary_percent,
             authentication: a.authentication,
             runs: a.runs,
+            rollback: a.rollback,
         }
     }
 }

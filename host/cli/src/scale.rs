@@ -30,7 +30,32 @@ pub struct ScaleConfig {
     pub authentication: Authentication,
     /// Runs of each kind.
     pub runs: usize,
+    /// Roll the last wave back, and time it.
+    pub rollback: Option<Rollback>,
 }
+
+/// Who rolls the last wave back in a rollback run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rollback {
+    /// The health policy: [`FAILING_TRIAL_PERCENT`] of the devices crash in their trial, and
+    /// the last wave's failures go over the failure budget (the canary's stay under it): a
+    /// [`ROLLBACK_BUDGET_SHARE`] of the failures the last wave expects.
+    Health,
+    /// The operator, once [`OPERATOR_ROLLBACK_AT_PERCENT`] of the devices confirmed.
+    Operator,
+}
+
+/// In a health rollback run, the share of devices whose new agent crashes in its trial.
+pub const FAILING_TRIAL_PERCENT: f64 = 1.0;
+/// In a health rollback run, the failed devices a wave tolerates, as a share of the failures
+/// the last wave expects: at 100,000 devices and a 1% canary, the canary expects 10 failures,
+/// the last wave 990, and the budget is 247.
+pub const ROLLBACK_BUDGET_SHARE: f64 = 0.25;
+/// In an operator rollback run, the share of the fleet confirmed on the new version when the
+/// operator rolls back: nearly every device must go back.
+pub const OPERATOR_ROLLBACK_AT_PERCENT: u32 = 90;
+/// The original design's target for an automated rollback, in seconds.
+pub const ROLLBACK_TARGET_SECONDS: f64 = 120.0;
 
 /// Which runs the benchmark makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -227,6 +252,9 @@ async fn run_once(
     fleet_config.steps_per_poll = 1;
     fleet_config.token = Some(token);
     fleet_config.device_credentials = authenticated;
+    if config.rollback == Some(Rollback::Health) {
+        fleet_config.failing_trial_percent = FAILING_TRIAL_PERCENT;
+    }
     let registering = Instant::now();
     let fleet = Fleet::start(
         fleet_config,
@@ -259,7 +287,14 @@ async fn run_once(
         config: Some(json!({
             "initialPercentage": config.canary_percent,
             "increments": [100],
-            "gate": {"soakSeconds": 0},
+            "gate": match config.rollback {
+                Some(Rollback::Health) => {
+                    let last_wave = config.devices as f64 * (1.0 - config.canary_percent / 100.0);
+                    let expected = last_wave * FAILING_TRIAL_PERCENT / 100.0;
+                    json!({"soakSeconds": 0, "failureBudget": ((expected * ROLLBACK_BUDGET_SHARE) as u32).max(2)})
+                }
+                _ => json!({"soakSeconds": 0}),
+            },
         })),
         health_config: Some(json!({"pollSeconds": 1})),
         ..DeploymentRequest::default()
@@ -274,6 +309,20 @@ async fn run_once(
     let planned = started.elapsed();
     // When the last wave started: the canary wave and its judgement come before it.
     let mut last_wave_at = None;
+    // When the rollback was decided, with the counters then.
+    let mut verdict: Option<(Instant, Usage, u64, u64)> = None;
+    let counters = || {
+        (
+            fleet
+                .progress
+                .check_ins_answered
+                .load(std::sync::atomic::Ordering::Relaxed),
+            fleet
+                .progress
+                .reports
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
     let status = loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let status = client.status(id).await?;
@@ -282,15 +331,49 @@ async fn run_once(
         if last_wave_at.is_none() && d.current_wave + 1 >= d.waves {
             last_wave_at = Some(started.elapsed());
         }
+        if verdict.is_none() {
+            let decided = match config.rollback {
+                // A deployment that completed between two looks is rolled back all the same.
+                Some(Rollback::Operator)
+                    if last_wave_at.is_some()
+                        && (d.state == DeploymentState::Completed
+                            || u64::from(confirmed) * 100
+                                >= config.devices as u64
+                                    * u64::from(OPERATOR_ROLLBACK_AT_PERCENT)) =>
+                {
+                    let at = (Instant::now(), usage(&server_pid), counters());
+                    client
+                        .act(id, hotswap_client::Action::Rollback)
+                        .await
+                        .context("rolling back")?;
+                    verdict = Some((at.0, at.1, at.2.0, at.2.1));
+                    continue;
+                }
+                Some(_) if d.state == DeploymentState::RollingBack => {
+                    Some((Instant::now(), usage(&server_pid), counters()))
+                }
+                _ => None,
+            };
+            verdict = decided.map(|(at, u, (c, r))| (at, u, c, r));
+        }
         progress.show(&format!(
-            "{confirmed}/{} confirmed, {:.0} s",
+            "{confirmed}/{} confirmed, {} sent back, {:.0} s",
             config.devices,
+            status
+                .rollback
+                .get(&DeviceState::RolledBack)
+                .copied()
+                .unwrap_or(0),
             started.elapsed().as_secs_f64()
         ));
-        if d.state != DeploymentState::Running {
+        if !matches!(
+            d.state,
+            DeploymentState::Running | DeploymentState::RollingBack
+        ) {
             break status;
         }
     };
+    let rolled_back_after = verdict.map(|(at, u, c, r)| (at.elapsed(), u, c, r));
     let elapsed = started.elapsed();
     progress.done();
     let after = (usage(&server_pid), usage("self"));
@@ -349,10 +432,50 @@ async fn run_once(
             (a.cpu - b.cpu).as_secs_f64() * 1e3 / config.devices as f64
         )?;
     }
+    if let Some((took, at_verdict, check_ins_then, reports_then)) = rolled_back_after {
+        let sent_back: u32 = status.rollback.values().sum();
+        let back = status
+            .rollback
+            .get(&DeviceState::RolledBack)
+            .copied()
+            .unwrap_or(0);
+        let server_now = after.0;
+        writeln!(
+            out,
+            "rollback       {:?} by the {}: {back} of {sent_back} devices sent back confirmed back on their previous version {:.1} s after the verdict (target: under {ROLLBACK_TARGET_SECONDS:.0} s)",
+            status.deployment.state,
+            match config.rollback {
+                Some(Rollback::Health) => "health policy",
+                _ => "operator",
+            },
+            took.as_secs_f64()
+        )?;
+        if let Some(reason) = &status.deployment.reason {
+            writeln!(out, "               verdict: {reason}")?;
+        }
+        let requests = (check_ins - (check_ins_then - before.2)) + (summary.reports - reports_then);
+        writeln!(
+            out,
+            "               {requests} requests after the verdict ({:.1} per device sent back, downloads not counted); server CPU {:.1} s ({:.2} ms per device sent back)",
+            requests as f64 / f64::from(sent_back.max(1)),
+            (server_now.cpu - at_verdict.cpu).as_secs_f64(),
+            (server_now.cpu - at_verdict.cpu).as_secs_f64() * 1e3 / f64::from(sent_back.max(1))
+        )?;
+    }
+    let versions: Vec<String> = summary
+        .versions
+        .iter()
+        .map(|(v, n)| format!("{n} on {v}"))
+        .collect();
+    writeln!(out, "versions       {}", versions.join(", "))?;
     writeln!(out, "bricked        {}", summary.bricked)?;
     drop(server);
     drop(temporary);
-    if summary.bricked > 0 || status.deployment.state != DeploymentState::Completed {
+    let expected = match config.rollback {
+        None => DeploymentState::Completed,
+        Some(_) => DeploymentState::RolledBack,
+    };
+    if summary.bricked > 0 || status.deployment.state != expected {
         bail!(
             "the rollout did not complete cleanly: {}",
             status.deployment.state

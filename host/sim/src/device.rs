@@ -85,6 +85,9 @@ pub struct Faults {
     pub corrupt_download: bool,
     /// The power fails while the image is written; the device reboots from flash.
     pub power_cut: bool,
+    /// The new agent crashes in its trial (a bad batch of hardware, say); the device goes
+    /// back to the agent it ran, on its own.
+    pub failing_trial: bool,
 }
 
 /// How an update ended, for the simulator's summary.
@@ -355,6 +358,7 @@ impl SimDevice {
 
     /// Carries out an assignment, reporting each step through `transport`.
     pub async fn work(&mut self, transport: &impl Transport, a: &Assignment) -> Outcome {
+        let failing = std::mem::take(&mut self.faults.failing_trial);
         let report = &mut Reporter {
             transport,
             device_id: self.id.clone(),
@@ -364,7 +368,7 @@ impl SimDevice {
             AssignmentMode::Rollback => self.roll_back(transport, a, report).await,
             // The version was staged by an earlier wave; switch to it and try it.
             AssignmentMode::Activate => match self.device().activate() {
-                Ok(v) if v.to_string() == a.version => self.trial(a, report).await,
+                Ok(v) if v.to_string() == a.version => self.trial(a, report, failing).await,
                 Ok(v) => {
                     let _ = self.device().revert();
                     let e = UpdateError::NotStaged {
@@ -376,7 +380,7 @@ impl SimDevice {
                 Err(e) => failed(report, a, UpdateError::Activate(e.to_string())).await,
             },
             AssignmentMode::Install | AssignmentMode::Stage => {
-                self.install(transport, a, report).await
+                self.install(transport, a, report, failing).await
             }
         }
     }
@@ -387,6 +391,7 @@ impl SimDevice {
         transport: &impl Transport,
         a: &Assignment,
         report: &mut Reporter<'_, impl Transport>,
+        failing: bool,
     ) -> Outcome {
         match self.download(transport, a, report).await {
             Ok(()) => {}
@@ -397,7 +402,7 @@ impl SimDevice {
             return Outcome::Staged(a.version.clone());
         }
         match self.device().activate() {
-            Ok(_) => self.trial(a, report).await,
+            Ok(_) => self.trial(a, report, failing).await,
             Err(e) => failed(report, a, UpdateError::Activate(e.to_string())).await,
         }
     }
@@ -416,7 +421,7 @@ impl SimDevice {
                     }
                 }
                 // The other slot does not hold it: install it like any version.
-                _ => return self.install(transport, a, report).await,
+                _ => return self.install(transport, a, report, false).await,
             }
         }
         let health = self.health();
@@ -433,10 +438,14 @@ impl SimDevice {
         &mut self,
         a: &Assignment,
         report: &mut Reporter<'_, impl Transport>,
+        failing: bool,
     ) -> Outcome {
         let modules = self.modules.clone();
         let mut running = None;
         let outcome = self.device().run_trial(|image| {
+            if failing {
+                return Err("injected fault: the agent crashed in its trial".to_string());
+            }
             modules
                 .trial(image)
                 .map(|agent| running = Some(agent))

@@ -57,6 +57,8 @@ pub struct FleetConfig {
     pub power_cut_percent: f64,
     pub corrupt_percent: f64,
     pub drop_percent: f64,
+    /// Share of the devices whose new agent crashes in its trial (they go back on their own).
+    pub failing_trial_percent: f64,
     /// Share of the devices that never come online.
     pub offline_percent: f64,
     pub seed: u64,
@@ -91,6 +93,7 @@ impl FleetConfig {
             power_cut_percent: 0.0,
             corrupt_percent: 0.0,
             drop_percent: 0.0,
+            failing_trial_percent: 0.0,
             offline_percent: 0.0,
             seed: 1,
             max_busy: 4096,
@@ -393,6 +396,7 @@ impl Fleet {
                 power_cut: roll(config.power_cut_percent),
                 corrupt_download: roll(config.corrupt_percent),
                 drop_connection: roll(config.drop_percent),
+                failing_trial: roll(config.failing_trial_percent),
             };
             let offline = roll(config.offline_percent);
             progress
