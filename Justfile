@@ -13,6 +13,11 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Test coverage per file (cargo-llvm-cov, installed with the llvm-tools component if missing);
+# the figures go into BENCHMARKS.md.
+coverage *args:
+    bash .ci/coverage {{args}}
+
 # Benchmarks; their figures go into BENCHMARKS.md.
 bench:
     cargo bench -p hotswap-plugin-host --bench plugins
