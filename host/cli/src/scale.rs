@@ -204,10 +204,9 @@ async fn run_once(
     let config_file = dir.join("hotswap.toml");
     std::fs::write(&config_file, "orchestrator-tick-ms = 200\n")?;
     let mut command = Command::new(std::env::current_exe()?);
+    command.arg("serve");
     if !authenticated {
-        command.arg("serve").arg("--benchmark-unchecked-devices");
-    } else {
-        command.arg("serve");
+        command.arg("--benchmark-unchecked-devices");
     }
     let server = Server(
         command
@@ -309,18 +308,16 @@ async fn run_once(
     let planned = started.elapsed();
     // When the last wave started: the canary wave and its judgement come before it.
     let mut last_wave_at = None;
-    // When the rollback was decided, with the counters then.
+    // When the rollback was decided: the time, the server's usage, check-ins answered and
+    // reports sent until then.
     let mut verdict: Option<(Instant, Usage, u64, u64)> = None;
-    let counters = || {
+    let now = || {
+        use std::sync::atomic::Ordering::Relaxed;
         (
-            fleet
-                .progress
-                .check_ins_answered
-                .load(std::sync::atomic::Ordering::Relaxed),
-            fleet
-                .progress
-                .reports
-                .load(std::sync::atomic::Ordering::Relaxed),
+            Instant::now(),
+            usage(&server_pid),
+            fleet.progress.check_ins_answered.load(Relaxed),
+            fleet.progress.reports.load(Relaxed),
         )
     };
     let status = loop {
@@ -332,7 +329,7 @@ async fn run_once(
             last_wave_at = Some(started.elapsed());
         }
         if verdict.is_none() {
-            let decided = match config.rollback {
+            match config.rollback {
                 // A deployment that completed between two looks is rolled back all the same.
                 Some(Rollback::Operator)
                     if last_wave_at.is_some()
@@ -341,20 +338,16 @@ async fn run_once(
                                 >= config.devices as u64
                                     * u64::from(OPERATOR_ROLLBACK_AT_PERCENT)) =>
                 {
-                    let at = (Instant::now(), usage(&server_pid), counters());
+                    verdict = Some(now());
                     client
                         .act(id, hotswap_client::Action::Rollback)
                         .await
                         .context("rolling back")?;
-                    verdict = Some((at.0, at.1, at.2.0, at.2.1));
                     continue;
                 }
-                Some(_) if d.state == DeploymentState::RollingBack => {
-                    Some((Instant::now(), usage(&server_pid), counters()))
-                }
-                _ => None,
-            };
-            verdict = decided.map(|(at, u, (c, r))| (at, u, c, r));
+                Some(_) if d.state == DeploymentState::RollingBack => verdict = Some(now()),
+                _ => {}
+            }
         }
         progress.show(&format!(
             "{confirmed}/{} confirmed, {} sent back, {:.0} s",

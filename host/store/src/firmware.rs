@@ -222,24 +222,38 @@ impl Store {
     }
 }
 
-/// Why `version` may not be installed over `running`, given `range`, the installed versions
-/// it may go over; `None` when it may. A range that does not parse refuses too, saying so.
-pub fn incompatible(range: &str, running: &str, version: &str) -> Option<String> {
-    let req = match semver::VersionReq::parse(range) {
-        Ok(r) => r,
-        Err(e) => {
-            return Some(format!(
-                "{version}'s range of installed versions `{range}` does not parse: {e}"
-            ));
+/// The installed versions a version may be installed over: a semver range, parsed once and
+/// held to each device in turn.
+#[derive(Debug, Clone)]
+pub struct InstalledVersions {
+    req: semver::VersionReq,
+    range: String,
+}
+
+impl InstalledVersions {
+    /// The range of `version`; one that does not parse (registration checks it, so only a
+    /// damaged row) is an error that says so, the reason to refuse every device.
+    pub fn parse(range: &str, version: &str) -> Result<InstalledVersions, String> {
+        let req = semver::VersionReq::parse(range).map_err(|e| {
+            format!("{version}'s range of installed versions `{range}` does not parse: {e}")
+        })?;
+        Ok(InstalledVersions {
+            req,
+            range: range.to_string(),
+        })
+    }
+
+    /// Why `version` may not be installed over `running`; `None` when it may.
+    pub fn refuses(&self, running: &str, version: &str) -> Option<String> {
+        let range = &self.range;
+        match semver::Version::parse(running) {
+            Ok(v) if self.req.matches(&v) => None,
+            Ok(_) => Some(format!(
+                "runs {running}, and {version} installs only over `{range}`"
+            )),
+            Err(_) => Some(format!(
+                "runs `{running}`, not a semver version, and {version} installs only over `{range}`"
+            )),
         }
-    };
-    match semver::Version::parse(running) {
-        Ok(v) if req.matches(&v) => None,
-        Ok(_) => Some(format!(
-            "runs {running}, and {version} installs only over `{range}`"
-        )),
-        Err(_) => Some(format!(
-            "runs `{running}`, not a semver version, and {version} installs only over `{range}`"
-        )),
     }
 }

@@ -2,8 +2,8 @@
 //! assignments, newest first; its lineage, the versions it went through, oldest first.
 
 use hotswap_protocol::{
-    AssignmentKind, AssignmentMode, DeviceState, HistoryEntry, Inventory, Lineage, LineageHow,
-    LineageStep, Outcome, UnixMillis,
+    AssignmentMode, DeviceState, HistoryEntry, Inventory, Lineage, LineageHow, LineageStep,
+    Outcome, UnixMillis,
 };
 use rusqlite::OptionalExtension;
 
@@ -77,7 +77,7 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("no device `{device_id}`")))?;
         let mut stmt = conn.prepare(&format!(
             "SELECT * FROM (
-                SELECT a.id, a.deployment_id, a.kind, a.mode, f.version, {FROM_VERSION}, a.state, a.outcome, a.reason, a.updated_at
+                SELECT a.id, a.deployment_id, a.mode, f.version, {FROM_VERSION}, a.state, a.outcome, a.reason, a.updated_at
                 FROM assignments a JOIN firmware f ON f.id = a.firmware_id
                 WHERE a.device_id = ?1 AND a.outcome IS NOT NULL AND a.state != 'pending'
                 ORDER BY a.id DESC LIMIT ?2)
@@ -86,20 +86,18 @@ impl Store {
         let rows = stmt.query_map(
             rusqlite::params![device_id, MAX_LINEAGE_STEPS as i64],
             |r| {
-                let kind: AssignmentKind = decode(2, &r.get::<_, String>(2)?)?;
-                let mode: AssignmentMode = decode(3, &r.get::<_, String>(3)?)?;
-                let version: String = r.get(4)?;
-                let from_version: String = r.get(5)?;
-                let state: DeviceState = decode(6, &r.get::<_, String>(6)?)?;
-                let outcome: Outcome = decode(7, &r.get::<_, String>(7)?)?;
-                let how = match (kind, mode, state) {
-                    (AssignmentKind::Rollback, _, _) | (_, AssignmentMode::Rollback, _) => {
-                        LineageHow::Rollback
-                    }
-                    (_, _, DeviceState::RolledBack) => LineageHow::DeviceRevert,
-                    (_, AssignmentMode::Install, _) => LineageHow::Install,
-                    (_, AssignmentMode::Stage, _) => LineageHow::Stage,
-                    (_, AssignmentMode::Activate, _) => LineageHow::Activate,
+                let mode: AssignmentMode = decode(2, &r.get::<_, String>(2)?)?;
+                let version: String = r.get(3)?;
+                let from_version: String = r.get(4)?;
+                let state: DeviceState = decode(5, &r.get::<_, String>(5)?)?;
+                let outcome: Outcome = decode(6, &r.get::<_, String>(6)?)?;
+                // A rollback's assignment is always in the rollback mode.
+                let how = match (mode, state) {
+                    (AssignmentMode::Rollback, _) => LineageHow::Rollback,
+                    (_, DeviceState::RolledBack) => LineageHow::DeviceRevert,
+                    (AssignmentMode::Install, _) => LineageHow::Install,
+                    (AssignmentMode::Stage, _) => LineageHow::Stage,
+                    (AssignmentMode::Activate, _) => LineageHow::Activate,
                 };
                 // A staged version is written, not run: the device still runs what it ran.
                 let took = outcome == Outcome::Succeeded && mode != AssignmentMode::Stage;
@@ -114,8 +112,8 @@ impl Store {
                     version,
                     how,
                     state,
-                    reason: r.get(8)?,
-                    at: UnixMillis(r.get(9)?).seconds(),
+                    reason: r.get(7)?,
+                    at: UnixMillis(r.get(8)?).seconds(),
                 })
             },
         )?;

@@ -44,7 +44,7 @@ pub use blobs::BlobStore;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deployments::{NewDeployment, NewWave, Transitioned};
 pub use devices::{DeviceFilter, NewDevice, parse_label};
-pub use firmware::{FirmwareFilter, NewFirmware, incompatible};
+pub use firmware::{FirmwareFilter, InstalledVersions, NewFirmware};
 pub use inventory::MAX_LINEAGE_STEPS;
 pub use plugins::StoredPlugin;
 pub use reports::LAST_SEEN_REFRESH_SECONDS;

@@ -134,7 +134,11 @@ impl Store {
             let running: String = tx
                 .prepare_cached("SELECT version FROM devices WHERE device_id = ?1")?
                 .query_row([device_id], |r| r.get(0))?;
-            let Some(why) = crate::incompatible(&range, &running, &assignment.version) else {
+            let refused = match crate::InstalledVersions::parse(&range, &assignment.version) {
+                Ok(allowed) => allowed.refuses(&running, &assignment.version),
+                Err(reason) => Some(reason),
+            };
+            let Some(why) = refused else {
                 return Ok(Some(assignment));
             };
             let reason = format!("refused before download: {why}");

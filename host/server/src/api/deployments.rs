@@ -291,11 +291,16 @@ pub async fn create(
         {
             None => (devices, Vec::new()),
             Some(range) => {
+                // Parsed once for every target.
+                let allowed = hotswap_store::InstalledVersions::parse(range, &firmware.version);
                 let mut kept = Vec::with_capacity(devices.len());
                 let mut excluded = Vec::new();
                 for d in devices {
-                    match hotswap_store::incompatible(range, &d.firmware_version, &firmware.version)
-                    {
+                    let refused = match &allowed {
+                        Ok(a) => a.refuses(&d.firmware_version, &firmware.version),
+                        Err(reason) => Some(reason.clone()),
+                    };
+                    match refused {
                         None => kept.push(d),
                         Some(reason) => excluded.push(Excluded {
                             device_id: d.device_id,
