@@ -43,55 +43,152 @@ pub enum Command {
     Release(ReleaseArgs),
     /// Release signing keys.
     Keys(KeysArgs),
+    /// Remember a server and a credential (an API token, or a user's sign-in) for the commands
+    /// that follow.
+    Login(crate::login::LoginArgs),
+    /// Forget a server `login` remembered.
+    Logout(crate::login::LogoutArgs),
+    /// Firmware versions: register (sign and upload), list, show, deprecate, sunset.
+    Firmware(crate::ops::FirmwareArgs),
+    /// The fleet: register, import, list, show, lineage, accept, reject, decommission.
+    Devices(crate::ops::DevicesArgs),
+    /// Static and dynamic device groups.
+    Groups(crate::ops::GroupsArgs),
+    /// Rollout strategies and health policies: upload, list, show, delete.
+    Plugins(crate::ops::PluginsArgs),
+    /// Rollouts: create (or --dry-run), list, status, watch, pause, resume, cancel, rollback,
+    /// approve, deny, decisions.
+    Deployments(crate::ops::DeploymentsArgs),
+    /// Operators' API tokens.
+    Tokens(crate::ops::TokensArgs),
+    /// Users who sign in with a password.
+    Users(crate::ops::UsersArgs),
+    /// The audit log, newest first.
+    Audit(crate::ops::AuditArgs),
+    /// A shell completion script: `hotswap completions bash > /etc/bash_completion.d/hotswap`.
+    Completions { shell: clap_complete::Shell },
 }
 
-/// A server to talk to, and the operator credential to show it: from `HOTSWAP_TOKEN`, or a file
-/// (never the command line, where `ps` and the shell's history would keep it).
-#[derive(Args)]
+/// A server to talk to, and the operator credential to show it. Each comes from the first of:
+/// the flag, the environment, the context `hotswap login` remembered (`--context`, else the one
+/// for `--server`, else the current one), and the defaults of a server started here.
+#[derive(Args, Clone, Default)]
 pub struct ServerArgs {
-    /// The server's URL.
-    #[arg(long, env = "HOTSWAP_SERVER", default_value = "http://127.0.0.1:8080")]
-    pub server: String,
-    /// A file holding the API token [default: ./hotswap-data/admin.token, which `hotswap serve`
-    /// writes on its first start].
-    #[arg(long)]
+    /// The server's URL [default: the context's, else http://127.0.0.1:8080].
+    #[arg(long, env = "HOTSWAP_SERVER", global = true)]
+    pub server: Option<String>,
+    /// A server `hotswap login` remembered, by name [default: the current one].
+    #[arg(long, env = "HOTSWAP_CONTEXT", global = true)]
+    pub context: Option<String>,
+    /// The API token. Prefer `HOTSWAP_TOKEN`, `--token-file` or `hotswap login`: a flag is
+    /// seen by `ps` and kept by the shell's history.
+    #[arg(long, env = "HOTSWAP_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// A file holding the API token [default: the context's, else
+    /// ./hotswap-data/admin.token, which `hotswap serve` writes on its first start].
+    #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
     /// Trust this CA certificate (PEM) for an `https://` server, instead of the system's.
-    #[arg(long, env = "HOTSWAP_CA_CERT")]
+    #[arg(long, env = "HOTSWAP_CA_CERT", global = true)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// The server to use at the end of [`ServerArgs`]' choices.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// Where a command connects, and with what.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub url: String,
+    pub token: String,
     pub ca_cert: Option<PathBuf>,
 }
 
 impl ServerArgs {
-    /// The token: `HOTSWAP_TOKEN`, else the file.
+    /// The server's URL, as [`ServerArgs`] chooses it.
+    pub fn url(&self) -> anyhow::Result<String> {
+        let contexts = crate::contexts::Contexts::load(&crate::contexts::path()?)?;
+        Ok(self.pick(&contexts)?.0)
+    }
+
+    fn pick(
+        &self,
+        contexts: &crate::contexts::Contexts,
+    ) -> anyhow::Result<(String, Option<crate::contexts::Remembered>)> {
+        let remembered = match (&self.context, &self.server) {
+            (Some(name), _) => contexts.chosen(Some(name))?.map(|(_, c)| c.clone()),
+            (None, Some(url)) => contexts.for_url(url).cloned(),
+            (None, None) => contexts.chosen(None)?.map(|(_, c)| c.clone()),
+        };
+        let url = match (&self.server, &remembered) {
+            (Some(url), _) => url.clone(),
+            (None, Some(c)) => c.url.clone(),
+            (None, None) => DEFAULT_SERVER.to_string(),
+        };
+        Ok((url.trim_end_matches('/').to_string(), remembered))
+    }
+
+    /// The server, the token and the CA, as [`ServerArgs`] chooses them.
+    pub fn connection(&self) -> anyhow::Result<Connection> {
+        let contexts = crate::contexts::Contexts::load(&crate::contexts::path()?)?;
+        let (url, remembered) = self.pick(&contexts)?;
+        let ca_cert = self
+            .ca_cert
+            .clone()
+            .or_else(|| remembered.as_ref().and_then(|c| c.ca_cert.clone()));
+        let token = if let Some(token) = self.token.as_deref().filter(|t| !t.trim().is_empty()) {
+            token.trim().to_string()
+        } else if let Some(path) = &self.token_file {
+            read_token(path)?
+        } else if let Some(c) = remembered {
+            c.token
+        } else {
+            let path = PathBuf::from(hotswap_server::config::DEFAULT_DATA_DIR)
+                .join(hotswap_server::ADMIN_TOKEN_FILE);
+            read_token(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "no API token for {url}: run `hotswap login`, set HOTSWAP_TOKEN or give --token-file ({e})"
+                )
+            })?
+        };
+        Ok(Connection {
+            url,
+            token,
+            ca_cert,
+        })
+    }
+
+    /// The token alone.
     pub fn token(&self) -> anyhow::Result<String> {
-        if let Ok(token) = std::env::var("HOTSWAP_TOKEN")
-            && !token.trim().is_empty()
-        {
-            return Ok(token.trim().to_string());
-        }
-        let path = self.token_file.clone().unwrap_or_else(|| {
-            PathBuf::from(hotswap_server::config::DEFAULT_DATA_DIR)
-                .join(hotswap_server::ADMIN_TOKEN_FILE)
-        });
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            anyhow::anyhow!(
-                "no API token: set HOTSWAP_TOKEN or give --token-file ({}: {e})",
-                path.display()
-            )
-        })?;
-        Ok(text.trim().to_string())
+        Ok(self.connection()?.token)
     }
 
     /// A client of the server with the token.
     pub fn client(&self) -> anyhow::Result<hotswap_client::Client> {
+        self.connection()?.client()
+    }
+}
+
+impl Connection {
+    pub fn client(&self) -> anyhow::Result<hotswap_client::Client> {
         Ok(hotswap_client::Client::with_config(
             hotswap_client::ClientConfig {
-                token: Some(self.token()?),
+                token: Some(self.token.clone()),
                 ca_certificate: self.ca_cert.clone(),
-                ..hotswap_client::ClientConfig::new(&self.server)
+                ..hotswap_client::ClientConfig::new(&self.url)
             },
         )?)
     }
+}
+
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("reading the token file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        anyhow::bail!("the token file {} is empty", path.display());
+    }
+    Ok(token.to_string())
 }
 
 /// A release signing key's secret: from `HOTSWAP_RELEASE_KEY` (64 hex digits) or a file
@@ -274,9 +371,12 @@ pub struct SimArgs {
     pub seconds: Option<u64>,
 }
 
-impl From<&SimArgs> for hotswap_sim::FleetConfig {
-    fn from(a: &SimArgs) -> Self {
+impl SimArgs {
+    /// The fleet's configuration, against the server of `c` with its token.
+    pub fn fleet(&self, c: &Connection) -> hotswap_sim::FleetConfig {
+        let a = self;
         hotswap_sim::FleetConfig {
+            token: Some(c.token.clone()),
             regions: a.regions.clone(),
             device_model: a.device_model.clone(),
             prefix: a.prefix.clone(),
@@ -288,7 +388,7 @@ impl From<&SimArgs> for hotswap_sim::FleetConfig {
             drop_percent: a.drop_percent,
             failing_trial_percent: a.failing_trial_percent,
             offline_percent: a.offline_percent,
-            ..hotswap_sim::FleetConfig::new(&a.server.server, a.devices)
+            ..hotswap_sim::FleetConfig::new(&c.url, a.devices)
         }
     }
 }
@@ -374,6 +474,15 @@ pub struct CheckArgs {
 
 #[derive(Args)]
 pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub sign: SignArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// An agent to sign as a version, and how.
+#[derive(Args)]
+pub struct SignArgs {
     /// The agent: a core WebAssembly module file, or `example:threshold-alarm` /
     /// `example:failing-self-test` (the example agents, as `hotswap sim` devices run them).
     pub agent: String,
@@ -383,8 +492,6 @@ pub struct ReleaseArgs {
     /// The release key to sign with (the server trusts its public key).
     #[command(flatten)]
     pub key: ReleaseKeyArgs,
-    #[command(flatten)]
-    pub server: ServerArgs,
     #[arg(long, default_value = "sensor-v1")]
     pub device_model: String,
     /// Devices refuse an agent whose counter is below the one they run.

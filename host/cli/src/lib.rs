@@ -8,15 +8,21 @@
 //! - `scale`: [`scale`], the scale benchmark (server and fleet in two processes).
 //! - `release`: [`release`], sign an agent and register it.
 //! - `plans`, `plan`, `plugin check`: [`plans`], plans printed wave by wave.
+//! - `login`, `logout`: [`login`], servers remembered by name ([`contexts`]).
+//! - `firmware`, `devices`, `groups`, `plugins`, `deployments`, `tokens`, `users`, `audit`:
+//!   [`ops`], a command for every action of the API, `--json` on each.
 
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod contexts;
 pub mod demo;
+pub mod login;
+pub mod ops;
 pub mod plans;
 pub mod progress;
 pub mod release;
 mod run;
 pub mod scale;
 
-pub use run::main;
+pub use run::{main, stopped};

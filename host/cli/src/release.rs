@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use hotswap_device_vm::sim::ReleaseKey;
 use hotswap_sim::{registration, tagged};
 
-use crate::args::ReleaseArgs;
+use crate::args::{ServerArgs, SignArgs};
 
 /// Parses a release key's secret given as 64 hex digits.
 pub fn parse_release_key(hex_secret: &str) -> Result<ReleaseKey> {
@@ -19,7 +19,7 @@ pub fn parse_release_key(hex_secret: &str) -> Result<ReleaseKey> {
 }
 
 /// Signs the agent and registers it (or prints the registration with `--print`).
-pub async fn run(a: ReleaseArgs, out: &mut impl Write) -> Result<()> {
+pub async fn run(a: SignArgs, server: &ServerArgs, json: bool, out: &mut dyn Write) -> Result<()> {
     let key = a.key.key()?;
     let version = hotswap_device_vm::Version::parse(&a.version)
         .with_context(|| format!("--version {:?} is not major.minor.patch", a.version))?;
@@ -37,12 +37,15 @@ pub async fn run(a: ReleaseArgs, out: &mut impl Write) -> Result<()> {
         writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
         return Ok(());
     }
-    let firmware = a
-        .server
+    let firmware = server
         .client()?
         .register_firmware(&body)
         .await
         .with_context(|| format!("registering {} for {}", a.version, a.device_model))?;
+    if json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&firmware)?)?;
+        return Ok(());
+    }
     writeln!(
         out,
         "registered {} for {}: firmware {}, {} bytes, signed by key {}",

@@ -26,22 +26,58 @@ pub fn main() -> ExitCode {
         .context("starting the async runtime")
         .and_then(|runtime| runtime.block_on(run(cli.command)));
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&err))
         }
     }
 }
 
-async fn run(command: Command) -> Result<()> {
+/// A usage error is 2 ([`crate::ops::USAGE`]), anything else (the server refused, or could not
+/// be reached, or the work failed) 1.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    if err
+        .chain()
+        .any(|e| e.downcast_ref::<crate::ops::UsageError>().is_some())
+    {
+        crate::ops::USAGE
+    } else {
+        crate::ops::REFUSED
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
     let mut out = io::stdout();
+    let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
+    match command {
+        Command::Login(a) => done(crate::login::login(a, &mut out).await),
+        Command::Logout(a) => done(crate::login::logout(a, &mut out)),
+        Command::Firmware(a) => crate::ops::firmware(a, &mut out).await,
+        Command::Devices(a) => crate::ops::devices(a, &mut out).await,
+        Command::Groups(a) => crate::ops::groups(a, &mut out).await,
+        Command::Plugins(a) => crate::ops::plugins(a, &mut out).await,
+        Command::Deployments(a) => crate::ops::deployments(a, &mut out).await,
+        Command::Tokens(a) => crate::ops::tokens(a, &mut out).await,
+        Command::Users(a) => crate::ops::users(a, &mut out).await,
+        Command::Audit(a) => crate::ops::audit(a, &mut out).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "hotswap", &mut out);
+            Ok(ExitCode::SUCCESS)
+        }
+        other => done(run_other(other, &mut out).await),
+    }
+}
+
+async fn run_other(command: Command, out: &mut io::Stdout) -> Result<()> {
+    let mut out = out;
     match command {
         Command::Serve(a) => serve(a).await,
         Command::Demo(a) => demo(a.into(), &mut out).await,
         Command::Sim(a) => simulate(a).await,
         Command::Scale(a) => crate::scale::run(a.into(), &mut out).await,
-        Command::Release(a) => crate::release::run(a, &mut out).await,
+        Command::Release(a) => crate::release::run(a.sign, &a.server, false, &mut out).await,
         Command::Keys(KeysArgs {
             command: KeysCommand::Generate { out: file },
         }) => crate::release::generate(&file, &mut out),
@@ -53,11 +89,22 @@ async fn run(command: Command) -> Result<()> {
         Command::Plugin {
             command: PluginCommand::Check(a),
         } => check(a, &mut out.lock()),
+        Command::Login(_)
+        | Command::Logout(_)
+        | Command::Firmware(_)
+        | Command::Devices(_)
+        | Command::Groups(_)
+        | Command::Plugins(_)
+        | Command::Deployments(_)
+        | Command::Tokens(_)
+        | Command::Users(_)
+        | Command::Audit(_)
+        | Command::Completions { .. } => unreachable!("run handles the operator commands"),
     }
 }
 
 /// Completes at Ctrl-C or SIGTERM, as service managers send it.
-async fn stopped() -> Result<()> {
+pub async fn stopped() -> Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r?,
@@ -118,10 +165,7 @@ async fn simulate(a: SimArgs) -> Result<()> {
             a.factory_version
         )
     })?;
-    let config = hotswap_sim::FleetConfig {
-        token: Some(a.server.token()?),
-        ..hotswap_sim::FleetConfig::from(&a)
-    };
+    let config = a.fleet(&a.server.connection()?);
     let image = hotswap_sim::tagged(hotswap_agents::THRESHOLD_ALARM, &version.to_string());
     let factory = key.release(version, &image, 0);
     let device_config = DeviceConfig {

@@ -495,6 +495,24 @@ impl Client {
         .await
     }
 
+    /// `POST /api/v1/deployments/{id}/approve` (`approve`) or `.../deny`, with a remark kept
+    /// in the deployment's events and the audit log.
+    pub async fn decide(
+        &self,
+        id: i64,
+        approve: bool,
+        remark: &str,
+    ) -> Result<Deployment, ClientError> {
+        let verb = if approve { "approve" } else { "deny" };
+        self.post(
+            &format!("/api/v1/deployments/{id}/{verb}"),
+            &hotswap_protocol::ApprovalRequest {
+                remark: remark.to_string(),
+            },
+        )
+        .await
+    }
+
     pub async fn act(&self, id: i64, action: Action) -> Result<Deployment, ClientError> {
         self.post(&format!("/api/v1/deployments/{id}/{}", action.path()), &())
             .await

@@ -13,7 +13,7 @@ use crate::time::UnixSeconds;
 
 /// `POST /api/v1/deployments`: targets by ids, group or filter, a strategy and a health policy
 /// with their configurations, and how devices are retried.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploymentRequest {
     pub firmware_version: String,
@@ -45,7 +45,7 @@ pub struct DeploymentRequest {
 }
 
 /// How long a device may go without a report, how often it is retried, how long between tries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryPolicy {
     pub device_timeout_seconds: u32,
@@ -54,7 +54,7 @@ pub struct RetryPolicy {
 }
 
 /// A deployment as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     pub id: i64,
@@ -83,7 +83,7 @@ pub struct Deployment {
 }
 
 /// `POST /api/v1/deployments/{id}/approve` and `.../deny`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApprovalRequest {
     /// Why: kept in the deployment's events and the audit log.
@@ -92,7 +92,7 @@ pub struct ApprovalRequest {
 }
 
 /// One wave of a deployment with its devices counted by state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WaveStatus {
     pub index: u32,
@@ -109,7 +109,7 @@ pub struct WaveStatus {
 }
 
 /// A decision a health policy made, with what it was shown.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Decision {
     pub id: i64,
@@ -126,7 +126,7 @@ pub struct Decision {
 }
 
 /// Something that happened to a deployment or one of its devices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub at: UnixSeconds,
@@ -136,7 +136,7 @@ pub struct Event {
 }
 
 /// What `GET /api/v1/deployments/{id}/status` shows.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatus {
     #[serde(flatten)]
@@ -158,7 +158,7 @@ pub struct DeploymentStatus {
 pub const MAX_EXCLUDED_SHOWN: usize = 100;
 
 /// A target a deployment left out, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Excluded {
     pub device_id: String,
@@ -166,7 +166,7 @@ pub struct Excluded {
 }
 
 /// One wave of a dry run's plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PlannedWave {
     pub name: String,
@@ -177,7 +177,7 @@ pub struct PlannedWave {
 }
 
 /// `POST /api/v1/deployments?dryRun=true`: the plan, with nothing started.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DryRun {
     pub dry_run: bool,
@@ -199,8 +199,11 @@ pub struct DryRun {
 pub const MAX_DECISIONS: usize = 1000;
 
 /// `GET /api/v1/deployments/{id}/decisions`'s query.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, utoipa::IntoParams,
+)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DecisionsQuery {
     /// The newest this many (1 to [`MAX_DECISIONS`], default 100).
     #[serde(default = "default_decisions")]

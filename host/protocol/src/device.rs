@@ -19,7 +19,7 @@ pub const MAX_WAIT_SECONDS: u32 = 60;
 pub const MAX_BATCH_REPORTS: usize = 16;
 
 /// What a device says at check-in.
-#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CheckIn {
     /// The version its active slot runs.
@@ -33,7 +33,7 @@ pub struct CheckIn {
 }
 
 /// One flash slot as the device sees it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlotInfo {
     pub slot: String,
@@ -46,7 +46,7 @@ pub struct SlotInfo {
 }
 
 /// A device's health since its last check-in.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Health {
     pub healthy: bool,
@@ -65,8 +65,11 @@ fn yes() -> bool {
 }
 
 /// The query of a check-in.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, utoipa::ToSchema, utoipa::IntoParams,
+)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CheckInQuery {
     /// Seconds to hold the check-in open until an assignment comes (long poll, at most
     /// [`MAX_WAIT_SECONDS`]); 0 answers at once.
@@ -75,7 +78,7 @@ pub struct CheckInQuery {
 }
 
 /// The answer to a check-in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CheckInAnswer {
     pub assignment: Option<Assignment>,
@@ -84,7 +87,7 @@ pub struct CheckInAnswer {
 }
 
 /// What a device is asked to do, as its check-in answer carries it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Assignment {
     pub assignment_id: i64,
@@ -106,7 +109,7 @@ pub struct Assignment {
 }
 
 /// A state change a device reports.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Report {
     pub assignment_id: i64,
@@ -121,14 +124,14 @@ pub struct Report {
 }
 
 /// Reports that happened together, applied in order, all or none.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReportBatch {
     pub reports: Vec<Report>,
 }
 
 /// What a report did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportAnswer {
     /// False when the report was already known (a retry) or came too late to matter.

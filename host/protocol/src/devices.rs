@@ -9,7 +9,7 @@ use crate::state::{AssignmentKind, AssignmentMode, DeviceState, DeviceStatus};
 use crate::time::UnixSeconds;
 
 /// `POST /api/v1/devices`, and each device of a batch.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeviceRegistration {
     pub device_id: String,
@@ -26,7 +26,7 @@ pub struct DeviceRegistration {
 }
 
 /// What to do with devices of a batch that are registered already.
-#[derive(Debug, Deserialize, Serialize, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Deserialize, Serialize, Default, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum IfRegistered {
     /// Refuse the whole batch, naming them (the default).
@@ -40,7 +40,7 @@ pub enum IfRegistered {
 }
 
 /// `POST /api/v1/devices/batch`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeviceBatch {
     pub devices: Vec<DeviceRegistration>,
@@ -49,7 +49,7 @@ pub struct DeviceBatch {
 }
 
 /// The answer to a batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchAnswer {
     pub created: usize,
@@ -61,7 +61,7 @@ pub struct BatchAnswer {
 }
 
 /// The answer to `POST /api/v1/devices`: the device and its credential, shown this once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisteredDevice {
     #[serde(flatten)]
@@ -70,7 +70,7 @@ pub struct RegisteredDevice {
 }
 
 /// A registered device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceRecord {
     pub device_id: String,
@@ -86,8 +86,19 @@ pub struct DeviceRecord {
 }
 
 /// `GET /api/v1/devices`'s query; every field narrows the list.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    utoipa::IntoParams,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeviceQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_model: Option<String>,
@@ -113,7 +124,7 @@ pub struct DeviceQuery {
 }
 
 /// One page of devices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DevicePage {
     pub devices: Vec<DeviceRecord>,
     /// Pass as `after` for the next page; null on the last page.
@@ -121,7 +132,7 @@ pub struct DevicePage {
 }
 
 /// One line of a device's history: what a deployment asked of it and how it went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryEntry {
     pub deployment_id: i64,
@@ -137,7 +148,7 @@ pub struct HistoryEntry {
 }
 
 /// `GET /api/v1/devices/{id}/lineage`: the versions a device went through, oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lineage {
     pub device_id: String,
@@ -147,7 +158,7 @@ pub struct Lineage {
 }
 
 /// One step of a device's lineage: an assignment that ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LineageStep {
     pub deployment_id: i64,
@@ -166,7 +177,7 @@ pub struct LineageStep {
 }
 
 /// What `GET /api/v1/devices/{id}` shows beyond the registry row.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Inventory {
     /// The slots as the device last described them.
@@ -178,7 +189,7 @@ pub struct Inventory {
 }
 
 /// `GET /api/v1/devices/{id}`: the registry row and the inventory, side by side.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeviceDetail {
     #[serde(flatten)]
     pub device: DeviceRecord,
@@ -188,7 +199,7 @@ pub struct DeviceDetail {
 
 /// `POST /api/v1/enroll`: a device that was not registered asks to join, with the fleet's
 /// enrollment secret and the Ed25519 public key it will sign with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Enrollment {
     #[serde(flatten)]
@@ -199,7 +210,7 @@ pub struct Enrollment {
 }
 
 /// `POST /api/v1/enroll/token`: an accepted device proves it holds its key and gets a credential.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenClaim {
     pub device_id: String,

@@ -6,7 +6,7 @@ use crate::time::UnixSeconds;
 
 /// `POST /api/v1/firmware`: a version to register. The checksum is checked against the bytes
 /// and the signature of the manifest against the server's trusted release keys.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FirmwareRegistration {
     pub version: String,
@@ -36,7 +36,7 @@ pub struct FirmwareRegistration {
 }
 
 /// What a version runs on, and what it may be installed over.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Compatibility {
     /// The device models it runs on; the registration's `deviceModel` is always one of them.
@@ -49,7 +49,7 @@ pub struct Compatibility {
 }
 
 /// A registered firmware (agent) version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Firmware {
     pub id: i64,
@@ -70,7 +70,7 @@ pub struct Firmware {
 }
 
 /// `GET /api/v1/firmware/{id}`: a version, and how many devices came to it from which version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FirmwareDetail {
     #[serde(flatten)]
@@ -80,7 +80,7 @@ pub struct FirmwareDetail {
 }
 
 /// Devices that came to a version from `from_version`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CameFrom {
     pub from_version: String,
@@ -88,15 +88,26 @@ pub struct CameFrom {
 }
 
 /// `POST /api/v1/firmware/{id}/sunset`: when the version stops being deployable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Sunset {
     pub at: UnixSeconds,
 }
 
 /// `GET /api/v1/firmware`'s query.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    utoipa::IntoParams,
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FirmwareQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_model: Option<String>,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::time::UnixSeconds;
 
 /// The filter of a dynamic group, and a deployment's `targetFilter`; every field narrows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GroupFilter {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -24,7 +24,7 @@ pub struct GroupFilter {
 }
 
 /// `POST /api/v1/device-groups`: `devices` for a static group or `filter` for a dynamic one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GroupCreation {
     pub name: String,
@@ -38,7 +38,7 @@ pub struct GroupCreation {
 }
 
 /// A stored group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceGroup {
     pub name: String,
@@ -54,7 +54,7 @@ pub struct DeviceGroup {
 }
 
 /// A group with the ids of the devices it stands for now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ResolvedGroup {
     #[serde(flatten)]

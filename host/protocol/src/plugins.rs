@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::state::PluginKind;
 
 /// A plugin as operators see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PluginInfo {
     pub name: String,

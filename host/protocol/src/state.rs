@@ -57,6 +57,7 @@ macro_rules! spelled {
             ::strum::EnumString,
             ::strum::IntoStaticStr,
             ::strum::VariantArray,
+            ::utoipa::ToSchema,
         )]
         #[serde(rename_all = "kebab-case")]
         #[strum(serialize_all = "kebab-case")]
@@ -115,6 +116,7 @@ impl DeploymentState {
     EnumString,
     IntoStaticStr,
     VariantArray,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 #[strum(serialize_all = "kebab-case")]

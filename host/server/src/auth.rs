@@ -330,16 +330,38 @@ pub fn rule(method: &Method, path: &str) -> Option<Rule> {
         .map(|r| r.rule)
 }
 
+/// `405 Method Not Allowed` with the `Allow` header of the path's methods.
+fn method_not_allowed(method: &Method, path: &str) -> Response {
+    let mut allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| r.method.as_str())
+        .collect();
+    if allowed.contains(&"GET") {
+        allowed.push("HEAD");
+    }
+    let allow = allowed.join(", ");
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{path} takes {allow}, not {method}"),
+    )
+    .into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
 /// Holds a request to its route's rule; audits what an operator changes and every refusal.
 pub async fn check(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let Some(route) = req.extensions().get::<MatchedPath>().cloned() else {
         return next.run(req).await;
     };
     let method = req.method().clone();
-    // A route without a rule is closed: the table and the router are one, so this is a bug.
+    // The table and the router are one, so a path without a rule for this method is a method
+    // the path does not take: 405, naming the ones it does.
     let Some(rule) = rule(&method, route.as_str()) else {
-        return ApiError::internal(format!("no access rule for {method} {}", route.as_str()))
-            .into_response();
+        return method_not_allowed(&method, route.as_str());
     };
     if state.unchecked_devices && matches!(rule, Rule::Device | Rule::Artifact) {
         return next.run(req).await;

@@ -10,6 +10,7 @@ use crate::{Gate, Mode, ParamError};
 
 /// Counts for the wave being judged, mirroring `health-types.wave-stats` in the WIT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct WaveStats {
     pub wave: u32,
@@ -29,6 +30,7 @@ pub struct WaveStats {
 
 /// One device's latest health report, mirroring `health-types.health-sample`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct HealthSample {
     pub device: String,
@@ -42,6 +44,7 @@ pub struct HealthSample {
 
 /// What the orchestrator should do next, mirroring `health-types.verdict`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", tag = "verdict")]
 pub enum Verdict {
     Proceed,

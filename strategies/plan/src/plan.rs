@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What the devices of a wave are asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     /// Download, write the inactive slot, switch, trial and confirm.
@@ -28,6 +29,7 @@ impl fmt::Display for Mode {
 
 /// The condition a wave must meet before the next one starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Gate {
     pub soak_seconds: u32,
@@ -38,6 +40,7 @@ pub struct Gate {
 
 /// One step of a rollout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Wave {
     pub name: String,
@@ -50,6 +53,7 @@ pub struct Wave {
 
 /// An ordered list of waves.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Plan {
     pub waves: Vec<Wave>,
 }

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use sha2::Digest;
 
 use super::{ApiError, AppState};
+use hotswap_protocol::ErrorBody;
 use hotswap_store::Store;
 
 /// The most artifact bytes kept in memory.
@@ -79,6 +80,20 @@ async fn load(store: &Store, sha256: &str) -> Result<Bytes, Option<ApiError>> {
 }
 
 /// Serves an artifact's bytes; a `Range` request for one range gets `206 Partial Content`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/artifacts/{sha256}",
+    operation_id = "getArtifact",
+    tag = "device-protocol",
+    summary = "An agent's bytes; one Range gives 206",
+    params(("sha256" = String, Path, description = "The artifact's SHA-256, hex")),
+    responses(
+        (status = 200, description = "The bytes", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 206, description = "The range asked for", body = Vec<u8>, content_type = "application/octet-stream"),
+        (status = 404, description = "No such artifact", body = ErrorBody),
+        (status = 416, description = "The range is not satisfiable", body = ErrorBody),
+    )
+)]
 pub async fn artifact(
     State(state): State<Arc<AppState>>,
     Path(sha256): Path<String>,

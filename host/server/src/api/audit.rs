@@ -10,6 +10,17 @@ use hotswap_protocol::{AuditPage, AuditQuery};
 
 use super::{ApiError, AppState, blocking};
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    operation_id = "listAudit",
+    tag = "audit",
+    summary = "The audit log, newest first",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "One page", body = AuditPage),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     query: Result<Query<AuditQuery>, QueryRejection>,

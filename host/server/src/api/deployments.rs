@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use super::{ApiError, AppState, Body, blocking};
 use crate::auth::Principal;
+use hotswap_protocol::ErrorBody;
 
 /// A device counts as online when it was seen this recently.
 const ONLINE_WITHIN_SECONDS: i64 = 300;
@@ -50,9 +51,12 @@ fn bounded(
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /api/v1/deployments`'s query.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Params {
+#[into_params(parameter_in = Query)]
+pub struct DryRunQuery {
+    /// Plan the rollout and answer with its waves; start nothing.
     #[serde(default)]
     dry_run: bool,
 }
@@ -160,10 +164,24 @@ fn fleet(devices: &[DeviceRecord], now: UnixMillis) -> hotswap_plan::Fleet {
     hotswap_plan::Fleet::from_devices(&devices)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments",
+    operation_id = "createDeployment",
+    tag = "deployments",
+    summary = "Start a deployment, or plan one with dryRun=true",
+    request_body = DeploymentRequest,
+    params(DryRunQuery),
+    responses(
+        (status = 201, description = "Started", body = DeploymentStatus),
+        (status = 200, description = "The plan of a dry run; nothing started", body = DryRun),
+        (status = 404, description = "Unknown firmware, group, strategy or policy", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    params: Result<Query<Params>, QueryRejection>,
+    params: Result<Query<DryRunQuery>, QueryRejection>,
     Body(r): Body<DeploymentRequest>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -451,6 +469,16 @@ pub async fn create(
 }
 
 /// `GET /api/v1/deployments`: the newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments",
+    operation_id = "listDeployments",
+    tag = "deployments",
+    summary = "The newest deployments first",
+    responses(
+        (status = 200, description = "The deployments", body = Vec<Deployment>),
+    )
+)]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Deployment>>, ApiError> {
     blocking(move || Ok(Json(state.store.list_deployments(1000)?))).await
 }
@@ -462,6 +490,18 @@ fn id(raw: &str) -> Result<i64, ApiError> {
 
 /// `GET /api/v1/deployments/{id}` and `.../status`: state, waves with their counts by device
 /// state, recent events and decisions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{id}",
+    operation_id = "getDeployment",
+    tag = "deployments",
+    summary = "A deployment, wave by wave",
+    params(("id" = String, Path, description = "The deployment id (a number)")),
+    responses(
+        (status = 200, description = "Its status", body = DeploymentStatus),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+    )
+)]
 pub async fn status(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
@@ -470,8 +510,40 @@ pub async fn status(
     blocking(move || Ok(Json(state.store.deployment_status(id)?))).await
 }
 
+/// `GET /api/v1/deployments/{id}/status`: the same as `GET /api/v1/deployments/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{id}/status",
+    operation_id = "getDeploymentStatus",
+    tag = "deployments",
+    summary = "The same as GET /api/v1/deployments/{id}",
+    params(("id" = String, Path, description = "The deployment id (a number)")),
+    responses(
+        (status = 200, description = "Its status", body = DeploymentStatus),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+    )
+)]
+pub async fn status_again(
+    state: State<Arc<AppState>>,
+    raw: Path<String>,
+) -> Result<Json<DeploymentStatus>, ApiError> {
+    status(state, raw).await
+}
+
 /// `GET /api/v1/deployments/{id}/decisions[?limit=N&samples=false]`: the health policy's
 /// newest verdicts with what it was shown, oldest first, for replay.
+#[utoipa::path(
+    get,
+    path = "/api/v1/deployments/{id}/decisions",
+    operation_id = "getDecisions",
+    tag = "deployments",
+    summary = "The health policy's verdicts with what it was shown",
+    params(("id" = String, Path, description = "The deployment id (a number)"), DecisionsQuery),
+    responses(
+        (status = 200, description = "Oldest first", body = Vec<Decision>),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+    )
+)]
 pub async fn decisions(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
@@ -492,35 +564,122 @@ pub async fn decisions(
     .await
 }
 
-/// `POST /api/v1/deployments/{id}/{action}`: pause, resume, cancel or rollback.
-pub async fn act(
+/// The operator's actions on a deployment, each a route of its own.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Pause,
+    Resume,
+    Cancel,
+    Rollback,
+}
+
+/// `POST /api/v1/deployments/{id}/pause`: a running deployment hands out nothing more.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{id}/pause",
+    operation_id = "pauseDeployment",
+    tag = "deployments",
+    summary = "Pause a running deployment",
+    params(("id" = String, Path, description = "The deployment id (a number)")),
+    responses(
+        (status = 200, description = "Done", body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 409, description = "Not in a state this applies to", body = ErrorBody),
+    )
+)]
+pub async fn pause(
+    state: State<Arc<AppState>>,
+    raw: Path<String>,
+) -> Result<Json<Deployment>, ApiError> {
+    act(state, raw, Action::Pause).await
+}
+
+/// `POST /api/v1/deployments/{id}/resume`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{id}/resume",
+    operation_id = "resumeDeployment",
+    tag = "deployments",
+    summary = "Resume a paused deployment",
+    params(("id" = String, Path, description = "The deployment id (a number)")),
+    responses(
+        (status = 200, description = "Done", body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 409, description = "Not in a state this applies to", body = ErrorBody),
+    )
+)]
+pub async fn resume(
+    state: State<Arc<AppState>>,
+    raw: Path<String>,
+) -> Result<Json<Deployment>, ApiError> {
+    act(state, raw, Action::Resume).await
+}
+
+/// `POST /api/v1/deployments/{id}/cancel`: devices not yet updated are left as they are.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{id}/cancel",
+    operation_id = "cancelDeployment",
+    tag = "deployments",
+    summary = "Cancel a deployment",
+    params(("id" = String, Path, description = "The deployment id (a number)")),
+    responses(
+        (status = 200, description = "Done", body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 409, description = "Not in a state this applies to", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    state: State<Arc<AppState>>,
+    raw: Path<String>,
+) -> Result<Json<Deployment>, ApiError> {
+    act(state, raw, Action::Cancel).await
+}
+
+/// `POST /api/v1/deployments/{id}/rollback`: every device the deployment updated is sent back.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{id}/rollback",
+    operation_id = "rollbackDeployment",
+    tag = "deployments",
+    summary = "Send every updated device back",
+    params(("id" = String, Path, description = "The deployment id (a number)")),
+    responses(
+        (status = 200, description = "Done", body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 409, description = "Not in a state this applies to", body = ErrorBody),
+    )
+)]
+pub async fn rollback(
+    state: State<Arc<AppState>>,
+    raw: Path<String>,
+) -> Result<Json<Deployment>, ApiError> {
+    act(state, raw, Action::Rollback).await
+}
+
+async fn act(
     State(state): State<Arc<AppState>>,
-    Path((raw, action)): Path<(String, String)>,
+    Path(raw): Path<String>,
+    action: Action,
 ) -> Result<Json<Deployment>, ApiError> {
     use DeploymentState::*;
     let id = id(&raw)?;
     let doorbell = state.doorbell.clone();
-    let (from, to, reason): (&[DeploymentState], _, _) = match action.as_str() {
-        "pause" => (&[Running], Paused, "paused by the operator"),
-        "resume" => (&[Paused], Running, "resumed by the operator"),
-        "cancel" => (
+    let (from, to, reason): (&[DeploymentState], _, _) = match action {
+        Action::Pause => (&[Running], Paused, "paused by the operator"),
+        Action::Resume => (&[Paused], Running, "resumed by the operator"),
+        Action::Cancel => (
             &[WaitingForApproval, Running, Paused],
             Cancelled,
             "cancelled by the operator",
         ),
         // A completed deployment too: a problem found later sends back every device that still
         // runs its version.
-        "rollback" => (
+        Action::Rollback => (
             &[Running, Paused, Completed],
             RollingBack,
             "rollback asked by the operator",
         ),
-        other => {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!("no action `{other}`: pause, resume, cancel, rollback, approve or deny"),
-            ));
-        }
     };
     let changed = blocking(move || Ok(state.store.transition(id, from, to, reason)?)).await?;
     doorbell.ring(changed.handed_out.iter().map(String::as_str));
@@ -529,6 +688,20 @@ pub async fn act(
 
 /// `POST /api/v1/deployments/{id}/approve`: a deployment waiting for an approval starts. Four
 /// eyes: never by the credential that created it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{id}/approve",
+    operation_id = "approveDeployment",
+    tag = "deployments",
+    summary = "Approve a deployment (not by its creator)",
+    request_body = ApprovalRequest,
+    params(("id" = String, Path, description = "The deployment id (a number)")),
+    responses(
+        (status = 200, description = "Done", body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 409, description = "Not waiting for an approval", body = ErrorBody),
+    )
+)]
 pub async fn approve(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
@@ -539,6 +712,20 @@ pub async fn approve(
 }
 
 /// `POST /api/v1/deployments/{id}/deny`: a deployment waiting for an approval ends, cancelled.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deployments/{id}/deny",
+    operation_id = "denyDeployment",
+    tag = "deployments",
+    summary = "Deny a deployment; it is cancelled",
+    request_body = ApprovalRequest,
+    params(("id" = String, Path, description = "The deployment id (a number)")),
+    responses(
+        (status = 200, description = "Done", body = Deployment),
+        (status = 404, description = "No such deployment", body = ErrorBody),
+        (status = 409, description = "Not waiting for an approval", body = ErrorBody),
+    )
+)]
 pub async fn deny(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,

@@ -14,6 +14,7 @@ use hotswap_protocol::{
 use hotswap_store::{DeviceFilter, NewDevice, parse_label};
 
 use super::{ApiError, AppState, Body, blocking};
+use hotswap_protocol::ErrorBody;
 
 /// The most devices one page lists.
 pub const MAX_PAGE: usize = 1000;
@@ -81,6 +82,18 @@ pub(super) fn check(r: DeviceRegistration) -> Result<(NewDevice, String), ApiErr
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices",
+    operation_id = "registerDevice",
+    tag = "devices",
+    summary = "Register one device; the answer carries its token, once",
+    request_body = DeviceRegistration,
+    responses(
+        (status = 201, description = "Registered", body = RegisteredDevice),
+        (status = 409, description = "The device exists", body = ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<Arc<AppState>>,
     Body(r): Body<DeviceRegistration>,
@@ -101,6 +114,18 @@ pub const MAX_BATCH: usize = 10_000;
 
 /// Registers up to [`MAX_BATCH`] devices in one transaction: all of them or, on any error,
 /// none. Each error names the device's place in the batch.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/batch",
+    operation_id = "registerDevices",
+    tag = "devices",
+    summary = "Register up to MAX_BATCH devices, all or none",
+    request_body = DeviceBatch,
+    responses(
+        (status = 201, description = "Registered", body = BatchAnswer),
+        (status = 409, description = "A device exists", body = ErrorBody),
+    )
+)]
 pub async fn register_batch(
     State(state): State<Arc<AppState>>,
     Body(batch): Body<DeviceBatch>,
@@ -191,6 +216,17 @@ pub async fn register_batch(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices",
+    operation_id = "listDevices",
+    tag = "devices",
+    summary = "One page of devices",
+    params(DeviceQuery),
+    responses(
+        (status = 200, description = "The page", body = DevicePage),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     query: Result<Query<DeviceQuery>, QueryRejection>,
@@ -228,6 +264,18 @@ pub async fn list(
 
 /// `GET /api/v1/devices/{id}/lineage`: the versions a device went through, oldest first, each
 /// step with its deployment, how it came about and how it ended.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}/lineage",
+    operation_id = "getDeviceLineage",
+    tag = "devices",
+    summary = "The versions a device went through",
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "Its lineage", body = hotswap_protocol::Lineage),
+        (status = 404, description = "No such device", body = ErrorBody),
+    )
+)]
 pub async fn lineage(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -236,6 +284,18 @@ pub async fn lineage(
 }
 
 /// A device with its inventory: slots, last health, deployment history.
+#[utoipa::path(
+    get,
+    path = "/api/v1/devices/{id}",
+    operation_id = "getDevice",
+    tag = "devices",
+    summary = "A device with its slots, health and history",
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "The device", body = DeviceDetail),
+        (status = 404, description = "No such device", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -14,7 +14,22 @@ use hotswap_protocol::devices::ENROLLMENT_CLOCK_SKEW_SECONDS;
 use hotswap_protocol::{DeviceRecord, DeviceStatus, DeviceToken, Enrollment, TokenClaim};
 
 use super::{ApiError, AppState, Body, blocking};
+use hotswap_protocol::ErrorBody;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/enroll",
+    operation_id = "enroll",
+    tag = "enrollment",
+    summary = "A device enrolls itself with the fleet secret",
+    request_body = Enrollment,
+    responses(
+        (status = 202, description = "Enrolled, pending acceptance", body = DeviceRecord),
+        (status = 401, description = "The enrollment secret is wrong", body = ErrorBody),
+        (status = 403, description = "This server takes no enrollments", body = ErrorBody),
+        (status = 409, description = "The device exists with another key", body = ErrorBody),
+    )
+)]
 pub async fn enroll(
     State(state): State<Arc<AppState>>,
     Body(e): Body<Enrollment>,
@@ -66,6 +81,21 @@ fn public_key(hex_key: &str) -> Result<ed25519_dalek::VerifyingKey, ApiError> {
 
 /// An accepted device's credential, for a signature by the key it enrolled with. Each claim
 /// gives a new credential and ends the one before.
+#[utoipa::path(
+    post,
+    path = "/api/v1/enroll/token",
+    operation_id = "claimDeviceToken",
+    tag = "enrollment",
+    summary = "An accepted device claims its credential by signature",
+    request_body = TokenClaim,
+    responses(
+        (status = 200, description = "A new credential", body = DeviceToken),
+        (status = 401, description = "The signature does not check", body = ErrorBody),
+        (status = 403, description = "The device is not accepted", body = ErrorBody),
+        (status = 404, description = "No such device", body = ErrorBody),
+        (status = 409, description = "The device did not enroll with a key", body = ErrorBody),
+    )
+)]
 pub async fn claim_token(
     State(state): State<Arc<AppState>>,
     Body(c): Body<TokenClaim>,
@@ -154,6 +184,19 @@ async fn set_status(
 }
 
 /// `POST /api/v1/devices/{id}/accept`: a pending device may claim its credential.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{id}/accept",
+    operation_id = "acceptDevice",
+    tag = "devices",
+    summary = "Accept a pending device",
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "Done", body = DeviceRecord),
+        (status = 404, description = "No such device", body = ErrorBody),
+        (status = 409, description = "The device is not in a state this applies to", body = ErrorBody),
+    )
+)]
 pub async fn accept(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -168,6 +211,19 @@ pub async fn accept(
 }
 
 /// `POST /api/v1/devices/{id}/reject`: a pending (or any) device is refused from now on.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{id}/reject",
+    operation_id = "rejectDevice",
+    tag = "devices",
+    summary = "Refuse a device from now on",
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "Done", body = DeviceRecord),
+        (status = 404, description = "No such device", body = ErrorBody),
+        (status = 409, description = "The device is not in a state this applies to", body = ErrorBody),
+    )
+)]
 pub async fn reject(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -183,6 +239,19 @@ pub async fn reject(
 }
 
 /// `POST /api/v1/devices/{id}/decommission`: the device leaves the fleet; its credential ends.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{id}/decommission",
+    operation_id = "decommissionDevice",
+    tag = "devices",
+    summary = "Take a device out of the fleet",
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "Done", body = DeviceRecord),
+        (status = 404, description = "No such device", body = ErrorBody),
+        (status = 409, description = "The device is not in a state this applies to", body = ErrorBody),
+    )
+)]
 pub async fn decommission(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

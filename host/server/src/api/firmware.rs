@@ -20,6 +20,7 @@ use hotswap_store::{FirmwareFilter, NewFirmware};
 use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState, Body, blocking};
+use hotswap_protocol::ErrorBody;
 
 /// Parses a version devices can hold: `major.minor.patch`, each at most 65535, no pre-release.
 fn device_version(s: &str) -> Result<Version, ApiError> {
@@ -40,6 +41,19 @@ fn device_version(s: &str) -> Result<Version, ApiError> {
     Ok(Version::new(part(v.major)?, part(v.minor)?, part(v.patch)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/firmware",
+    operation_id = "registerFirmware",
+    tag = "firmware",
+    summary = "Register a signed agent version",
+    request_body = FirmwareRegistration,
+    responses(
+        (status = 201, description = "Registered", body = Firmware),
+        (status = 400, description = "Not a valid agent, signature or version", body = ErrorBody),
+        (status = 409, description = "The version exists for the model", body = ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<Arc<AppState>>,
     Body(r): Body<FirmwareRegistration>,
@@ -155,6 +169,23 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(firmware)))
 }
 
+/// A firmware id from the path: a number.
+fn firmware_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("a firmware id is a number, found {raw:?}")))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/firmware",
+    operation_id = "listFirmware",
+    tag = "firmware",
+    summary = "List firmware versions",
+    params(FirmwareQuery),
+    responses(
+        (status = 200, description = "The versions", body = Vec<Firmware>),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     query: Result<Query<FirmwareQuery>, axum::extract::rejection::QueryRejection>,
@@ -170,10 +201,23 @@ pub async fn list(
 }
 
 /// A version, with how many devices came to it from which version.
+#[utoipa::path(
+    get,
+    path = "/api/v1/firmware/{id}",
+    operation_id = "getFirmware",
+    tag = "firmware",
+    summary = "A version, with where its devices came from",
+    params(("id" = String, Path, description = "The firmware id (a number)")),
+    responses(
+        (status = 200, description = "The version", body = FirmwareDetail),
+        (status = 404, description = "No such firmware", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
+    Path(raw): Path<String>,
 ) -> Result<Json<FirmwareDetail>, ApiError> {
+    let id = firmware_id(&raw)?;
     Ok(Json(
         blocking(move || {
             Ok(FirmwareDetail {
@@ -186,20 +230,47 @@ pub async fn get(
 }
 
 /// `POST /api/v1/firmware/{id}/sunset`: after `at`, the version can no longer be deployed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/firmware/{id}/sunset",
+    operation_id = "sunsetFirmware",
+    tag = "firmware",
+    summary = "Set when a version stops being deployable",
+    request_body = Sunset,
+    params(("id" = String, Path, description = "The firmware id (a number)")),
+    responses(
+        (status = 200, description = "Sunset set", body = Firmware),
+        (status = 404, description = "No such firmware", body = ErrorBody),
+    )
+)]
 pub async fn sunset(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
+    Path(raw): Path<String>,
     Body(s): Body<Sunset>,
 ) -> Result<Json<Firmware>, ApiError> {
+    let id = firmware_id(&raw)?;
     Ok(Json(
         blocking(move || Ok(state.store.sunset_firmware(id, s.at)?)).await?,
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/firmware/{id}/deprecate",
+    operation_id = "deprecateFirmware",
+    tag = "firmware",
+    summary = "Stop new deployments of a version",
+    params(("id" = String, Path, description = "The firmware id (a number)")),
+    responses(
+        (status = 200, description = "Deprecated", body = Firmware),
+        (status = 404, description = "No such firmware", body = ErrorBody),
+    )
+)]
 pub async fn deprecate(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
+    Path(raw): Path<String>,
 ) -> Result<Json<Firmware>, ApiError> {
+    let id = firmware_id(&raw)?;
     Ok(Json(
         blocking(move || Ok(state.store.deprecate_firmware(id)?)).await?,
     ))

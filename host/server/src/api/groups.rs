@@ -9,6 +9,7 @@ use hotswap_protocol::{DeviceGroup, GroupCreation, GroupFilter, ResolvedGroup, U
 use hotswap_store::DeviceFilter;
 
 use super::{ApiError, AppState, Body, blocking};
+use hotswap_protocol::ErrorBody;
 
 /// A group with the ids of the devices it stands for now.
 fn resolved(state: &AppState, group: DeviceGroup) -> Result<ResolvedGroup, ApiError> {
@@ -21,6 +22,18 @@ fn resolved(state: &AppState, group: DeviceGroup) -> Result<ResolvedGroup, ApiEr
     Ok(ResolvedGroup { group, members })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/device-groups",
+    operation_id = "createGroup",
+    tag = "groups",
+    summary = "Create a static or dynamic device group",
+    request_body = GroupCreation,
+    responses(
+        (status = 201, description = "Created", body = ResolvedGroup),
+        (status = 409, description = "The group exists", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Body(c): Body<GroupCreation>,
@@ -79,12 +92,34 @@ pub async fn create(
     .await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/device-groups",
+    operation_id = "listGroups",
+    tag = "groups",
+    summary = "List device groups",
+    responses(
+        (status = 200, description = "The groups", body = Vec<DeviceGroup>),
+    )
+)]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<DeviceGroup>>, ApiError> {
     Ok(Json(
         blocking(move || Ok(state.store.list_groups()?)).await?,
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/device-groups/{name}",
+    operation_id = "getGroup",
+    tag = "groups",
+    summary = "A group with its members",
+    params(("name" = String, Path, description = "The group's name")),
+    responses(
+        (status = 200, description = "The group", body = ResolvedGroup),
+        (status = 404, description = "No such group", body = ErrorBody),
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,

@@ -151,6 +151,37 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
     response
 }
 
+/// What `GET /healthz` answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Liveness {
+    /// Always `ok`: an answer at all says the server is up.
+    pub status: &'static str,
+}
+
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "system",
+    summary = "Liveness",
+    responses(
+        (status = 200, description = "The server is up", body = Liveness),
+    )
+)]
+pub async fn healthz() -> axum::Json<Liveness> {
+    axum::Json(Liveness { status: "ok" })
+}
+
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "system",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    )
+)]
 pub async fn scrape(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let reading = state.clone();
     let (counts, by_state) =

@@ -12,6 +12,7 @@ mod enroll;
 mod firmware;
 mod groups;
 mod metrics;
+pub mod openapi;
 mod plugins;
 mod protocol;
 mod tokens;
@@ -31,7 +32,6 @@ use hotswap_plugin_host::{PluginError, PluginRuntime};
 use hotswap_protocol::{ErrorBody, ErrorDetail};
 use hotswap_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 pub use devices::{MAX_BATCH, MAX_PAGE};
 pub use metrics::Metrics;
@@ -121,8 +121,9 @@ macro_rules! routes {
 }
 
 routes! {
-    GET "/healthz" => || async { Json(json!({"status": "ok"})) }, Rule::Open;
+    GET "/healthz" => metrics::healthz, Rule::Open;
     GET "/metrics" => metrics::scrape, Rule::Operator(Read);
+    GET "/api/v1/openapi.json" => openapi::openapi, Rule::Open;
     POST "/api/v1/firmware" => firmware::register, Rule::Operator(Release);
     GET "/api/v1/firmware" => firmware::list, Rule::Operator(Read);
     GET "/api/v1/firmware/{id}" => firmware::get, Rule::Operator(Read);
@@ -147,11 +148,14 @@ routes! {
     POST "/api/v1/deployments" => deployments::create, Rule::Operator(CreateDeployment);
     GET "/api/v1/deployments" => deployments::list, Rule::Operator(Read);
     GET "/api/v1/deployments/{id}" => deployments::status, Rule::Operator(Read);
-    GET "/api/v1/deployments/{id}/status" => deployments::status, Rule::Operator(Read);
+    GET "/api/v1/deployments/{id}/status" => deployments::status_again, Rule::Operator(Read);
     GET "/api/v1/deployments/{id}/decisions" => deployments::decisions, Rule::Operator(Read);
     POST "/api/v1/deployments/{id}/approve" => deployments::approve, Rule::Operator(ApproveDeployment);
     POST "/api/v1/deployments/{id}/deny" => deployments::deny, Rule::Operator(ApproveDeployment);
-    POST "/api/v1/deployments/{id}/{action}" => deployments::act, Rule::Operator(HandleDeployment);
+    POST "/api/v1/deployments/{id}/pause" => deployments::pause, Rule::Operator(HandleDeployment);
+    POST "/api/v1/deployments/{id}/resume" => deployments::resume, Rule::Operator(HandleDeployment);
+    POST "/api/v1/deployments/{id}/cancel" => deployments::cancel, Rule::Operator(HandleDeployment);
+    POST "/api/v1/deployments/{id}/rollback" => deployments::rollback, Rule::Operator(HandleDeployment);
     POST "/api/v1/tokens" => tokens::create, Rule::Operator(ManageTokens);
     GET "/api/v1/tokens" => tokens::list, Rule::Operator(ManageTokens);
     POST "/api/v1/tokens/{id}/revoke" => tokens::revoke, Rule::Operator(ManageTokens);

@@ -19,6 +19,7 @@ use hotswap_store::StoredPlugin;
 use serde_json::Value;
 
 use super::{ApiError, AppState, blocking};
+use hotswap_protocol::ErrorBody;
 
 /// An uploaded plugin as operators see it. Its schema was checked to be a JSON object when it
 /// was uploaded; one that no longer reads is the store's failure, never shown as null.
@@ -40,6 +41,19 @@ fn info(p: StoredPlugin) -> Result<PluginInfo, ApiError> {
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins",
+    operation_id = "uploadPlugin",
+    tag = "plugins",
+    summary = "Upload a strategy or health policy component",
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The WebAssembly component"),
+    responses(
+        (status = 201, description = "Stored", body = PluginInfo),
+        (status = 200, description = "The same component was stored already", body = PluginInfo),
+        (status = 409, description = "Another component has the name and version", body = ErrorBody),
+    )
+)]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     body: Result<Bytes, BytesRejection>,
@@ -96,6 +110,16 @@ pub async fn upload(
     Ok((status, Json(info(stored)?)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins",
+    operation_id = "listPlugins",
+    tag = "plugins",
+    summary = "The built-in and uploaded plugins",
+    responses(
+        (status = 200, description = "The plugins", body = Vec<PluginInfo>),
+    )
+)]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<PluginInfo>>, ApiError> {
     blocking(move || {
         let mut out = Vec::new();
@@ -122,6 +146,19 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<PluginI
     .await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/plugins/{name}/{version}",
+    operation_id = "deletePlugin",
+    tag = "plugins",
+    summary = "Delete an uploaded plugin",
+    params(("name" = String, Path, description = "The plugin's name"), ("version" = String, Path, description = "Its version")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such plugin", body = ErrorBody),
+        (status = 409, description = "A deployment uses it", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path((name, version)): Path<(String, String)>,

@@ -27,6 +27,7 @@ use hotswap_protocol::device::{MAX_BATCH_REPORTS, MAX_WAIT_SECONDS};
 use hotswap_protocol::{CheckIn, CheckInAnswer, CheckInQuery, Report, ReportAnswer, ReportBatch};
 
 use super::{ApiError, AppState, Body};
+use hotswap_protocol::ErrorBody;
 
 /// How long a device waits between check-ins while it has nothing to do, in seconds.
 pub const POLL_SECONDS: u32 = 30;
@@ -35,6 +36,19 @@ pub const POLL_SECONDS: u32 = 30;
 /// waits until the device is handed an assignment (the store's doorbell rings for it) or `S`
 /// seconds pass, so a waiting fleet costs no polls and learns of its wave at once. The check-in
 /// itself (what the device runs, its slots and health) is written before the wait.
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{id}/check-in",
+    operation_id = "checkIn",
+    tag = "device-protocol",
+    summary = "A device checks in; with wait, a long poll",
+    request_body = CheckIn,
+    params(("id" = String, Path, description = "The device id"), CheckInQuery),
+    responses(
+        (status = 200, description = "What to do next", body = CheckInAnswer),
+        (status = 404, description = "No such device", body = ErrorBody),
+    )
+)]
 pub async fn check_in(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
@@ -84,6 +98,20 @@ pub async fn check_in(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{id}/reports",
+    operation_id = "report",
+    tag = "device-protocol",
+    summary = "A device reports an assignment's progress",
+    request_body = Report,
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "Taken", body = ReportAnswer),
+        (status = 404, description = "No such assignment", body = ErrorBody),
+        (status = 409, description = "The report does not fit the assignment", body = ErrorBody),
+    )
+)]
 pub async fn report(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
@@ -100,6 +128,20 @@ pub async fn report(
     Ok(Json(answer))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/devices/{id}/reports/batch",
+    operation_id = "reportBatch",
+    tag = "device-protocol",
+    summary = "Several reports in one request, in order",
+    request_body = ReportBatch,
+    params(("id" = String, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "Taken", body = Vec<ReportAnswer>),
+        (status = 404, description = "No such assignment", body = ErrorBody),
+        (status = 409, description = "A report does not fit the assignment", body = ErrorBody),
+    )
+)]
 pub async fn report_batch(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,

@@ -13,10 +13,23 @@ use hotswap_store::NewToken;
 
 use super::{ApiError, AppState, Body, blocking};
 use crate::auth::{Principal, digest, expiry, hint, new_secret};
+use hotswap_protocol::ErrorBody;
 
 /// The longest a token may live, in days.
 pub const MAX_TOKEN_DAYS: u32 = 366;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    operation_id = "createToken",
+    tag = "tokens",
+    summary = "Make an API token; its secret is shown once",
+    request_body = TokenRequest,
+    responses(
+        (status = 201, description = "Created", body = CreatedToken),
+        (status = 409, description = "A token has the name", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
@@ -49,10 +62,32 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    operation_id = "listTokens",
+    tag = "tokens",
+    summary = "List API tokens (never their secrets)",
+    responses(
+        (status = 200, description = "The tokens", body = Vec<TokenInfo>),
+    )
+)]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<TokenInfo>>, ApiError> {
     blocking(move || Ok(Json(state.store.list_tokens()?))).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens/{id}/revoke",
+    operation_id = "revokeToken",
+    tag = "tokens",
+    summary = "Revoke an API token",
+    params(("id" = String, Path, description = "The token id (a number)")),
+    responses(
+        (status = 200, description = "Revoked", body = TokenInfo),
+        (status = 404, description = "No such token", body = ErrorBody),
+    )
+)]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,

@@ -13,7 +13,21 @@ use hotswap_store::NewAudit;
 use super::{ApiError, AppState, Body, blocking};
 use crate::auth::Principal;
 use crate::sessions::{MIN_PASSWORD_CHARS, hash_password, password_matches};
+use hotswap_protocol::ErrorBody;
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    operation_id = "login",
+    tag = "users",
+    summary = "Sign in with a name and a password for a session token",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in", body = Session),
+        (status = 401, description = "Wrong name or password", body = ErrorBody),
+        (status = 429, description = "Too many failed sign-ins", body = ErrorBody),
+    )
+)]
 pub async fn login(
     State(state): State<Arc<AppState>>,
     source: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -62,6 +76,18 @@ pub async fn login(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    operation_id = "createUser",
+    tag = "users",
+    summary = "Create a user",
+    request_body = UserRequest,
+    responses(
+        (status = 201, description = "Created", body = UserInfo),
+        (status = 409, description = "The user exists", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     Extension(_by): Extension<Principal>,
@@ -82,10 +108,32 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    operation_id = "listUsers",
+    tag = "users",
+    summary = "List users",
+    responses(
+        (status = 200, description = "The users", body = Vec<UserInfo>),
+    )
+)]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<UserInfo>>, ApiError> {
     blocking(move || Ok(Json(state.store.list_users()?))).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/users/{name}/disable",
+    operation_id = "disableUser",
+    tag = "users",
+    summary = "Disable a user; its sessions end",
+    params(("name" = String, Path, description = "The user's name")),
+    responses(
+        (status = 200, description = "Disabled", body = UserInfo),
+        (status = 404, description = "No such user", body = ErrorBody),
+    )
+)]
 pub async fn disable(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
