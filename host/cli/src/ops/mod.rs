@@ -239,7 +239,7 @@ pub struct DeploymentsArgs {
 #[derive(Subcommand)]
 pub enum DeploymentsCommand {
     /// Start a deployment, or print its plan wave by wave with `--dry-run`.
-    Create(CreateDeployment),
+    Create(Box<CreateDeployment>),
     /// The newest first.
     List,
     /// A deployment wave by wave, with its recent events and verdicts.
@@ -709,7 +709,7 @@ pub async fn plugins(a: PluginsArgs, out: &mut dyn Write) -> Result<ExitCode> {
 pub async fn deployments(a: DeploymentsArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let api = &a.api;
     match a.command {
-        DeploymentsCommand::Create(c) => create(api, c, out).await,
+        DeploymentsCommand::Create(c) => create(api, *c, out).await,
         DeploymentsCommand::List => {
             let list = api.client()?.deployments().await?;
             api.print(out, &list, show::deployments)

@@ -1,5 +1,8 @@
 //! How each answer reads without `--json`: a table for a list, a summary for one thing.
 
+// Each takes the answer as `Api::print` holds it (a `Vec` for a list), so it can be passed by name.
+#![allow(clippy::ptr_arg)]
+
 use std::io::Write;
 
 use anyhow::Result;
@@ -23,6 +26,10 @@ fn table<const N: usize>(
     for row in rows {
         t.add_row(row);
         empty = false;
+    }
+    // No padding before the first column, two blanks between columns, as `kubectl get`.
+    for column in t.column_iter_mut() {
+        column.set_padding((0, 2));
     }
     if empty {
         writeln!(out, "(none)")?;

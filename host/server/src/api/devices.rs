@@ -19,11 +19,17 @@ use hotswap_protocol::ErrorBody;
 /// The most devices one page lists.
 pub const MAX_PAGE: usize = 1000;
 
-/// Ids, models, regions, group names and label keys: 1 to 128 characters of letters, digits and
-/// `-_.:`, so they read the same in URLs, logs and filters.
+/// The longest name (id, model, region, group, label key, token or user name), in characters.
+pub const NAME_MAX_CHARS: usize = 128;
+
+/// The longest label value, in bytes.
+pub const MAX_LABEL_VALUE_BYTES: usize = 256;
+
+/// Ids, models, regions, group names and label keys: 1 to [`NAME_MAX_CHARS`] characters of
+/// letters, digits and `-_.:`, so they read the same in URLs, logs and filters.
 pub(super) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
-        && value.len() <= 128
+        && value.len() <= NAME_MAX_CHARS
         && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
@@ -31,7 +37,7 @@ pub(super) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
-            "`{field}` must be 1 to 128 letters, digits, `-`, `_`, `.` or `:`, found {value:?}"
+            "`{field}` must be 1 to {NAME_MAX_CHARS} letters, digits, `-`, `_`, `.` or `:`, found {value:?}"
         )))
     }
 }
@@ -54,9 +60,9 @@ pub(super) fn check(r: DeviceRegistration) -> Result<(NewDevice, String), ApiErr
     }
     for (k, v) in &r.labels {
         check_name("labels", k)?;
-        if v.len() > 256 {
+        if v.len() > MAX_LABEL_VALUE_BYTES {
             return Err(ApiError::bad_request(format!(
-                "label `{k}` has a value of {} bytes, the limit is 256",
+                "label `{k}` has a value of {} bytes, the limit is {MAX_LABEL_VALUE_BYTES}",
                 v.len()
             )));
         }

@@ -90,7 +90,7 @@ fn public_key(hex_key: &str) -> Result<ed25519_dalek::VerifyingKey, ApiError> {
     request_body = TokenClaim,
     responses(
         (status = 200, description = "A new credential", body = DeviceToken),
-        (status = 401, description = "The signature does not check", body = ErrorBody),
+        (status = 401, description = "The signature does not check, or its timestamp is too far from the server's clock", body = ErrorBody),
         (status = 403, description = "The device is not accepted", body = ErrorBody),
         (status = 404, description = "No such device", body = ErrorBody),
         (status = 409, description = "The device did not enroll with a key", body = ErrorBody),
@@ -101,11 +101,15 @@ pub async fn claim_token(
     Body(c): Body<TokenClaim>,
 ) -> Result<Json<DeviceToken>, ApiError> {
     let now = state.store.clock().now().seconds().0;
-    if (c.timestamp - now).abs() > ENROLLMENT_CLOCK_SKEW_SECONDS {
-        return Err(ApiError::bad_request(format!(
-            "`timestamp` {} is more than {ENROLLMENT_CLOCK_SKEW_SECONDS} s from the server's {now}",
-            c.timestamp
-        )));
+    // A stale claim is refused as a credential would be: it may be a replay.
+    if c.timestamp.saturating_sub(now).saturating_abs() > ENROLLMENT_CLOCK_SKEW_SECONDS {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "`timestamp` {} is more than {ENROLLMENT_CLOCK_SKEW_SECONDS} s from the server's {now}",
+                c.timestamp
+            ),
+        ));
     }
     let store = state.store.clone();
     let id = c.device_id.clone();

@@ -20,7 +20,6 @@ mod users;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::Method;
 use axum::http::StatusCode;
@@ -337,21 +336,74 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(match &rejection {
-                JsonRejection::BytesRejection(_) => ApiError::new(
+        let json_type = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .is_some_and(|t| {
+                t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+            });
+        if !json_type {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected a JSON body (Content-Type: application/json)",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("request body over the limit: {}", rejection.body_text()),
-                ),
-                JsonRejection::MissingJsonContentType(_) => ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "expected a JSON body (Content-Type: application/json)",
-                ),
-                _ => ApiError::bad_request(rejection.body_text()),
-            }),
+                )
+            })?;
+        match Json::<T>::from_bytes(&bytes) {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => {
+                // JSON has one kind of number: `30.0` is the integer 30 as much as `30` is.
+                // Tried only once the body failed as sent, so the common case pays nothing.
+                if let Some(value) = integral_floats(&bytes)
+                    && let Ok(value) = T::deserialize(value)
+                {
+                    return Ok(Body(value));
+                }
+                Err(ApiError::bad_request(rejection.body_text()))
+            }
         }
     }
+}
+
+/// The body with every number written as a float but holding an integer (`30.0`) made an
+/// integer; `None` when it is not JSON or has no such number.
+fn integral_floats(bytes: &[u8]) -> Option<serde_json::Value> {
+    fn walk(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) if n.is_f64() => {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                // Within ±2^53 a float holds integers exactly.
+                if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 {
+                    *v = serde_json::Value::from(f as i64);
+                    true
+                } else {
+                    false
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().fold(false, |c, i| walk(i) | c),
+            serde_json::Value::Object(fields) => {
+                fields.values_mut().fold(false, |c, f| walk(f) | c)
+            }
+            _ => false,
+        }
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    walk(&mut value).then_some(value)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use axum::Json;
 use axum::http::Method;
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
@@ -98,10 +99,237 @@ pub const DEVICE_CERTIFICATE_SCHEME: &str = "deviceCertificate";
 )]
 pub struct ApiDoc;
 
-/// The document, made once.
-pub fn document() -> &'static Document {
-    static DOCUMENT: OnceLock<Document> = OnceLock::new();
-    DOCUMENT.get_or_init(ApiDoc::openapi)
+/// The document, made once: utoipa's, with the limits the handlers enforce written into its
+/// schemas ([`constraints`]).
+pub fn document() -> &'static Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the document is JSON");
+        constraints(&mut doc);
+        doc
+    })
+}
+
+/// A name the API takes (ids, models, regions, groups, label keys, token and user names), as
+/// [`super::devices::check_name`] checks it.
+fn name_pattern() -> String {
+    format!("^[A-Za-z0-9._:-]{{1,{}}}$", devices::NAME_MAX_CHARS)
+}
+
+/// Merges `fields` into the schema of `property` of the component schema `schema`.
+fn constrain(doc: &mut Value, schema: &str, property: &str, fields: Value) {
+    let target = doc
+        .pointer_mut(&format!(
+            "/components/schemas/{schema}/properties/{property}"
+        ))
+        .unwrap_or_else(|| panic!("the document has no {schema}.{property}"));
+    merge(target, fields);
+}
+
+/// Merges `fields` into the schema of the parameter `name` of every operation on `path` and
+/// on the paths under it that have one.
+fn constrain_parameter(doc: &mut Value, path: &str, name: &str, fields: Value) {
+    let mut found = false;
+    let paths = doc["paths"]
+        .as_object_mut()
+        .expect("the document has paths");
+    for (p, item) in paths.iter_mut() {
+        if p != path && !p.starts_with(&format!("{path}/")) {
+            continue;
+        }
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            let parameters = operation
+                .get_mut("parameters")
+                .and_then(Value::as_array_mut);
+            for parameter in parameters.into_iter().flatten() {
+                if parameter["name"] == name {
+                    merge(&mut parameter["schema"], fields.clone());
+                    found = true;
+                }
+            }
+        }
+    }
+    assert!(found, "no operation on {path} has a parameter `{name}`");
+}
+
+fn merge(target: &mut Value, fields: Value) {
+    if let (Some(target), Value::Object(fields)) = (target.as_object_mut(), fields) {
+        target.extend(fields);
+    }
+}
+
+/// The limits the handlers check, in the schemas, so a client generated from the document (and
+/// the fuzzer) knows them: each value comes from the constant the handler uses.
+fn constraints(doc: &mut Value) {
+    use super::deployments::{DEVICE_TIMEOUT_SECONDS, MAX_ATTEMPTS, RETRY_BACKOFF_SECONDS};
+    use hotswap_protocol::DeviceState;
+    use strum::VariantArray;
+    let name = json!({"pattern": name_pattern()});
+    let maybe_name = json!({"pattern": format!("^$|{}", name_pattern())});
+    let version = json!({"pattern": r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$"});
+    for (schema, property) in [
+        ("DeviceRegistration", "deviceId"),
+        ("DeviceRegistration", "deviceModel"),
+        ("GroupCreation", "name"),
+        ("TokenRequest", "name"),
+        ("UserRequest", "name"),
+        ("FirmwareRegistration", "deviceModel"),
+    ] {
+        constrain(doc, schema, property, name.clone());
+    }
+    constrain(doc, "DeviceRegistration", "region", maybe_name.clone());
+    constrain(
+        doc,
+        "DeviceRegistration",
+        "groups",
+        json!({"items": {"type": "string", "pattern": name_pattern()}}),
+    );
+    constrain(
+        doc,
+        "DeviceRegistration",
+        "labels",
+        json!({
+            "propertyNames": {"pattern": name_pattern()},
+            "additionalProperties": {"type": "string", "maxLength": devices::MAX_LABEL_VALUE_BYTES},
+        }),
+    );
+    constrain(
+        doc,
+        "DeviceRegistration",
+        "firmwareVersion",
+        json!({"pattern": format!("^$|{}", version["pattern"].as_str().unwrap_or_default())}),
+    );
+    constrain(doc, "FirmwareRegistration", "version", version.clone());
+    let label =
+        json!({"pattern": format!("^{}=.*$", &name_pattern()[1..name_pattern().len() - 1])});
+    constrain(doc, "GroupFilter", "label", label.clone());
+    constrain_parameter(doc, "/api/v1/devices", "label", label);
+    constrain(doc, "GroupCreation", "devices", json!({"minItems": 1}));
+    for property in ["config", "healthConfig"] {
+        constrain(
+            doc,
+            "DeploymentRequest",
+            property,
+            json!({"type": ["object", "null"]}),
+        );
+    }
+    // The bytes travel in the body: `binaryUrl` is refused with a message saying so.
+    let firmware = &mut doc["components"]["schemas"]["FirmwareRegistration"];
+    if let Some(properties) = firmware["properties"].as_object_mut() {
+        properties.remove("binaryUrl");
+    }
+    if let Some(required) = firmware["required"].as_array_mut() {
+        required.push(json!("binary"));
+    }
+    constrain(
+        doc,
+        "FirmwareRegistration",
+        "binary",
+        json!({"type": "string", "contentEncoding": "base64"}),
+    );
+    constrain(
+        doc,
+        "DeviceBatch",
+        "devices",
+        json!({"minItems": 1, "maxItems": super::MAX_BATCH}),
+    );
+    constrain(
+        doc,
+        "ReportBatch",
+        "reports",
+        json!({"minItems": 1, "maxItems": hotswap_protocol::device::MAX_BATCH_REPORTS}),
+    );
+    let reportable: Vec<&str> = DeviceState::VARIANTS
+        .iter()
+        .filter(|s| s.reportable())
+        .map(|s| <&str>::from(*s))
+        .collect();
+    // Devices report the states from `downloading` on: the schema says which.
+    *doc.pointer_mut("/components/schemas/Report/properties/state")
+        .expect("the document has Report.state") = json!({"type": "string", "enum": reportable});
+    for (property, (min, max, _)) in [
+        ("deviceTimeoutSeconds", DEVICE_TIMEOUT_SECONDS),
+        ("maxAttempts", MAX_ATTEMPTS),
+        ("retryBackoffSeconds", RETRY_BACKOFF_SECONDS),
+    ] {
+        constrain(
+            doc,
+            "DeploymentRequest",
+            property,
+            json!({"minimum": min, "maximum": max}),
+        );
+    }
+    constrain(
+        doc,
+        "TokenRequest",
+        "expiresInDays",
+        json!({"minimum": 1, "maximum": tokens::MAX_TOKEN_DAYS}),
+    );
+    constrain(
+        doc,
+        "UserRequest",
+        "password",
+        json!({"minLength": crate::sessions::MIN_PASSWORD_CHARS}),
+    );
+    // serde flattens the registration into the enrollment; utoipa's allOf of two closed objects
+    // would admit no body at all, so the enrollment is written out as the one object it is.
+    let registration = doc["components"]["schemas"]["DeviceRegistration"].clone();
+    let enrollment = &mut doc["components"]["schemas"]["Enrollment"];
+    let extra: Vec<Value> = enrollment["allOf"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|part| part.get("$ref").is_none())
+        .cloned()
+        .collect();
+    let mut flat = registration;
+    for part in extra {
+        if let (Some(props), Some(more)) = (
+            flat["properties"].as_object_mut(),
+            part["properties"].as_object(),
+        ) {
+            props.extend(more.clone());
+        }
+        if let (Some(required), Some(more)) =
+            (flat["required"].as_array_mut(), part["required"].as_array())
+        {
+            required.extend(more.iter().cloned());
+        }
+    }
+    flat["description"] = enrollment["description"].clone();
+    *enrollment = flat;
+    constrain_parameter(
+        doc,
+        "/api/v1/devices/{id}/check-in",
+        "wait",
+        json!({"maximum": hotswap_protocol::device::MAX_WAIT_SECONDS}),
+    );
+    for (path, max) in [
+        ("/api/v1/devices", super::MAX_PAGE),
+        ("/api/v1/audit", hotswap_store::MAX_AUDIT_PAGE),
+        (
+            "/api/v1/deployments/{id}/decisions",
+            hotswap_protocol::deployments::MAX_DECISIONS,
+        ),
+    ] {
+        constrain_parameter(doc, path, "limit", json!({"minimum": 1, "maximum": max}));
+    }
+    for path in [
+        "/api/v1/firmware/{id}",
+        "/api/v1/deployments/{id}",
+        "/api/v1/tokens/{id}/revoke",
+    ] {
+        constrain_parameter(
+            doc,
+            path,
+            "id",
+            json!({"type": "integer", "format": "int64"}),
+        );
+    }
 }
 
 #[utoipa::path(
@@ -112,7 +340,7 @@ pub fn document() -> &'static Document {
     summary = "This document",
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json")),
 )]
-pub async fn openapi() -> Json<&'static Document> {
+pub async fn openapi() -> Json<&'static Value> {
     Json(document())
 }
 
@@ -246,21 +474,15 @@ mod tests {
 
     #[test]
     fn the_document_has_every_route_of_the_router_and_no_other() {
-        let documented: BTreeSet<(String, String)> = document()
-            .paths
-            .paths
+        let documented: BTreeSet<(String, String)> = document()["paths"]
+            .as_object()
+            .unwrap()
             .iter()
             .flat_map(|(path, item)| {
-                [
-                    ("GET", item.get.is_some()),
-                    ("POST", item.post.is_some()),
-                    ("PUT", item.put.is_some()),
-                    ("PATCH", item.patch.is_some()),
-                    ("DELETE", item.delete.is_some()),
-                ]
-                .into_iter()
-                .filter(|(_, present)| *present)
-                .map(move |(method, _)| (method.to_string(), path.clone()))
+                item.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |method| (method.to_uppercase(), path.clone()))
             })
             .collect();
         let routed: BTreeSet<(String, String)> = ROUTES
@@ -281,7 +503,7 @@ mod tests {
 
     #[test]
     fn every_operation_needs_the_credential_its_rule_asks() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = document();
         assert_eq!(doc["openapi"], "3.1.0");
         for route in ROUTES {
             let operation = &doc["paths"][route.path][route.method.as_str().to_lowercase()];

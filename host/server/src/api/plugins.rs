@@ -47,7 +47,7 @@ fn info(p: StoredPlugin) -> Result<PluginInfo, ApiError> {
     operation_id = "uploadPlugin",
     tag = "plugins",
     summary = "Upload a strategy or health policy component",
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The WebAssembly component"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The WebAssembly component (any Content-Type is taken; the client sends application/wasm)"),
     responses(
         (status = 201, description = "Stored", body = PluginInfo),
         (status = 200, description = "The same component was stored already", body = PluginInfo),
