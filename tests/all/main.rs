@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod api;
+mod cli;
 mod crash;
 mod e2e;
 mod health;

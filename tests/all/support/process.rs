@@ -76,3 +76,41 @@ pub async fn hotswap(args: Vec<String>) -> (bool, String, String) {
     .await
     .unwrap()
 }
+
+/// What a run of the command did.
+#[derive(Debug)]
+pub struct Ran {
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    pub out: String,
+    pub err: String,
+}
+
+/// Runs the real `hotswap` command with only `env` of the variables it reads (none of the
+/// caller's `HOTSWAP_*`), so a test's contexts and credentials are its own.
+/// It runs in `dir`, so no `./hotswap-data` of the caller's is found.
+pub async fn hotswap_with(dir: &Path, env: Vec<(String, String)>, args: Vec<String>) -> Ran {
+    let dir = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hotswap-under-test"));
+        command.current_dir(dir);
+        for (key, _) in std::env::vars() {
+            if key.starts_with("HOTSWAP_") {
+                command.env_remove(key);
+            }
+        }
+        let out = command
+            .envs(env)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("the command runs");
+        Ran {
+            code: out.status.code(),
+            out: String::from_utf8_lossy(&out.stdout).into_owned(),
+            err: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+    .await
+    .unwrap()
+}
