@@ -236,6 +236,26 @@ async fn an_operator_drives_every_part_of_the_api_with_the_hotswap_command() {
     let group = op.json(&["groups", "show", "lyon-west"]).await;
     assert_eq!(group["members"].as_array().unwrap().len(), 4, "{group}");
 
+    // Plugins: an example strategy uploaded, shown, deleted; the built-ins listed beside it.
+    std::fs::write(op.path("window.wasm"), crate::fixtures::MAINTENANCE_WINDOW).unwrap();
+    let uploaded = op.json(&["plugins", "upload", "window.wasm"]).await;
+    let (name, version) = (
+        uploaded["name"].as_str().unwrap().to_string(),
+        uploaded["version"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(uploaded["builtin"], false, "{uploaded}");
+    let out = op.ok(&["plugins", "show", &name]).await;
+    assert!(
+        out.contains("uploaded") && out.contains("parameters"),
+        "{out}"
+    );
+    assert!(
+        op.ok(&["plugins", "delete", &name, &version])
+            .await
+            .contains("deleted plugin")
+    );
+    let ran = op.run(&["plugins", "show", &name]).await;
+    assert_eq!(ran.code, Some(1), "{ran:#?}");
     // Plugins: the built-ins are listed and described.
     assert!(op.ok(&["plugins", "list"]).await.contains("canary"));
     let canary = op.json(&["plugins", "show", "canary"]).await;
@@ -517,4 +537,106 @@ async fn watch_follows_a_rollout_across_a_server_restart_and_exits_with_the_outc
     let summary = fleet.stop().await;
     assert_eq!(summary.bricked, 0, "{summary}");
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_running_commands_stop_on_sigterm_with_their_summary() {
+    use std::process::{Command, Stdio};
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let op = Operator::new();
+    op.login(&server.url, &server.admin_token).await;
+    op.register("example:threshold-alarm", "2.0.0").await;
+    let key = op.key().display().to_string();
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hotswap-under-test"))
+            .args(args)
+            .env("HOTSWAP_CONFIG_DIR", op.path("config"))
+            .current_dir(op.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let sim = spawn(&[
+        "sim",
+        "--devices",
+        "3",
+        "--release-key-file",
+        &key,
+        "--poll-ms",
+        "100",
+    ]);
+    let api = server.client();
+    for _ in 0..200 {
+        let page = api.devices(&Default::default()).await.unwrap();
+        if page
+            .devices
+            .iter()
+            .filter(|d| d.last_seen.is_some())
+            .count()
+            == 3
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // A deployment that waits for an approval never ends by itself: only a signal stops its
+    // watch, which says so.
+    op.ok(&[
+        "groups",
+        "create",
+        "gated",
+        "--filter",
+        "model=sensor-v1",
+        "--requires-approval",
+    ])
+    .await;
+    let started = op
+        .json(&[
+            "deployments",
+            "create",
+            "--firmware",
+            "2.0.0",
+            "--model",
+            "sensor-v1",
+            "--group",
+            "gated",
+            "--strategy",
+            "direct",
+        ])
+        .await;
+    assert_eq!(started["state"], "waiting-for-approval", "{started}");
+    let id = started["id"].as_i64().unwrap().to_string();
+    let watch = spawn(&["deployments", "watch", &id]);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let term = |pid: u32| {
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -TERM {pid}");
+    };
+    term(watch.id());
+    let watched = tokio::task::spawn_blocking(move || watch.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&watched.stdout);
+    assert_eq!(watched.status.code(), Some(130), "{watched:?}");
+    assert!(stdout.contains("waiting-for-approval"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("stopped watching deployment {id}")),
+        "{stdout}"
+    );
+    term(sim.id());
+    let out = tokio::task::spawn_blocking(move || sim.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("devices        3"), "the summary: {stdout}");
+    assert!(stdout.contains("bricked"), "the summary: {stdout}");
+    op.ok(&["deployments", "cancel", &id]).await;
+    server.stop().await;
 }

@@ -222,7 +222,15 @@ async fn simulate(a: SimArgs) -> Result<()> {
 
 async fn demo(config: crate::demo::DemoConfig, out: &mut (impl Write + Send)) -> Result<()> {
     use hotswap_protocol::DeploymentState;
-    let outcome = crate::demo::run(config, out).await?;
+    // Ctrl-C or SIGTERM stop it as they stop every long-running command: saying so, and how far
+    // it got (the lines above). Its server and fleet are dropped with it.
+    let outcome = tokio::select! {
+        outcome = crate::demo::run(config, &mut *out) => outcome?,
+        r = stopped() => {
+            r?;
+            anyhow::bail!("the demo was stopped by a signal before it finished");
+        }
+    };
     let mut wrong = Vec::new();
     if outcome.v2.deployment.state != DeploymentState::Completed {
         wrong.push(format!(

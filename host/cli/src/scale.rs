@@ -320,10 +320,27 @@ async fn run_once(
             fleet.progress.reports.load(Relaxed),
         )
     };
+    // Ctrl-C or SIGTERM ends the run early, with what it got to.
+    let mut stop = std::pin::pin!(crate::stopped());
+    let mut confirmed = 0;
     let status = loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::select! {
+            r = &mut stop => {
+                r?;
+                progress.done();
+                let summary = fleet.stop().await;
+                writeln!(
+                    out,
+                    "stopped after {:.0} s with {confirmed}/{} devices confirmed\n{summary}",
+                    started.elapsed().as_secs_f64(),
+                    config.devices
+                )?;
+                anyhow::bail!("the scale run was stopped before its rollout ended");
+            }
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
         let status = client.status(id).await?;
-        let confirmed = confirmed_of(&status);
+        confirmed = confirmed_of(&status);
         let d = &status.deployment;
         if last_wave_at.is_none() && d.current_wave + 1 >= d.waves {
             last_wave_at = Some(started.elapsed());

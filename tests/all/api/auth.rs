@@ -613,7 +613,8 @@ async fn an_enrolled_device_waits_for_acceptance_and_a_rejected_one_is_refused_a
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
+    // A stale claim is refused as a bad credential is: it may be a replay.
+    assert_eq!(r.status().as_u16(), 401);
     let token: hotswap_protocol::DeviceToken = raw
         .post(&claim_url)
         .json(&claim(now()))

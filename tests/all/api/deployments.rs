@@ -275,7 +275,7 @@ async fn a_dry_run_deployment_returns_the_plan_with_device_ids() {
         (
             "deployments/1/explode",
             StatusCode::NOT_FOUND,
-            "no action `explode`",
+            "no such endpoint: POST /api/v1/deployments/1/explode",
         ),
         (
             "deployments/99/pause",

@@ -20,6 +20,10 @@ pub const ROLLED_BACK: u8 = 3;
 /// The exit code of a watched deployment cancelled, or paused for the operator to decide.
 pub const CANCELLED_OR_PAUSED: u8 = 4;
 
+/// The exit code of a watch stopped by Ctrl-C or SIGTERM (the shell's for a command a signal
+/// ended), the deployment going on.
+pub const STOPPED: u8 = 130;
+
 /// The longest pause between tries while the server cannot be reached.
 const MAX_RECONNECT_PAUSE: Duration = Duration::from_secs(5);
 
@@ -131,7 +135,7 @@ pub async fn run(
                 say(&multi, out, bars, &format!(
                     "stopped watching deployment {id}; it goes on (hotswap deployments status {id})"
                 ))?;
-                return Ok(ExitCode::from(130));
+                return Ok(ExitCode::from(STOPPED));
             }
             _ = tokio::time::sleep(pause) => {}
         }

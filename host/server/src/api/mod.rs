@@ -181,7 +181,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             metrics::track,
         ))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such endpoint") })
+        .fallback(|method: Method, uri: axum::http::Uri| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "no such endpoint: {method} {} (GET /api/v1/openapi.json lists them)",
+                    uri.path()
+                ),
+            )
+        })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
 }
