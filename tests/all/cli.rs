@@ -418,6 +418,52 @@ async fn an_operator_drives_every_part_of_the_api_with_the_hotswap_command() {
             .contains("#compdef hotswap")
     );
 
+    // A user, who signs in with a password into a context of her own.
+    let password = ("HOTSWAP_PASSWORD", "correct horse battery");
+    let ran = op
+        .run_with(&[password], &["users", "create", "ana", "--role", "viewer"])
+        .await;
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    assert!(op.ok(&["users", "list"]).await.contains("ana"));
+    let ran = op
+        .run_with(
+            &[password],
+            &[
+                "login",
+                "--server",
+                &server.url,
+                "--user",
+                "ana",
+                "--context",
+                "ana",
+            ],
+        )
+        .await;
+    assert_eq!(ran.code, Some(0), "{ran:#?}");
+    assert!(ran.out.contains("as user:ana (viewer)"), "{ran:#?}");
+    assert!(op.ok(&["deployments", "list"]).await.contains("cancelled"));
+    let ran = op.run(&["tokens", "list"]).await;
+    assert_eq!(ran.code, Some(1), "a viewer's session may not: {ran:#?}");
+    let ran = op
+        .run_with(
+            &[("HOTSWAP_PASSWORD", "wrong password!!")],
+            &["login", "--server", &server.url, "--user", "ana"],
+        )
+        .await;
+    assert_eq!(ran.code, Some(1), "{ran:#?}");
+    assert!(
+        op.ok(&["logout", "--context", "ana"])
+            .await
+            .contains("session ends")
+    );
+    let ran = op.run(&["firmware", "list"]).await;
+    assert_eq!(
+        ran.code,
+        Some(1),
+        "no current context after its logout: {ran:#?}"
+    );
+    op.login(&server.url, &server.admin_token).await;
+
     // Logged out, the context is gone and commands have no credential again.
     assert!(op.ok(&["logout"]).await.contains("logged out"));
     let ran = op.run(&["firmware", "list"]).await;
