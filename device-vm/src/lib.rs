@@ -9,6 +9,8 @@
 //!   revert; boot-time recovery.
 //! - [`agent`]: agents run in wasmi with fuel, memory and stack limits, and the `agent` world's
 //!   imports and canonical ABI done by hand.
+//! - [`smp`]: MCUmgr's Simple Management Protocol and its serial transport, so third-party
+//!   tools manage the device.
 //! - [`sim`] (with `std`): simulated flash that enforces NOR rules and injects faults.
 //!
 //! The core (everything but [`sim`]) is `no_std` with `alloc`, so the same code can run on a
@@ -27,6 +29,7 @@ pub mod layout;
 #[cfg(feature = "std")]
 pub mod sim;
 pub mod slots;
+pub mod smp;
 
 pub use device::{
     BootEvent, BootFailure, Device, DeviceConfig, DeviceStatus, TrialOutcome, UpdateError,

@@ -1,0 +1,14 @@
+//! MCUmgr's Simple Management Protocol (SMP), as MCUboot and Zephyr devices speak it, so the
+//! tools device integrators already own (`smpmgr`, `mcumgr`, mcumgr-web) manage a HotSwap
+//! device unchanged.
+//!
+//! - [`header`]: the 8-byte header every SMP message starts with (v1 and v2).
+//! - [`serial`]: the serial transport: a packet as base64 lines started by `0x06 0x09` and
+//!   `0x04 0x14`, each at most [`serial::MAX_LINE`] bytes, with a CRC-16/XMODEM.
+//!
+//! `no_std` with `alloc`, like the rest of the core: a microcontroller could run it as it is.
+
+pub mod header;
+pub mod serial;
+
+pub use header::{Group, Header, Op};
