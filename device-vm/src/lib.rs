@@ -9,6 +9,7 @@
 //!   revert; boot-time recovery.
 //! - [`agent`]: agents run in wasmi with fuel, memory and stack limits, and the `agent` world's
 //!   imports and canonical ABI done by hand.
+//! - [`mcuboot`]: agents as MCUboot image files, with the signed manifest in the header area.
 //! - [`smp`]: MCUmgr's Simple Management Protocol and its serial transport, so third-party
 //!   tools manage the device.
 //! - [`sim`] (with `std`): simulated flash that enforces NOR rules and injects faults.
@@ -26,6 +27,7 @@ pub mod device;
 pub mod image;
 pub mod journal;
 pub mod layout;
+pub mod mcuboot;
 #[cfg(feature = "std")]
 pub mod sim;
 pub mod slots;

@@ -502,4 +502,8 @@ pub struct SignArgs {
     /// Print the registration body (JSON) instead of sending it.
     #[arg(long)]
     pub print: bool,
+    /// Write the signed agent as an MCUboot image file (for `hotswap push`, `smpmgr`, `mcumgr`)
+    /// instead of registering it.
+    #[arg(long, conflicts_with = "print")]
+    pub image_out: Option<PathBuf>,
 }

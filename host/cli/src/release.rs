@@ -33,6 +33,40 @@ pub async fn run(a: SignArgs, server: &ServerArgs, json: bool, out: &mut dyn Wri
     };
     let release = key.release(version, &image, a.security_counter);
     let body = registration(&release, &a.device_model, &a.notes);
+    if let Some(path) = &a.image_out {
+        let signed = hotswap_device_vm::mcuboot::SignedManifest {
+            manifest: release.manifest,
+            key_id: release.key_id,
+            signature: release.signature,
+        };
+        let file = hotswap_device_vm::mcuboot::write(&signed, &release.image)
+            .map_err(|e| anyhow::anyhow!("--version {}: {e}", a.version))?;
+        let (_, _, hash) = hotswap_device_vm::mcuboot::parse(&file)
+            .map_err(|e| anyhow::anyhow!("the image file just made does not read back: {e}"))?;
+        std::fs::write(path, &file).with_context(|| format!("writing {}", path.display()))?;
+        if json {
+            let shown = serde_json::json!({
+                "file": path,
+                "version": a.version,
+                "size": file.len(),
+                "agentSize": release.image.len(),
+                "hash": hex::encode(hash),
+                "keyId": release.key_id.to_string(),
+            });
+            writeln!(out, "{}", serde_json::to_string_pretty(&shown)?)?;
+        } else {
+            writeln!(
+                out,
+                "wrote {}: agent {} as an MCUboot image, {} bytes, hash {}, signed by key {}",
+                path.display(),
+                a.version,
+                file.len(),
+                hex::encode(hash),
+                release.key_id
+            )?;
+        }
+        return Ok(());
+    }
     if a.print {
         writeln!(out, "{}", serde_json::to_string_pretty(&body)?)?;
         return Ok(());
