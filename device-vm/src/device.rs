@@ -616,6 +616,40 @@ impl<F: NorFlash> Device<F> {
         }
     }
 
+    /// The agent on trial, for a self-test run by the caller, who then confirms or reverts
+    /// (SMP's test-then-confirm); `None` when no trial is running.
+    pub fn trial_image(&mut self) -> Result<Option<Vec<u8>>, UpdateError> {
+        let Update::Trial { slot, header, .. } = self.update else {
+            return Ok(None);
+        };
+        Ok(Some(self.store.read_image(slot, &header)?))
+    }
+
+    /// The valid agent in `slot`, with its header, checked against the trusted keys; `None`
+    /// when the slot holds none (empty, being written, damaged).
+    pub fn slot_agent(&mut self, slot: Slot) -> Option<(SlotHeader, Vec<u8>)> {
+        if matches!(self.update, Update::Receiving { slot: s, .. } if s == slot) {
+            return None;
+        }
+        let header = self.store.verify(slot, &self.config.keys).ok()?;
+        let image = self.store.read_image(slot, &header).ok()?;
+        Some((header, image))
+    }
+
+    /// Erases the inactive slot: refused during a trial, when it holds the agent to go back to.
+    pub fn erase_inactive(&mut self) -> Result<(), UpdateError> {
+        if let Update::Trial { .. } = self.update {
+            return Err(UpdateError::WrongState {
+                action: "erase the other slot",
+                state: self.update.name(),
+            });
+        }
+        let slot = self.inactive();
+        self.update = Update::Idle;
+        self.store.erase_slot(slot)?;
+        Ok(())
+    }
+
     /// Goes back to the agent in the other slot by hand. Refused during an update, when the
     /// other slot holds no valid agent, or when its security counter is below the device's.
     pub fn rollback(&mut self) -> Result<Version, UpdateError> {

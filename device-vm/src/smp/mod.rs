@@ -10,5 +10,7 @@
 
 pub mod header;
 pub mod serial;
+pub mod server;
 
 pub use header::{Group, Header, Op};
+pub use server::{Effect, ResetOutcome, Server, reset};
