@@ -71,6 +71,18 @@ impl<const W: usize, const E: usize> SimFlash<W, E> {
         }
     }
 
+    /// A flash holding `data` (a whole number of sectors), as a file kept it: a word that is
+    /// not all `0xff` counts as written.
+    pub fn from_contents(data: Vec<u8>) -> Self {
+        let mut flash = SimFlash::new(data.len());
+        flash.written = data
+            .chunks(W)
+            .map(|word| word.iter().any(|&b| b != 0xff))
+            .collect();
+        flash.data = data;
+        flash
+    }
+
     /// Writes and erases performed or attempted so far.
     pub fn ops(&self) -> u64 {
         self.ops
@@ -217,6 +229,91 @@ impl<const W: usize, const E: usize> NorFlash for SimFlash<W, E> {
             return Err(SimError::PowerCut);
         }
         Ok(())
+    }
+}
+
+/// NOR flash kept in a file, so a device's state survives its process: every write and erase
+/// goes to the file before it returns, and killing the process is a power cut between two
+/// operations (the NOR rules of [`SimFlash`] still hold).
+pub struct FileFlash {
+    flash: SimFlash,
+    file: std::fs::File,
+}
+
+impl FileFlash {
+    /// The flash in `path`; a new file of `capacity` erased bytes when there is none. Whether
+    /// it was made now (a device from the factory).
+    pub fn open(path: &std::path::Path, capacity: usize) -> std::io::Result<(FileFlash, bool)> {
+        use std::io::{Error, ErrorKind};
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        let created = len == 0;
+        let data = if created {
+            let data = vec![0xff; capacity];
+            std::io::Write::write_all(&mut file, &data)?;
+            file.sync_all()?;
+            data
+        } else if len == capacity as u64 {
+            std::fs::read(path)?
+        } else {
+            return Err(Error::new(
+                ErrorKind::InvalidData,
+                format!(
+                    "{} holds {len} bytes, not a flash of {capacity}: another device's, or not a flash file",
+                    path.display()
+                ),
+            ));
+        };
+        Ok((
+            FileFlash {
+                flash: SimFlash::from_contents(data),
+                file,
+            },
+            created,
+        ))
+    }
+
+    fn mirror(&mut self, from: usize, to: usize) -> Result<(), SimError> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(&self.flash.contents()[from..to], from as u64)
+            .map_err(|_| SimError::WriteFailed)
+    }
+}
+
+impl ErrorType for FileFlash {
+    type Error = SimError;
+}
+
+impl ReadNorFlash for FileFlash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SimError> {
+        self.flash.read(offset, bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        self.flash.capacity()
+    }
+}
+
+impl NorFlash for FileFlash {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = 1024;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), SimError> {
+        self.flash.erase(from, to)?;
+        self.mirror(from as usize, to as usize)
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SimError> {
+        self.flash.write(offset, bytes)?;
+        self.mirror(offset as usize, offset as usize + bytes.len())
     }
 }
 

@@ -103,6 +103,23 @@ impl Server {
         Server::default()
     }
 
+    /// The next offset of an upload in progress.
+    pub fn upload_offset(&self) -> Option<u32> {
+        self.upload.as_ref().map(|u| u.offset)
+    }
+
+    /// Gives up an upload that stopped (the watchdog's call): the other slot is erased, so
+    /// nothing half-written can ever boot; the running agent is untouched.
+    pub fn abandon_upload<F: NorFlash>(
+        &mut self,
+        device: &mut Device<F>,
+    ) -> Result<(), UpdateError> {
+        self.upload = None;
+        self.pending = false;
+        self.permanent = false;
+        device.erase_inactive()
+    }
+
     /// Whether slot 1's agent is to be tried at the next reset, and kept if it passes.
     pub fn pending(&self) -> (bool, bool) {
         (self.pending, self.permanent)
@@ -283,8 +300,13 @@ impl Server {
             Ok(())
         })?;
         let off = off.ok_or_else(|| invalid("an upload chunk needs `off`"))?;
-        if image != 0 {
-            return Err(Refusal(rc::NOT_FOUND, "the device has one image, 0".into()));
+        // Image 0 is the agent; clients that name the slot to upload to say 1 (`smpmgr
+        // upgrade --slot 1`): both mean the other slot, the only one an upload may go to.
+        if image > 1 {
+            return Err(Refusal(
+                rc::NOT_FOUND,
+                alloc::format!("no image {image}: the device has image 0 (slots 0 and 1)"),
+            ));
         }
         if off == 0 {
             let len = len.ok_or_else(|| invalid("the first chunk needs `len`"))?;

@@ -65,6 +65,9 @@ pub enum Command {
     Users(crate::ops::UsersArgs),
     /// The audit log, newest first.
     Audit(crate::ops::AuditArgs),
+    /// One device you can run: the device VM on flash kept in a file, managed over MCUmgr's SMP
+    /// on a pseudo-terminal (`smpmgr`, `mcumgr`, `hotswap push`).
+    Device(DeviceArgs),
     /// A shell completion script: `hotswap completions bash > /etc/bash_completion.d/hotswap`.
     Completions { shell: clap_complete::Shell },
 }
@@ -289,6 +292,29 @@ impl From<&ServeArgs> for hotswap_server::Overrides {
             unchecked_devices: a.benchmark_unchecked_devices,
         }
     }
+}
+
+#[derive(Args)]
+pub struct DeviceArgs {
+    /// The device's flash, kept in this file; made, with the factory agent, on first start.
+    #[arg(long)]
+    pub flash: PathBuf,
+    /// Serve SMP on a pseudo-terminal and make this path a symlink to it.
+    #[arg(long)]
+    pub pty: PathBuf,
+    /// The release key the device trusts; its factory agent is the example agent signed by it.
+    #[command(flatten)]
+    pub key: ReleaseKeyArgs,
+    /// More release keys the device trusts (Ed25519 public keys, hex; comma-separated).
+    #[arg(long = "trusted-key", value_delimiter = ',')]
+    pub trusted_keys: Vec<String>,
+    /// The version the device runs from the factory.
+    #[arg(long, default_value = "1.0.0")]
+    pub factory_version: String,
+    /// Seconds an update may go without progress, and a trial without a confirm, before the
+    /// device gives it up.
+    #[arg(long, default_value_t = 30)]
+    pub watchdog_seconds: u64,
 }
 
 #[derive(Args)]

@@ -8,6 +8,7 @@
 //! - `scale`: [`scale`], the scale benchmark (server and fleet in two processes).
 //! - `release`: [`release`], sign an agent and register it.
 //! - `plans`, `plan`, `plugin check`: [`plans`], plans printed wave by wave.
+//! - `device`: [`device`], one device VM on flash in a file, managed over SMP on a pty.
 //! - `login`, `logout`: [`login`], servers remembered by name ([`contexts`]).
 //! - `firmware`, `devices`, `groups`, `plugins`, `deployments`, `tokens`, `users`, `audit`:
 //!   [`ops`], a command for every action of the API, `--json` on each.
@@ -17,6 +18,7 @@
 pub mod args;
 pub mod contexts;
 pub mod demo;
+pub mod device;
 pub mod login;
 pub mod ops;
 pub mod plans;

@@ -61,6 +61,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Tokens(a) => crate::ops::tokens(a, &mut out).await,
         Command::Users(a) => crate::ops::users(a, &mut out).await,
         Command::Audit(a) => crate::ops::audit(a, &mut out).await,
+        Command::Device(a) => done(device(a).await),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "hotswap", &mut out);
@@ -99,6 +100,7 @@ async fn run_other(command: Command, out: &mut io::Stdout) -> Result<()> {
         | Command::Tokens(_)
         | Command::Users(_)
         | Command::Audit(_)
+        | Command::Device(_)
         | Command::Completions { .. } => unreachable!("run handles the operator commands"),
     }
 }
@@ -155,6 +157,51 @@ async fn serve(a: ServeArgs) -> Result<()> {
         let _ = stopped().await;
     })
     .await
+}
+
+async fn device(a: crate::args::DeviceArgs) -> Result<()> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let key = a.key.key()?;
+    let version = hotswap_device_vm::Version::parse(&a.factory_version).with_context(|| {
+        format!(
+            "--factory-version {:?} is not major.minor.patch",
+            a.factory_version
+        )
+    })?;
+    let image = hotswap_sim::tagged(hotswap_agents::THRESHOLD_ALARM, &version.to_string());
+    let mut keys = vec![key.trusted()];
+    for k in &a.trusted_keys {
+        keys.push(hotswap_server::config::parse_trusted_key(k)?);
+    }
+    if a.watchdog_seconds == 0 {
+        anyhow::bail!(crate::ops::UsageError(
+            "--watchdog-seconds must be at least 1".into()
+        ));
+    }
+    let config = crate::device::DeviceConfig {
+        flash: a.flash,
+        pty: a.pty,
+        keys,
+        factory: key.release(version, &image, 0),
+        watchdog: std::time::Duration::from_secs(a.watchdog_seconds),
+        step: std::time::Duration::from_secs(1),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut task = tokio::task::spawn_blocking({
+        let stop = stop.clone();
+        move || crate::device::run(config, stop)
+    });
+    let summary = tokio::select! {
+        r = &mut task => r??,
+        r = stopped() => {
+            r?;
+            stop.store(true, Relaxed);
+            task.await??
+        }
+    };
+    println!("{summary}");
+    Ok(())
 }
 
 async fn simulate(a: SimArgs) -> Result<()> {
