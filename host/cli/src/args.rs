@@ -68,6 +68,9 @@ pub enum Command {
     /// One device you can run: the device VM on flash kept in a file, managed over MCUmgr's SMP
     /// on a pseudo-terminal (`smpmgr`, `mcumgr`, `hotswap push`).
     Device(DeviceArgs),
+    /// One agent to one device over a serial line (SMP): upload, trial, confirm; `--status`,
+    /// `--info`, `--rollback`.
+    Push(crate::push::PushArgs),
     /// A shell completion script: `hotswap completions bash > /etc/bash_completion.d/hotswap`.
     Completions { shell: clap_complete::Shell },
 }

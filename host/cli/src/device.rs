@@ -170,7 +170,8 @@ pub fn run(config: DeviceConfig, stop: Arc<AtomicBool>) -> Result<String> {
     });
     let started = Instant::now();
     let mut server = Server::new();
-    let mut decoder = Decoder::new(BUFFER_SIZE);
+    // A packet is a message of at most BUFFER_SIZE bytes and its CRC.
+    let mut decoder = Decoder::new(BUFFER_SIZE + 2);
     let mut agent = start_agent(&mut device);
     let mut last_step = Instant::now();
     let mut upload_seen: Option<(u32, Instant)> = None;

@@ -9,6 +9,7 @@
 //! - `release`: [`release`], sign an agent and register it.
 //! - `plans`, `plan`, `plugin check`: [`plans`], plans printed wave by wave.
 //! - `device`: [`device`], one device VM on flash in a file, managed over SMP on a pty.
+//! - `push`: [`push`], an agent to one device over SMP on a serial line.
 //! - `login`, `logout`: [`login`], servers remembered by name ([`contexts`]).
 //! - `firmware`, `devices`, `groups`, `plugins`, `deployments`, `tokens`, `users`, `audit`:
 //!   [`ops`], a command for every action of the API, `--json` on each.
@@ -23,6 +24,7 @@ pub mod login;
 pub mod ops;
 pub mod plans;
 pub mod progress;
+pub mod push;
 pub mod release;
 mod run;
 pub mod scale;

@@ -62,6 +62,9 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Users(a) => crate::ops::users(a, &mut out).await,
         Command::Audit(a) => crate::ops::audit(a, &mut out).await,
         Command::Device(a) => done(device(a).await),
+        Command::Push(a) => {
+            tokio::task::spawn_blocking(move || crate::push::run(a, &mut io::stdout())).await?
+        }
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "hotswap", &mut out);
@@ -101,6 +104,7 @@ async fn run_other(command: Command, out: &mut io::Stdout) -> Result<()> {
         | Command::Users(_)
         | Command::Audit(_)
         | Command::Device(_)
+        | Command::Push(_)
         | Command::Completions { .. } => unreachable!("run handles the operator commands"),
     }
 }

@@ -1,0 +1,529 @@
+//! `hotswap push`: one agent to one device over a serial line (a real port or `hotswap device`'s
+//! pseudo-terminal), speaking MCUmgr's SMP as `smpmgr` does: upload (resumed from the device's
+//! offset after a dropped line), test, reset, and confirm once the trial runs; `--status`,
+//! `--info` and `--rollback`.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hotswap_device_vm::mcuboot;
+use hotswap_device_vm::smp::serial::{Decoder, MAX_LINE, encode};
+use hotswap_device_vm::smp::server::BUFFER_SIZE;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use minicbor::data::Type;
+use minicbor::{Decoder as Cbor, Encoder};
+use sha2::{Digest, Sha256};
+
+/// The exit code of a push whose agent failed its trial: the device went back on its own.
+pub const REVERTED: u8 = 3;
+
+/// How long to wait for an answer before sending the request again.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// Sends of one request before giving up.
+pub const ATTEMPTS: u32 = 5;
+/// How long a reset may take before the device answers again.
+const RESET_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(clap::Args)]
+pub struct PushArgs {
+    /// The device: a serial port or `hotswap device`'s pty link (SMP).
+    #[arg(long)]
+    pub device: PathBuf,
+    /// The agent as an MCUboot image file (`hotswap release ... --image-out`).
+    #[arg(long, conflicts_with_all = ["info", "status", "rollback"])]
+    pub agent: Option<PathBuf>,
+    /// Once the new agent runs on trial, confirm it (without: it stays on trial, and the
+    /// device's watchdog reverts it unless something confirms it in time).
+    #[arg(long, requires = "agent")]
+    pub confirm: bool,
+    /// What the device is: its answer to echo, its buffer size, its slots.
+    #[arg(long)]
+    pub info: bool,
+    /// The device's slots.
+    #[arg(long)]
+    pub status: bool,
+    /// Go back to the agent in the other slot (tried, then kept once its self-test passes).
+    #[arg(long)]
+    pub rollback: bool,
+    /// The serial line's speed (a real port; a pty ignores it).
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
+}
+
+/// A CBOR value, as answers are read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(i64),
+    Text(String),
+    Bytes(Vec<u8>),
+    Bool(bool),
+    Array(Vec<Value>),
+    Map(Vec<(String, Value)>),
+    Other,
+}
+
+impl Value {
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Map(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn int(&self, key: &str) -> Option<i64> {
+        match self.get(key) {
+            Some(Value::Int(n)) => Some(*n),
+            _ => None,
+        }
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        self.get(key) == Some(&Value::Bool(true))
+    }
+
+    fn text(&self, key: &str) -> String {
+        match self.get(key) {
+            Some(Value::Text(t)) => t.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+fn read_value(d: &mut Cbor<'_>) -> Result<Value, minicbor::decode::Error> {
+    Ok(match d.datatype()? {
+        Type::U8
+        | Type::U16
+        | Type::U32
+        | Type::U64
+        | Type::I8
+        | Type::I16
+        | Type::I32
+        | Type::I64
+        | Type::Int => Value::Int(d.i64()?),
+        Type::String => Value::Text(d.str()?.to_string()),
+        Type::Bytes => Value::Bytes(d.bytes()?.to_vec()),
+        Type::Bool => Value::Bool(d.bool()?),
+        Type::Array => {
+            let n = d.array()?.unwrap_or(0);
+            Value::Array((0..n).map(|_| read_value(d)).collect::<Result<_, _>>()?)
+        }
+        Type::Map => {
+            let n = d.map()?.unwrap_or(0);
+            let mut fields = Vec::new();
+            for _ in 0..n {
+                let k = d.str()?.to_string();
+                fields.push((k, read_value(d)?));
+            }
+            Value::Map(fields)
+        }
+        _ => {
+            d.skip()?;
+            Value::Other
+        }
+    })
+}
+
+/// A device refused a request: its return code and reason.
+#[derive(Debug, thiserror::Error)]
+#[error("the device refused: {reason} (rc {rc})")]
+pub struct Refused {
+    pub rc: i64,
+    pub reason: String,
+}
+
+/// An SMP client on a serial line.
+pub struct Smp {
+    port: std::fs::File,
+    bytes: Receiver<Vec<u8>>,
+    decoder: Decoder,
+    sequence: u8,
+    /// Requests sent again after no answer came.
+    pub resent: u32,
+}
+
+impl Smp {
+    /// Opens the line raw, at `baud` (a pty keeps the device's settings).
+    pub fn open(path: &Path, baud: u32) -> Result<Smp> {
+        let port = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("opening the device {}", path.display()))?;
+        raw(&port, baud).with_context(|| format!("setting up {}", path.display()))?;
+        let mut reader = port.try_clone()?;
+        let (tx, bytes) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+                if tx.send(buf[..n].to_vec()).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Smp {
+            port,
+            bytes,
+            decoder: Decoder::new(BUFFER_SIZE + 64),
+            sequence: 0,
+            resent: 0,
+        })
+    }
+
+    /// Sends a request and reads its answer's body, sending again after [`ANSWER_TIMEOUT`]
+    /// without one, [`ATTEMPTS`] times in all.
+    pub fn call(&mut self, group: u16, command: u8, write: bool, body: &[u8]) -> Result<Value> {
+        self.sequence = self.sequence.wrapping_add(1);
+        let mut message = vec![(1 << 3) | if write { 2 } else { 0 }, 0];
+        message.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        message.extend_from_slice(&group.to_be_bytes());
+        message.extend_from_slice(&[self.sequence, command]);
+        message.extend_from_slice(body);
+        let lines = encode(&message, MAX_LINE);
+        for attempt in 1..=ATTEMPTS {
+            if attempt > 1 {
+                self.resent += 1;
+            }
+            self.port
+                .write_all(&lines)
+                .context("writing to the device")?;
+            if let Some(answer) = self.answer(ANSWER_TIMEOUT)? {
+                let value = read_value(&mut Cbor::new(&answer))
+                    .map_err(|e| anyhow::anyhow!("the device's answer is not CBOR: {e}"))?;
+                if let Some(rc) = value.int("rc")
+                    && rc != 0
+                {
+                    return Err(Refused {
+                        rc,
+                        reason: value.text("rsn"),
+                    }
+                    .into());
+                }
+                return Ok(value);
+            }
+        }
+        anyhow::bail!(
+            "no answer from the device after {ATTEMPTS} tries of {} s each",
+            ANSWER_TIMEOUT.as_secs()
+        )
+    }
+
+    /// The body of the answer to the last request, or `None` after `wait`. Answers to
+    /// earlier requests and damaged packets are passed over.
+    fn answer(&mut self, wait: Duration) -> Result<Option<Vec<u8>>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let bytes = match self.bytes.recv_timeout(left) {
+                Ok(b) => b,
+                Err(RecvTimeoutError::Timeout) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => {
+                    anyhow::bail!("the line to the device closed")
+                }
+            };
+            for b in bytes {
+                if let Some(Ok(packet)) = self.decoder.push(b)
+                    && packet.len() >= 8
+                    && packet[6] == self.sequence
+                {
+                    return Ok(Some(packet[8..].to_vec()));
+                }
+            }
+        }
+    }
+
+    pub fn images(&mut self) -> Result<Vec<Value>> {
+        let answer = self.call(1, 0, false, &cbor(|_| Ok(()), 0))?;
+        match answer.get("images") {
+            Some(Value::Array(images)) => Ok(images.clone()),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.call(0, 5, true, &cbor(|_| Ok(()), 0))?;
+        // The device boots and runs the trial's self-test before it answers again.
+        let deadline = Instant::now() + RESET_WAIT;
+        while Instant::now() < deadline {
+            let echo = cbor(|e| e.str("d")?.str("up?").map(drop), 1);
+            if self.call(0, 0, true, &echo).is_ok() {
+                return Ok(());
+            }
+        }
+        anyhow::bail!(
+            "the device did not answer within {} s of its reset",
+            RESET_WAIT.as_secs()
+        )
+    }
+}
+
+type EncodeResult = Result<(), minicbor::encode::Error<std::convert::Infallible>>;
+
+fn cbor(fields: impl FnOnce(&mut Encoder<&mut Vec<u8>>) -> EncodeResult, n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = Encoder::new(&mut out);
+    let _ = e.map(n).map(drop);
+    let _ = fields(&mut e);
+    out
+}
+
+/// Raw mode at `baud`: no echo, no line editing, no newline translation.
+fn raw(port: &std::fs::File, baud: u32) -> Result<()> {
+    use nix::sys::termios::{BaudRate, SetArg, cfmakeraw, cfsetspeed, tcgetattr, tcsetattr};
+    let mut t = tcgetattr(port)?;
+    cfmakeraw(&mut t);
+    let speed = match baud {
+        9600 => BaudRate::B9600,
+        19_200 => BaudRate::B19200,
+        38_400 => BaudRate::B38400,
+        57_600 => BaudRate::B57600,
+        115_200 => BaudRate::B115200,
+        230_400 => BaudRate::B230400,
+        460_800 => BaudRate::B460800,
+        921_600 => BaudRate::B921600,
+        other => anyhow::bail!(crate::ops::UsageError(format!(
+            "--baud {other}: 9600, 19200, 38400, 57600, 115200, 230400, 460800 or 921600"
+        ))),
+    };
+    cfsetspeed(&mut t, speed)?;
+    tcsetattr(port, SetArg::TCSANOW, &t)?;
+    Ok(())
+}
+
+fn describe(images: &[Value]) -> String {
+    let mut lines = Vec::new();
+    for i in images {
+        let mut flags = Vec::new();
+        for f in ["active", "confirmed", "pending", "permanent"] {
+            if i.flag(f) {
+                flags.push(f);
+            }
+        }
+        let hash = match i.get("hash") {
+            Some(Value::Bytes(h)) => hex::encode(h),
+            _ => String::new(),
+        };
+        lines.push(format!(
+            "slot {}: {} {} (hash {hash})",
+            i.int("slot").unwrap_or(-1),
+            i.text("version"),
+            if flags.is_empty() {
+                "-".into()
+            } else {
+                flags.join(", ")
+            }
+        ));
+    }
+    if lines.is_empty() {
+        "no agent".into()
+    } else {
+        lines.join("\n")
+    }
+}
+
+pub fn run(a: PushArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    let mut smp = Smp::open(&a.device, a.baud)?;
+    if a.info {
+        let echo = smp.call(
+            0,
+            0,
+            true,
+            &cbor(|e| e.str("d")?.str("hotswap push").map(drop), 1),
+        )?;
+        let params = smp.call(0, 6, false, &cbor(|_| Ok(()), 0))?;
+        writeln!(
+            out,
+            "device {}: answers SMP (echo {:?}), buffers {} x {} bytes",
+            a.device.display(),
+            echo.text("r"),
+            params.int("buf_count").unwrap_or(0),
+            params.int("buf_size").unwrap_or(0)
+        )?;
+        writeln!(out, "{}", describe(&smp.images()?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.status {
+        writeln!(out, "{}", describe(&smp.images()?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.rollback {
+        let images = smp.images()?;
+        let Some(other) = images.iter().find(|i| i.int("slot") == Some(1)) else {
+            anyhow::bail!("the device's other slot holds no agent to go back to");
+        };
+        let Some(Value::Bytes(hash)) = other.get("hash").cloned() else {
+            anyhow::bail!("the device did not give the other slot's hash");
+        };
+        let version = other.text("version");
+        let body = cbor(
+            |e| {
+                e.str("hash")?
+                    .bytes(&hash)?
+                    .str("confirm")?
+                    .bool(true)
+                    .map(drop)
+            },
+            2,
+        );
+        smp.call(1, 0, true, &body)?;
+        let started = Instant::now();
+        smp.reset()?;
+        let images = smp.images()?;
+        let running = images.iter().find(|i| i.int("slot") == Some(0));
+        if running.map(|i| i.text("version")) != Some(version.clone()) {
+            writeln!(
+                out,
+                "rollback to {version} failed its self-test; the device stayed on what it ran\n{}",
+                describe(&images)
+            )?;
+            return Ok(ExitCode::from(REVERTED));
+        }
+        writeln!(
+            out,
+            "rolled back to {version} in {:.2} s\n{}",
+            started.elapsed().as_secs_f64(),
+            describe(&images)
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(path) = &a.agent else {
+        anyhow::bail!(crate::ops::UsageError(
+            "say what to do: --agent FILE, --status, --info or --rollback".into()
+        ));
+    };
+    let file = std::fs::read(path)
+        .map_err(|e| crate::ops::UsageError(format!("reading {}: {e}", path.display())))?;
+    let (signed, _, hash) = mcuboot::parse(&file)
+        .map_err(|e| crate::ops::UsageError(format!("{}: {e}", path.display())))?;
+    let version = signed.manifest.version.to_string();
+    let sha: [u8; 32] = Sha256::digest(&file).into();
+    let params = smp.call(0, 6, false, &cbor(|_| Ok(()), 0))?;
+    let buffer = params
+        .int("buf_size")
+        .unwrap_or(512)
+        .clamp(128, BUFFER_SIZE as i64) as usize;
+    // What a chunk may carry once the header, the CBOR keys and the offset take their share.
+    let chunk = buffer - 128;
+    let bar = ProgressBar::with_draw_target(
+        Some(file.len() as u64),
+        if std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "uploading {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(version.clone());
+    let started = Instant::now();
+    let mut off = 0usize;
+    let mut resumed_from = None;
+    loop {
+        let data = &file[off..(off + chunk).min(file.len())];
+        let body = if off == 0 {
+            cbor(
+                |e| {
+                    e.str("image")?.u8(0)?;
+                    e.str("len")?.u64(file.len() as u64)?;
+                    e.str("off")?.u64(0)?;
+                    e.str("sha")?.bytes(&sha)?;
+                    e.str("data")?.bytes(data).map(drop)
+                },
+                5,
+            )
+        } else {
+            cbor(
+                |e| {
+                    e.str("off")?
+                        .u64(off as u64)?
+                        .str("data")?
+                        .bytes(data)
+                        .map(drop)
+                },
+                2,
+            )
+        };
+        let answer = smp.call(1, 1, true, &body)?;
+        let next = answer
+            .int("off")
+            .ok_or_else(|| anyhow::anyhow!("the device's answer has no offset"))?
+            as usize;
+        if off == 0 && next > data.len() {
+            resumed_from = Some(next);
+        }
+        off = next;
+        bar.set_position(off as u64);
+        if off >= file.len() {
+            if answer.get("match") == Some(&Value::Bool(false)) {
+                anyhow::bail!("the device says the bytes it got are not the file's");
+            }
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let uploaded = started.elapsed();
+    let test = cbor(
+        |e| {
+            e.str("hash")?
+                .bytes(&hash)?
+                .str("confirm")?
+                .bool(false)
+                .map(drop)
+        },
+        2,
+    );
+    smp.call(1, 0, true, &test)?;
+    smp.reset()?;
+    let images = smp.images()?;
+    let running = images.iter().find(|i| i.int("slot") == Some(0));
+    if running.map(|i| i.text("version")) != Some(version.clone()) {
+        writeln!(
+            out,
+            "{version} failed its trial on the device, which went back on its own\n{}",
+            describe(&images)
+        )?;
+        return Ok(ExitCode::from(REVERTED));
+    }
+    if a.confirm {
+        smp.call(
+            1,
+            0,
+            true,
+            &cbor(|e| e.str("confirm")?.bool(true).map(drop), 1),
+        )?;
+    }
+    writeln!(
+        out,
+        "pushed {version} ({} bytes) in {:.2} s (upload {:.2} s{}{}); {}\n{}",
+        file.len(),
+        started.elapsed().as_secs_f64(),
+        uploaded.as_secs_f64(),
+        resumed_from
+            .map(|b| format!(", resumed at byte {b}"))
+            .unwrap_or_default(),
+        if smp.resent > 0 {
+            format!(", {} requests sent again", smp.resent)
+        } else {
+            String::new()
+        },
+        if a.confirm {
+            "confirmed"
+        } else {
+            "on trial, not confirmed"
+        },
+        describe(&smp.images()?)
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
