@@ -6,6 +6,7 @@
 mod api;
 mod cli;
 mod crash;
+mod device;
 mod e2e;
 mod health;
 mod hostile;
