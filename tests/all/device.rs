@@ -47,9 +47,11 @@ fn start(dir: &Path) -> DeviceProcess {
         .stderr(log)
         .spawn()
         .unwrap();
+    // Waited for when dropped, on every path.
+    let process = DeviceProcess { child };
     for _ in 0..200 {
         if dir.join("tty").exists() {
-            return DeviceProcess { child };
+            return process;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
