@@ -52,6 +52,9 @@ pub struct PushArgs {
     /// The serial line's speed (a real port; a pty ignores it).
     #[arg(long, default_value_t = 115_200)]
     pub baud: u32,
+    /// Milliseconds to wait for an answer before sending the request again.
+    #[arg(long, default_value_t = ANSWER_TIMEOUT.as_millis() as u64)]
+    pub answer_timeout_ms: u64,
 }
 
 /// A CBOR value, as answers are read.
@@ -143,6 +146,7 @@ pub struct Smp {
     sequence: u8,
     /// Requests sent again after no answer came.
     pub resent: u32,
+    timeout: Duration,
 }
 
 impl Smp {
@@ -174,12 +178,37 @@ impl Smp {
             decoder: Decoder::new(BUFFER_SIZE + 64),
             sequence: 0,
             resent: 0,
+            timeout: ANSWER_TIMEOUT,
         })
+    }
+
+    /// Waits `timeout` for each answer before sending again.
+    pub fn with_timeout(mut self, timeout: Duration) -> Smp {
+        self.timeout = timeout;
+        self
     }
 
     /// Sends a request and reads its answer's body, sending again after [`ANSWER_TIMEOUT`]
     /// without one, [`ATTEMPTS`] times in all.
     pub fn call(&mut self, group: u16, command: u8, write: bool, body: &[u8]) -> Result<Value> {
+        self.call_tries(group, command, write, body, ATTEMPTS)?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no answer from the device after {ATTEMPTS} tries of {} ms each",
+                    self.timeout.as_millis()
+                )
+            })
+    }
+
+    /// [`Smp::call`] with `tries` sends; `None` when no answer came.
+    fn call_tries(
+        &mut self,
+        group: u16,
+        command: u8,
+        write: bool,
+        body: &[u8],
+        tries: u32,
+    ) -> Result<Option<Value>> {
         self.sequence = self.sequence.wrapping_add(1);
         let mut message = vec![(1 << 3) | if write { 2 } else { 0 }, 0];
         message.extend_from_slice(&(body.len() as u16).to_be_bytes());
@@ -187,14 +216,14 @@ impl Smp {
         message.extend_from_slice(&[self.sequence, command]);
         message.extend_from_slice(body);
         let lines = encode(&message, MAX_LINE);
-        for attempt in 1..=ATTEMPTS {
+        for attempt in 1..=tries {
             if attempt > 1 {
                 self.resent += 1;
             }
             self.port
                 .write_all(&lines)
                 .context("writing to the device")?;
-            if let Some(answer) = self.answer(ANSWER_TIMEOUT)? {
+            if let Some(answer) = self.answer(self.timeout)? {
                 let value = read_value(&mut Cbor::new(&answer))
                     .map_err(|e| anyhow::anyhow!("the device's answer is not CBOR: {e}"))?;
                 if let Some(rc) = value.int("rc")
@@ -206,13 +235,10 @@ impl Smp {
                     }
                     .into());
                 }
-                return Ok(value);
+                return Ok(Some(value));
             }
         }
-        anyhow::bail!(
-            "no answer from the device after {ATTEMPTS} tries of {} s each",
-            ANSWER_TIMEOUT.as_secs()
-        )
+        Ok(None)
     }
 
     /// The body of the answer to the last request, or `None` after `wait`. Answers to
@@ -247,20 +273,37 @@ impl Smp {
         }
     }
 
+    /// Resets the device and waits until it answers again. A reset is not sent twice on a
+    /// missing answer (the second would end the trial the first began): whether it happened is
+    /// read from the slots, and only a reset that did not happen is sent again.
     fn reset(&mut self) -> Result<()> {
-        self.call(0, 5, true, &cbor(|_| Ok(()), 0))?;
-        // The device boots and runs the trial's self-test before it answers again.
-        let deadline = Instant::now() + RESET_WAIT;
-        while Instant::now() < deadline {
-            let echo = cbor(|e| e.str("d")?.str("up?").map(drop), 1);
-            if self.call(0, 0, true, &echo).is_ok() {
+        for _ in 0..ATTEMPTS {
+            let pending_before = self.images()?.iter().any(|i| i.flag("pending"));
+            let _ = self.call_tries(0, 5, true, &cbor(|_| Ok(()), 0), 1)?;
+            // The device boots and runs the trial's self-test before it answers again.
+            let deadline = Instant::now() + RESET_WAIT;
+            let mut up = false;
+            while Instant::now() < deadline {
+                let echo = cbor(|e| e.str("d")?.str("up?").map(drop), 1);
+                if self.call_tries(0, 0, true, &echo, 1)?.is_some() {
+                    up = true;
+                    break;
+                }
+            }
+            if !up {
+                anyhow::bail!(
+                    "the device did not answer within {} s of its reset",
+                    RESET_WAIT.as_secs()
+                );
+            }
+            let pending_after = self.images()?.iter().any(|i| i.flag("pending"));
+            // A reset that happened took the pending agent (or there was none to take).
+            if !(pending_before && pending_after) {
                 return Ok(());
             }
+            self.resent += 1;
         }
-        anyhow::bail!(
-            "the device did not answer within {} s of its reset",
-            RESET_WAIT.as_secs()
-        )
+        anyhow::bail!("the device did not reset after {ATTEMPTS} tries")
     }
 }
 
@@ -328,8 +371,137 @@ fn describe(images: &[Value]) -> String {
     }
 }
 
+/// How a push ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    /// The new agent runs on trial.
+    OnTrial {
+        uploaded: Duration,
+        total: Duration,
+        resumed_from: Option<usize>,
+    },
+    /// Its self-test failed: the device went back on its own.
+    Reverted,
+}
+
+/// Uploads the image `file` (whose MCUboot hash is `hash`), marks it for test and resets the
+/// device, which tries it; a progress bar on a terminal when `bar`.
+pub fn push_agent(
+    smp: &mut Smp,
+    file: &[u8],
+    hash: &[u8; 32],
+    version: &str,
+    bar: bool,
+) -> Result<Pushed> {
+    let sha: [u8; 32] = Sha256::digest(file).into();
+    let params = smp.call(0, 6, false, &cbor(|_| Ok(()), 0))?;
+    let buffer = params
+        .int("buf_size")
+        .unwrap_or(512)
+        .clamp(256, BUFFER_SIZE as i64) as usize;
+    // What a chunk may carry once the header, the CBOR keys and the offset take their share.
+    let chunk = buffer - 128;
+    let bar = ProgressBar::with_draw_target(
+        Some(file.len() as u64),
+        if bar && std::io::stderr().is_terminal() {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
+    );
+    bar.set_style(
+        ProgressStyle::with_template(
+            "uploading {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_message(version.to_string());
+    let started = Instant::now();
+    let mut off = 0usize;
+    let mut resumed_from = None;
+    loop {
+        let data = &file[off..(off + chunk).min(file.len())];
+        let body = if off == 0 {
+            cbor(
+                |e| {
+                    e.str("image")?.u8(0)?;
+                    e.str("len")?.u64(file.len() as u64)?;
+                    e.str("off")?.u64(0)?;
+                    e.str("sha")?.bytes(&sha)?;
+                    e.str("data")?.bytes(data).map(drop)
+                },
+                5,
+            )
+        } else {
+            cbor(
+                |e| {
+                    e.str("off")?
+                        .u64(off as u64)?
+                        .str("data")?
+                        .bytes(data)
+                        .map(drop)
+                },
+                2,
+            )
+        };
+        let answer = smp.call(1, 1, true, &body)?;
+        let next = answer
+            .int("off")
+            .ok_or_else(|| anyhow::anyhow!("the device's answer has no offset"))?
+            as usize;
+        if off == 0 && next > data.len() {
+            resumed_from = Some(next);
+        }
+        off = next;
+        bar.set_position(off as u64);
+        if off >= file.len() {
+            if answer.get("match") == Some(&Value::Bool(false)) {
+                anyhow::bail!("the device says the bytes it got are not the file's");
+            }
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let uploaded = started.elapsed();
+    let test = cbor(
+        |e| {
+            e.str("hash")?
+                .bytes(hash)?
+                .str("confirm")?
+                .bool(false)
+                .map(drop)
+        },
+        2,
+    );
+    smp.call(1, 0, true, &test)?;
+    smp.reset()?;
+    let images = smp.images()?;
+    let running = images.iter().find(|i| i.int("slot") == Some(0));
+    if running.map(|i| i.text("version")).as_deref() != Some(version) {
+        return Ok(Pushed::Reverted);
+    }
+    Ok(Pushed::OnTrial {
+        uploaded,
+        total: started.elapsed(),
+        resumed_from,
+    })
+}
+
+/// Confirms the agent on trial.
+pub fn confirm(smp: &mut Smp) -> Result<()> {
+    smp.call(
+        1,
+        0,
+        true,
+        &cbor(|e| e.str("confirm")?.bool(true).map(drop), 1),
+    )
+    .map(drop)
+}
+
 pub fn run(a: PushArgs, out: &mut dyn Write) -> Result<ExitCode> {
-    let mut smp = Smp::open(&a.device, a.baud)?;
+    let mut smp = Smp::open(&a.device, a.baud)?
+        .with_timeout(Duration::from_millis(a.answer_timeout_ms.max(1)));
     if a.info {
         let echo = smp.call(
             0,
@@ -403,106 +575,24 @@ pub fn run(a: PushArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let (signed, _, hash) = mcuboot::parse(&file)
         .map_err(|e| crate::ops::UsageError(format!("{}: {e}", path.display())))?;
     let version = signed.manifest.version.to_string();
-    let sha: [u8; 32] = Sha256::digest(&file).into();
-    let params = smp.call(0, 6, false, &cbor(|_| Ok(()), 0))?;
-    let buffer = params
-        .int("buf_size")
-        .unwrap_or(512)
-        .clamp(128, BUFFER_SIZE as i64) as usize;
-    // What a chunk may carry once the header, the CBOR keys and the offset take their share.
-    let chunk = buffer - 128;
-    let bar = ProgressBar::with_draw_target(
-        Some(file.len() as u64),
-        if std::io::stderr().is_terminal() {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    bar.set_style(
-        ProgressStyle::with_template(
-            "uploading {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-        )
-        .expect("a valid template")
-        .progress_chars("=> "),
-    );
-    bar.set_message(version.clone());
-    let started = Instant::now();
-    let mut off = 0usize;
-    let mut resumed_from = None;
-    loop {
-        let data = &file[off..(off + chunk).min(file.len())];
-        let body = if off == 0 {
-            cbor(
-                |e| {
-                    e.str("image")?.u8(0)?;
-                    e.str("len")?.u64(file.len() as u64)?;
-                    e.str("off")?.u64(0)?;
-                    e.str("sha")?.bytes(&sha)?;
-                    e.str("data")?.bytes(data).map(drop)
-                },
-                5,
-            )
-        } else {
-            cbor(
-                |e| {
-                    e.str("off")?
-                        .u64(off as u64)?
-                        .str("data")?
-                        .bytes(data)
-                        .map(drop)
-                },
-                2,
-            )
-        };
-        let answer = smp.call(1, 1, true, &body)?;
-        let next = answer
-            .int("off")
-            .ok_or_else(|| anyhow::anyhow!("the device's answer has no offset"))?
-            as usize;
-        if off == 0 && next > data.len() {
-            resumed_from = Some(next);
-        }
-        off = next;
-        bar.set_position(off as u64);
-        if off >= file.len() {
-            if answer.get("match") == Some(&Value::Bool(false)) {
-                anyhow::bail!("the device says the bytes it got are not the file's");
-            }
-            break;
-        }
-    }
-    bar.finish_and_clear();
-    let uploaded = started.elapsed();
-    let test = cbor(
-        |e| {
-            e.str("hash")?
-                .bytes(&hash)?
-                .str("confirm")?
-                .bool(false)
-                .map(drop)
-        },
-        2,
-    );
-    smp.call(1, 0, true, &test)?;
-    smp.reset()?;
-    let images = smp.images()?;
-    let running = images.iter().find(|i| i.int("slot") == Some(0));
-    if running.map(|i| i.text("version")) != Some(version.clone()) {
+    let pushed = push_agent(&mut smp, &file, &hash, &version, true)?;
+    let Pushed::OnTrial {
+        uploaded,
+        total,
+        resumed_from,
+    } = pushed
+    else {
+        let images = smp.images()?;
         writeln!(
             out,
             "{version} failed its trial on the device, which went back on its own\n{}",
             describe(&images)
         )?;
         return Ok(ExitCode::from(REVERTED));
-    }
+    };
+    let started = Instant::now() - total;
     if a.confirm {
-        smp.call(
-            1,
-            0,
-            true,
-            &cbor(|e| e.str("confirm")?.bool(true).map(drop), 1),
-        )?;
+        confirm(&mut smp)?;
     }
     writeln!(
         out,
