@@ -71,6 +71,9 @@ pub enum Command {
     /// One agent to one device over a serial line (SMP): upload, trial, confirm; `--status`,
     /// `--info`, `--rollback`.
     Push(crate::push::PushArgs),
+    /// The push tool's stress and line-fault suites and its timing, against a real device
+    /// process over a pty (figures for BENCHMARKS.md).
+    PushBench(crate::push_bench::PushBenchArgs),
     /// A shell completion script: `hotswap completions bash > /etc/bash_completion.d/hotswap`.
     Completions { shell: clap_complete::Shell },
 }

@@ -9,7 +9,8 @@
 //! - `release`: [`release`], sign an agent and register it.
 //! - `plans`, `plan`, `plugin check`: [`plans`], plans printed wave by wave.
 //! - `device`: [`device`], one device VM on flash in a file, managed over SMP on a pty.
-//! - `push`: [`push`], an agent to one device over SMP on a serial line.
+//! - `push`: [`push`], an agent to one device over SMP on a serial line; `push-bench`:
+//!   [`push_bench`], its stress and line-fault suites.
 //! - `login`, `logout`: [`login`], servers remembered by name ([`contexts`]).
 //! - `firmware`, `devices`, `groups`, `plugins`, `deployments`, `tokens`, `users`, `audit`:
 //!   [`ops`], a command for every action of the API, `--json` on each.
@@ -25,6 +26,7 @@ pub mod ops;
 pub mod plans;
 pub mod progress;
 pub mod push;
+pub mod push_bench;
 pub mod release;
 mod run;
 pub mod scale;

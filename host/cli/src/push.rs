@@ -25,6 +25,8 @@ pub const REVERTED: u8 = 3;
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// Sends of one request before giving up.
 pub const ATTEMPTS: u32 = 5;
+/// The smallest chunk an upload shrinks to on a noisy line.
+pub const MIN_CHUNK: usize = 32;
 /// How long a reset may take before the device answers again.
 const RESET_WAIT: Duration = Duration::from_secs(10);
 
@@ -146,7 +148,12 @@ pub struct Smp {
     sequence: u8,
     /// Requests sent again after no answer came.
     pub resent: u32,
+    /// Sends of one request before giving up ([`ATTEMPTS`] unless set).
+    pub attempts: u32,
     timeout: Duration,
+    /// Bytes written to the line and read from it.
+    sent: u64,
+    received: u64,
 }
 
 impl Smp {
@@ -178,8 +185,22 @@ impl Smp {
             decoder: Decoder::new(BUFFER_SIZE + 64),
             sequence: 0,
             resent: 0,
+            attempts: ATTEMPTS,
             timeout: ANSWER_TIMEOUT,
+            sent: 0,
+            received: 0,
         })
+    }
+
+    /// Bytes that crossed the line so far, both ways.
+    pub fn line_bytes(&self) -> u64 {
+        self.sent + self.received
+    }
+
+    /// Sends each request up to `attempts` times.
+    pub fn with_attempts(mut self, attempts: u32) -> Smp {
+        self.attempts = attempts.max(1);
+        self
     }
 
     /// Waits `timeout` for each answer before sending again.
@@ -191,17 +212,18 @@ impl Smp {
     /// Sends a request and reads its answer's body, sending again after [`ANSWER_TIMEOUT`]
     /// without one, [`ATTEMPTS`] times in all.
     pub fn call(&mut self, group: u16, command: u8, write: bool, body: &[u8]) -> Result<Value> {
-        self.call_tries(group, command, write, body, ATTEMPTS)?
+        let tries = self.attempts;
+        self.call_tries(group, command, write, body, tries)?
             .ok_or_else(|| {
                 anyhow::anyhow!(
-                    "no answer from the device after {ATTEMPTS} tries of {} ms each",
+                    "no answer from the device after {tries} tries of {} ms each",
                     self.timeout.as_millis()
                 )
             })
     }
 
     /// [`Smp::call`] with `tries` sends; `None` when no answer came.
-    fn call_tries(
+    pub fn call_tries(
         &mut self,
         group: u16,
         command: u8,
@@ -223,6 +245,7 @@ impl Smp {
             self.port
                 .write_all(&lines)
                 .context("writing to the device")?;
+            self.sent += lines.len() as u64;
             if let Some(answer) = self.answer(self.timeout)? {
                 let value = read_value(&mut Cbor::new(&answer))
                     .map_err(|e| anyhow::anyhow!("the device's answer is not CBOR: {e}"))?;
@@ -254,6 +277,7 @@ impl Smp {
                     anyhow::bail!("the line to the device closed")
                 }
             };
+            self.received += bytes.len() as u64;
             for b in bytes {
                 if let Some(Ok(packet)) = self.decoder.push(b)
                     && packet.len() >= 8
@@ -400,7 +424,9 @@ pub fn push_agent(
         .unwrap_or(512)
         .clamp(256, BUFFER_SIZE as i64) as usize;
     // What a chunk may carry once the header, the CBOR keys and the offset take their share.
-    let chunk = buffer - 128;
+    let largest = buffer - 128;
+    let mut chunk = largest;
+    let mut clean = 0u32;
     let bar = ProgressBar::with_draw_target(
         Some(file.len() as u64),
         if bar && std::io::stderr().is_terminal() {
@@ -445,7 +471,24 @@ pub fn push_agent(
                 2,
             )
         };
-        let answer = smp.call(1, 1, true, &body)?;
+        // A chunk with no answer is sent again smaller: on a noisy line a long packet rarely
+        // arrives whole. It grows back after a run of answers.
+        let Some(answer) = smp.call_tries(1, 1, true, &body, smp.attempts)? else {
+            if chunk == MIN_CHUNK {
+                anyhow::bail!(
+                    "no answer from the device to a chunk of {MIN_CHUNK} bytes at {off} after {} tries",
+                    smp.attempts
+                );
+            }
+            chunk = (chunk / 2).max(MIN_CHUNK);
+            clean = 0;
+            continue;
+        };
+        clean += 1;
+        if clean >= 16 && chunk < largest {
+            chunk = (chunk * 2).min(largest);
+            clean = 0;
+        }
         let next = answer
             .int("off")
             .ok_or_else(|| anyhow::anyhow!("the device's answer has no offset"))?
@@ -488,6 +531,35 @@ pub fn push_agent(
     })
 }
 
+/// Goes back to the agent in the other slot: tried at a reset, kept once its self-test passes.
+/// Its version, and whether it runs now.
+pub fn rollback(smp: &mut Smp) -> Result<(String, bool)> {
+    let images = smp.images()?;
+    let Some(other) = images.iter().find(|i| i.int("slot") == Some(1)) else {
+        anyhow::bail!("the device's other slot holds no agent to go back to");
+    };
+    let Some(Value::Bytes(hash)) = other.get("hash").cloned() else {
+        anyhow::bail!("the device did not give the other slot's hash");
+    };
+    let version = other.text("version");
+    let body = cbor(
+        |e| {
+            e.str("hash")?
+                .bytes(&hash)?
+                .str("confirm")?
+                .bool(true)
+                .map(drop)
+        },
+        2,
+    );
+    smp.call(1, 0, true, &body)?;
+    smp.reset()?;
+    let images = smp.images()?;
+    let running = images.iter().find(|i| i.int("slot") == Some(0));
+    let ok = running.map(|i| i.text("version")).as_deref() == Some(version.as_str());
+    Ok((version, ok))
+}
+
 /// Confirms the agent on trial.
 pub fn confirm(smp: &mut Smp) -> Result<()> {
     smp.call(
@@ -526,30 +598,10 @@ pub fn run(a: PushArgs, out: &mut dyn Write) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if a.rollback {
-        let images = smp.images()?;
-        let Some(other) = images.iter().find(|i| i.int("slot") == Some(1)) else {
-            anyhow::bail!("the device's other slot holds no agent to go back to");
-        };
-        let Some(Value::Bytes(hash)) = other.get("hash").cloned() else {
-            anyhow::bail!("the device did not give the other slot's hash");
-        };
-        let version = other.text("version");
-        let body = cbor(
-            |e| {
-                e.str("hash")?
-                    .bytes(&hash)?
-                    .str("confirm")?
-                    .bool(true)
-                    .map(drop)
-            },
-            2,
-        );
-        smp.call(1, 0, true, &body)?;
         let started = Instant::now();
-        smp.reset()?;
+        let (version, ok) = rollback(&mut smp)?;
         let images = smp.images()?;
-        let running = images.iter().find(|i| i.int("slot") == Some(0));
-        if running.map(|i| i.text("version")) != Some(version.clone()) {
+        if !ok {
             writeln!(
                 out,
                 "rollback to {version} failed its self-test; the device stayed on what it ran\n{}",

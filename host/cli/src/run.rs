@@ -62,6 +62,10 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Users(a) => crate::ops::users(a, &mut out).await,
         Command::Audit(a) => crate::ops::audit(a, &mut out).await,
         Command::Device(a) => done(device(a).await),
+        Command::PushBench(a) => done(
+            tokio::task::spawn_blocking(move || crate::push_bench::run(a, &mut io::stdout()))
+                .await?,
+        ),
         Command::Push(a) => {
             tokio::task::spawn_blocking(move || crate::push::run(a, &mut io::stdout())).await?
         }
@@ -105,6 +109,7 @@ async fn run_other(command: Command, out: &mut io::Stdout) -> Result<()> {
         | Command::Audit(_)
         | Command::Device(_)
         | Command::Push(_)
+        | Command::PushBench(_)
         | Command::Completions { .. } => unreachable!("run handles the operator commands"),
     }
 }

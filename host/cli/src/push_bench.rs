@@ -1,0 +1,324 @@
+//! `hotswap push-bench`: the original's stress and chaos suites through the push tool, against
+//! a real `hotswap device` process over a pseudo-terminal.
+//!
+//! - Swaps: `--swaps` agents pushed one after the other, each tried and confirmed; how many
+//!   succeeded, the time of each, and the device's resident memory after the tenth and the last
+//!   (heap growth).
+//! - Line faults: with `--corrupt-ppm N`, a relay between the tool and the device flips N bytes
+//!   in a million on the line, both ways; each push must end with the device on the new agent or
+//!   on the old one, never on anything else, and every damaged packet must be caught.
+//! - Timing: a 14 KiB agent pushed and rolled back, and what the same bytes cost on a
+//!   115,200-baud line.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hotswap_device_vm::Version;
+use hotswap_device_vm::mcuboot::{self, SignedManifest};
+use hotswap_device_vm::sim::ReleaseKey;
+
+use crate::push::{Pushed, Smp, confirm, push_agent};
+
+#[derive(clap::Args)]
+pub struct PushBenchArgs {
+    /// Agents to push one after the other.
+    #[arg(long, default_value_t = 1000)]
+    pub swaps: u32,
+    /// Bytes in a million flipped on the line, both ways (0: a clean line).
+    #[arg(long, default_value_t = 0)]
+    pub corrupt_ppm: u32,
+    /// Timed pushes and rollbacks of the 14 KiB agent (at most 127).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=127))]
+    pub timed: u32,
+}
+
+/// The size of the timed agent, a little under a slot's room.
+pub const TIMED_AGENT_BYTES: usize = 14_000;
+/// The line a serial port sets the bound for: bits per second, 10 bits a byte (8N1).
+pub const BAUD: u64 = 115_200;
+
+/// `image` with a custom section added to make it `size` bytes (wasm engines ignore it).
+fn padded(image: &[u8], size: usize) -> Vec<u8> {
+    let mut out = image.to_vec();
+    let room = size.saturating_sub(out.len() + 8);
+    // A custom section: id 0, its size (LEB128, fixed at 4 bytes), name "pad", the filler.
+    let body = 1 + 3 + room;
+    out.push(0);
+    out.extend_from_slice(&[
+        (body as u8 & 0x7f) | 0x80,
+        ((body >> 7) as u8 & 0x7f) | 0x80,
+        ((body >> 14) as u8 & 0x7f) | 0x80,
+        (body >> 21) as u8 & 0x7f,
+    ]);
+    out.push(3);
+    out.extend_from_slice(b"pad");
+    out.extend(std::iter::repeat_n(0x5a, room));
+    out
+}
+
+fn image_file(key: &ReleaseKey, version: Version, agent: &[u8]) -> Result<(Vec<u8>, [u8; 32])> {
+    let r = key.release(version, agent, 0);
+    let file = mcuboot::write(
+        &SignedManifest {
+            manifest: r.manifest,
+            key_id: r.key_id,
+            signature: r.signature,
+        },
+        &r.image,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, _, hash) = mcuboot::parse(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok((file, hash))
+}
+
+struct DeviceProcess(std::process::Child);
+
+impl Drop for DeviceProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Copies bytes between the tool's pty and the device's, flipping one bit of a byte `ppm`
+/// times in a million; the flips so far.
+fn relay(tool_side: std::fs::File, device: &Path, ppm: u32) -> Result<Arc<AtomicU64>> {
+    let flips = Arc::new(AtomicU64::new(0));
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(device)?;
+    let pairs = [
+        (tool_side.try_clone()?, device.try_clone()?),
+        (device, tool_side),
+    ];
+    for (i, (mut from, mut to)) in pairs.into_iter().enumerate() {
+        let flips = flips.clone();
+        std::thread::spawn(move || {
+            // A fixed seed per direction: the same faults on every run.
+            let mut state: u64 = 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                for b in &mut buf[..n] {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    if (state % 1_000_000) < u64::from(ppm) {
+                        *b ^= 1 << (state >> 32 & 7);
+                        flips.fetch_add(1, Relaxed);
+                    }
+                }
+                if to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    Ok(flips)
+}
+
+/// A pty for the tool: its path and the other end for the relay.
+fn tool_pty() -> Result<(PathBuf, std::fs::File, std::os::fd::OwnedFd)> {
+    use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+    let pty = nix::pty::openpty(None, None)?;
+    let mut t = tcgetattr(&pty.slave)?;
+    cfmakeraw(&mut t);
+    tcsetattr(&pty.slave, SetArg::TCSANOW, &t)?;
+    let name = nix::unistd::ttyname(&pty.slave)?;
+    Ok((name, std::fs::File::from(pty.master), pty.slave))
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    std::fs::write(d.join("release.key"), hex::encode(seed))?;
+    let key = ReleaseKey::from_seed(seed);
+    let me = std::env::current_exe().context("finding the hotswap binary")?;
+    let device = DeviceProcess(
+        std::process::Command::new(me)
+            .args([
+                "device",
+                "--flash",
+                "flash.bin",
+                "--pty",
+                "tty",
+                "--release-key-file",
+                "release.key",
+            ])
+            .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(d.join("device.log"))?)
+            .spawn()
+            .context("starting hotswap device")?,
+    );
+    let pid = device.0.id();
+    for _ in 0..400 {
+        if d.join("tty").exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    let device_tty = std::fs::canonicalize(d.join("tty")).context("the device made no pty")?;
+    let (port, flips, _tool_end) = if a.corrupt_ppm > 0 {
+        let (name, master, slave) = tool_pty()?;
+        let flips = relay(master, &device_tty, a.corrupt_ppm)?;
+        (name, Some(flips), Some(slave))
+    } else {
+        (device_tty.clone(), None, None)
+    };
+    // Over a line that loses packets, a short wait before asking again keeps the run short.
+    let timeout = if a.corrupt_ppm > 0 {
+        Duration::from_millis(40)
+    } else {
+        crate::push::ANSWER_TIMEOUT
+    };
+    let mut smp = Smp::open(&port, 115_200)?
+        .with_timeout(timeout)
+        .with_attempts(if a.corrupt_ppm > 0 {
+            40
+        } else {
+            crate::push::ATTEMPTS
+        });
+    let base = hotswap_agents::THRESHOLD_ALARM;
+    let mut times = Vec::new();
+    let (mut ok, mut failed, mut wrong) = (0u32, 0u32, 0u32);
+    let mut rss_at_10 = 0;
+    let mut running = Version::new(1, 0, 0);
+    let started = Instant::now();
+    for i in 1..=a.swaps {
+        let version = Version::new(2, (i / 60_000) as u16, (i % 60_000) as u16);
+        let agent = hotswap_sim::tagged(base, &version.to_string());
+        let (file, hash) = image_file(&key, version, &agent)?;
+        let t = Instant::now();
+        let result =
+            push_agent(&mut smp, &file, &hash, &version.to_string(), false).and_then(|p| match p {
+                Pushed::OnTrial { .. } => confirm(&mut smp).map(|()| true),
+                Pushed::Reverted => Ok(false),
+            });
+        match result {
+            Ok(true) => {
+                ok += 1;
+                times.push(t.elapsed().as_secs_f64());
+            }
+            _ => failed += 1,
+        }
+        // Whatever happened, the device runs the new agent or the old one, and nothing else.
+        let images = smp.images().unwrap_or_default();
+        let now = images
+            .iter()
+            .find(|i| i.get("slot") == Some(&crate::push::Value::Int(0)))
+            .map(|i| match i.get("version") {
+                Some(crate::push::Value::Text(v)) => v.clone(),
+                _ => String::new(),
+            })
+            .unwrap_or_default();
+        if now == version.to_string() {
+            running = version;
+        } else if now != running.to_string() {
+            wrong += 1;
+        }
+        if i == 10 {
+            rss_at_10 = rss_kib(pid);
+        }
+        if i % 100 == 0 {
+            eprintln!("{i}/{} swaps, {ok} confirmed, {failed} not", a.swaps);
+        }
+    }
+    let elapsed = started.elapsed();
+    let rss_end = rss_kib(pid);
+    writeln!(
+        out,
+        "swaps: {ok}/{} confirmed ({:.1}%), {failed} not, {wrong} ending on an agent that is neither the new nor the old; {:.1} s in all, median {:.0} ms a swap",
+        a.swaps,
+        f64::from(ok) * 100.0 / f64::from(a.swaps.max(1)),
+        elapsed.as_secs_f64(),
+        median(&mut times) * 1e3
+    )?;
+    writeln!(
+        out,
+        "device resident memory: {rss_at_10} KiB after swap 10, {rss_end} KiB after swap {}",
+        a.swaps
+    )?;
+    if let Some(flips) = &flips {
+        let dropped = std::fs::read_to_string(d.join("device.log"))
+            .map(|l| l.matches("dropped a packet").count())
+            .unwrap_or(0);
+        writeln!(
+            out,
+            "line faults: {} ppm, {} bytes flipped; the device dropped {dropped} damaged packets, the tool sent {} requests again; {wrong} activations of anything but the pushed or the previous agent",
+            a.corrupt_ppm,
+            flips.load(Relaxed),
+            smp.resent
+        )?;
+    }
+    if a.timed > 0 && flips.is_none() {
+        let (mut push_times, mut back_times) = (Vec::new(), Vec::new());
+        let mut line_bytes = 0;
+        for n in 0..a.timed {
+            // Each round two versions up: the push, then the one that goes forward again after
+            // the rollback.
+            let version = Version::new(3, (2 * n) as u16, 0);
+            let agent = padded(
+                &hotswap_sim::tagged(base, &version.to_string()),
+                TIMED_AGENT_BYTES,
+            );
+            let (file, hash) = image_file(&key, version, &agent)?;
+            let before = smp.line_bytes();
+            let t = Instant::now();
+            if let Pushed::OnTrial { .. } =
+                push_agent(&mut smp, &file, &hash, &version.to_string(), false)?
+            {
+                confirm(&mut smp)?;
+                push_times.push(t.elapsed().as_secs_f64());
+            }
+            line_bytes = smp.line_bytes() - before;
+            let t = Instant::now();
+            crate::push::rollback(&mut smp)?;
+            back_times.push(t.elapsed().as_secs_f64());
+            // Forward again, so the next version is above the running one.
+            let forward = Version::new(3, (2 * n + 1) as u16, 0);
+            let (file, hash) = image_file(&key, forward, &agent)?;
+            if let Pushed::OnTrial { .. } =
+                push_agent(&mut smp, &file, &hash, &forward.to_string(), false)?
+            {
+                confirm(&mut smp)?;
+            }
+        }
+        writeln!(
+            out,
+            "a {TIMED_AGENT_BYTES}-byte agent over the pty: push, trial and confirm median {:.0} ms, rollback median {:.0} ms ({} runs); {line_bytes} bytes on the line, {:.2} s at {BAUD} baud",
+            median(&mut push_times) * 1e3,
+            median(&mut back_times) * 1e3,
+            a.timed,
+            line_bytes as f64 * 10.0 / BAUD as f64
+        )?;
+    }
+    drop(device);
+    Ok(())
+}
