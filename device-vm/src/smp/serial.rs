@@ -103,6 +103,11 @@ impl Decoder {
         }
     }
 
+    /// The most bytes its buffers hold at once: a line and a packet, each at its limit.
+    pub fn buffer_bytes(&self) -> usize {
+        self.max_line + self.max_packet
+    }
+
     /// Takes one byte; a message once its packet is whole, or why the packet was dropped.
     pub fn push(&mut self, byte: u8) -> Option<Result<Vec<u8>, FrameError>> {
         if byte != b'\n' {

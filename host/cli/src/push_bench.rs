@@ -319,6 +319,23 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
             line_bytes as f64 * 10.0 / BAUD as f64
         )?;
     }
+    // The update engine's own memory on the device, beside the agent VM: the device state
+    // machine without its flash, the SMP server with an upload in progress (its two SHA-256
+    // states inline), the upload's header and trailer buffers, and the serial decoder's line
+    // and packet buffers at their limits.
+    let decoder = hotswap_device_vm::smp::serial::Decoder::new(
+        hotswap_device_vm::smp::server::BUFFER_SIZE + 2,
+    );
+    let state = std::mem::size_of::<hotswap_device_vm::Device<hotswap_device_vm::sim::FileFlash>>()
+        - std::mem::size_of::<hotswap_device_vm::sim::FileFlash>()
+        + std::mem::size_of::<hotswap_device_vm::smp::Server>()
+        + std::mem::size_of::<hotswap_device_vm::smp::serial::Decoder>();
+    let buffers = mcuboot::IMAGE_HEADER_SIZE + mcuboot::TRAILER_SIZE + decoder.buffer_bytes();
+    writeln!(
+        out,
+        "update engine RAM beside the agent VM: {state} bytes of state and {buffers} bytes of buffers ({} in all; SMP's buffers are BUFFER_SIZE)",
+        state + buffers
+    )?;
     drop(device);
     Ok(())
 }
