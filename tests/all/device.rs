@@ -26,6 +26,10 @@ fn bin() -> &'static str {
 
 /// Starts `hotswap device` on `dir/flash.bin`, SMP on `dir/tty`; returns once the link exists.
 fn start(dir: &Path) -> DeviceProcess {
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &Path, extra: &[&str]) -> DeviceProcess {
     let _ = std::fs::remove_file(dir.join("tty"));
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -42,6 +46,7 @@ fn start(dir: &Path) -> DeviceProcess {
             "--release-key-file",
             "release.key",
         ])
+        .args(extra)
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(log)
@@ -185,4 +190,129 @@ fn a_device_killed_during_a_trial_runs_its_previous_agent_after_restart() {
     let after = status(d);
     assert!(after.contains("slot 0: 1.0.0 active, confirmed"), "{after}");
     assert!(after.contains("slot 1: 2.0.0"), "{after}");
+}
+
+fn session(dir: &Path) -> hotswap::push::Smp {
+    hotswap::push::Smp::open(&dir.join("tty"), 115_200).unwrap()
+}
+
+#[test]
+fn an_upload_cut_halfway_resumes_and_a_device_killed_during_one_keeps_its_agent() {
+    let dir = setup();
+    let d = dir.path();
+    let mut device = start(d);
+    let file = std::fs::read(image(d, "example:threshold-alarm", "2.0.0")).unwrap();
+    // Half the image, then the line goes: the tool's session ends.
+    {
+        let mut smp = session(d);
+        let mut off = 0;
+        while off < file.len() / 2 {
+            off = smp.upload_chunk(&file, off, 512).unwrap();
+        }
+    }
+    // A new push carries on from the device's offset.
+    let (code, out) = hotswap(
+        d,
+        &[
+            "push",
+            "--device",
+            "tty",
+            "--agent",
+            "2.0.0.img",
+            "--confirm",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("resumed at byte"), "{out}");
+    assert!(status(d).contains("slot 0: 2.0.0 active, confirmed"));
+
+    // 3.0.0 half uploaded, then SIGKILL: after the restart 2.0.0 runs, and nothing of 3.0.0
+    // is bootable.
+    let file = std::fs::read(image(d, "example:threshold-alarm", "3.0.0")).unwrap();
+    let mut smp = session(d);
+    let mut off = 0;
+    while off < file.len() / 2 {
+        off = smp.upload_chunk(&file, off, 512).unwrap();
+    }
+    drop(smp);
+    device.child.kill().unwrap();
+    device.child.wait().unwrap();
+    drop(device);
+    let _device = start(d);
+    let after = status(d);
+    assert!(after.contains("slot 0: 2.0.0 active, confirmed"), "{after}");
+    assert!(!after.contains("3.0.0"), "{after}");
+}
+
+#[test]
+fn the_watchdog_gives_up_a_stalled_upload_and_reverts_an_unconfirmed_trial() {
+    let dir = setup();
+    let d = dir.path();
+    let _device = start_with(d, &["--watchdog-seconds", "1"]);
+    let file = std::fs::read(image(d, "example:threshold-alarm", "2.0.0")).unwrap();
+    let mut smp = session(d);
+    let mut off = 0;
+    while off < file.len() / 2 {
+        off = smp.upload_chunk(&file, off, 512).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    let log = std::fs::read_to_string(d.join("device.log")).unwrap();
+    assert!(log.contains("watchdog: the upload stopped"), "{log}");
+    // The upload was given up: its next chunk is not taken where it stopped.
+    let next = smp.upload_chunk(&file, off, 512);
+    assert!(
+        next.is_err() || next.as_ref().is_ok_and(|n| *n != off + 512),
+        "{next:?}"
+    );
+    drop(smp);
+
+    // Pushed without --confirm and left: the trial reverts once the watchdog runs out.
+    let (code, out) = hotswap(d, &["push", "--device", "tty", "--agent", "2.0.0.img"]);
+    assert_eq!(code, Some(0), "{out}");
+    std::thread::sleep(Duration::from_millis(2500));
+    let after = status(d);
+    assert!(after.contains("slot 0: 1.0.0 active, confirmed"), "{after}");
+    let log = std::fs::read_to_string(d.join("device.log")).unwrap();
+    assert!(
+        log.contains("watchdog: the trial was not confirmed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn push_bench_swaps_cleanly_and_no_damaged_packet_activates_anything() {
+    let (code, out) = hotswap(
+        std::env::temp_dir().as_path(),
+        &["push-bench", "--swaps", "30", "--timed", "2"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("swaps: 30/30 confirmed (100.0%)"), "{out}");
+    let (code, out) = hotswap(
+        std::env::temp_dir().as_path(),
+        &[
+            "push-bench",
+            "--swaps",
+            "10",
+            "--corrupt-ppm",
+            "2000",
+            "--timed",
+            "0",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("0 activations of anything but"), "{out}");
+    assert!(
+        out.contains("0 ending on an agent that is neither"),
+        "{out}"
+    );
+    let dropped: u64 = out
+        .split("the device dropped ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        dropped > 0,
+        "the faults reached the device and were caught: {out}"
+    );
 }

@@ -192,6 +192,40 @@ impl Smp {
         })
     }
 
+    /// Sends the `len` bytes of the image `file` at `off` (the first chunk with the file's
+    /// length and SHA-256), as an upload does; the offset the device expects next.
+    pub fn upload_chunk(&mut self, file: &[u8], off: usize, len: usize) -> Result<usize> {
+        let data = &file[off..(off + len).min(file.len())];
+        let body = if off == 0 {
+            let sha: [u8; 32] = Sha256::digest(file).into();
+            cbor(
+                |e| {
+                    e.str("len")?.u64(file.len() as u64)?;
+                    e.str("off")?.u64(0)?;
+                    e.str("sha")?.bytes(&sha)?;
+                    e.str("data")?.bytes(data).map(drop)
+                },
+                4,
+            )
+        } else {
+            cbor(
+                |e| {
+                    e.str("off")?
+                        .u64(off as u64)?
+                        .str("data")?
+                        .bytes(data)
+                        .map(drop)
+                },
+                2,
+            )
+        };
+        let answer = self.call(1, 1, true, &body)?;
+        answer
+            .int("off")
+            .map(|o| o as usize)
+            .ok_or_else(|| anyhow::anyhow!("the device's answer has no offset"))
+    }
+
     /// Bytes that crossed the line so far, both ways.
     pub fn line_bytes(&self) -> u64 {
         self.sent + self.received

@@ -207,7 +207,7 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
         });
     let base = hotswap_agents::THRESHOLD_ALARM;
     let mut times = Vec::new();
-    let (mut ok, mut failed, mut wrong) = (0u32, 0u32, 0u32);
+    let (mut ok, mut failed, mut wrong, mut unread) = (0u32, 0u32, 0u32, 0u32);
     let mut rss_at_10 = 0;
     let mut running = Version::new(1, 0, 0);
     let started = Instant::now();
@@ -229,7 +229,19 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
             _ => failed += 1,
         }
         // Whatever happened, the device runs the new agent or the old one, and nothing else.
-        let images = smp.images().unwrap_or_default();
+        // On a noisy line the look itself may need several tries; one that never gets through
+        // is counted as unread, not as wrong.
+        let mut images = None;
+        for _ in 0..20 {
+            if let Ok(i) = smp.images() {
+                images = Some(i);
+                break;
+            }
+        }
+        let Some(images) = images else {
+            unread += 1;
+            continue;
+        };
         let now = images
             .iter()
             .find(|i| i.get("slot") == Some(&crate::push::Value::Int(0)))
@@ -254,7 +266,7 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
     let rss_end = rss_kib(pid);
     writeln!(
         out,
-        "swaps: {ok}/{} confirmed ({:.1}%), {failed} not, {wrong} ending on an agent that is neither the new nor the old; {:.1} s in all, median {:.0} ms a swap",
+        "swaps: {ok}/{} confirmed ({:.1}%), {failed} not, {wrong} ending on an agent that is neither the new nor the old, {unread} whose end could not be read; {:.1} s in all, median {:.0} ms a swap",
         a.swaps,
         f64::from(ok) * 100.0 / f64::from(a.swaps.max(1)),
         elapsed.as_secs_f64(),
@@ -326,10 +338,10 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
     let decoder = hotswap_device_vm::smp::serial::Decoder::new(
         hotswap_device_vm::smp::server::BUFFER_SIZE + 2,
     );
-    let state = std::mem::size_of::<hotswap_device_vm::Device<hotswap_device_vm::sim::FileFlash>>()
-        - std::mem::size_of::<hotswap_device_vm::sim::FileFlash>()
-        + std::mem::size_of::<hotswap_device_vm::smp::Server>()
-        + std::mem::size_of::<hotswap_device_vm::smp::serial::Decoder>();
+    let state = size_of::<hotswap_device_vm::Device<hotswap_device_vm::sim::FileFlash>>()
+        - size_of::<hotswap_device_vm::sim::FileFlash>()
+        + size_of::<hotswap_device_vm::smp::Server>()
+        + size_of::<hotswap_device_vm::smp::serial::Decoder>();
     let buffers = mcuboot::IMAGE_HEADER_SIZE + mcuboot::TRAILER_SIZE + decoder.buffer_bytes();
     writeln!(
         out,
