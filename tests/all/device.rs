@@ -196,6 +196,15 @@ fn session(dir: &Path) -> hotswap::push::Smp {
     hotswap::push::Smp::open(&dir.join("tty"), 115_200).unwrap()
 }
 
+/// Uploads the first half of `file` in 512-byte chunks; the device's next offset.
+fn upload_half(smp: &mut hotswap::push::Smp, file: &[u8]) -> usize {
+    let mut off = 0;
+    while off < file.len() / 2 {
+        off = smp.upload_chunk(file, off, 512).unwrap();
+    }
+    off
+}
+
 #[test]
 fn an_upload_cut_halfway_resumes_and_a_device_killed_during_one_keeps_its_agent() {
     let dir = setup();
@@ -205,10 +214,7 @@ fn an_upload_cut_halfway_resumes_and_a_device_killed_during_one_keeps_its_agent(
     // Half the image, then the line goes: the tool's session ends.
     {
         let mut smp = session(d);
-        let mut off = 0;
-        while off < file.len() / 2 {
-            off = smp.upload_chunk(&file, off, 512).unwrap();
-        }
+        upload_half(&mut smp, &file);
     }
     // A new push carries on from the device's offset.
     let (code, out) = hotswap(
@@ -230,10 +236,7 @@ fn an_upload_cut_halfway_resumes_and_a_device_killed_during_one_keeps_its_agent(
     // is bootable.
     let file = std::fs::read(image(d, "example:threshold-alarm", "3.0.0")).unwrap();
     let mut smp = session(d);
-    let mut off = 0;
-    while off < file.len() / 2 {
-        off = smp.upload_chunk(&file, off, 512).unwrap();
-    }
+    upload_half(&mut smp, &file);
     drop(smp);
     device.child.kill().unwrap();
     device.child.wait().unwrap();
@@ -251,10 +254,7 @@ fn the_watchdog_gives_up_a_stalled_upload_and_reverts_an_unconfirmed_trial() {
     let _device = start_with(d, &["--watchdog-seconds", "1"]);
     let file = std::fs::read(image(d, "example:threshold-alarm", "2.0.0")).unwrap();
     let mut smp = session(d);
-    let mut off = 0;
-    while off < file.len() / 2 {
-        off = smp.upload_chunk(&file, off, 512).unwrap();
-    }
+    let off = upload_half(&mut smp, &file);
     std::thread::sleep(Duration::from_millis(2500));
     let log = std::fs::read_to_string(d.join("device.log")).unwrap();
     assert!(log.contains("watchdog: the upload stopped"), "{log}");

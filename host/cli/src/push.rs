@@ -195,30 +195,8 @@ impl Smp {
     /// Sends the `len` bytes of the image `file` at `off` (the first chunk with the file's
     /// length and SHA-256), as an upload does; the offset the device expects next.
     pub fn upload_chunk(&mut self, file: &[u8], off: usize, len: usize) -> Result<usize> {
-        let data = &file[off..(off + len).min(file.len())];
-        let body = if off == 0 {
-            let sha: [u8; 32] = Sha256::digest(file).into();
-            cbor(
-                |e| {
-                    e.str("len")?.u64(file.len() as u64)?;
-                    e.str("off")?.u64(0)?;
-                    e.str("sha")?.bytes(&sha)?;
-                    e.str("data")?.bytes(data).map(drop)
-                },
-                4,
-            )
-        } else {
-            cbor(
-                |e| {
-                    e.str("off")?
-                        .u64(off as u64)?
-                        .str("data")?
-                        .bytes(data)
-                        .map(drop)
-                },
-                2,
-            )
-        };
+        let sha: [u8; 32] = Sha256::digest(file).into();
+        let body = chunk_body(file, &sha, off, len);
         let answer = self.call(1, 1, true, &body)?;
         answer
             .int("off")
@@ -365,6 +343,35 @@ impl Smp {
     }
 }
 
+/// An upload request: `len` bytes of the image `file` at `off`; the first names the image, its
+/// length and its SHA-256 (`sha`), so the device can start or resume it.
+fn chunk_body(file: &[u8], sha: &[u8; 32], off: usize, len: usize) -> Vec<u8> {
+    let data = &file[off..(off + len).min(file.len())];
+    if off == 0 {
+        cbor(
+            |e| {
+                e.str("image")?.u8(0)?;
+                e.str("len")?.u64(file.len() as u64)?;
+                e.str("off")?.u64(0)?;
+                e.str("sha")?.bytes(sha)?;
+                e.str("data")?.bytes(data).map(drop)
+            },
+            5,
+        )
+    } else {
+        cbor(
+            |e| {
+                e.str("off")?
+                    .u64(off as u64)?
+                    .str("data")?
+                    .bytes(data)
+                    .map(drop)
+            },
+            2,
+        )
+    }
+}
+
 type EncodeResult = Result<(), minicbor::encode::Error<std::convert::Infallible>>;
 
 fn cbor(fields: impl FnOnce(&mut Encoder<&mut Vec<u8>>) -> EncodeResult, n: u64) -> Vec<u8> {
@@ -481,30 +488,8 @@ pub fn push_agent(
     let mut off = 0usize;
     let mut resumed_from = None;
     loop {
-        let data = &file[off..(off + chunk).min(file.len())];
-        let body = if off == 0 {
-            cbor(
-                |e| {
-                    e.str("image")?.u8(0)?;
-                    e.str("len")?.u64(file.len() as u64)?;
-                    e.str("off")?.u64(0)?;
-                    e.str("sha")?.bytes(&sha)?;
-                    e.str("data")?.bytes(data).map(drop)
-                },
-                5,
-            )
-        } else {
-            cbor(
-                |e| {
-                    e.str("off")?
-                        .u64(off as u64)?
-                        .str("data")?
-                        .bytes(data)
-                        .map(drop)
-                },
-                2,
-            )
-        };
+        let data_len = chunk.min(file.len() - off);
+        let body = chunk_body(file, &sha, off, chunk);
         // A chunk with no answer is sent again smaller: on a noisy line a long packet rarely
         // arrives whole. It grows back after a run of answers.
         let Some(answer) = smp.call_tries(1, 1, true, &body, smp.attempts)? else {
@@ -527,7 +512,7 @@ pub fn push_agent(
             .int("off")
             .ok_or_else(|| anyhow::anyhow!("the device's answer has no offset"))?
             as usize;
-        if off == 0 && next > data.len() {
+        if off == 0 && next > data_len {
             resumed_from = Some(next);
         }
         off = next;
