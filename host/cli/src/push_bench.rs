@@ -209,7 +209,15 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
     let mut times = Vec::new();
     let (mut ok, mut failed, mut wrong, mut unread) = (0u32, 0u32, 0u32, 0u32);
     let mut rss_at_10 = 0;
-    let mut running = Version::new(1, 0, 0);
+    // Every genuine agent the device may run: the factory's and each one pushed, by hash. A
+    // device whose running agent is not among them activated damaged bytes.
+    let factory = Version::new(1, 0, 0);
+    let mut genuine = std::collections::BTreeSet::new();
+    genuine.insert(
+        image_file(&key, factory, &hotswap_sim::tagged(base, "1.0.0"))?
+            .1
+            .to_vec(),
+    );
     let started = Instant::now();
     for i in 1..=a.swaps {
         let version = Version::new(2, (i / 60_000) as u16, (i % 60_000) as u16);
@@ -245,14 +253,11 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
         let now = images
             .iter()
             .find(|i| i.get("slot") == Some(&crate::push::Value::Int(0)))
-            .map(|i| match i.get("version") {
-                Some(crate::push::Value::Text(v)) => v.clone(),
-                _ => String::new(),
-            })
-            .unwrap_or_default();
-        if now == version.to_string() {
-            running = version;
-        } else if now != running.to_string() {
+            .and_then(|i| match i.get("hash") {
+                Some(crate::push::Value::Bytes(h)) => Some(h.clone()),
+                _ => None,
+            });
+        if !now.is_some_and(|h| genuine.contains(&h)) {
             wrong += 1;
         }
         if i == 10 {
@@ -266,7 +271,7 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
     let rss_end = rss_kib(pid);
     writeln!(
         out,
-        "swaps: {ok}/{} confirmed ({:.1}%), {failed} not, {wrong} ending on an agent that is neither the new nor the old, {unread} whose end could not be read; {:.1} s in all, median {:.0} ms a swap",
+        "swaps: {ok}/{} confirmed ({:.1}%), {failed} not, {wrong} ending on anything but a genuine agent, {unread} whose end could not be read; {:.1} s in all, median {:.0} ms a swap",
         a.swaps,
         f64::from(ok) * 100.0 / f64::from(a.swaps.max(1)),
         elapsed.as_secs_f64(),
@@ -283,7 +288,7 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
             .unwrap_or(0);
         writeln!(
             out,
-            "line faults: {} ppm, {} bytes flipped; the device dropped {dropped} damaged packets, the tool sent {} requests again; {wrong} activations of anything but the pushed or the previous agent",
+            "line faults: {} ppm, {} bytes flipped; the device dropped {dropped} damaged packets, the tool sent {} requests again; {wrong} activations of anything but a genuine agent",
             a.corrupt_ppm,
             flips.load(Relaxed),
             smp.resent
