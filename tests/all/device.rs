@@ -301,11 +301,11 @@ fn push_bench_swaps_cleanly_and_no_damaged_packet_activates_anything() {
     );
     assert_eq!(code, Some(0), "{out}");
     assert!(
-        out.contains("0 activations of anything but a genuine agent"),
+        out.contains("again; 0 activations of anything but a genuine agent"),
         "{out}"
     );
     assert!(
-        out.contains("0 ending on anything but a genuine agent"),
+        out.contains("not, 0 ending on anything but a genuine agent"),
         "{out}"
     );
     let dropped: u64 = out

@@ -154,6 +154,10 @@ pub struct Smp {
     /// Bytes written to the line and read from it.
     sent: u64,
     received: u64,
+    /// The answering op, group and command the last request expects.
+    expected: (u8, u16, u8),
+    /// Bytes read after the last answer, for the next.
+    leftover: Vec<u8>,
 }
 
 impl Smp {
@@ -189,6 +193,8 @@ impl Smp {
             timeout: ANSWER_TIMEOUT,
             sent: 0,
             received: 0,
+            expected: (0, 0, 0),
+            leftover: Vec::new(),
         })
     }
 
@@ -244,6 +250,7 @@ impl Smp {
         tries: u32,
     ) -> Result<Option<Value>> {
         self.sequence = self.sequence.wrapping_add(1);
+        self.expected = (if write { 3 } else { 1 }, group, command);
         let mut message = vec![(1 << 3) | if write { 2 } else { 0 }, 0];
         message.extend_from_slice(&(body.len() as u16).to_be_bytes());
         message.extend_from_slice(&group.to_be_bytes());
@@ -276,13 +283,29 @@ impl Smp {
         Ok(None)
     }
 
-    /// The body of the answer to the last request, or `None` after `wait`. Answers to
-    /// earlier requests and damaged packets are passed over.
+    /// The body of the answer to the last request, or `None` after `wait`. An answer must
+    /// carry the request's sequence, group and command and the answering op: an answer to an
+    /// earlier request (the sequence wraps at 256) and damaged packets are passed over. Bytes
+    /// after an answer are kept for the next one.
     fn answer(&mut self, wait: Duration) -> Result<Option<Vec<u8>>> {
         let deadline = Instant::now() + wait;
+        let (op, group, command) = self.expected;
+        let mut bytes = std::mem::take(&mut self.leftover);
         loop {
+            for (i, &b) in bytes.iter().enumerate() {
+                if let Some(Ok(packet)) = self.decoder.push(b)
+                    && packet.len() >= 8
+                    && packet[0] & 0b111 == op
+                    && u16::from_be_bytes([packet[4], packet[5]]) == group
+                    && packet[6] == self.sequence
+                    && packet[7] == command
+                {
+                    self.leftover = bytes[i + 1..].to_vec();
+                    return Ok(Some(packet[8..].to_vec()));
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            let bytes = match self.bytes.recv_timeout(left) {
+            bytes = match self.bytes.recv_timeout(left) {
                 Ok(b) => b,
                 Err(RecvTimeoutError::Timeout) => return Ok(None),
                 Err(RecvTimeoutError::Disconnected) => {
@@ -290,14 +313,6 @@ impl Smp {
                 }
             };
             self.received += bytes.len() as u64;
-            for b in bytes {
-                if let Some(Ok(packet)) = self.decoder.push(b)
-                    && packet.len() >= 8
-                    && packet[6] == self.sequence
-                {
-                    return Ok(Some(packet[8..].to_vec()));
-                }
-            }
         }
     }
 
@@ -305,7 +320,7 @@ impl Smp {
         let answer = self.call(1, 0, false, &cbor(|_| Ok(()), 0))?;
         match answer.get("images") {
             Some(Value::Array(images)) => Ok(images.clone()),
-            _ => Ok(Vec::new()),
+            _ => anyhow::bail!("the device's answer to an image state read has no images"),
         }
     }
 

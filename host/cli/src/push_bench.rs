@@ -223,6 +223,7 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
         let version = Version::new(2, (i / 60_000) as u16, (i % 60_000) as u16);
         let agent = hotswap_sim::tagged(base, &version.to_string());
         let (file, hash) = image_file(&key, version, &agent)?;
+        genuine.insert(hash.to_vec());
         let t = Instant::now();
         let result =
             push_agent(&mut smp, &file, &hash, &version.to_string(), false).and_then(|p| match p {
@@ -257,8 +258,12 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
                 Some(crate::push::Value::Bytes(h)) => Some(h.clone()),
                 _ => None,
             });
-        if !now.is_some_and(|h| genuine.contains(&h)) {
+        if !now.as_ref().is_some_and(|h| genuine.contains(h)) {
             wrong += 1;
+            eprintln!(
+                "swap {i}: the device runs an agent of hash {} that is not genuine: {images:?}",
+                now.map(hex::encode).unwrap_or_else(|| "(none)".into())
+            );
         }
         if i == 10 {
             rss_at_10 = rss_kib(pid);
