@@ -39,7 +39,7 @@ pub enum Command {
         command: PluginCommand,
     },
     /// Sign an agent with a release key and register it with a server (`POST /api/v1/firmware`),
-    /// or print the registration with `--print`.
+    /// print the registration (`--print`), or write an MCUboot image file (`--image-out`).
     Release(ReleaseArgs),
     /// Release signing keys.
     Keys(KeysArgs),
