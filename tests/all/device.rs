@@ -319,3 +319,55 @@ fn push_bench_swaps_cleanly_and_no_damaged_packet_activates_anything() {
         "the faults reached the device and were caught: {out}"
     );
 }
+
+#[test]
+fn a_device_on_a_serial_port_answers_smp() {
+    use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+    let dir = setup();
+    let d = dir.path();
+    // A pty pair stands in for the cable: the device opens the port end as a serial port
+    // (`serialport`), the test speaks SMP on the other.
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut t = tcgetattr(&pty.slave).unwrap();
+    cfmakeraw(&mut t);
+    tcsetattr(&pty.slave, SetArg::TCSANOW, &t).unwrap();
+    let port = nix::unistd::ttyname(&pty.slave).unwrap();
+    let log = std::fs::File::create(d.join("device.log")).unwrap();
+    let child = Command::new(bin())
+        .args([
+            "device",
+            "--flash",
+            "flash.bin",
+            "--release-key-file",
+            "release.key",
+            "--baud",
+            "115200",
+            "--serial",
+        ])
+        .arg(&port)
+        .current_dir(d)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _device = DeviceProcess { child };
+    let mut smp = hotswap::push::Smp::on(std::fs::File::from(pty.master)).unwrap();
+    let mut images = Vec::new();
+    for _ in 0..50 {
+        match smp.images() {
+            Ok(i) => {
+                images = i;
+                break;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let log = std::fs::read_to_string(d.join("device.log")).unwrap();
+    assert_eq!(images.len(), 1, "{log}");
+    assert_eq!(
+        images[0].get("version"),
+        Some(&hotswap::push::Value::Text("1.0.0".into())),
+        "{log}"
+    );
+    assert!(log.contains("at 115200 baud"), "{log}");
+}

@@ -306,8 +306,14 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub flash: PathBuf,
     /// Serve SMP on a pseudo-terminal and make this path a symlink to it.
+    #[arg(long, required_unless_present = "serial", conflicts_with = "serial")]
+    pub pty: Option<PathBuf>,
+    /// Serve SMP on a real serial port (`/dev/ttyUSB0`), at `--baud`.
     #[arg(long)]
-    pub pty: PathBuf,
+    pub serial: Option<PathBuf>,
+    /// The serial port's speed.
+    #[arg(long, default_value_t = 115_200)]
+    pub baud: u32,
     /// The release key the device trusts; its factory agent is the example agent signed by it.
     #[command(flatten)]
     pub key: ReleaseKeyArgs,

@@ -1,8 +1,8 @@
 //! `hotswap device`: one device you can run. The device VM on NOR flash kept in a file (its
 //! state survives a restart, and killing the process is a power cut), the factory agent written
 //! on first start, the running agent's `step` on simulated sensors, and MCUmgr's SMP on a
-//! pseudo-terminal, so `smpmgr`, `mcumgr` and `hotswap push` manage it as they manage any MCUboot
-//! device.
+//! pseudo-terminal or a real serial port, so `smpmgr`, `mcumgr` and `hotswap push` manage it as
+//! they manage any MCUboot device.
 //!
 //! A watchdog ([`DeviceConfig::watchdog`]) gives up an upload that makes no progress for that
 //! long (the other slot is erased, the running agent untouched) and reverts a trial not
@@ -32,8 +32,8 @@ pub const FLASH_BYTES: usize = 2 * SECTOR as usize + 2 * DEFAULT_SLOT_SIZE as us
 /// How one device runs.
 pub struct DeviceConfig {
     pub flash: PathBuf,
-    /// Where to put the symlink to the pseudo-terminal SMP listens on.
-    pub pty: PathBuf,
+    /// The line SMP is served on.
+    pub line: LineConfig,
     pub keys: Vec<TrustedKey>,
     /// What the device runs from the factory, written on first start.
     pub factory: Release,
@@ -93,6 +93,49 @@ fn boot(config: &DeviceConfig) -> Result<Device<FileFlash>> {
     Ok(device)
 }
 
+/// Where the device listens.
+#[derive(Debug, Clone)]
+pub enum LineConfig {
+    /// A pseudo-terminal, with a symlink at this path to its other end.
+    Pty(PathBuf),
+    /// A real serial port at this speed.
+    Serial { path: PathBuf, baud: u32 },
+}
+
+/// An open line: a reader, a writer, and what must live as long as they do.
+struct OpenLine {
+    reader: Box<dyn Read + Send>,
+    writer: Box<dyn Write + Send>,
+    _keep: Box<dyn std::any::Any>,
+}
+
+fn open_line(line: &LineConfig) -> Result<OpenLine> {
+    match line {
+        LineConfig::Pty(link) => {
+            let pty = Pty::open(link.clone())?;
+            Ok(OpenLine {
+                reader: Box::new(pty.master.try_clone().context("the pseudo-terminal")?),
+                writer: Box::new(pty.master.try_clone().context("the pseudo-terminal")?),
+                _keep: Box::new(pty),
+            })
+        }
+        LineConfig::Serial { path, baud } => {
+            // A read that times out is no data yet, not an error: the loop comes back.
+            let port = serialport::new(path.to_string_lossy(), *baud)
+                .timeout(Duration::from_millis(100))
+                .open_native()
+                .with_context(|| format!("opening the serial port {}", path.display()))?;
+            eprintln!("hotswap device: SMP on {} at {baud} baud", path.display());
+            let reader = port.try_clone_native().context("the serial port")?;
+            Ok(OpenLine {
+                reader: Box::new(reader),
+                writer: Box::new(port),
+                _keep: Box::new(()),
+            })
+        }
+    }
+}
+
 /// A pseudo-terminal in raw mode, bytes in and out unchanged; `link` is made a symlink to its
 /// other end, which clients open as a serial port.
 struct Pty {
@@ -149,10 +192,10 @@ pub fn run(config: DeviceConfig, stop: Arc<AtomicBool>) -> Result<String> {
             .unwrap_or_else(|| "nothing".into())
     };
     eprintln!("hotswap device: running {}", running(&device));
-    let pty = Pty::open(config.pty.clone())?;
-    let mut writer = pty.master.try_clone().context("the pseudo-terminal")?;
+    let line = open_line(&config.line)?;
+    let mut writer = line.writer;
     let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let mut reader = pty.master.try_clone().context("the pseudo-terminal")?;
+    let mut reader = line.reader;
     std::thread::spawn(move || {
         let mut buf = [0u8; 4096];
         loop {
@@ -163,7 +206,8 @@ pub fn run(config: DeviceConfig, stop: Arc<AtomicBool>) -> Result<String> {
                         return;
                     }
                 }
-                // EIO while no client holds the other end open on some systems: wait.
+                // A serial port's read timeout, or EIO while no client holds a pty's other end
+                // open on some systems: wait and read again.
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
         }
@@ -195,7 +239,7 @@ pub fn run(config: DeviceConfig, stop: Arc<AtomicBool>) -> Result<String> {
                         };
                         writer
                             .write_all(&encode(&answer, MAX_LINE))
-                            .context("answering on the pseudo-terminal")?;
+                            .context("answering on the line")?;
                         if effect == Effect::Reset {
                             let (booted, outcome) = reset(
                                 &mut server,

@@ -169,6 +169,11 @@ impl Smp {
             .open(path)
             .with_context(|| format!("opening the device {}", path.display()))?;
         raw(&port, baud).with_context(|| format!("setting up {}", path.display()))?;
+        Smp::on(port)
+    }
+
+    /// An SMP client on a line already open and set up (the master of a pty pair, say).
+    pub fn on(port: std::fs::File) -> Result<Smp> {
         let mut reader = port.try_clone()?;
         let (tx, bytes) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

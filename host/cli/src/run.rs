@@ -190,7 +190,11 @@ async fn device(a: crate::args::DeviceArgs) -> Result<()> {
     }
     let config = crate::device::DeviceConfig {
         flash: a.flash,
-        pty: a.pty,
+        line: match (a.pty, a.serial) {
+            (Some(link), _) => crate::device::LineConfig::Pty(link),
+            (None, Some(path)) => crate::device::LineConfig::Serial { path, baud: a.baud },
+            (None, None) => unreachable!("clap requires --pty or --serial"),
+        },
         keys,
         factory: key.release(version, &image, 0),
         watchdog: std::time::Duration::from_secs(a.watchdog_seconds),
