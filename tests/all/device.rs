@@ -371,3 +371,114 @@ fn a_device_on_a_serial_port_answers_smp() {
     );
     assert!(log.contains("at 115200 baud"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_over_grpc_deploys_resumes_rolls_back_and_reports_a_revert() {
+    use hotswap::grpc::proto::UploadChunk;
+    use hotswap::grpc::proto::device_client::DeviceClient;
+    let dir = setup();
+    let d = dir.path().to_path_buf();
+    let port = crate::support::process::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = std::fs::File::create(d.join("device.log")).unwrap();
+    let child = Command::new(bin())
+        .args([
+            "device",
+            "--flash",
+            "flash.bin",
+            "--release-key-file",
+            "release.key",
+            "--grpc",
+        ])
+        .arg(&addr)
+        .current_dir(&d)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let _device = DeviceProcess { child };
+    let mut client = None;
+    for _ in 0..100 {
+        if let Ok(c) = DeviceClient::connect(format!("http://{addr}")).await {
+            client = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = client.expect("the device serves gRPC");
+    let run = |args: Vec<String>| {
+        let d = d.clone();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            hotswap(&d, &refs)
+        })
+    };
+    let file = std::fs::read(image(&d, "example:threshold-alarm", "2.0.0")).unwrap();
+    // Two chunks, then the connection goes.
+    {
+        let sha: [u8; 32] =
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&file)).into();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(UploadChunk {
+            offset: 0,
+            data: file[..1000].to_vec(),
+            length: file.len() as u64,
+            sha256: sha.to_vec(),
+        })
+        .await
+        .unwrap();
+        let mut progress = client
+            .upload(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(progress.message().await.unwrap().unwrap().next_offset, 1000);
+        tx.send(UploadChunk {
+            offset: 1000,
+            data: file[1000..2000].to_vec(),
+            length: 0,
+            sha256: vec![],
+        })
+        .await
+        .unwrap();
+        assert_eq!(progress.message().await.unwrap().unwrap().next_offset, 2000);
+    }
+    let (code, out) = run([
+        "push",
+        "--device",
+        &addr,
+        "--agent",
+        "2.0.0.img",
+        "--confirm",
+    ]
+    .map(String::from)
+    .to_vec())
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("resumed at byte 2000"), "{out}");
+    assert!(out.contains("slot 0: 2.0.0 active, confirmed"), "{out}");
+
+    let (code, out) = run(["push", "--device", &addr, "--rollback"]
+        .map(String::from)
+        .to_vec())
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("1.0.0 tried and kept"), "{out}");
+
+    image(&d, "example:failing-self-test", "3.0.0");
+    let (code, out) = run(["push", "--device", &addr, "--agent", "3.0.0.img"]
+        .map(String::from)
+        .to_vec())
+    .await
+    .unwrap();
+    assert_eq!(code, Some(3), "reverted: {out}");
+    let (code, out) = run(["push", "--device", &addr, "--status"]
+        .map(String::from)
+        .to_vec())
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("slot 0: 1.0.0 active, confirmed"), "{out}");
+}

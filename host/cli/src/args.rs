@@ -306,8 +306,11 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub flash: PathBuf,
     /// Serve SMP on a pseudo-terminal and make this path a symlink to it.
-    #[arg(long, required_unless_present = "serial", conflicts_with = "serial")]
+    #[arg(long, required_unless_present_any = ["serial", "grpc"], conflicts_with = "serial")]
     pub pty: Option<PathBuf>,
+    /// Serve the `hotswap.device.v1` gRPC service on this address (beside a line, or alone).
+    #[arg(long)]
+    pub grpc: Option<std::net::SocketAddr>,
     /// Serve SMP on a real serial port (`/dev/ttyUSB0`), at `--baud`.
     #[arg(long)]
     pub serial: Option<PathBuf>,

@@ -32,8 +32,8 @@ pub const FLASH_BYTES: usize = 2 * SECTOR as usize + 2 * DEFAULT_SLOT_SIZE as us
 /// How one device runs.
 pub struct DeviceConfig {
     pub flash: PathBuf,
-    /// The line SMP is served on.
-    pub line: LineConfig,
+    /// The line SMP is served on; none when only the network path (`--grpc`) is.
+    pub line: Option<LineConfig>,
     pub keys: Vec<TrustedKey>,
     /// What the device runs from the factory, written on first start.
     pub factory: Release,
@@ -183,8 +183,26 @@ impl Drop for Pty {
     }
 }
 
-/// Runs the device until `stop` is set; a summary line at the end.
-pub fn run(config: DeviceConfig, stop: Arc<AtomicBool>) -> Result<String> {
+/// What the device's loop is handed: bytes from its serial line, or an SMP message from its
+/// network path (`hotswap device --grpc`) with where to send the answer.
+pub enum Event {
+    Line(Vec<u8>),
+    Smp(Vec<u8>, Reply),
+}
+
+/// Where the answer to an SMP message from the network path goes.
+pub type Reply = tokio::sync::oneshot::Sender<Vec<u8>>;
+
+/// Runs the device until `stop` is set, taking what comes on `events` (its line's reader sends
+/// there too); a summary line at the end.
+pub fn run(
+    config: DeviceConfig,
+    stop: Arc<AtomicBool>,
+    events: (
+        std::sync::mpsc::Sender<Event>,
+        std::sync::mpsc::Receiver<Event>,
+    ),
+) -> Result<String> {
     let mut device = boot(&config)?;
     let running = |d: &Device<FileFlash>| {
         d.active()
@@ -192,26 +210,32 @@ pub fn run(config: DeviceConfig, stop: Arc<AtomicBool>) -> Result<String> {
             .unwrap_or_else(|| "nothing".into())
     };
     eprintln!("hotswap device: running {}", running(&device));
-    let line = open_line(&config.line)?;
-    let mut writer = line.writer;
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let mut reader = line.reader;
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        loop {
-            match reader.read(&mut buf) {
-                Ok(0) => std::thread::sleep(Duration::from_millis(20)),
-                Ok(n) => {
-                    if tx.send(buf[..n].to_vec()).is_err() {
-                        return;
-                    }
-                }
-                // A serial port's read timeout, or EIO while no client holds a pty's other end
-                // open on some systems: wait and read again.
-                Err(_) => std::thread::sleep(Duration::from_millis(20)),
-            }
+    let (tx, rx) = events;
+    let (mut writer, reader, _keep): (Box<dyn Write + Send>, _, _) = match &config.line {
+        Some(line) => {
+            let line = open_line(line)?;
+            (line.writer, Some(line.reader), Some(line._keep))
         }
-    });
+        None => (Box::new(std::io::sink()), None, None),
+    };
+    if let Some(mut reader) = reader {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => std::thread::sleep(Duration::from_millis(20)),
+                    Ok(n) => {
+                        if tx.send(Event::Line(buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    // A serial port's read timeout, or EIO while no client holds a pty's other end
+                    // open on some systems: wait and read again.
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+    }
     let started = Instant::now();
     let mut server = Server::new();
     // A packet is a message of at most BUFFER_SIZE bytes and its CRC.
@@ -222,47 +246,56 @@ pub fn run(config: DeviceConfig, stop: Arc<AtomicBool>) -> Result<String> {
     let mut trial_since: Option<Instant> = None;
     let (mut messages, mut dropped, mut updates) = (0u64, 0u64, 0u64);
     while !stop.load(Ordering::Relaxed) {
-        if let Ok(bytes) = rx.recv_timeout(Duration::from_millis(50)) {
-            for b in bytes {
-                match decoder.push(b) {
-                    None => {}
-                    Some(Err(e)) => {
-                        dropped += 1;
-                        eprintln!("hotswap device: dropped a packet: {e}");
-                    }
-                    Some(Ok(message)) => {
-                        messages += 1;
-                        let now = started.elapsed().as_millis() as u64;
-                        let Some((answer, effect)) = server.handle(&mut device, &message, now)
-                        else {
-                            continue;
-                        };
-                        writer
-                            .write_all(&encode(&answer, MAX_LINE))
-                            .context("answering on the line")?;
-                        if effect == Effect::Reset {
-                            let (booted, outcome) = reset(
-                                &mut server,
-                                device,
-                                layout()?,
-                                device_config(&config.keys),
-                                self_test,
-                            )
-                            .map_err(|f| anyhow::anyhow!("rebooting: {}", f.error))?;
-                            device = booted;
-                            trial_since =
-                                matches!(outcome, ResetOutcome::OnTrial(_)).then(Instant::now);
-                            if !matches!(outcome, ResetOutcome::Booted) {
-                                updates += 1;
-                            }
-                            eprintln!(
-                                "hotswap device: reset: {outcome:?}; running {}",
-                                running(&device)
-                            );
-                            agent = start_agent(&mut device);
+        // Messages whole, with where their answers go: back on the line, or to the caller.
+        let mut whole: Vec<(Vec<u8>, Option<Reply>)> = Vec::new();
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Event::Line(bytes)) => {
+                for b in bytes {
+                    match decoder.push(b) {
+                        None => {}
+                        Some(Err(e)) => {
+                            dropped += 1;
+                            eprintln!("hotswap device: dropped a packet: {e}");
                         }
+                        Some(Ok(message)) => whole.push((message, None)),
                     }
                 }
+            }
+            Ok(Event::Smp(message, reply)) => whole.push((message, Some(reply))),
+            Err(_) => {}
+        }
+        for (message, reply) in whole {
+            messages += 1;
+            let now = started.elapsed().as_millis() as u64;
+            let Some((answer, effect)) = server.handle(&mut device, &message, now) else {
+                continue;
+            };
+            match reply {
+                None => writer
+                    .write_all(&encode(&answer, MAX_LINE))
+                    .context("answering on the line")?,
+                // A caller that went away needs no answer.
+                Some(reply) => drop(reply.send(answer)),
+            }
+            if effect == Effect::Reset {
+                let (booted, outcome) = reset(
+                    &mut server,
+                    device,
+                    layout()?,
+                    device_config(&config.keys),
+                    self_test,
+                )
+                .map_err(|f| anyhow::anyhow!("rebooting: {}", f.error))?;
+                device = booted;
+                trial_since = matches!(outcome, ResetOutcome::OnTrial(_)).then(Instant::now);
+                if !matches!(outcome, ResetOutcome::Booted) {
+                    updates += 1;
+                }
+                eprintln!(
+                    "hotswap device: reset: {outcome:?}; running {}",
+                    running(&device)
+                );
+                agent = start_agent(&mut device);
             }
         }
         // The watchdog: an upload that stopped moving is given up, a trial not confirmed in

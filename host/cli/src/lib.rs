@@ -8,7 +8,8 @@
 //! - `scale`: [`scale`], the scale benchmark (server and fleet in two processes).
 //! - `release`: [`release`], sign an agent and register it.
 //! - `plans`, `plan`, `plugin check`: [`plans`], plans printed wave by wave.
-//! - `device`: [`device`], one device VM on flash in a file, managed over SMP on a pty.
+//! - `device`: [`device`], one device VM on flash in a file, managed over SMP on a pty or a
+//!   serial port, and over gRPC ([`grpc`]).
 //! - `push`: [`push`], an agent to one device over SMP on a serial line; `push-bench`:
 //!   [`push_bench`], its stress and line-fault suites.
 //! - `login`, `logout`: [`login`], servers remembered by name ([`contexts`]).
@@ -21,6 +22,7 @@ pub mod args;
 pub mod contexts;
 pub mod demo;
 pub mod device;
+pub mod grpc;
 pub mod login;
 pub mod ops;
 pub mod plans;

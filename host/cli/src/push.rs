@@ -32,7 +32,8 @@ const RESET_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args)]
 pub struct PushArgs {
-    /// The device: a serial port or `hotswap device`'s pty link (SMP).
+    /// The device: a serial port or `hotswap device`'s pty link (SMP), or HOST:PORT of
+    /// `hotswap device --grpc` (gRPC).
     #[arg(long)]
     pub device: PathBuf,
     /// The agent as an MCUboot image file (`hotswap release ... --image-out`).
@@ -96,6 +97,11 @@ impl Value {
             _ => String::new(),
         }
     }
+}
+
+/// An SMP answer's CBOR body, read.
+pub fn decode_answer(body: &[u8]) -> Result<Value, minicbor::decode::Error> {
+    read_value(&mut Cbor::new(body))
 }
 
 fn read_value(d: &mut Cbor<'_>) -> Result<Value, minicbor::decode::Error> {
@@ -611,6 +617,13 @@ pub fn confirm(smp: &mut Smp) -> Result<()> {
 }
 
 pub fn run(a: PushArgs, out: &mut dyn Write) -> Result<ExitCode> {
+    // HOST:PORT is the network path (gRPC), as `edgeplug-push` chose; a path is a serial line.
+    if !a.device.exists()
+        && let Some(addr) = a.device.to_str().filter(|d| d.contains(':'))
+    {
+        let addr = addr.to_string();
+        return tokio::runtime::Handle::current().block_on(grpc_push(a, addr, out));
+    }
     let mut smp = Smp::open(&a.device, a.baud)?
         .with_timeout(Duration::from_millis(a.answer_timeout_ms.max(1)));
     if a.info {
@@ -705,6 +718,201 @@ pub fn run(a: PushArgs, out: &mut dyn Write) -> Result<ExitCode> {
             "on trial, not confirmed"
         },
         describe(&smp.images()?)
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `push` over gRPC to `hotswap device --grpc`: the same steps, on the `hotswap.device.v1`
+/// service.
+async fn grpc_push(a: PushArgs, addr: String, out: &mut dyn Write) -> Result<ExitCode> {
+    use crate::grpc::proto::device_client::DeviceClient;
+    use crate::grpc::proto::{
+        ImageStateRequest, InfoRequest, ResetRequest, RollbackRequest, SetStateRequest, UploadChunk,
+    };
+    let url = format!("http://{addr}");
+    let mut client = DeviceClient::connect(url.clone())
+        .await
+        .with_context(|| format!("connecting to the device at {addr}"))?;
+    let show = |images: &[crate::grpc::proto::Image]| {
+        images
+            .iter()
+            .map(|i| {
+                let mut flags = Vec::new();
+                for (on, name) in [
+                    (i.active, "active"),
+                    (i.confirmed, "confirmed"),
+                    (i.pending, "pending"),
+                    (i.permanent, "permanent"),
+                ] {
+                    if on {
+                        flags.push(name);
+                    }
+                }
+                format!(
+                    "slot {}: {} {} (hash {})",
+                    i.slot,
+                    i.version,
+                    if flags.is_empty() {
+                        "-".into()
+                    } else {
+                        flags.join(", ")
+                    },
+                    hex::encode(&i.hash)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let refused = |e: tonic::Status| anyhow::anyhow!("the device refused: {}", e.message());
+    if a.info || a.status {
+        if a.info {
+            let info = client
+                .info(InfoRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            writeln!(
+                out,
+                "device {addr}: answers gRPC, runs {}, takes chunks of {} bytes",
+                info.version, info.max_chunk
+            )?;
+        }
+        let state = client
+            .image_state(ImageStateRequest {})
+            .await
+            .map_err(refused)?
+            .into_inner();
+        writeln!(out, "{}", show(&state.images))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.rollback {
+        let started = Instant::now();
+        let reply = client
+            .rollback(RollbackRequest {})
+            .await
+            .map_err(refused)?
+            .into_inner();
+        writeln!(
+            out,
+            "{} in {:.2} s",
+            reply.outcome,
+            started.elapsed().as_secs_f64()
+        )?;
+        return Ok(if reply.outcome.contains("failed") {
+            ExitCode::from(REVERTED)
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let Some(path) = &a.agent else {
+        anyhow::bail!(crate::ops::UsageError(
+            "say what to do: --agent FILE, --status, --info or --rollback".into()
+        ));
+    };
+    let file = std::fs::read(path)
+        .map_err(|e| crate::ops::UsageError(format!("reading {}: {e}", path.display())))?;
+    let (signed, _, hash) = mcuboot::parse(&file)
+        .map_err(|e| crate::ops::UsageError(format!("{}: {e}", path.display())))?;
+    let version = signed.manifest.version.to_string();
+    let sha: [u8; 32] = Sha256::digest(&file).into();
+    let started = Instant::now();
+    let max = client
+        .info(InfoRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner()
+        .max_chunk as usize;
+    let chunk = max.max(64);
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let first = UploadChunk {
+        offset: 0,
+        data: file[..chunk.min(file.len())].to_vec(),
+        length: file.len() as u64,
+        sha256: sha.to_vec(),
+    };
+    tx.send(first)
+        .await
+        .map_err(|_| anyhow::anyhow!("the upload stream closed"))?;
+    let mut progress = client
+        .upload(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(refused)?
+        .into_inner();
+    let mut resumed_from = None;
+    let mut first_answer = true;
+    loop {
+        let Some(p) = progress.message().await.map_err(refused)? else {
+            anyhow::bail!("the device ended the upload before it was whole");
+        };
+        let next = p.next_offset as usize;
+        if first_answer && next > chunk.min(file.len()) {
+            resumed_from = Some(next);
+        }
+        first_answer = false;
+        if p.done || next >= file.len() {
+            break;
+        }
+        let data = file[next..(next + chunk).min(file.len())].to_vec();
+        tx.send(UploadChunk {
+            offset: next as u64,
+            data,
+            length: 0,
+            sha256: Vec::new(),
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the upload stream closed"))?;
+    }
+    drop(tx);
+    let uploaded = started.elapsed();
+    client
+        .set_state(SetStateRequest {
+            hash: hash.to_vec(),
+            confirm: false,
+        })
+        .await
+        .map_err(refused)?;
+    let reset = client
+        .reset(ResetRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner();
+    if reset.version != version {
+        writeln!(
+            out,
+            "{version} failed its trial on the device, which went back on its own ({})",
+            reset.outcome
+        )?;
+        return Ok(ExitCode::from(REVERTED));
+    }
+    if a.confirm {
+        client
+            .set_state(SetStateRequest {
+                hash: Vec::new(),
+                confirm: true,
+            })
+            .await
+            .map_err(refused)?;
+    }
+    let state = client
+        .image_state(ImageStateRequest {})
+        .await
+        .map_err(refused)?
+        .into_inner();
+    writeln!(
+        out,
+        "pushed {version} ({} bytes) over gRPC in {:.2} s (upload {:.2} s{}); {}\n{}",
+        file.len(),
+        started.elapsed().as_secs_f64(),
+        uploaded.as_secs_f64(),
+        resumed_from
+            .map(|b| format!(", resumed at byte {b}"))
+            .unwrap_or_default(),
+        if a.confirm {
+            "confirmed"
+        } else {
+            "on trial, not confirmed"
+        },
+        show(&state.images)
     )?;
     Ok(ExitCode::SUCCESS)
 }

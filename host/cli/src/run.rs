@@ -191,9 +191,10 @@ async fn device(a: crate::args::DeviceArgs) -> Result<()> {
     let config = crate::device::DeviceConfig {
         flash: a.flash,
         line: match (a.pty, a.serial) {
-            (Some(link), _) => crate::device::LineConfig::Pty(link),
-            (None, Some(path)) => crate::device::LineConfig::Serial { path, baud: a.baud },
-            (None, None) => unreachable!("clap requires --pty or --serial"),
+            (Some(link), _) => Some(crate::device::LineConfig::Pty(link)),
+            (None, Some(path)) => Some(crate::device::LineConfig::Serial { path, baud: a.baud }),
+            // clap asks for --pty, --serial or --grpc: this is the network path alone.
+            (None, None) => None,
         },
         keys,
         factory: key.release(version, &image, 0),
@@ -201,9 +202,27 @@ async fn device(a: crate::args::DeviceArgs) -> Result<()> {
         step: std::time::Duration::from_secs(1),
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let (events, inbox) = std::sync::mpsc::channel();
+    if let Some(addr) = a.grpc {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr} for gRPC"))?;
+        eprintln!("hotswap device: gRPC on {}", listener.local_addr()?);
+        let service = crate::grpc::Service::new(events.clone());
+        tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            if let Err(e) = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await
+            {
+                eprintln!("hotswap device: the gRPC server stopped: {e}");
+            }
+        });
+    }
     let mut task = tokio::task::spawn_blocking({
         let stop = stop.clone();
-        move || crate::device::run(config, stop)
+        move || crate::device::run(config, stop, (events, inbox))
     });
     let summary = tokio::select! {
         r = &mut task => r??,
