@@ -482,3 +482,85 @@ async fn push_over_grpc_deploys_resumes_rolls_back_and_reports_a_revert() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("slot 0: 1.0.0 active, confirmed"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_killed_during_a_grpc_upload_keeps_its_agent() {
+    use hotswap::grpc::proto::UploadChunk;
+    use hotswap::grpc::proto::device_client::DeviceClient;
+    let dir = setup();
+    let d = dir.path().to_path_buf();
+    let port = crate::support::process::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let spawn = || {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("device.log"))
+            .unwrap();
+        let child = Command::new(bin())
+            .args([
+                "device",
+                "--flash",
+                "flash.bin",
+                "--release-key-file",
+                "release.key",
+                "--grpc",
+            ])
+            .arg(&addr)
+            .current_dir(&d)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        DeviceProcess { child }
+    };
+    let connect = || async {
+        for _ in 0..100 {
+            if let Ok(c) = DeviceClient::connect(format!("http://{addr}")).await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the device serves no gRPC");
+    };
+    let mut device = spawn();
+    let mut client = connect().await;
+    let file = std::fs::read(image(&d, "example:threshold-alarm", "2.0.0")).unwrap();
+    let sha: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&file)).into();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(UploadChunk {
+        offset: 0,
+        data: file[..1500].to_vec(),
+        length: file.len() as u64,
+        sha256: sha.to_vec(),
+    })
+    .await
+    .unwrap();
+    let mut progress = client
+        .upload(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(progress.message().await.unwrap().unwrap().next_offset, 1500);
+    // SIGKILL halfway through the upload: a power cut.
+    device.child.kill().unwrap();
+    device.child.wait().unwrap();
+    drop(device);
+    let _device = spawn();
+    let mut client = connect().await;
+    let state = client
+        .image_state(hotswap::grpc::proto::ImageStateRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let running = state.images.iter().find(|i| i.slot == 0).unwrap();
+    assert_eq!(
+        (running.version.as_str(), running.confirmed),
+        ("1.0.0", true)
+    );
+    assert!(
+        state.images.iter().all(|i| i.version != "2.0.0"),
+        "nothing of the cut upload is bootable: {state:?}"
+    );
+}
