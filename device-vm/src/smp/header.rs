@@ -159,6 +159,31 @@ impl Header {
         ))
     }
 
+    /// A whole SMP v2 request: a read or a write (`write`) of `command` in `group`, with
+    /// `body`, as a client sends it.
+    pub fn request(
+        write: bool,
+        group: u16,
+        sequence: u8,
+        command: u8,
+        body: &[u8],
+    ) -> alloc::vec::Vec<u8> {
+        let header = Header {
+            op: if write { Op::Write } else { Op::Read },
+            version: 1,
+            flags: 0,
+            // An SMP body is far below 64 KiB: the device's buffer bounds it.
+            length: body.len() as u16,
+            group: Group::from_id(group),
+            sequence,
+            command,
+        };
+        let mut message = alloc::vec::Vec::with_capacity(HEADER_SIZE + body.len());
+        message.extend_from_slice(&header.encode());
+        message.extend_from_slice(body);
+        message
+    }
+
     /// The header of the answer to this request, for a body of `length` bytes.
     pub fn answer(&self, length: u16) -> Header {
         Header {

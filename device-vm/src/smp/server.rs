@@ -165,46 +165,23 @@ impl Server {
 
     /// `images`: slot 0 the running agent, slot 1 the other's, each with its MCUboot hash.
     fn state<F: NorFlash>(&self, device: &mut Device<F>) -> Body {
-        let status = device.status();
-        let active = device.active().map(|(s, _)| s);
-        let mut images = Vec::new();
-        if let Some(slot) = active {
-            if let Some(agent) = device.slot_agent(slot) {
-                images.push((0u8, agent, true, !status.trial, false));
-            }
-            if let Some(agent) = device.slot_agent(slot.other()) {
-                images.push((1u8, agent, false, false, self.pending));
-            }
-        } else if let Some(agent) = device
-            .slot_agent(Slot::A)
-            .or_else(|| device.slot_agent(Slot::B))
-        {
-            images.push((1u8, agent, false, false, self.pending));
-        }
+        let images = agents(device);
         let mut e = Encoder::new(Vec::new());
         // Writing to a Vec cannot fail.
         let _ = (|| -> Result<(), minicbor::encode::Error<core::convert::Infallible>> {
             e.map(2)?.str("images")?.array(images.len() as u64)?;
-            for (slot, (header, body), active, confirmed, pending) in &images {
-                let signed = SignedManifest {
-                    manifest: header.manifest,
-                    key_id: header.key_id,
-                    signature: header.signature,
-                };
-                let hash = mcuboot::header(&signed)
-                    .map(|h| mcuboot::image_hash(&h, body))
-                    .unwrap_or_default();
-                let version = alloc::format!("{}", header.manifest.version);
-                let permanent = *pending && self.permanent;
+            for a in &images {
+                let pending = a.slot == 1 && self.pending;
+                let version = alloc::format!("{}", a.version);
                 e.map(8)?;
-                e.str("slot")?.u8(*slot)?;
+                e.str("slot")?.u8(a.slot)?;
                 e.str("version")?.str(&version)?;
-                e.str("hash")?.bytes(&hash)?;
+                e.str("hash")?.bytes(&a.hash)?;
                 e.str("bootable")?.bool(true)?;
-                e.str("pending")?.bool(*pending)?;
-                e.str("confirmed")?.bool(*confirmed)?;
-                e.str("active")?.bool(*active)?;
-                e.str("permanent")?.bool(permanent)?;
+                e.str("pending")?.bool(pending)?;
+                e.str("confirmed")?.bool(a.confirmed)?;
+                e.str("active")?.bool(a.active)?;
+                e.str("permanent")?.bool(pending && self.permanent)?;
             }
             e.str("splitStatus")?.u8(0)?;
             Ok(())
@@ -229,32 +206,25 @@ impl Server {
             }
             Ok(())
         })?;
-        let active = device.active().map(|(s, _)| s);
-        let slot_of = |device: &mut Device<F>, hash: &[u8]| -> Option<u8> {
-            let active = active?;
-            [(0u8, active), (1u8, active.other())]
-                .into_iter()
-                .find(|(_, slot)| {
-                    device.slot_agent(*slot).is_some_and(|(header, body)| {
-                        let signed = SignedManifest {
-                            manifest: header.manifest,
-                            key_id: header.key_id,
-                            signature: header.signature,
-                        };
-                        mcuboot::header(&signed)
-                            .is_ok_and(|h| mcuboot::image_hash(&h, &body)[..] == *hash)
-                    })
-                })
-                .map(|(n, _)| n)
-        };
         let target = match &hash {
             None => 0,
-            Some(h) => slot_of(device, h).ok_or_else(|| {
-                Refusal(
+            // Only a device that runs an agent has slots to name.
+            Some(h) if device.active().is_some() => agents(device)
+                .iter()
+                .find(|a| a.hash[..] == h[..])
+                .map(|a| a.slot)
+                .ok_or_else(|| {
+                    Refusal(
+                        rc::NOT_FOUND,
+                        "no slot holds an agent with that hash".into(),
+                    )
+                })?,
+            Some(_) => {
+                return Err(Refusal(
                     rc::NOT_FOUND,
                     "no slot holds an agent with that hash".into(),
-                )
-            })?,
+                ));
+            }
         };
         match (target, confirm) {
             (0, true) => {
@@ -389,6 +359,53 @@ impl Server {
         self.permanent = false;
         Ok(empty())
     }
+}
+
+/// A valid agent in a slot, as SMP shows it.
+struct SlotView {
+    /// 0: the running agent; 1: the other.
+    slot: u8,
+    version: crate::Version,
+    /// The MCUboot hash its image file has.
+    hash: [u8; 32],
+    active: bool,
+    confirmed: bool,
+}
+
+/// The device's valid agents, slot 0 first, each read and hashed once. A device that runs
+/// none shows the agent it holds as slot 1.
+fn agents<F: NorFlash>(device: &mut Device<F>) -> Vec<SlotView> {
+    let trial = device.status().trial;
+    let slots = match device.active().map(|(s, _)| s) {
+        Some(active) => [(0, active), (1, active.other())],
+        None => [(1, Slot::A), (1, Slot::B)],
+    };
+    let mut out = Vec::new();
+    for (n, slot) in slots {
+        let Some((header, body)) = device.slot_agent(slot) else {
+            continue;
+        };
+        // A device without a running agent shows only the first it holds.
+        if n == 1 && out.iter().any(|a: &SlotView| a.slot == 1) {
+            continue;
+        }
+        let signed = SignedManifest {
+            manifest: header.manifest,
+            key_id: header.key_id,
+            signature: header.signature,
+        };
+        let hash = mcuboot::header(&signed)
+            .map(|h| mcuboot::image_hash(&h, &body))
+            .unwrap_or_default();
+        out.push(SlotView {
+            slot: n,
+            version: header.manifest.version,
+            hash,
+            active: n == 0,
+            confirmed: n == 0 && !trial,
+        });
+    }
+    out
 }
 
 /// Feeds a chunk of the image file to where its bytes go.

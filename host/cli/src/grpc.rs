@@ -5,12 +5,12 @@
 
 use std::pin::Pin;
 
-use minicbor::Encoder;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::device::Event;
 use crate::push::Value;
+use crate::push::cbor;
 
 /// The code tonic generates from the `.proto`; its style is tonic's, not the project's.
 #[allow(unused_qualifications, rust_2018_idioms, clippy::all, clippy::pedantic)]
@@ -46,11 +46,8 @@ impl Service {
         write: bool,
         body: Vec<u8>,
     ) -> Result<Value, Status> {
-        let mut message = vec![(1 << 3) | if write { 2 } else { 0 }, 0];
-        message.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        message.extend_from_slice(&group.to_be_bytes());
-        message.extend_from_slice(&[0, command]);
-        message.extend_from_slice(&body);
+        // The device's loop answers it directly: no sequence to match.
+        let message = hotswap_device_vm::smp::Header::request(write, group, 0, command, &body);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.events
             .send(Event::Smp(message, tx))
@@ -81,7 +78,7 @@ impl Service {
     }
 
     async fn images(&self) -> Result<Vec<Image>, Status> {
-        let answer = self.smp(1, 0, false, map(0, |_| Ok(()))).await?;
+        let answer = self.smp(1, 0, false, cbor(|_| Ok(()), 0)).await?;
         let Some(Value::Array(images)) = answer.get("images") else {
             return Err(Status::internal("the device's image state has no images"));
         };
@@ -114,7 +111,7 @@ impl Service {
     async fn reset_and_report(&self) -> Result<ResetReply, Status> {
         let before = self.images().await?;
         let pending = before.iter().find(|i| i.pending).map(|i| i.version.clone());
-        self.smp(0, 5, true, map(0, |_| Ok(()))).await?;
+        self.smp(0, 5, true, cbor(|_| Ok(()), 0)).await?;
         // The loop resets once the answer is sent; the next request comes after it.
         let after = self.images().await?;
         let running = after.iter().find(|i| i.slot == 0);
@@ -127,16 +124,6 @@ impl Service {
         };
         Ok(ResetReply { outcome, version })
     }
-}
-
-type EncodeResult = Result<(), minicbor::encode::Error<std::convert::Infallible>>;
-
-fn map(n: u64, fields: impl FnOnce(&mut Encoder<&mut Vec<u8>>) -> EncodeResult) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut e = Encoder::new(&mut out);
-    let _ = e.map(n).map(drop);
-    let _ = fields(&mut e);
-    out
 }
 
 #[tonic::async_trait]
@@ -185,20 +172,26 @@ impl Device for Service {
                     }
                     Ok(c) => {
                         let body = if c.offset == 0 {
-                            map(4, |e| {
-                                e.str("len")?.u64(c.length)?;
-                                e.str("off")?.u64(0)?;
-                                e.str("sha")?.bytes(&c.sha256)?;
-                                e.str("data")?.bytes(&c.data).map(drop)
-                            })
+                            cbor(
+                                |e| {
+                                    e.str("len")?.u64(c.length)?;
+                                    e.str("off")?.u64(0)?;
+                                    e.str("sha")?.bytes(&c.sha256)?;
+                                    e.str("data")?.bytes(&c.data).map(drop)
+                                },
+                                4,
+                            )
                         } else {
-                            map(2, |e| {
-                                e.str("off")?
-                                    .u64(c.offset)?
-                                    .str("data")?
-                                    .bytes(&c.data)
-                                    .map(drop)
-                            })
+                            cbor(
+                                |e| {
+                                    e.str("off")?
+                                        .u64(c.offset)?
+                                        .str("data")?
+                                        .bytes(&c.data)
+                                        .map(drop)
+                                },
+                                2,
+                            )
                         };
                         service.smp(1, 1, true, body).await.and_then(|v| {
                             let next = match v.get("off") {
@@ -238,15 +231,18 @@ impl Device for Service {
     ) -> Result<Response<ImageStateReply>, Status> {
         let r = request.into_inner();
         let body = if r.hash.is_empty() {
-            map(1, |e| e.str("confirm")?.bool(r.confirm).map(drop))
+            cbor(|e| e.str("confirm")?.bool(r.confirm).map(drop), 1)
         } else {
-            map(2, |e| {
-                e.str("hash")?
-                    .bytes(&r.hash)?
-                    .str("confirm")?
-                    .bool(r.confirm)
-                    .map(drop)
-            })
+            cbor(
+                |e| {
+                    e.str("hash")?
+                        .bytes(&r.hash)?
+                        .str("confirm")?
+                        .bool(r.confirm)
+                        .map(drop)
+                },
+                2,
+            )
         };
         self.smp(1, 0, true, body).await?;
         Ok(Response::new(ImageStateReply {
@@ -270,13 +266,16 @@ impl Device for Service {
             1,
             0,
             true,
-            map(2, |e| {
-                e.str("hash")?
-                    .bytes(&hash)?
-                    .str("confirm")?
-                    .bool(true)
-                    .map(drop)
-            }),
+            cbor(
+                |e| {
+                    e.str("hash")?
+                        .bytes(&hash)?
+                        .str("confirm")?
+                        .bool(true)
+                        .map(drop)
+                },
+                2,
+            ),
         )
         .await?;
         Ok(Response::new(self.reset_and_report().await?))

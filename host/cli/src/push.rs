@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use hotswap_device_vm::mcuboot;
+use hotswap_device_vm::smp::Header;
 use hotswap_device_vm::smp::serial::{Decoder, MAX_LINE, encode};
 use hotswap_device_vm::smp::server::BUFFER_SIZE;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -262,11 +263,7 @@ impl Smp {
     ) -> Result<Option<Value>> {
         self.sequence = self.sequence.wrapping_add(1);
         self.expected = (if write { 3 } else { 1 }, group, command);
-        let mut message = vec![(1 << 3) | if write { 2 } else { 0 }, 0];
-        message.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        message.extend_from_slice(&group.to_be_bytes());
-        message.extend_from_slice(&[self.sequence, command]);
-        message.extend_from_slice(body);
+        let message = Header::request(write, group, self.sequence, command, body);
         let lines = encode(&message, MAX_LINE);
         for attempt in 1..=tries {
             if attempt > 1 {
@@ -398,9 +395,13 @@ fn chunk_body(file: &[u8], sha: &[u8; 32], off: usize, len: usize) -> Vec<u8> {
     }
 }
 
-type EncodeResult = Result<(), minicbor::encode::Error<std::convert::Infallible>>;
+pub(crate) type EncodeResult = Result<(), minicbor::encode::Error<std::convert::Infallible>>;
 
-fn cbor(fields: impl FnOnce(&mut Encoder<&mut Vec<u8>>) -> EncodeResult, n: u64) -> Vec<u8> {
+/// A CBOR map of `n` entries that `fields` writes: an SMP request's body.
+pub(crate) fn cbor(
+    fields: impl FnOnce(&mut Encoder<&mut Vec<u8>>) -> EncodeResult,
+    n: u64,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let mut e = Encoder::new(&mut out);
     let _ = e.map(n).map(drop);
