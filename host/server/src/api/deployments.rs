@@ -484,8 +484,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<Deploym
 }
 
 fn id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_request(format!("a deployment id is a number, found {raw:?}")))
+    super::path_id("deployment", raw)
 }
 
 /// `GET /api/v1/deployments/{id}` and `.../status`: state, waves with their counts by device

@@ -169,12 +169,6 @@ pub async fn register(
     Ok((StatusCode::CREATED, Json(firmware)))
 }
 
-/// A firmware id from the path: a number.
-fn firmware_id(raw: &str) -> Result<i64, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::bad_request(format!("a firmware id is a number, found {raw:?}")))
-}
-
 #[utoipa::path(
     get,
     path = "/api/v1/firmware",
@@ -217,7 +211,7 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
 ) -> Result<Json<FirmwareDetail>, ApiError> {
-    let id = firmware_id(&raw)?;
+    let id = super::path_id("firmware", &raw)?;
     Ok(Json(
         blocking(move || {
             Ok(FirmwareDetail {
@@ -248,7 +242,7 @@ pub async fn sunset(
     Path(raw): Path<String>,
     Body(s): Body<Sunset>,
 ) -> Result<Json<Firmware>, ApiError> {
-    let id = firmware_id(&raw)?;
+    let id = super::path_id("firmware", &raw)?;
     Ok(Json(
         blocking(move || Ok(state.store.sunset_firmware(id, s.at)?)).await?,
     ))
@@ -270,7 +264,7 @@ pub async fn deprecate(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
 ) -> Result<Json<Firmware>, ApiError> {
-    let id = firmware_id(&raw)?;
+    let id = super::path_id("firmware", &raw)?;
     Ok(Json(
         blocking(move || Ok(state.store.deprecate_firmware(id)?)).await?,
     ))

@@ -327,6 +327,12 @@ impl From<PluginError> for ApiError {
     }
 }
 
+/// A numeric id from the path (`what` names it in the error: `a firmware id is a number`).
+pub(crate) fn path_id(what: &str, raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::bad_request(format!("a {what} id is a number, found {raw:?}")))
+}
+
 /// Runs store work that syncs to disk on the blocking pool, off the async workers.
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,

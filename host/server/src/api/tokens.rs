@@ -92,9 +92,7 @@ pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
 ) -> Result<Json<TokenInfo>, ApiError> {
-    let id: i64 = raw
-        .parse()
-        .map_err(|_| ApiError::bad_request(format!("a token id is a number, found {raw:?}")))?;
+    let id = super::path_id("token", &raw)?;
     let store = state.store.clone();
     let info = blocking(move || Ok(store.revoke_token(id)?)).await?;
     // Its next request reads the store again, and finds it revoked.
