@@ -44,6 +44,8 @@ struct Seen {
     events: BTreeSet<(i64, Option<String>, String)>,
     decisions: BTreeSet<i64>,
     lines: Vec<String>,
+    /// The last status printed with `--json`.
+    json: String,
     state: Option<DeploymentState>,
 }
 
@@ -89,9 +91,9 @@ pub async fn run(
                 if json {
                     // One JSON document per change, on a line of its own (JSON Lines).
                     let line = serde_json::to_string(&s)?;
-                    if seen.lines.last() != Some(&line) {
+                    if seen.json != line {
                         writeln!(out, "{line}")?;
-                        seen.lines = vec![line];
+                        seen.json = line;
                     }
                 } else {
                     report(&s, &mut seen, &multi, &mut wave_bars, &style, bars, out)?;
