@@ -233,16 +233,7 @@ impl Device for Service {
         let body = if r.hash.is_empty() {
             cbor(|e| e.str("confirm")?.bool(r.confirm).map(drop), 1)
         } else {
-            cbor(
-                |e| {
-                    e.str("hash")?
-                        .bytes(&r.hash)?
-                        .str("confirm")?
-                        .bool(r.confirm)
-                        .map(drop)
-                },
-                2,
-            )
+            crate::push::state_body(&r.hash, r.confirm)
         };
         self.smp(1, 0, true, body).await?;
         Ok(Response::new(ImageStateReply {
@@ -262,22 +253,8 @@ impl Device for Service {
             ));
         };
         let hash = other.hash.clone();
-        self.smp(
-            1,
-            0,
-            true,
-            cbor(
-                |e| {
-                    e.str("hash")?
-                        .bytes(&hash)?
-                        .str("confirm")?
-                        .bool(true)
-                        .map(drop)
-                },
-                2,
-            ),
-        )
-        .await?;
+        self.smp(1, 0, true, crate::push::state_body(&hash, true))
+            .await?;
         Ok(Response::new(self.reset_and_report().await?))
     }
 }

@@ -553,21 +553,7 @@ pub fn push_agent(
     }
     bar.finish_and_clear();
     let uploaded = started.elapsed();
-    let test = cbor(
-        |e| {
-            e.str("hash")?
-                .bytes(hash)?
-                .str("confirm")?
-                .bool(false)
-                .map(drop)
-        },
-        2,
-    );
-    smp.call(1, 0, true, &test)?;
-    smp.reset()?;
-    let images = smp.images()?;
-    let running = images.iter().find(|i| i.int("slot") == Some(0));
-    if running.map(|i| i.text("version")).as_deref() != Some(version) {
+    if !try_agent(smp, hash, false, version)? {
         return Ok(Pushed::Reverted);
     }
     Ok(Pushed::OnTrial {
@@ -588,22 +574,33 @@ pub fn rollback(smp: &mut Smp) -> Result<(String, bool)> {
         anyhow::bail!("the device did not give the other slot's hash");
     };
     let version = other.text("version");
-    let body = cbor(
+    let ok = try_agent(smp, &hash, true, &version)?;
+    Ok((version, ok))
+}
+
+/// An image state write: test the agent of `hash` at the next reset, kept once it passes when
+/// `confirm`.
+pub(crate) fn state_body(hash: &[u8], confirm: bool) -> Vec<u8> {
+    cbor(
         |e| {
             e.str("hash")?
-                .bytes(&hash)?
+                .bytes(hash)?
                 .str("confirm")?
-                .bool(true)
+                .bool(confirm)
                 .map(drop)
         },
         2,
-    );
-    smp.call(1, 0, true, &body)?;
+    )
+}
+
+/// Marks the agent of `hash` for test (kept once it passes when `keep`), resets the device,
+/// and says whether `version` runs after it.
+fn try_agent(smp: &mut Smp, hash: &[u8], keep: bool, version: &str) -> Result<bool> {
+    smp.call(1, 0, true, &state_body(hash, keep))?;
     smp.reset()?;
     let images = smp.images()?;
     let running = images.iter().find(|i| i.int("slot") == Some(0));
-    let ok = running.map(|i| i.text("version")).as_deref() == Some(version.as_str());
-    Ok((version, ok))
+    Ok(running.map(|i| i.text("version")).as_deref() == Some(version))
 }
 
 /// Confirms the agent on trial.
