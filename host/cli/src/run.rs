@@ -172,12 +172,7 @@ async fn device(a: crate::args::DeviceArgs) -> Result<()> {
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
     let key = a.key.key()?;
-    let version = hotswap_device_vm::Version::parse(&a.factory_version).with_context(|| {
-        format!(
-            "--factory-version {:?} is not major.minor.patch",
-            a.factory_version
-        )
-    })?;
+    let version = factory_version(&a.factory_version)?;
     let image = hotswap_sim::tagged(hotswap_agents::THRESHOLD_ALARM, &version.to_string());
     let mut keys = vec![key.trusted()];
     for k in &a.trusted_keys {
@@ -236,14 +231,15 @@ async fn device(a: crate::args::DeviceArgs) -> Result<()> {
     Ok(())
 }
 
+/// `--factory-version`, as `sim` and `device` take it.
+fn factory_version(v: &str) -> Result<hotswap_device_vm::Version> {
+    hotswap_device_vm::Version::parse(v)
+        .with_context(|| format!("--factory-version {v:?} is not major.minor.patch"))
+}
+
 async fn simulate(a: SimArgs) -> Result<()> {
     let key = a.key.key()?;
-    let version = hotswap_device_vm::Version::parse(&a.factory_version).with_context(|| {
-        format!(
-            "--factory-version {:?} is not major.minor.patch",
-            a.factory_version
-        )
-    })?;
+    let version = factory_version(&a.factory_version)?;
     let config = a.fleet(&a.server.connection()?);
     let image = hotswap_sim::tagged(hotswap_agents::THRESHOLD_ALARM, &version.to_string());
     let factory = key.release(version, &image, 0);
