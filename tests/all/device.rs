@@ -372,12 +372,40 @@ fn a_device_on_a_serial_port_answers_smp() {
     assert!(log.contains("at 115200 baud"), "{log}");
 }
 
+/// What a device in the field serves gRPC with, written into `d`: a certificate for
+/// 127.0.0.1 from the fleet's CA (`ca.pem`), a client certificate from the same CA for the
+/// integrator, and the device's credential.
+fn grpc_credentials(d: &Path) {
+    let ca = crate::support::Ca::new("HotSwap test fleet CA");
+    std::fs::write(d.join("ca.pem"), ca.cert.pem()).unwrap();
+    let (cert, key) = ca.sign("device-1", &["127.0.0.1"]);
+    std::fs::write(d.join("device.pem"), cert).unwrap();
+    std::fs::write(d.join("device.key"), key).unwrap();
+    let (cert, key) = ca.sign("integrator", &[]);
+    std::fs::write(d.join("client.pem"), cert).unwrap();
+    std::fs::write(d.join("client.key"), key).unwrap();
+    std::fs::write(d.join("credential"), "hsw_dev_0123456789abcdef\n").unwrap();
+    std::fs::write(d.join("wrong"), "hsw_dev_fedcba9876543210\n").unwrap();
+}
+
+/// `push`'s TLS and credential flags for [`grpc_credentials`]'s files.
+const GRPC_AUTH: [&str; 8] = [
+    "--ca-cert",
+    "ca.pem",
+    "--client-cert",
+    "client.pem",
+    "--client-key",
+    "client.key",
+    "--device-token-file",
+    "credential",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn push_over_grpc_deploys_resumes_rolls_back_and_reports_a_revert() {
+async fn push_over_grpc_with_tls_and_the_device_credential_deploys_resumes_and_rolls_back() {
     use hotswap::grpc::proto::UploadChunk;
-    use hotswap::grpc::proto::device_client::DeviceClient;
     let dir = setup();
     let d = dir.path().to_path_buf();
+    grpc_credentials(&d);
     let port = crate::support::process::free_port();
     let addr = format!("127.0.0.1:{port}");
     let log = std::fs::File::create(d.join("device.log")).unwrap();
@@ -388,6 +416,14 @@ async fn push_over_grpc_deploys_resumes_rolls_back_and_reports_a_revert() {
             "flash.bin",
             "--release-key-file",
             "release.key",
+            "--credential-file",
+            "credential",
+            "--grpc-tls-cert",
+            "device.pem",
+            "--grpc-tls-key",
+            "device.key",
+            "--grpc-client-ca",
+            "ca.pem",
             "--grpc",
         ])
         .arg(&addr)
@@ -397,17 +433,24 @@ async fn push_over_grpc_deploys_resumes_rolls_back_and_reports_a_revert() {
         .spawn()
         .unwrap();
     let _device = DeviceProcess { child };
+    let target = hotswap::grpc::Target {
+        addr: addr.clone(),
+        token: Some("hsw_dev_0123456789abcdef".into()),
+        ca_cert: Some(d.join("ca.pem")),
+        identity: Some((d.join("client.pem"), d.join("client.key"))),
+    };
     let mut client = None;
     for _ in 0..100 {
-        if let Ok(c) = DeviceClient::connect(format!("http://{addr}")).await {
+        if let Ok(c) = hotswap::grpc::connect(&target).await {
             client = Some(c);
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut client = client.expect("the device serves gRPC");
-    let run = |args: Vec<String>| {
+    let mut client = client.expect("the device serves gRPC over TLS");
+    let run = |args: Vec<&str>, auth: &[&str]| {
         let d = d.clone();
+        let args: Vec<String> = args.iter().chain(auth).map(|s| s.to_string()).collect();
         tokio::task::spawn_blocking(move || {
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
             hotswap(&d, &refs)
@@ -443,44 +486,83 @@ async fn push_over_grpc_deploys_resumes_rolls_back_and_reports_a_revert() {
         .unwrap();
         assert_eq!(progress.message().await.unwrap().unwrap().next_offset, 2000);
     }
-    let (code, out) = run([
+    let push = vec![
         "push",
         "--device",
         &addr,
         "--agent",
         "2.0.0.img",
         "--confirm",
-    ]
-    .map(String::from)
-    .to_vec())
-    .await
-    .unwrap();
+    ];
+    // Refused: no credential, another device's, no client certificate, no TLS at all.
+    let (code, out) = run(push.clone(), &GRPC_AUTH[..6]).await.unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("this device needs its credential"), "{out}");
+    let mut wrong = GRPC_AUTH;
+    wrong[7] = "wrong";
+    let (code, out) = run(push.clone(), &wrong).await.unwrap();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not this device's"), "{out}");
+    let (code, out) = run(push.clone(), &GRPC_AUTH[..2]).await.unwrap();
+    assert_ne!(code, Some(0), "no client certificate: {out}");
+    let (code, out) = run(push.clone(), &GRPC_AUTH[6..]).await.unwrap();
+    assert_ne!(code, Some(0), "plain text to a TLS port: {out}");
+
+    let (code, out) = run(push.clone(), &GRPC_AUTH).await.unwrap();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("resumed at byte 2000"), "{out}");
     assert!(out.contains("slot 0: 2.0.0 active, confirmed"), "{out}");
 
-    let (code, out) = run(["push", "--device", &addr, "--rollback"]
-        .map(String::from)
-        .to_vec())
-    .await
-    .unwrap();
+    let (code, out) = run(vec!["push", "--device", &addr, "--rollback"], &GRPC_AUTH)
+        .await
+        .unwrap();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("1.0.0 tried and kept"), "{out}");
 
     image(&d, "example:failing-self-test", "3.0.0");
-    let (code, out) = run(["push", "--device", &addr, "--agent", "3.0.0.img"]
-        .map(String::from)
-        .to_vec())
+    let (code, out) = run(
+        vec!["push", "--device", &addr, "--agent", "3.0.0.img"],
+        &GRPC_AUTH,
+    )
     .await
     .unwrap();
     assert_eq!(code, Some(3), "reverted: {out}");
-    let (code, out) = run(["push", "--device", &addr, "--status"]
-        .map(String::from)
-        .to_vec())
-    .await
-    .unwrap();
+    let (code, out) = run(vec!["push", "--device", &addr, "--status"], &GRPC_AUTH)
+        .await
+        .unwrap();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("slot 0: 1.0.0 active, confirmed"), "{out}");
+}
+
+#[test]
+fn grpc_needs_the_device_credential_and_tls_beyond_loopback() {
+    let dir = setup();
+    let d = dir.path();
+    grpc_credentials(d);
+    let device = [
+        "device",
+        "--flash",
+        "flash.bin",
+        "--release-key-file",
+        "release.key",
+    ];
+    let cases: [(&[&str], &str); 3] = [
+        (&["--grpc", "127.0.0.1:0"], "--grpc needs --credential-file"),
+        (
+            &["--grpc", "0.0.0.0:0", "--credential-file", "credential"],
+            "needs --grpc-tls-cert and --grpc-tls-key",
+        ),
+        (
+            &["--grpc", "0.0.0.0:0", "--grpc-unauthenticated"],
+            "--grpc-unauthenticated serves loopback only",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let args: Vec<&str> = device.iter().chain(extra).copied().collect();
+        let (code, out) = hotswap(d, &args);
+        assert_eq!(code, Some(2), "{extra:?}: {out}");
+        assert!(out.contains(expected), "{extra:?}: {out}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -504,6 +586,7 @@ async fn a_device_killed_during_a_grpc_upload_keeps_its_agent() {
                 "flash.bin",
                 "--release-key-file",
                 "release.key",
+                "--grpc-unauthenticated",
                 "--grpc",
             ])
             .arg(&addr)

@@ -190,7 +190,7 @@ impl Connection {
     }
 }
 
-fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("reading the token file {}: {e}", path.display()))?;
     let token = text.trim();
@@ -330,6 +330,23 @@ pub struct DeviceArgs {
     /// device gives it up.
     #[arg(long, default_value_t = 30)]
     pub watchdog_seconds: u64,
+    /// The device's credential in a file: its `hsw_dev_...` token, as `devices register` gave
+    /// it. gRPC callers must present it (`authorization: Bearer`).
+    #[arg(long)]
+    pub credential_file: Option<PathBuf>,
+    /// Serve gRPC to any caller that reaches the port, with no credential (loopback only).
+    #[arg(long, requires = "grpc", conflicts_with = "credential_file")]
+    pub grpc_unauthenticated: bool,
+    /// Serve gRPC over TLS with this certificate chain (PEM) and `--grpc-tls-key`; needed on
+    /// any address but loopback.
+    #[arg(long, requires_all = ["grpc", "grpc_tls_key"])]
+    pub grpc_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--grpc-tls-cert`.
+    #[arg(long, requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<PathBuf>,
+    /// Also require of gRPC callers a client certificate that chains to this CA (PEM).
+    #[arg(long, requires = "grpc_tls_cert")]
+    pub grpc_client_ca: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -184,10 +184,12 @@ impl Drop for Pty {
 }
 
 /// What the device's loop is handed: bytes from its serial line, or an SMP message from its
-/// network path (`hotswap device --grpc`) with where to send the answer.
+/// network path (`hotswap device --grpc`, `--server`) with where to send the answer.
 pub enum Event {
     Line(Vec<u8>),
     Smp(Vec<u8>, Reply),
+    /// How the running agent is, for a check-in.
+    Health(tokio::sync::oneshot::Sender<hotswap_protocol::Health>),
 }
 
 /// Where the answer to an SMP message from the network path goes.
@@ -245,6 +247,8 @@ pub fn run(
     let mut upload_seen: Option<(u32, Instant)> = None;
     let mut trial_since: Option<Instant> = None;
     let (mut messages, mut dropped, mut updates) = (0u64, 0u64, 0u64);
+    // The running agent's health since it started, as a check-in tells the server.
+    let (mut traps, mut fuel_exhausted, mut self_test_passed) = (0u32, 0u32, true);
     while !stop.load(Ordering::Relaxed) {
         // Messages whole, with where their answers go: back on the line, or to the caller.
         let mut whole: Vec<(Vec<u8>, Option<Reply>)> = Vec::new();
@@ -262,6 +266,13 @@ pub fn run(
                 }
             }
             Ok(Event::Smp(message, reply)) => whole.push((message, Some(reply))),
+            Ok(Event::Health(reply)) => drop(reply.send(hotswap_protocol::Health {
+                healthy: agent.is_some() && traps == 0 && fuel_exhausted == 0,
+                self_test_passed,
+                traps,
+                fuel_exhausted,
+                metrics: Default::default(),
+            })),
             Err(_) => {}
         }
         for (message, reply) in whole {
@@ -290,7 +301,9 @@ pub fn run(
                 trial_since = matches!(outcome, ResetOutcome::OnTrial(_)).then(Instant::now);
                 if !matches!(outcome, ResetOutcome::Booted) {
                     updates += 1;
+                    self_test_passed = !matches!(outcome, ResetOutcome::Reverted { .. });
                 }
+                (traps, fuel_exhausted) = (0, 0);
                 eprintln!(
                     "hotswap device: reset: {outcome:?}; running {}",
                     running(&device)
@@ -327,6 +340,7 @@ pub fn run(
                     running(&device)
                 );
                 agent = start_agent(&mut device);
+                (traps, fuel_exhausted) = (0, 0);
             }
         } else {
             trial_since = None;
@@ -337,6 +351,10 @@ pub fn run(
                 && let Err(e) = a.step()
             {
                 eprintln!("hotswap device: the agent's step failed: {e}");
+                match e {
+                    agent::AgentError::OutOfFuel(_) => fuel_exhausted += 1,
+                    _ => traps += 1,
+                }
                 agent = None;
             }
         }

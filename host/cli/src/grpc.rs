@@ -5,12 +5,11 @@
 
 use std::pin::Pin;
 
+use sha2::{Digest, Sha256};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::device::Event;
-use crate::push::Value;
-use crate::push::cbor;
+use crate::link::{Link, LinkError, SlotImage};
 
 /// The code tonic generates from the `.proto`; its style is tonic's, not the project's.
 #[allow(unused_qualifications, rust_2018_idioms, clippy::all, clippy::pedantic)]
@@ -29,100 +28,141 @@ pub const MAX_CHUNK: u32 = hotswap_device_vm::smp::server::BUFFER_SIZE as u32 - 
 
 /// The service, handing each call to the device's loop.
 pub struct Service {
-    events: std::sync::mpsc::Sender<Event>,
+    link: Link,
 }
 
-impl Service {
-    pub fn new(events: std::sync::mpsc::Sender<Event>) -> DeviceServer<Service> {
-        DeviceServer::new(Service { events })
+/// Who may call: the holder of the device's credential (its `hsw_dev_...` token, as the server
+/// gave it at registration), sent as `authorization: Bearer <token>`. Only its SHA-256 is kept.
+#[derive(Clone)]
+pub struct Credential {
+    sha256: Option<[u8; 32]>,
+}
+
+impl Credential {
+    /// Calls must carry this token.
+    pub fn token(token: &str) -> Credential {
+        Credential {
+            sha256: Some(Sha256::digest(token.as_bytes()).into()),
+        }
     }
 
-    /// One SMP request to the device and its answer, read; a refusal is a gRPC error with the
-    /// device's reason.
-    async fn smp(
-        &self,
-        group: u16,
-        command: u8,
-        write: bool,
-        body: Vec<u8>,
-    ) -> Result<Value, Status> {
-        // The device's loop answers it directly: no sequence to match.
-        let message = hotswap_device_vm::smp::Header::request(write, group, 0, command, &body);
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.events
-            .send(Event::Smp(message, tx))
-            .map_err(|_| Status::unavailable("the device is stopping"))?;
-        let answer = rx
-            .await
-            .map_err(|_| Status::unavailable("the device gave no answer"))?;
-        // The answer is a whole SMP message: its body follows the 8-byte header.
-        let body = answer.get(8..).unwrap_or_default();
-        let value = crate::push::decode_answer(body)
-            .map_err(|e| Status::internal(format!("the device's answer: {e}")))?;
-        if let Some(Value::Int(rc)) = value.get("rc")
-            && *rc != 0
-        {
-            let reason = match value.get("rsn") {
-                Some(Value::Text(t)) => t.clone(),
-                _ => format!("rc {rc}"),
-            };
-            return Err(match rc {
-                5 => Status::not_found(reason),
-                6 => Status::failed_precondition(reason),
-                9 => Status::data_loss(reason),
-                11 => Status::permission_denied(reason),
-                _ => Status::invalid_argument(reason),
-            });
+    /// Any caller that reaches the port may act (`hotswap device --grpc-unauthenticated`).
+    pub fn none() -> Credential {
+        Credential { sha256: None }
+    }
+
+    /// Checks a call's metadata; the interceptor in front of every call.
+    pub fn check(&self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(expected) = self.sha256 else {
+            return Ok(request);
+        };
+        let Some(value) = request.metadata().get("authorization") else {
+            return Err(Status::unauthenticated(
+                "this device needs its credential: send `authorization: Bearer <the device's token>`",
+            ));
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                Status::unauthenticated(
+                    "malformed credential: expected `authorization: Bearer <token>`",
+                )
+            })?;
+        // Digests compared, not the secrets: how long the comparison takes says nothing of the
+        // token.
+        let presented: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        if presented != expected {
+            return Err(Status::permission_denied(
+                "credential refused: it is not this device's",
+            ));
         }
-        Ok(value)
+        Ok(request)
+    }
+}
+
+impl tonic::service::Interceptor for Credential {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        self.check(request)
+    }
+}
+
+/// The service behind its credential check.
+pub type Guarded =
+    tonic::service::interceptor::InterceptedService<DeviceServer<Service>, Credential>;
+
+impl Service {
+    pub fn new(link: Link, credential: Credential) -> Guarded {
+        DeviceServer::with_interceptor(Service { link }, credential)
     }
 
     async fn images(&self) -> Result<Vec<Image>, Status> {
-        let answer = self.smp(1, 0, false, cbor(|_| Ok(()), 0)).await?;
-        let Some(Value::Array(images)) = answer.get("images") else {
-            return Err(Status::internal("the device's image state has no images"));
-        };
-        Ok(images
-            .iter()
-            .map(|i| {
-                let flag = |k: &str| i.get(k) == Some(&Value::Bool(true));
-                Image {
-                    slot: match i.get("slot") {
-                        Some(Value::Int(n)) => *n as u32,
-                        _ => 0,
-                    },
-                    version: match i.get("version") {
-                        Some(Value::Text(v)) => v.clone(),
-                        _ => String::new(),
-                    },
-                    hash: match i.get("hash") {
-                        Some(Value::Bytes(h)) => h.clone(),
-                        _ => Vec::new(),
-                    },
-                    pending: flag("pending"),
-                    confirmed: flag("confirmed"),
-                    active: flag("active"),
-                    permanent: flag("permanent"),
-                }
-            })
+        Ok(self
+            .link
+            .images()
+            .await
+            .map_err(status)?
+            .into_iter()
+            .map(image)
             .collect())
     }
 
     async fn reset_and_report(&self) -> Result<ResetReply, Status> {
-        let before = self.images().await?;
-        let pending = before.iter().find(|i| i.pending).map(|i| i.version.clone());
-        self.smp(0, 5, true, cbor(|_| Ok(()), 0)).await?;
-        // The loop resets once the answer is sent; the next request comes after it.
-        let after = self.images().await?;
-        let running = after.iter().find(|i| i.slot == 0);
-        let version = running.map(|i| i.version.clone()).unwrap_or_default();
-        let outcome = match (pending, running) {
-            (Some(p), Some(r)) if r.version == p && r.confirmed => format!("{p} tried and kept"),
-            (Some(p), Some(r)) if r.version == p => format!("{p} on trial, not confirmed"),
-            (Some(p), _) => format!("{p} failed its self-test; went back to {version}"),
-            (None, _) => format!("booted {version}"),
-        };
-        Ok(ResetReply { outcome, version })
+        let report = self.link.reset().await.map_err(status)?;
+        Ok(ResetReply {
+            outcome: report.describe(),
+            version: report.version,
+        })
+    }
+}
+
+/// The TLS the device serves gRPC with: its certificate chain and key (PEM), and with
+/// `client_ca` a client certificate required of every caller, chained to that CA.
+pub fn server_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    client_ca: Option<&std::path::Path>,
+) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+    use anyhow::Context;
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(cert, "certificate")?,
+        read(key, "private key")?,
+    ));
+    if let Some(ca) = client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
+    }
+    Ok(tls)
+}
+
+fn image(i: SlotImage) -> Image {
+    Image {
+        slot: i.slot,
+        version: i.version,
+        hash: i.hash,
+        pending: i.pending,
+        confirmed: i.confirmed,
+        active: i.active,
+        permanent: i.permanent,
+    }
+}
+
+/// A refusal as a gRPC error with the device's reason, by SMP's return codes.
+fn status(e: LinkError) -> Status {
+    match e {
+        LinkError::Stopping => Status::unavailable(e.to_string()),
+        LinkError::Answer(_) => Status::internal(e.to_string()),
+        LinkError::Refused { rc, reason } => match rc {
+            5 => Status::not_found(reason),
+            6 => Status::failed_precondition(reason),
+            9 => Status::data_loss(reason),
+            11 => Status::permission_denied(reason),
+            _ => Status::invalid_argument(reason),
+        },
     }
 }
 
@@ -157,9 +197,7 @@ impl Device for Service {
     ) -> Result<Response<Self::UploadStream>, Status> {
         let mut chunks = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let service = Service {
-            events: self.events.clone(),
-        };
+        let link = self.link.clone();
         tokio::spawn(async move {
             while let Some(chunk) = chunks.message().await.transpose() {
                 let answer = match chunk {
@@ -170,49 +208,21 @@ impl Device for Service {
                             c.data.len()
                         )))
                     }
-                    Ok(c) => {
-                        let body = if c.offset == 0 {
-                            cbor(
-                                |e| {
-                                    e.str("len")?.u64(c.length)?;
-                                    e.str("off")?.u64(0)?;
-                                    e.str("sha")?.bytes(&c.sha256)?;
-                                    e.str("data")?.bytes(&c.data).map(drop)
-                                },
-                                4,
-                            )
-                        } else {
-                            cbor(
-                                |e| {
-                                    e.str("off")?
-                                        .u64(c.offset)?
-                                        .str("data")?
-                                        .bytes(&c.data)
-                                        .map(drop)
-                                },
-                                2,
-                            )
-                        };
-                        service.smp(1, 1, true, body).await.and_then(|v| {
-                            let next = match v.get("off") {
-                                Some(Value::Int(n)) => *n as u64,
-                                _ => {
-                                    return Err(Status::internal(
-                                        "the device's answer has no offset",
-                                    ));
-                                }
-                            };
-                            if v.get("match") == Some(&Value::Bool(false)) {
+                    Ok(c) => link
+                        .upload(c.offset, &c.data, c.length, &c.sha256)
+                        .await
+                        .map_err(status)
+                        .and_then(|a| {
+                            if a.matched == Some(false) {
                                 return Err(Status::data_loss(
                                     "the bytes the device got are not the file's",
                                 ));
                             }
                             Ok(UploadProgress {
-                                next_offset: next,
-                                done: v.get("match") == Some(&Value::Bool(true)),
+                                next_offset: a.next_offset,
+                                done: a.matched == Some(true),
                             })
-                        })
-                    }
+                        }),
                 };
                 let failed = answer.is_err();
                 if tx.send(answer).await.is_err() || failed {
@@ -230,12 +240,8 @@ impl Device for Service {
         request: Request<SetStateRequest>,
     ) -> Result<Response<ImageStateReply>, Status> {
         let r = request.into_inner();
-        let body = if r.hash.is_empty() {
-            cbor(|e| e.str("confirm")?.bool(r.confirm).map(drop), 1)
-        } else {
-            crate::push::state_body(&r.hash, r.confirm)
-        };
-        self.smp(1, 0, true, body).await?;
+        let hash = (!r.hash.is_empty()).then_some(r.hash.as_slice());
+        self.link.set_state(hash, r.confirm).await.map_err(status)?;
         Ok(Response::new(ImageStateReply {
             images: self.images().await?,
         }))
@@ -253,8 +259,86 @@ impl Device for Service {
             ));
         };
         let hash = other.hash.clone();
-        self.smp(1, 0, true, crate::push::state_body(&hash, true))
-            .await?;
+        self.link
+            .set_state(Some(&hash), true)
+            .await
+            .map_err(status)?;
         Ok(Response::new(self.reset_and_report().await?))
     }
+}
+
+/// Where a client reaches a device's gRPC service, and with what.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// HOST:PORT.
+    pub addr: String,
+    /// The device's credential, sent with every call.
+    pub token: Option<String>,
+    /// Speak TLS, trusting this CA certificate (PEM) for the device's certificate.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// A client certificate and its key (PEM), for a device that asks for one.
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// Puts the device's credential on every call.
+#[derive(Clone)]
+pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(b) = &self.0 {
+            request.metadata_mut().insert("authorization", b.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A client of the device service.
+pub type Client = proto::device_client::DeviceClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+>;
+
+/// Connects to the device at `t.addr`, over TLS when a CA to trust is given.
+pub async fn connect(t: &Target) -> anyhow::Result<Client> {
+    use anyhow::Context;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let read = |p: &std::path::Path, what: &str| {
+        std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
+    };
+    let addr = &t.addr;
+    let scheme = if t.ca_cert.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| crate::ops::UsageError(format!("--device {addr}: {e}")))?;
+    if let Some(ca) = &t.ca_cert {
+        // The name the device's certificate must carry: the host the address names.
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?))
+            .domain_name(host);
+        if let Some((cert, key)) = &t.identity {
+            tls = tls.identity(Identity::from_pem(
+                read(cert, "client certificate")?,
+                read(key, "client key")?,
+            ));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("connecting to the device at {scheme}://{addr}"))?;
+    let bearer = t
+        .token
+        .as_ref()
+        .map(|t| format!("Bearer {t}").parse())
+        .transpose()
+        .map_err(|_| crate::ops::UsageError("the device token is not a valid header".into()))?;
+    Ok(proto::device_client::DeviceClient::with_interceptor(
+        channel,
+        Bearer(bearer),
+    ))
 }

@@ -23,6 +23,7 @@ pub mod contexts;
 pub mod demo;
 pub mod device;
 pub mod grpc;
+pub mod link;
 pub mod login;
 pub mod ops;
 pub mod plans;

@@ -59,6 +59,40 @@ pub struct PushArgs {
     /// Milliseconds to wait for an answer before sending the request again.
     #[arg(long, default_value_t = ANSWER_TIMEOUT.as_millis() as u64)]
     pub answer_timeout_ms: u64,
+    /// gRPC: the device's credential in a file (its `hsw_dev_...` token); or set
+    /// HOTSWAP_DEVICE_TOKEN.
+    #[arg(long)]
+    pub device_token_file: Option<PathBuf>,
+    /// gRPC over TLS: trust this CA certificate (PEM) for the device's certificate.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// gRPC over TLS: a client certificate (PEM) for a device that asks for one, with
+    /// `--client-key`.
+    #[arg(long, requires_all = ["ca_cert", "client_key"])]
+    pub client_cert: Option<PathBuf>,
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+}
+
+/// The device's credential for gRPC: `--device-token-file`, else HOTSWAP_DEVICE_TOKEN.
+fn device_token(a: &PushArgs) -> Result<Option<String>> {
+    if let Some(path) = &a.device_token_file {
+        return crate::args::read_token(path).map(Some);
+    }
+    Ok(std::env::var("HOTSWAP_DEVICE_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty()))
+}
+
+/// Where `push` reaches a device over gRPC, and with what.
+fn grpc_target(a: &PushArgs, addr: &str) -> Result<crate::grpc::Target> {
+    Ok(crate::grpc::Target {
+        addr: addr.to_string(),
+        token: device_token(a)?,
+        ca_cert: a.ca_cert.clone(),
+        identity: a.client_cert.clone().zip(a.client_key.clone()),
+    })
 }
 
 /// A CBOR value, as answers are read.
@@ -723,14 +757,10 @@ pub fn run(a: PushArgs, out: &mut dyn Write) -> Result<ExitCode> {
 /// `push` over gRPC to `hotswap device --grpc`: the same steps, on the `hotswap.device.v1`
 /// service.
 async fn grpc_push(a: PushArgs, addr: String, out: &mut dyn Write) -> Result<ExitCode> {
-    use crate::grpc::proto::device_client::DeviceClient;
     use crate::grpc::proto::{
         ImageStateRequest, InfoRequest, ResetRequest, RollbackRequest, SetStateRequest, UploadChunk,
     };
-    let url = format!("http://{addr}");
-    let mut client = DeviceClient::connect(url.clone())
-        .await
-        .with_context(|| format!("connecting to the device at {addr}"))?;
+    let mut client = crate::grpc::connect(&grpc_target(&a, &addr)?).await?;
     let show = |images: &[crate::grpc::proto::Image]| {
         images
             .iter()

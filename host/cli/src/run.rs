@@ -196,17 +196,60 @@ async fn device(a: crate::args::DeviceArgs) -> Result<()> {
         watchdog: std::time::Duration::from_secs(a.watchdog_seconds),
         step: std::time::Duration::from_secs(1),
     };
+    let credential = a
+        .credential_file
+        .as_deref()
+        .map(crate::args::read_token)
+        .transpose()?;
     let stop = Arc::new(AtomicBool::new(false));
     let (events, inbox) = std::sync::mpsc::channel();
+    let link = crate::link::Link::new(events.clone());
     if let Some(addr) = a.grpc {
+        let guard = match (&credential, a.grpc_unauthenticated) {
+            (Some(token), _) => crate::grpc::Credential::token(token),
+            (None, true) if addr.ip().is_loopback() => crate::grpc::Credential::none(),
+            (None, true) => anyhow::bail!(crate::ops::UsageError(format!(
+                "--grpc-unauthenticated serves loopback only, not {addr}: give the device its --credential-file"
+            ))),
+            (None, false) => anyhow::bail!(crate::ops::UsageError(
+                "--grpc needs --credential-file (callers must present the device's credential), or --grpc-unauthenticated on loopback".into()
+            )),
+        };
+        let mut builder = tonic::transport::Server::builder();
+        match (&a.grpc_tls_cert, &a.grpc_tls_key) {
+            (Some(cert), Some(key)) => {
+                builder = builder.tls_config(crate::grpc::server_tls(
+                    cert,
+                    key,
+                    a.grpc_client_ca.as_deref(),
+                )?)?;
+            }
+            _ if !addr.ip().is_loopback() => anyhow::bail!(crate::ops::UsageError(format!(
+                "gRPC on {addr} needs --grpc-tls-cert and --grpc-tls-key: beyond loopback the credential must not cross the network in clear"
+            ))),
+            _ => {}
+        }
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("listening on {addr} for gRPC"))?;
-        eprintln!("hotswap device: gRPC on {}", listener.local_addr()?);
-        let service = crate::grpc::Service::new(events.clone());
+        eprintln!(
+            "hotswap device: gRPC on {}{}{}",
+            listener.local_addr()?,
+            if a.grpc_tls_cert.is_some() {
+                " over TLS"
+            } else {
+                ""
+            },
+            if credential.is_some() {
+                ", callers need the device's credential"
+            } else {
+                ", open to any caller"
+            },
+        );
+        let service = crate::grpc::Service::new(link.clone(), guard);
         tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            if let Err(e) = tonic::transport::Server::builder()
+            if let Err(e) = builder
                 .add_service(service)
                 .serve_with_incoming(incoming)
                 .await

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use hotswap_client::{Client, ClientConfig};
 use hotswap_server::{ADMIN_TOKEN_FILE, ServerConfig, ServerLimits, TlsFiles};
 
-use crate::support::release_key;
 use crate::support::server::data_dir;
+use crate::support::{Ca, release_key};
 
 /// A raw client that trusts `ca` and offers `alpn`.
 fn raw_client(ca: &[u8], alpn: &[&[u8]]) -> reqwest::Client {
@@ -157,42 +157,6 @@ async fn the_server_speaks_https_with_http2_and_http1_by_alpn() {
         .await;
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
     server.stop().await;
-}
-
-/// A CA of the test's, and certificates it signs.
-struct Ca {
-    cert: rcgen::Certificate,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            cert,
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// A leaf certificate: `common_name` as its subject, `sans` as its DNS names; its PEM and
-    /// its key's.
-    fn sign(&self, common_name: &str, sans: &[&str]) -> (String, String) {
-        let mut params =
-            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
 }
 
 /// A raw client trusting `ca` that presents the client certificate `identity` (PEM chain, PEM

@@ -67,3 +67,39 @@ pub fn fleet(n: usize, regions: usize) -> (hotswap_plan::Fleet, Fleet) {
 pub fn region(fleet: &hotswap_plan::Fleet, d: u32) -> &str {
     &fleet.regions[fleet.region[d as usize] as usize]
 }
+
+/// A CA of the test's, and certificates it signs.
+pub struct Ca {
+    pub cert: rcgen::Certificate,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Ca {
+            cert,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A leaf certificate: `common_name` as its subject, `sans` as its DNS names; its PEM and
+    /// its key's.
+    pub fn sign(&self, common_name: &str, sans: &[&str]) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
