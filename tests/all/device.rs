@@ -647,3 +647,80 @@ async fn a_device_killed_during_a_grpc_upload_keeps_its_agent() {
         "nothing of the cut upload is bootable: {state:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_checking_in_with_a_server_takes_a_rollout_and_reverts_a_failing_agent() {
+    use crate::support::device::wait_for;
+    use crate::support::server::{Server, data_dir};
+    use crate::support::{registration, release_key};
+    use hotswap_protocol::{DeploymentRequest, DeviceRegistration};
+    let dir = setup();
+    let d = dir.path().to_path_buf();
+    let data = data_dir();
+    let server = Server::start(&data).await;
+    let api = server.client();
+    let registered = api
+        .register_device(&DeviceRegistration {
+            device_id: "bench-1".into(),
+            device_model: "sensor-v1".into(),
+            region: "eu-west".into(),
+            firmware_version: "1.0.0".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    std::fs::write(d.join("credential"), &registered.token).unwrap();
+    for (version, agent) in [
+        ("2.0.0", hotswap_agents::THRESHOLD_ALARM),
+        ("3.0.0", hotswap_agents::FAILING_SELF_TEST),
+    ] {
+        let image = hotswap_sim::tagged(agent, version);
+        api.register_firmware(&registration(&release_key(), version, &image))
+            .await
+            .unwrap();
+    }
+    let _device = start_with(
+        &d,
+        &[
+            "--server",
+            &server.url,
+            "--id",
+            "bench-1",
+            "--credential-file",
+            "credential",
+            "--poll-seconds",
+            "1",
+        ],
+    );
+    let deploy = |version: &str| DeploymentRequest {
+        firmware_version: version.into(),
+        device_model: "sensor-v1".into(),
+        target_devices: Some(vec!["bench-1".into()]),
+        strategy: "direct".into(),
+        ..Default::default()
+    };
+    let log = || std::fs::read_to_string(d.join("device.log")).unwrap_or_default();
+
+    let id = api.create_deployment(&deploy("2.0.0")).await.unwrap().deployment.id;
+    let done = wait_for(&api, id, &["completed", "rolled-back", "paused", "failed"]).await;
+    assert_eq!(done["state"], "completed", "{done:#}\n{}", log());
+    let d2 = d.clone();
+    let out = tokio::task::spawn_blocking(move || status(&d2))
+        .await
+        .unwrap();
+    assert!(out.contains("slot 0: 2.0.0 active, confirmed"), "{out}");
+    let device = api.device("bench-1").await.unwrap();
+    assert_eq!(device.device.firmware_version, "2.0.0", "{device:#?}");
+
+    // The failing agent is uploaded, tried at a reset, fails its self-test on the device, and
+    // the device goes back on its own and says so.
+    let id = api.create_deployment(&deploy("3.0.0")).await.unwrap().deployment.id;
+    let done = wait_for(&api, id, &["completed", "rolled-back", "paused", "failed"]).await;
+    assert_eq!(done["states"]["rolled-back"], 1, "{done:#}\n{}", log());
+    assert!(log().contains("failed its self-test"), "{}", log());
+    let d2 = d.clone();
+    let out = tokio::task::spawn_blocking(move || status(&d2))
+        .await
+        .unwrap();
+    assert!(out.contains("slot 0: 2.0.0 active, confirmed"), "{out}");
+}

@@ -306,7 +306,7 @@ pub struct DeviceArgs {
     #[arg(long)]
     pub flash: PathBuf,
     /// Serve SMP on a pseudo-terminal and make this path a symlink to it.
-    #[arg(long, required_unless_present_any = ["serial", "grpc"], conflicts_with = "serial")]
+    #[arg(long, required_unless_present_any = ["serial", "grpc", "server"], conflicts_with = "serial")]
     pub pty: Option<PathBuf>,
     /// Serve the `hotswap.device.v1` gRPC service on this address (beside a line, or alone).
     #[arg(long)]
@@ -331,7 +331,7 @@ pub struct DeviceArgs {
     #[arg(long, default_value_t = 30)]
     pub watchdog_seconds: u64,
     /// The device's credential in a file: its `hsw_dev_...` token, as `devices register` gave
-    /// it. gRPC callers must present it (`authorization: Bearer`).
+    /// it. gRPC callers must present it (`authorization: Bearer`); `--server` check-ins send it.
     #[arg(long)]
     pub credential_file: Option<PathBuf>,
     /// Serve gRPC to any caller that reaches the port, with no credential (loopback only).
@@ -347,6 +347,19 @@ pub struct DeviceArgs {
     /// Also require of gRPC callers a client certificate that chains to this CA (PEM).
     #[arg(long, requires = "grpc_tls_cert")]
     pub grpc_client_ca: Option<PathBuf>,
+    /// Check in with this HotSwap server as a fleet device does, and carry out what it assigns
+    /// (through the same SMP handlers as the line and gRPC).
+    #[arg(long, requires_all = ["id", "credential_file"])]
+    pub server: Option<String>,
+    /// The device's id on the server.
+    #[arg(long, requires = "server")]
+    pub id: Option<String>,
+    /// Trust this CA certificate (PEM) for an `https://` server.
+    #[arg(long, requires = "server")]
+    pub ca_cert: Option<PathBuf>,
+    /// Seconds between check-ins; each is a long poll of up to this long.
+    #[arg(long, default_value_t = 5, requires = "server")]
+    pub poll_seconds: u32,
 }
 
 #[derive(Args)]

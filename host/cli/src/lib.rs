@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod args;
+pub mod checkin;
 pub mod contexts;
 pub mod demo;
 pub mod device;

@@ -258,6 +258,22 @@ async fn device(a: crate::args::DeviceArgs) -> Result<()> {
             }
         });
     }
+    if let (Some(server), Some(id), Some(token)) = (&a.server, &a.id, &credential) {
+        let mut config = hotswap_client::ClientConfig::new(server);
+        config.ca_certificate = a.ca_cert.clone();
+        let once = hotswap_client::Client::with_config(config)?;
+        let check_ins = crate::checkin::CheckIns {
+            transport: hotswap_sim::HttpTransport {
+                retrying: once.clone(),
+                once,
+            },
+            id: id.clone(),
+            token: token.clone(),
+            poll: std::time::Duration::from_secs(u64::from(a.poll_seconds.max(1))),
+        };
+        eprintln!("hotswap device: checking in with {server} as {id}");
+        tokio::spawn(crate::checkin::run(check_ins, link));
+    }
     let mut task = tokio::task::spawn_blocking({
         let stop = stop.clone();
         move || crate::device::run(config, stop, (events, inbox))

@@ -203,6 +203,31 @@ fn hex_array<const N: usize>(s: &str) -> Option<[u8; N]> {
     hex::decode(s).ok()?.try_into().ok()
 }
 
+/// The signed manifest an assignment hands out: what the device VM checks before it writes a
+/// byte.
+pub fn signed_manifest(a: &Assignment) -> Result<(Manifest, KeyId, [u8; 64]), UpdateError> {
+    use UpdateError::BadAssignment;
+    let version =
+        Version::parse(&a.version).ok_or(BadAssignment("the version is not major.minor.patch"))?;
+    let sha256 = a
+        .checksum
+        .strip_prefix("sha256:")
+        .and_then(hex_array::<32>)
+        .ok_or(BadAssignment("the checksum is not sha256:<64 hex digits>"))?;
+    let key_id =
+        KeyId(hex_array::<8>(&a.key_id).ok_or(BadAssignment("the key id is not 16 hex digits"))?);
+    let signature = hex_array::<64>(&a.signature)
+        .ok_or(BadAssignment("the signature is not 128 hex digits"))?;
+    let size = u32::try_from(a.size).map_err(|_| BadAssignment("the size is over 4 GiB"))?;
+    let manifest = Manifest {
+        version,
+        size,
+        sha256,
+        security_counter: a.security_counter,
+    };
+    Ok((manifest, key_id, signature))
+}
+
 impl SimDevice {
     /// A device whose flash holds `release`, installed and confirmed as at the factory.
     pub fn factory(
@@ -523,26 +548,8 @@ impl SimDevice {
         a: &Assignment,
         report: &mut Reporter<'_, impl Transport>,
     ) -> Result<(), Stop> {
-        use UpdateError::BadAssignment;
-        let version = Version::parse(&a.version)
-            .ok_or(BadAssignment("the version is not major.minor.patch"))?;
-        let sha256 = a
-            .checksum
-            .strip_prefix("sha256:")
-            .and_then(hex_array::<32>)
-            .ok_or(BadAssignment("the checksum is not sha256:<64 hex digits>"))?;
-        let key_id = KeyId(
-            hex_array::<8>(&a.key_id).ok_or(BadAssignment("the key id is not 16 hex digits"))?,
-        );
-        let signature = hex_array::<64>(&a.signature)
-            .ok_or(BadAssignment("the signature is not 128 hex digits"))?;
-        let size = u32::try_from(a.size).map_err(|_| BadAssignment("the size is over 4 GiB"))?;
-        let manifest = Manifest {
-            version,
-            size,
-            sha256,
-            security_counter: a.security_counter,
-        };
+        let (manifest, key_id, signature) = signed_manifest(a)?;
+        let size = manifest.size;
         // The check-in that handed the assignment out is the go-ahead: the download starts at
         // once, and `downloading` is reported with how it ended (a simulated download takes
         // milliseconds), one request instead of two.
@@ -669,6 +676,28 @@ async fn failed(
 }
 
 /// Sends one device's reports through its transport.
+/// State changes of assignment `a` that happened together, in order, each with its reason
+/// (empty: none); `health` goes with the last.
+pub fn reports(
+    a: &Assignment,
+    states: &[(DeviceState, &str)],
+    health: Option<Health>,
+) -> Vec<Report> {
+    let mut reports: Vec<Report> = states
+        .iter()
+        .map(|&(state, reason)| Report {
+            assignment_id: a.assignment_id,
+            state,
+            reason: (!reason.is_empty()).then(|| reason.to_string()),
+            health: None,
+        })
+        .collect();
+    if let Some(last) = reports.last_mut() {
+        last.health = health;
+    }
+    reports
+}
+
 pub(crate) struct Reporter<'t, T> {
     transport: &'t T,
     device_id: String,
@@ -686,18 +715,7 @@ impl<T: Transport> Reporter<'_, T> {
         states: &[(DeviceState, &str)],
         health: Option<Health>,
     ) -> Answer {
-        let mut reports: Vec<Report> = states
-            .iter()
-            .map(|&(state, reason)| Report {
-                assignment_id: a.assignment_id,
-                state,
-                reason: (!reason.is_empty()).then(|| reason.to_string()),
-                health: None,
-            })
-            .collect();
-        if let Some(last) = reports.last_mut() {
-            last.health = health;
-        }
+        let reports = reports(a, states, health);
         let device = Credential {
             id: &self.device_id,
             token: &self.token,

@@ -30,7 +30,10 @@ use hotswap_protocol::{
 };
 use rand::{Rng, SeedableRng};
 
-pub use device::{Answer, FactoryError, Faults, Modules, Outcome, SimDevice, UpdateError};
+pub use device::{
+    Answer, FactoryError, Faults, Modules, Outcome, SimDevice, UpdateError, reports,
+    signed_manifest,
+};
 pub use release::{registration, tagged};
 pub use transport::{HttpTransport, Transport, TransportError};
 
