@@ -229,6 +229,19 @@ fn an_agent_is_uploaded_tested_reset_and_confirmed_over_smp() {
     let two = image_file(Version::new(2, 0, 0), &alarm_variant(2), &release_key());
     let done = line.upload(&two, 87, 400);
     assert_eq!(done.get("match"), Some(&V::Bool(true)), "{done:?}");
+    // The last chunk sent again (its answer lost on the line): answered as it was, not
+    // refused for want of an upload.
+    let last = two.len() - 100;
+    let repeated = map(
+        |e| {
+            e.str("off").unwrap().u64(last as u64).unwrap();
+            e.str("data").unwrap().bytes(&two[last..]).unwrap();
+        },
+        2,
+    );
+    let (again, _) = line.call(1, 1, true, &repeated);
+    assert_eq!(again.get("off"), Some(&V::U(two.len() as u64)), "{again:?}");
+    assert_eq!(again.get("match"), Some(&V::Bool(true)), "{again:?}");
     let images = line.state();
     assert_eq!(images[1].get("version"), Some(&V::S("2.0.0".into())));
     assert!(!flag(&images[1], "pending"));

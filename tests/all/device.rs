@@ -170,6 +170,40 @@ fn push_deploys_tries_confirms_and_rolls_back_over_the_devices_pty() {
 }
 
 #[test]
+fn a_damaged_packet_is_dropped_by_the_device_and_sent_again_by_push() {
+    use hotswap::push_bench::{LineFault, relay, tool_pty};
+    let dir = setup();
+    let d = dir.path();
+    let _device = start(d);
+    let device_tty = std::fs::canonicalize(d.join("tty")).unwrap();
+    // The tool on a pty of its own, a relay between it and the device that flips one bit of
+    // the 600th byte the tool sends: inside the upload's first chunk.
+    let (tool, master, _slave) = tool_pty().unwrap();
+    let flips = relay(master, &device_tty, LineFault::ByteToDevice(600)).unwrap();
+    image(d, "example:threshold-alarm", "2.0.0");
+    let tool = tool.to_str().unwrap();
+    let (code, out) = hotswap(
+        d,
+        &[
+            "push",
+            "--device",
+            tool,
+            "--agent",
+            "2.0.0.img",
+            "--confirm",
+            "--answer-timeout-ms",
+            "500",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(flips.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(out.contains("1 requests sent again"), "{out}");
+    let log = std::fs::read_to_string(d.join("device.log")).unwrap();
+    assert_eq!(log.matches("dropped a packet").count(), 1, "{log}");
+    assert!(status(d).contains("slot 0: 2.0.0 active, confirmed"));
+}
+
+#[test]
 fn a_device_killed_during_a_trial_runs_its_previous_agent_after_restart() {
     let dir = setup();
     let d = dir.path();
@@ -701,7 +735,12 @@ async fn a_device_checking_in_with_a_server_takes_a_rollout_and_reverts_a_failin
     };
     let log = || std::fs::read_to_string(d.join("device.log")).unwrap_or_default();
 
-    let id = api.create_deployment(&deploy("2.0.0")).await.unwrap().deployment.id;
+    let id = api
+        .create_deployment(&deploy("2.0.0"))
+        .await
+        .unwrap()
+        .deployment
+        .id;
     let done = wait_for(&api, id, &["completed", "rolled-back", "paused", "failed"]).await;
     assert_eq!(done["state"], "completed", "{done:#}\n{}", log());
     let d2 = d.clone();
@@ -714,7 +753,12 @@ async fn a_device_checking_in_with_a_server_takes_a_rollout_and_reverts_a_failin
 
     // The failing agent is uploaded, tried at a reset, fails its self-test on the device, and
     // the device goes back on its own and says so.
-    let id = api.create_deployment(&deploy("3.0.0")).await.unwrap().deployment.id;
+    let id = api
+        .create_deployment(&deploy("3.0.0"))
+        .await
+        .unwrap()
+        .deployment
+        .id;
     let done = wait_for(&api, id, &["completed", "rolled-back", "paused", "failed"]).await;
     assert_eq!(done["states"]["rolled-back"], 1, "{done:#}\n{}", log());
     assert!(log().contains("failed its self-test"), "{}", log());

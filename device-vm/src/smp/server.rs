@@ -68,6 +68,9 @@ struct Upload {
 #[derive(Default)]
 pub struct Server {
     upload: Option<Upload>,
+    /// The length of the last upload that ended, and whether its bytes were the file's: a
+    /// chunk of it sent again (its answer lost on the line) is answered as the last one was.
+    finished: Option<(u32, bool)>,
     /// Slot 1's agent is to be tried at the next reset.
     pending: bool,
     /// And kept, once its self-test passes (a `confirm` with slot 1's hash).
@@ -115,6 +118,7 @@ impl Server {
         device: &mut Device<F>,
     ) -> Result<(), UpdateError> {
         self.upload = None;
+        self.finished = None;
         self.pending = false;
         self.permanent = false;
         device.erase_inactive()
@@ -301,6 +305,7 @@ impl Server {
             }
             self.pending = false;
             self.permanent = false;
+            self.finished = None;
             self.upload = Some(Upload {
                 len,
                 sha,
@@ -311,6 +316,12 @@ impl Server {
                 file_hash: Sha256::new(),
                 trailer: Vec::with_capacity(TRAILER_SIZE),
             });
+        }
+        if self.upload.is_none()
+            && let Some((len, matched)) = self.finished
+            && u64::from(off) + data.len() as u64 <= u64::from(len)
+        {
+            return Ok(offset_answer(len, Some(matched)));
         }
         let Some(u) = self.upload.as_mut() else {
             return Err(Refusal(
@@ -344,17 +355,20 @@ impl Server {
         let file_hash: [u8; 32] = done.file_hash.finalize().into();
         let matches = done.sha.is_none_or(|s| s == file_hash);
         if !matches {
+            self.finished = Some((done.len, false));
             // The bytes are not the ones the client meant: never keep them.
             let _ = device.erase_inactive();
             return Ok(offset_answer(done.len, Some(false)));
         }
         device.finish_download(now_ms)?;
+        self.finished = Some((done.len, true));
         Ok(offset_answer(done.len, Some(true)))
     }
 
     fn erase<F: NorFlash>(&mut self, device: &mut Device<F>) -> Result<Body, Refusal> {
         device.erase_inactive()?;
         self.upload = None;
+        self.finished = None;
         self.pending = false;
         self.permanent = false;
         Ok(empty())
@@ -547,6 +561,7 @@ pub fn reset<F: NorFlash>(
     self_test: impl FnOnce(&[u8]) -> Result<(), String>,
 ) -> Result<(Device<F>, ResetOutcome), crate::BootFailure<F>> {
     server.upload = None;
+    server.finished = None;
     let mut device = Device::boot(device.into_flash(), layout, config)?;
     let (pending, permanent) = (server.pending, server.permanent);
     server.pending = false;

@@ -189,6 +189,8 @@ pub struct Smp {
     sequence: u8,
     /// Requests sent again after no answer came.
     pub resent: u32,
+    /// Packets from the device that arrived damaged (their CRC or framing wrong), dropped.
+    pub damaged_answers: u32,
     /// Sends of one request before giving up ([`ATTEMPTS`] unless set).
     pub attempts: u32,
     timeout: Duration,
@@ -235,6 +237,7 @@ impl Smp {
             decoder: Decoder::new(BUFFER_SIZE + 64),
             sequence: 0,
             resent: 0,
+            damaged_answers: 0,
             attempts: ATTEMPTS,
             timeout: ANSWER_TIMEOUT,
             sent: 0,
@@ -335,8 +338,15 @@ impl Smp {
         let mut bytes = std::mem::take(&mut self.leftover);
         loop {
             for (i, &b) in bytes.iter().enumerate() {
-                if let Some(Ok(packet)) = self.decoder.push(b)
-                    && packet.len() >= 8
+                let packet = match self.decoder.push(b) {
+                    Some(Ok(packet)) => packet,
+                    Some(Err(_)) => {
+                        self.damaged_answers += 1;
+                        continue;
+                    }
+                    None => continue,
+                };
+                if packet.len() >= 8
                     && packet[0] & 0b111 == op
                     && u16::from_be_bytes([packet[4], packet[5]]) == group
                     && packet[6] == self.sequence
@@ -528,7 +538,7 @@ pub fn push_agent(
     // What a chunk may carry once the header, the CBOR keys and the offset take their share.
     let largest = buffer - 128;
     let mut chunk = largest;
-    let mut clean = 0u32;
+    let (mut clean, mut misses) = (0u32, 0u32);
     let bar = ProgressBar::with_draw_target(
         Some(file.len() as u64),
         if bar && std::io::stderr().is_terminal() {
@@ -551,19 +561,22 @@ pub fn push_agent(
     loop {
         let data_len = chunk.min(file.len() - off);
         let body = chunk_body(file, &sha, off, chunk);
-        // A chunk with no answer is sent again smaller: on a noisy line a long packet rarely
-        // arrives whole. It grows back after a run of answers.
-        let Some(answer) = smp.call_tries(1, 1, true, &body, smp.attempts)? else {
-            if chunk == MIN_CHUNK {
+        // A chunk with no answer is sent again at once, half as long: on a noisy line a long
+        // packet rarely arrives whole. It grows back after a run of answers. The push gives up
+        // after `attempts` sends in a row with no answer, the last at the smallest chunk.
+        let Some(answer) = smp.call_tries(1, 1, true, &body, 1)? else {
+            misses += 1;
+            smp.resent += 1;
+            if chunk == MIN_CHUNK && misses >= smp.attempts {
                 anyhow::bail!(
-                    "no answer from the device to a chunk of {MIN_CHUNK} bytes at {off} after {} tries",
-                    smp.attempts
+                    "no answer from the device at byte {off} after {misses} sends in a row, down to chunks of {MIN_CHUNK} bytes"
                 );
             }
             chunk = (chunk / 2).max(MIN_CHUNK);
             clean = 0;
             continue;
         };
+        misses = 0;
         clean += 1;
         if clean >= 16 && chunk < largest {
             chunk = (chunk * 2).min(largest);

@@ -34,7 +34,18 @@ pub struct PushBenchArgs {
     /// Timed pushes and rollbacks of the 14 KiB agent (at most 127).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=127))]
     pub timed: u32,
+    /// Milliseconds the tool waits for an answer before sending again (default: the push
+    /// tool's own on a clean line, [`FAULTY_LINE_TIMEOUT`] on a faulty one).
+    #[arg(long)]
+    pub answer_timeout_ms: Option<u64>,
 }
+
+/// The wait for an answer on a faulty line: a pty answers in about a millisecond, and a short
+/// wait before asking again keeps a run of lost packets short.
+pub const FAULTY_LINE_TIMEOUT: Duration = Duration::from_millis(40);
+/// Sends of one request on a faulty line before a push gives up: at 1% of bytes flipped, the
+/// image state's answer (about 300 bytes on the line) arrives whole one time in twenty.
+pub const FAULTY_LINE_ATTEMPTS: u32 = 400;
 
 /// The size of the timed agent, a little under a slot's room.
 pub const TIMED_AGENT_BYTES: usize = 14_000;
@@ -95,9 +106,18 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Copies bytes between the tool's pty and the device's, flipping one bit of a byte `ppm`
-/// times in a million; the flips so far.
-fn relay(tool_side: std::fs::File, device: &Path, ppm: u32) -> Result<Arc<AtomicU64>> {
+/// What a relay does to the bytes it carries.
+#[derive(Debug, Clone, Copy)]
+pub enum LineFault {
+    /// One bit of a byte flipped this many times in a million, both ways.
+    PerMillion(u32),
+    /// One bit of the byte at this index flipped, from the tool to the device only.
+    ByteToDevice(u64),
+}
+
+/// Copies bytes between the tool's pty and the device's, damaging them as `fault` says; the
+/// flips so far.
+pub fn relay(tool_side: std::fs::File, device: &Path, fault: LineFault) -> Result<Arc<AtomicU64>> {
     let flips = Arc::new(AtomicU64::new(0));
     let device = std::fs::OpenOptions::new()
         .read(true)
@@ -112,6 +132,7 @@ fn relay(tool_side: std::fs::File, device: &Path, ppm: u32) -> Result<Arc<Atomic
         std::thread::spawn(move || {
             // A fixed seed per direction: the same faults on every run.
             let mut state: u64 = 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1);
+            let mut index = 0u64;
             let mut buf = [0u8; 4096];
             while let Ok(n) = from.read(&mut buf) {
                 if n == 0 {
@@ -122,10 +143,15 @@ fn relay(tool_side: std::fs::File, device: &Path, ppm: u32) -> Result<Arc<Atomic
                     state ^= state << 13;
                     state ^= state >> 7;
                     state ^= state << 17;
-                    if (state % 1_000_000) < u64::from(ppm) {
+                    let flip = match fault {
+                        LineFault::PerMillion(ppm) => (state % 1_000_000) < u64::from(ppm),
+                        LineFault::ByteToDevice(at) => i == 0 && index == at,
+                    };
+                    if flip {
                         *b ^= 1 << (state >> 32 & 7);
                         flips.fetch_add(1, Relaxed);
                     }
+                    index += 1;
                 }
                 if to.write_all(&buf[..n]).is_err() {
                     return;
@@ -137,7 +163,7 @@ fn relay(tool_side: std::fs::File, device: &Path, ppm: u32) -> Result<Arc<Atomic
 }
 
 /// A pty for the tool: its path and the other end for the relay.
-fn tool_pty() -> Result<(PathBuf, std::fs::File, std::os::fd::OwnedFd)> {
+pub fn tool_pty() -> Result<(PathBuf, std::fs::File, std::os::fd::OwnedFd)> {
     use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
     let pty = nix::pty::openpty(None, None)?;
     let mut t = tcgetattr(&pty.slave)?;
@@ -187,27 +213,29 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
     let device_tty = std::fs::canonicalize(d.join("tty")).context("the device made no pty")?;
     let (port, flips, _tool_end) = if a.corrupt_ppm > 0 {
         let (name, master, slave) = tool_pty()?;
-        let flips = relay(master, &device_tty, a.corrupt_ppm)?;
+        let flips = relay(master, &device_tty, LineFault::PerMillion(a.corrupt_ppm))?;
         (name, Some(flips), Some(slave))
     } else {
         (device_tty.clone(), None, None)
     };
-    // Over a line that loses packets, a short wait before asking again keeps the run short.
-    let timeout = if a.corrupt_ppm > 0 {
-        Duration::from_millis(40)
-    } else {
-        crate::push::ANSWER_TIMEOUT
+    let timeout = match a.answer_timeout_ms {
+        Some(ms) => Duration::from_millis(ms.max(1)),
+        None if a.corrupt_ppm > 0 => FAULTY_LINE_TIMEOUT,
+        None => crate::push::ANSWER_TIMEOUT,
     };
     let mut smp = Smp::open(&port, 115_200)?
         .with_timeout(timeout)
         .with_attempts(if a.corrupt_ppm > 0 {
-            40
+            FAULTY_LINE_ATTEMPTS
         } else {
             crate::push::ATTEMPTS
         });
     let base = hotswap_agents::THRESHOLD_ALARM;
     let mut times = Vec::new();
     let (mut ok, mut failed, mut wrong, mut unread) = (0u32, 0u32, 0u32, 0u32);
+    // Damage that got past a packet's CRC-16 and met the image's own checks instead: an
+    // upload refused (its header's signature, say) or whose bytes did not match the SHA-256.
+    let mut caught_by_image_checks = 0u32;
     let mut rss_at_10 = 0;
     // Every genuine agent the device may run: the factory's and each one pushed, by hash. A
     // device whose running agent is not among them activated damaged bytes.
@@ -235,7 +263,23 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
                 ok += 1;
                 times.push(t.elapsed().as_secs_f64());
             }
-            _ => failed += 1,
+            Err(e) => {
+                failed += 1;
+                let text = e.to_string();
+                // What only damaged image bytes cause: the image's own checks (its SHA-256,
+                // its signature, its header) refusing what got past the CRC.
+                use hotswap_device_vm::smp::server::rc;
+                let refused_image = e.downcast_ref::<crate::push::Refused>().is_some_and(|r| {
+                    [rc::CORRUPT, rc::DENIED, rc::INVALID].contains(&(r.rc as u32))
+                });
+                if refused_image || text.contains("not the file's") {
+                    caught_by_image_checks += 1;
+                    eprintln!("swap {i}: damage past the CRC, caught by the image checks: {text}");
+                } else {
+                    eprintln!("swap {i}: not confirmed: {text}");
+                }
+            }
+            Ok(false) => failed += 1,
         }
         // Whatever happened, the device runs the new agent or the old one, and nothing else.
         // On a noisy line the look itself may need several tries; one that never gets through
@@ -293,9 +337,10 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
             .unwrap_or(0);
         writeln!(
             out,
-            "line faults: {} ppm, {} bytes flipped; the device dropped {dropped} damaged packets, the tool sent {} requests again; {wrong} activations of anything but a genuine agent",
+            "line faults: {} ppm, {} bytes flipped; the device dropped {dropped} damaged packets and the tool {} damaged answers (CRC-16 or framing); {caught_by_image_checks} pushes met damage past the CRC that the image's checks refused; the tool sent {} requests again; {wrong} activations of anything but a genuine agent",
             a.corrupt_ppm,
             flips.load(Relaxed),
+            smp.damaged_answers,
             smp.resent
         )?;
     }
