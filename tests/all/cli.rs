@@ -14,13 +14,38 @@ use crate::support::process::{Ran, free_port, hotswap_with, serve};
 use crate::support::server::{Server, data_dir};
 use crate::support::{hex, release_key};
 
+/// `devices` simulated devices on the example agent 1.0.0 checking in with `url` every 50 ms
+/// (registered with the `admin` token), `failing_trial_percent` of whose new agents crash in
+/// their trial.
+pub(crate) async fn example_fleet(
+    url: &str,
+    admin: &str,
+    devices: usize,
+    failing_trial_percent: f64,
+) -> Fleet {
+    let mut config = FleetConfig::new(url, devices);
+    config.token = Some(admin.to_string());
+    config.poll = std::time::Duration::from_millis(50);
+    config.failing_trial_percent = failing_trial_percent;
+    let factory = release_key().release(
+        hotswap_device_vm::Version::parse("1.0.0").unwrap(),
+        &tagged(hotswap_agents::THRESHOLD_ALARM, "1.0.0"),
+        0,
+    );
+    let device_config = DeviceConfig {
+        keys: vec![release_key().trusted()],
+        allow_downgrade: false,
+    };
+    Fleet::start(config, device_config, &factory).await.unwrap()
+}
+
 /// An operator's own configuration directory and working directory.
-struct Operator {
-    dir: tempfile::TempDir,
+pub(crate) struct Operator {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Operator {
-    fn new() -> Operator {
+    pub(crate) fn new() -> Operator {
         let op = Operator {
             dir: tempfile::tempdir().unwrap(),
         };
@@ -29,16 +54,16 @@ impl Operator {
         op
     }
 
-    fn key(&self) -> PathBuf {
+    pub(crate) fn key(&self) -> PathBuf {
         self.dir.path().join("release.key")
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// `hotswap args...` with this operator's configuration and `env`.
-    async fn run_with(&self, env: &[(&str, &str)], args: &[&str]) -> Ran {
+    pub(crate) async fn run_with(&self, env: &[(&str, &str)], args: &[&str]) -> Ran {
         let mut vars = vec![(
             "HOTSWAP_CONFIG_DIR".to_string(),
             self.path("config").display().to_string(),
@@ -52,19 +77,19 @@ impl Operator {
         .await
     }
 
-    async fn run(&self, args: &[&str]) -> Ran {
+    pub(crate) async fn run(&self, args: &[&str]) -> Ran {
         self.run_with(&[], args).await
     }
 
     /// Runs and expects exit code 0; standard output.
-    async fn ok(&self, args: &[&str]) -> String {
+    pub(crate) async fn ok(&self, args: &[&str]) -> String {
         let ran = self.run(args).await;
         assert_eq!(ran.code, Some(0), "hotswap {}: {ran:#?}", args.join(" "));
         ran.out
     }
 
     /// Runs with `--json` and expects exit code 0; the JSON printed.
-    async fn json(&self, args: &[&str]) -> Value {
+    pub(crate) async fn json(&self, args: &[&str]) -> Value {
         let mut args = args.to_vec();
         args.push("--json");
         let out = self.ok(&args).await;
@@ -72,7 +97,7 @@ impl Operator {
             .unwrap_or_else(|e| panic!("hotswap {}: {e}: {out}", args.join(" ")))
     }
 
-    async fn login(&self, url: &str, token: &str) {
+    pub(crate) async fn login(&self, url: &str, token: &str) {
         std::fs::write(self.path("admin.token"), token).unwrap();
         let token_file = self.path("admin.token").display().to_string();
         let out = self
@@ -81,7 +106,7 @@ impl Operator {
         assert!(out.contains(&format!("logged in to {url}")), "{out}");
     }
 
-    async fn register(&self, agent: &str, version: &str) -> Value {
+    pub(crate) async fn register(&self, agent: &str, version: &str) -> Value {
         let key = self.key().display().to_string();
         self.json(&[
             "firmware",
@@ -484,19 +509,7 @@ async fn watch_follows_a_rollout_across_a_server_restart_and_exits_with_the_outc
     op.register("example:threshold-alarm", "2.0.0").await;
     op.register("example:failing-self-test", "3.0.0").await;
 
-    let mut config = FleetConfig::new(&url, 20);
-    config.token = Some(admin.trim().to_string());
-    config.poll = std::time::Duration::from_millis(50);
-    let factory = release_key().release(
-        hotswap_device_vm::Version::parse("1.0.0").unwrap(),
-        &tagged(hotswap_agents::THRESHOLD_ALARM, "1.0.0"),
-        0,
-    );
-    let device_config = DeviceConfig {
-        keys: vec![release_key().trusted()],
-        allow_downgrade: false,
-    };
-    let fleet = Fleet::start(config, device_config, &factory).await.unwrap();
+    let fleet = example_fleet(&url, admin.trim(), 20, 0.0).await;
 
     let deploy = |version: &'static str, soak: u32| {
         let op = &op;

@@ -10,6 +10,7 @@ mod device;
 mod e2e;
 mod health;
 mod hostile;
+mod kit;
 mod orchestrator;
 mod runtime;
 mod strategies;

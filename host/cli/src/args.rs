@@ -528,8 +528,18 @@ pub struct PlanArgs {
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Check a component the way an upload is checked, then run it once on a generated fleet.
+    /// Make a plugin project that builds and passes its own tests out of the box.
+    New(crate::kit::NewArgs),
+    /// Build the project in this folder (or DIR) into a component of its world.
+    Build(crate::kit::BuildArgs),
+    /// Check a component the way an upload is checked, print its description and parameter
+    /// schema, then run it once on a generated fleet.
     Check(CheckArgs),
+    /// Run a strategy over a fleet, or a health policy over a scenario of waves.
+    Simulate(crate::kit::SimulateArgs),
+    /// Run a health policy over every decision a deployment recorded, and show where it would
+    /// have decided otherwise.
+    Replay(crate::kit::ReplayArgs),
 }
 
 #[derive(Args)]

@@ -24,6 +24,7 @@ pub mod contexts;
 pub mod demo;
 pub mod device;
 pub mod grpc;
+pub mod kit;
 pub mod link;
 pub mod login;
 pub mod ops;

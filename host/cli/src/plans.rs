@@ -109,7 +109,11 @@ pub fn run(
 }
 
 /// Prints one line per wave: name, mode, size, devices per region, gate.
-pub fn print_plan(out: &mut impl Write, plan: &hotswap_plan::Plan, fleet: &Fleet) -> Result<()> {
+pub fn print_plan(
+    out: &mut (impl Write + ?Sized),
+    plan: &hotswap_plan::Plan,
+    fleet: &Fleet,
+) -> Result<()> {
     for (i, wave) in plan.waves.iter().enumerate() {
         let mut per_region: BTreeMap<&str, usize> = BTreeMap::new();
         for &d in &wave.devices {

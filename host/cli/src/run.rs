@@ -94,9 +94,15 @@ async fn run_other(command: Command, out: &mut io::Stdout) -> Result<()> {
             crate::plans::run(&runtime, fleet.devices, fleet.regions, &mut out.lock())
         }
         Command::Plan(a) => plan(a, &mut out.lock()),
-        Command::Plugin {
-            command: PluginCommand::Check(a),
-        } => check(a, &mut out.lock()),
+        Command::Plugin { command } => match command {
+            PluginCommand::Check(a) => check(a, &mut out.lock()),
+            PluginCommand::New(a) => crate::kit::new(a, &mut out.lock()),
+            PluginCommand::Build(a) => {
+                tokio::task::spawn_blocking(move || crate::kit::build(a, &mut io::stdout())).await?
+            }
+            PluginCommand::Simulate(a) => crate::kit::simulate(a, &mut out.lock()),
+            PluginCommand::Replay(a) => crate::kit::replay(a, &mut out.lock()).await,
+        },
         Command::Login(_)
         | Command::Logout(_)
         | Command::Firmware(_)
@@ -411,6 +417,12 @@ fn check(a: CheckArgs, out: &mut impl Write) -> Result<()> {
         d.summary
     )?;
     writeln!(out, "sha256 {}", plugin.content_hash())?;
+    // The schema as the plugin wrote it, indented when it is JSON.
+    let schema = serde_json::from_str::<serde_json::Value>(&d.params_schema)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| d.params_schema.clone());
+    writeln!(out, "parameters (JSON Schema):\n{schema}")?;
     match plugin {
         Plugin::Strategy(s) => {
             crate::plans::plan_generated(&s, &a.config, a.fleet.devices, a.fleet.regions, out)

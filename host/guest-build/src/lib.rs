@@ -113,7 +113,7 @@ impl GuestBuild {
         let out_dir = PathBuf::from(
             env::var_os("OUT_DIR").context("OUT_DIR is not set: run from a build script")?,
         );
-        ensure_target_installed()?;
+        ensure_target_installed(&|note| println!("cargo:warning={note}"))?;
         let target_dir = guest_target_dir(&out_dir);
         self.cargo_build(&target_dir)?;
 
@@ -129,9 +129,7 @@ impl GuestBuild {
             let (bytes, suffix) = match guest.output {
                 Output::CoreModule => (core, "wasm"),
                 Output::Component => {
-                    let component = wit_component::ComponentEncoder::default()
-                        .module(&core)
-                        .and_then(|e| e.validate(true).encode())
+                    let component = componentize(&core)
                         .with_context(|| format!("turning `{}` into a component", guest.package))?;
                     (component, "component.wasm")
                 }
@@ -242,8 +240,16 @@ fn dep_info(path: &Path) -> Vec<String> {
     paths
 }
 
-/// Makes sure rustup's `wasm32-unknown-unknown` standard library is there, adding it if not.
-fn ensure_target_installed() -> Result<()> {
+/// A core module built with wit-bindgen (its world in a custom section) as a component.
+pub fn componentize(core: &[u8]) -> Result<Vec<u8>> {
+    wit_component::ComponentEncoder::default()
+        .module(core)
+        .and_then(|e| e.validate(true).encode())
+}
+
+/// Makes sure rustup's `wasm32-unknown-unknown` standard library is there, adding it if not;
+/// `note` is told when it is added.
+pub fn ensure_target_installed(note: &dyn Fn(&str)) -> Result<()> {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let output = Command::new(&rustc)
         .args(["--print", "sysroot"])
@@ -258,9 +264,9 @@ fn ensure_target_installed() -> Result<()> {
     {
         return Ok(());
     }
-    println!(
-        "cargo:warning=the {TARGET} target is missing; adding it with `rustup target add {TARGET}` (once per toolchain)"
-    );
+    note(&format!(
+        "the {TARGET} target is missing; adding it with `rustup target add {TARGET}` (once per toolchain)"
+    ));
     let mut cmd = Command::new("rustup");
     cmd.args(["target", "add", TARGET]);
     if let Ok(toolchain) = env::var("RUSTUP_TOOLCHAIN") {

@@ -1,0 +1,202 @@
+//! The plugin author's flow as a new author runs it, from an empty folder, with the real
+//! binary: `plugin new` → `cargo test` → `plugin build` → `plugin check` → `plugin simulate` →
+//! upload → a deployment that uses both plugins over a simulated fleet; then `plugin replay` of
+//! the health policy over the decisions that deployment recorded, as it was configured (it
+//! agrees with every verdict) and stricter (it shows the first decision it would have rolled
+//! back on).
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::Operator;
+use crate::support::process::{free_port, serve};
+use crate::support::server::data_dir;
+
+/// One target directory for every project the tests make, so wit-bindgen and serde are
+/// compiled once per run, not once per project.
+fn plugin_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-projects")
+}
+
+/// `hotswap args...` in `dir` (inside the operator's folder), expecting exit 0; its output.
+async fn ok_in(op: &Operator, dir: &str, args: &[&str]) -> String {
+    let cwd = op.path(dir);
+    let env = vec![
+        (
+            "HOTSWAP_CONFIG_DIR".to_string(),
+            op.path("config").display().to_string(),
+        ),
+        (
+            "CARGO_TARGET_DIR".to_string(),
+            plugin_target_dir().display().to_string(),
+        ),
+    ];
+    let ran = crate::support::process::hotswap_with(
+        &cwd,
+        env,
+        args.iter().map(|a| a.to_string()).collect(),
+    )
+    .await;
+    assert_eq!(ran.code, Some(0), "hotswap {}: {ran:#?}", args.join(" "));
+    format!("{}{}", ran.out, ran.err)
+}
+
+/// `cargo test` in a project, as its README says.
+async fn cargo_test(dir: PathBuf) -> String {
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(env!("CARGO"))
+            .arg("test")
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", plugin_target_dir())
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "cargo test in {}: {text}",
+            dir.display()
+        );
+        text
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_strategy_and_health_policy_go_from_plugin_new_to_a_deployment_and_a_replay() {
+    let op = Operator::new();
+    // An empty folder, as a new author starts from.
+    let out = ok_in(&op, ".", &["plugin", "new", "strategy", "halves"]).await;
+    assert!(out.contains("made strategy `halves`"), "{out}");
+    let out = ok_in(&op, ".", &["plugin", "new", "health-policy", "strict"]).await;
+    assert!(out.contains("made health-policy `strict`"), "{out}");
+    for project in ["halves", "strict"] {
+        let readme = std::fs::read_to_string(op.path(project).join("README.md")).unwrap();
+        assert!(readme.contains("hotswap plugin build"), "{readme}");
+        assert!(op.path(project).join("wit/types.wit").is_file());
+        let tested = cargo_test(op.path(project)).await;
+        assert!(tested.contains("2 passed"), "{tested}");
+    }
+    // A second project in the same folder is refused, and so is a bad name.
+    let again = crate::support::process::hotswap_with(
+        op.dir.path(),
+        vec![],
+        ["plugin", "new", "strategy", "halves"]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await;
+    assert_eq!(again.code, Some(2), "{again:#?}");
+    assert!(again.err.contains("not empty"), "{again:#?}");
+
+    let built = ok_in(&op, "halves", &["plugin", "build"]).await;
+    assert!(
+        built.contains("built ./dist/halves.wasm") && built.contains("strategy `halves` 0.1.0"),
+        "{built}"
+    );
+    let built = ok_in(&op, "strict", &["plugin", "build"]).await;
+    assert!(built.contains("health-policy `strict` 0.1.0"), "{built}");
+
+    let checked = ok_in(&op, "halves", &["plugin", "check", "dist/halves.wasm"]).await;
+    assert!(checked.contains("parameters (JSON Schema)"), "{checked}");
+    assert!(checked.contains("firstPercent"), "{checked}");
+    let planned = ok_in(
+        &op,
+        "halves",
+        &[
+            "plugin",
+            "simulate",
+            "dist/halves.wasm",
+            "--devices",
+            "200",
+            "--config",
+            r#"{"firstPercent": 25}"#,
+        ],
+    )
+    .await;
+    assert!(
+        planned.contains("2 waves over 200 of 200 devices"),
+        "{planned}"
+    );
+    assert!(planned.contains("first 25%"), "{planned}");
+    let judged = ok_in(
+        &op,
+        "strict",
+        &[
+            "plugin",
+            "simulate",
+            "dist/strict.wasm",
+            "--scenario",
+            "scenario.json",
+        ],
+    )
+    .await;
+    assert!(judged.contains("-> wait 5 s"), "{judged}");
+    assert!(judged.contains("-> roll back"), "{judged}");
+
+    // Uploaded to a server and used by a deployment over a simulated fleet in which some
+    // devices' new agent fails its trial.
+    let dir = data_dir();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = serve(dir.path(), port).await;
+    let admin = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    op.login(&url, admin.trim()).await;
+    op.register("example:threshold-alarm", "1.0.0").await;
+    op.register("example:threshold-alarm", "2.0.0").await;
+    for file in ["halves/dist/halves.wasm", "strict/dist/strict.wasm"] {
+        let up = op.json(&["plugins", "upload", file]).await;
+        assert_eq!(up["builtin"], false, "{up}");
+    }
+    let _fleet = crate::cli::example_fleet(&url, admin.trim(), 20, 20.0).await;
+    let started = op
+        .json(&[
+            "deployments",
+            "create",
+            "--firmware",
+            "2.0.0",
+            "--model",
+            "sensor-v1",
+            "--filter",
+            "model=sensor-v1",
+            "--strategy",
+            "halves",
+            "--config",
+            r#"{"firstPercent": 25}"#,
+            "--health-policy",
+            "strict",
+            "--health-config",
+            r#"{"maxFailurePercent": 80, "pollSeconds": 1}"#,
+        ])
+        .await;
+    let id = started["id"].as_i64().unwrap().to_string();
+    let ran = op
+        .run(&["deployments", "watch", &id, "--interval", "0.2"])
+        .await;
+    assert_eq!(ran.code, Some(0), "completed: {ran:#?}");
+    let status = op.json(&["deployments", "status", &id]).await;
+    assert!(
+        status["states"]["rolled-back"].as_u64().unwrap_or(0) > 0,
+        "some trials failed: {status:#}"
+    );
+
+    // Replayed as it was configured, the policy agrees with every verdict it gave.
+    let replay = ["plugin", "replay", "dist/strict.wasm", "--deployment", &id];
+    let same = ok_in(&op, "strict", &replay).await;
+    assert!(same.contains("strict@0.1.0 agrees with all"), "{same}");
+    // Stricter, it would have rolled back at the first wave that had a failure.
+    let mut stricter = replay.to_vec();
+    stricter.extend(["--config", r#"{"maxFailurePercent": 0, "pollSeconds": 1}"#]);
+    let differs = ok_in(&op, "strict", &stricter).await;
+    assert!(differs.contains("<- differs"), "{differs}");
+    assert!(
+        differs.contains("the first is decision")
+            && differs.contains("would have answered roll back"),
+        "{differs}"
+    );
+}
