@@ -70,7 +70,10 @@ fn an_oversized_upload_is_refused_before_it_is_parsed() {
     assert!(matches!(err, PluginError::TooLarge { .. }), "{err}");
     assert_eq!(
         err.to_string(),
-        format!("plugin is {} bytes, the limit is {limit} bytes", limit + 1)
+        format!(
+            "plugin is {} bytes, the limit is {limit} bytes: raise `max-component-bytes` in the server's [plugin-limits]",
+            limit + 1
+        )
     );
 }
 
@@ -316,4 +319,44 @@ fn the_runtime_survives_every_attack_in_a_row() {
         }
     }
     still_serves(&rt);
+}
+
+#[test]
+fn a_component_past_a_limit_is_refused_naming_the_key_that_raises_it() {
+    // A Rust component is its module and a few wit-component shims: more than one core instance.
+    let rt = runtime_with(Limits {
+        max_core_instances: 1,
+        ..Limits::default()
+    });
+    let err = rt.load(fixtures::HOSTILE).err().unwrap();
+    assert!(matches!(err, PluginError::OverLimit { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with("the component has "), "{text}");
+    assert!(
+        text.contains("core instances, the limit is 1: raise `max-core-instances`"),
+        "{text}"
+    );
+    let rt = runtime_with(Limits {
+        max_memories: 0,
+        ..Limits::default()
+    });
+    let err = rt.load(fixtures::HOSTILE).err().unwrap().to_string();
+    assert!(
+        err.contains("linear memories, the limit is 0: raise `max-memories`"),
+        "{err}"
+    );
+    let rt = runtime_with(Limits {
+        max_component_bytes: 1000,
+        ..Limits::default()
+    });
+    let err = rt.load(fixtures::HOSTILE).err().unwrap().to_string();
+    assert!(err.contains("raise `max-component-bytes`"), "{err}");
+    // Raised, the same component loads and runs.
+    let rt = runtime_with(Limits {
+        max_core_instances: 64,
+        max_memories: 3,
+        ..Limits::default()
+    });
+    still_serves(&rt);
+    rt.load(fixtures::HOSTILE).unwrap();
 }

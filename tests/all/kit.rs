@@ -105,6 +105,31 @@ async fn a_rust_strategy_and_health_policy_go_from_plugin_new_to_a_deployment_an
     let checked = ok_in(&op, "halves", &["plugin", "check", "dist/halves.wasm"]).await;
     assert!(checked.contains("parameters (JSON Schema)"), "{checked}");
     assert!(checked.contains("firstPercent"), "{checked}");
+    // Checked under a server's tighter limits, it is refused naming the key to raise.
+    std::fs::write(
+        op.path("tight.toml"),
+        "[plugin-limits]\nmax-component-bytes = 1000\n",
+    )
+    .unwrap();
+    let tight = crate::support::process::hotswap_with(
+        &op.path("halves"),
+        vec![],
+        [
+            "plugin",
+            "check",
+            "dist/halves.wasm",
+            "--server-config",
+            "../tight.toml",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(tight.code, Some(1), "{tight:#?}");
+    assert!(
+        tight.err.contains("raise `max-component-bytes`"),
+        "{tight:#?}"
+    );
     let planned = ok_in(
         &op,
         "halves",

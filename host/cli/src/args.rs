@@ -551,6 +551,8 @@ pub struct CheckArgs {
     pub config: String,
     #[command(flatten)]
     pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub limits: crate::kit::LimitsArgs,
 }
 
 #[derive(Args)]

@@ -87,6 +87,31 @@ pub struct BuildArgs {
     /// The project (the folder with `hotswap-plugin.toml`).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
+}
+
+/// The limits a plugin is checked and run under here: the server's.
+#[derive(clap::Args)]
+pub struct LimitsArgs {
+    /// Check and run under the `[plugin-limits]` of this server configuration (`hotswap.toml`)
+    /// instead of the defaults.
+    #[arg(long)]
+    pub server_config: Option<PathBuf>,
+}
+
+impl LimitsArgs {
+    /// A plugin runtime under these limits.
+    pub fn runtime(&self) -> Result<PluginRuntime> {
+        let limits = match &self.server_config {
+            Some(path) => hotswap_server::FileConfig::load(path)?.plugin_limits,
+            None => Default::default(),
+        };
+        Ok(PluginRuntime::new(RuntimeConfig {
+            limits,
+            ..RuntimeConfig::default()
+        })?)
+    }
 }
 
 /// A plugin name: what `describe` returns and operators type.
@@ -223,7 +248,7 @@ pub fn build(a: BuildArgs, out: &mut dyn Write) -> Result<()> {
             "lang = {other:?} in {MANIFEST}: only Rust projects can be built yet"
         ))),
     };
-    let runtime = PluginRuntime::new(RuntimeConfig::default())?;
+    let runtime = a.limits.runtime()?;
     let plugin = runtime
         .load(&component)
         .context("the built component, checked as an upload is")?;
@@ -342,6 +367,8 @@ pub struct SimulateArgs {
     /// Print the plan or the verdicts as JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 /// A device of a fleet file.
@@ -397,11 +424,10 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
         .map_err(|e| UsageError(format!("{} is not a {what}: {e}", path.display())).into())
 }
 
-fn load(file: &Path) -> Result<Plugin> {
+fn load(file: &Path, limits: &LimitsArgs) -> Result<Plugin> {
     let bytes =
         std::fs::read(file).map_err(|e| UsageError(format!("reading {}: {e}", file.display())))?;
-    let runtime = PluginRuntime::new(RuntimeConfig::default())?;
-    Ok(runtime.load(&bytes)?)
+    Ok(limits.runtime()?.load(&bytes)?)
 }
 
 /// The generated fleet with `key=value:percent` labels spread over it.
@@ -427,7 +453,7 @@ fn generated(a: &SimulateArgs) -> Result<Vec<hotswap_plan::fleet::Device>> {
 
 /// `hotswap plugin simulate`.
 pub fn simulate(a: SimulateArgs, out: &mut dyn Write) -> Result<()> {
-    match load(&a.file)? {
+    match load(&a.file, &a.limits)? {
         Plugin::Strategy(strategy) => {
             let devices = match &a.fleet {
                 Some(path) => {
@@ -542,6 +568,8 @@ pub struct ReplayArgs {
     pub json: bool,
     #[command(flatten)]
     pub server: crate::args::ServerArgs,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 /// The kind of a verdict: two verdicts of a kind agree, whatever their seconds or reasons.
@@ -558,7 +586,7 @@ fn kind(v: &hotswap_plan::health::Verdict) -> &'static str {
 /// `hotswap plugin replay`: the policy over every decision the deployment recorded, with the
 /// inputs recorded beside each.
 pub async fn replay(a: ReplayArgs, out: &mut dyn Write) -> Result<()> {
-    let policy = match load(&a.file)? {
+    let policy = match load(&a.file, &a.limits)? {
         Plugin::HealthPolicy(p) => p,
         Plugin::Strategy(_) => anyhow::bail!(UsageError(format!(
             "{} is a strategy: replay runs a health policy over a deployment's decisions",

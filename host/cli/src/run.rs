@@ -404,7 +404,7 @@ fn plan(a: PlanArgs, out: &mut impl Write) -> Result<()> {
 }
 
 fn check(a: CheckArgs, out: &mut impl Write) -> Result<()> {
-    let runtime = PluginRuntime::new(RuntimeConfig::default())?;
+    let runtime = a.limits.runtime()?;
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let plugin = runtime.load(&bytes)?;
     let d = plugin.description();

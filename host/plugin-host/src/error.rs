@@ -4,8 +4,19 @@ use hotswap_plan::PlanViolation;
 /// expected and what was found, so a plugin author can act on it.
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("plugin is {size} bytes, the limit is {limit} bytes")]
+    #[error(
+        "plugin is {size} bytes, the limit is {limit} bytes: raise `max-component-bytes` in the server's [plugin-limits]"
+    )]
     TooLarge { size: usize, limit: usize },
+    #[error(
+        "the component has {count} {what}, the limit is {limit}: raise `{key}` in the server's [plugin-limits]"
+    )]
+    OverLimit {
+        what: &'static str,
+        count: u64,
+        limit: u64,
+        key: &'static str,
+    },
     #[error(
         "expected a WebAssembly component, found bytes that are not WebAssembly (no `\\0asm` header)"
     )]
@@ -21,20 +32,24 @@ pub enum PluginError {
     ForbiddenImport { import: String, allowed: String },
     #[error("the component does not implement the `{world}` world: {detail}")]
     WrongWorld { world: &'static str, detail: String },
-    #[error("plugin `{plugin}` ran out of fuel ({fuel} units) in `{function}`")]
+    #[error(
+        "plugin `{plugin}` ran out of fuel ({fuel} units) in `{function}`: raise `fuel-per-call` in the server's [plugin-limits] if it needs more"
+    )]
     OutOfFuel {
         plugin: String,
         function: &'static str,
         fuel: u64,
     },
-    #[error("plugin `{plugin}` was stopped after its {deadline_ms} ms deadline in `{function}`")]
+    #[error(
+        "plugin `{plugin}` was stopped after its {deadline_ms} ms deadline in `{function}` (`deadline-ms` in the server's [plugin-limits])"
+    )]
     Deadline {
         plugin: String,
         function: &'static str,
         deadline_ms: u64,
     },
     #[error(
-        "plugin `{plugin}` tried to grow its memory to {requested} bytes in `{function}`, the limit is {limit} bytes"
+        "plugin `{plugin}` tried to grow its memory to {requested} bytes in `{function}`, the limit is {limit} bytes (`memory-bytes` in the server's [plugin-limits])"
     )]
     MemoryLimit {
         plugin: String,

@@ -5,9 +5,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Limits on plugins. Each has a default sized for a 100,000-device canary plan with room to
-/// spare; the host's configuration may lower or raise them.
+/// spare; the server's configuration (`[plugin-limits]` in `hotswap.toml`, the keys in
+/// kebab-case) may lower or raise them, and `plugin check`, `simulate` and `replay` read the
+/// same table with `--server-config`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Limits {
     /// The largest component accepted, in bytes.
     pub max_component_bytes: usize,
@@ -16,7 +18,7 @@ pub struct Limits {
     /// The most linear memory one plugin instance may have, in bytes.
     pub memory_bytes: usize,
     /// Wall-clock time one call may take.
-    #[serde(with = "millis")]
+    #[serde(with = "millis", rename = "deadline-ms")]
     pub deadline: Duration,
     /// The WebAssembly stack one call may use, in bytes.
     pub stack_bytes: usize,
@@ -26,6 +28,11 @@ pub struct Limits {
     pub log_line_bytes: usize,
     /// Plugin instances alive at once (the size of the instance pool).
     pub pool_instances: u32,
+    /// Core instances one component may make: wit-component adds a few shims around a Rust
+    /// guest's module; componentize-py's Python makes dozens.
+    pub max_core_instances: u32,
+    /// Linear memories one component may have.
+    pub max_memories: u32,
 }
 
 impl Default for Limits {
@@ -39,6 +46,8 @@ impl Default for Limits {
             log_lines_per_call: 100,
             log_line_bytes: 1024,
             pool_instances: 64,
+            max_core_instances: 16,
+            max_memories: 2,
         }
     }
 }

@@ -180,10 +180,10 @@ impl PluginRuntime {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.pool_instances)
             // wit-component adds small shim instances around a guest's main module.
-            .max_core_instances_per_component(16)
-            .total_core_instances(limits.pool_instances * 8)
-            .max_memories_per_component(2)
-            .total_memories(limits.pool_instances * 2)
+            .max_core_instances_per_component(limits.max_core_instances)
+            .total_core_instances(limits.pool_instances * limits.max_core_instances.max(8))
+            .max_memories_per_component(limits.max_memories)
+            .total_memories(limits.pool_instances * limits.max_memories)
             .total_tables(limits.pool_instances * 4)
             .max_memory_size(limits.memory_bytes);
         let mut wasm = Config::new();
@@ -272,6 +272,7 @@ impl PluginRuntime {
                 PluginError::NotWasm
             });
         }
+        check_shape(bytes, &self.inner.limits)?;
         let hash = content_hash(bytes);
         let cached = self
             .inner
@@ -495,6 +496,45 @@ fn list(names: &BTreeSet<String>) -> String {
         .map(|n| format!("`{n}`"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What a component makes when instantiated, counted before it is compiled, so a component
+/// past the pool's limits is refused naming the limit rather than failing to instantiate.
+fn check_shape(bytes: &[u8], limits: &Limits) -> Result<(), PluginError> {
+    let (mut instances, mut memories) = (0u32, 0u32);
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(wasmparser::Payload::InstanceSection(s)) => instances += s.count(),
+            Ok(wasmparser::Payload::MemorySection(s)) => memories += s.count(),
+            // A malformed component is the compiler's to describe.
+            Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+    }
+    for (what, count, limit, key) in [
+        (
+            "core instances",
+            instances,
+            limits.max_core_instances,
+            "max-core-instances",
+        ),
+        (
+            "linear memories",
+            memories,
+            limits.max_memories,
+            "max-memories",
+        ),
+    ] {
+        if count > limit {
+            return Err(PluginError::OverLimit {
+                what,
+                count: u64::from(count),
+                limit: u64::from(limit),
+                key,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

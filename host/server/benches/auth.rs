@@ -22,6 +22,7 @@ fn bench(c: &mut Criterion) {
         tls: None,
         enrollment: None,
         unchecked_devices: false,
+        plugin_limits: Default::default(),
     };
     let state = hotswap_server::state(&config).unwrap();
     let device_token = new_secret("hsw_dev_").unwrap();

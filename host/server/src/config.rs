@@ -26,6 +26,8 @@ pub struct ServerConfig {
     /// For the scale benchmark's figure without authentication only: the device routes take
     /// no credential. Refused on any address but loopback.
     pub unchecked_devices: bool,
+    /// What every plugin runs under (`[plugin-limits]`).
+    pub plugin_limits: hotswap_plugin_host::Limits,
 }
 
 /// How devices enroll themselves.
@@ -62,6 +64,12 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 /// allow-plain-http = false
 /// enrollment-secret-file = "/etc/hotswap/enrollment.secret"
 /// auto-accept-enrolled = false
+///
+/// [plugin-limits]          # hotswap_plugin_host::Limits; what is left out keeps its default
+/// max-component-bytes = 33554432
+/// fuel-per-call = 10000000000
+/// max-core-instances = 64
+/// max-memories = 3
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -91,6 +99,8 @@ pub struct FileConfig {
     /// Accept every device that enrolls with the secret, without an operator.
     #[serde(default)]
     pub auto_accept_enrolled: bool,
+    #[serde(default)]
+    pub plugin_limits: hotswap_plugin_host::Limits,
 }
 
 impl FileConfig {
@@ -258,6 +268,7 @@ pub fn resolve(
             tls,
             enrollment,
             unchecked_devices: overrides.unchecked_devices,
+            plugin_limits: file.plugin_limits,
         },
     ))
 }
@@ -412,6 +423,25 @@ mod tests {
         assert!(on("127.0.0.1:8080").unwrap().1.unchecked_devices);
         let (_, normal) = resolve(Overrides::default(), FileConfig::default()).unwrap();
         assert!(!normal.unchecked_devices);
+    }
+
+    #[test]
+    fn plugin_limits_come_from_their_table_and_unknown_keys_are_refused() {
+        let file = FileConfig::parse(
+            "[plugin-limits]\nmax-core-instances = 64\nmax-memories = 3\ndeadline-ms = 9000\n",
+            "test",
+        )
+        .unwrap();
+        let (_, config) = resolve(Overrides::default(), file).unwrap();
+        let limits = config.plugin_limits;
+        assert_eq!((limits.max_core_instances, limits.max_memories), (64, 3));
+        assert_eq!(limits.deadline, std::time::Duration::from_secs(9));
+        assert_eq!(
+            limits.fuel_per_call,
+            hotswap_plugin_host::Limits::default().fuel_per_call
+        );
+        let err = FileConfig::parse("[plugin-limits]\nmax-instances = 64\n", "test").unwrap_err();
+        assert!(format!("{err:#}").contains("max-instances"), "{err:#}");
     }
 
     #[test]

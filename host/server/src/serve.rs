@@ -25,7 +25,7 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
         .context("making the first administrator token")?;
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: Some(config.data_dir.join("compiled")),
-        ..RuntimeConfig::default()
+        limits: config.plugin_limits,
     })?;
     Ok(Arc::new(AppState {
         store: Arc::new(store),

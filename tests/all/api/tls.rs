@@ -60,6 +60,7 @@ impl TlsServer {
             tls: Some(files.clone()),
             enrollment: None,
             unchecked_devices: false,
+            plugin_limits: Default::default(),
         };
         let state = hotswap_server::state(&config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

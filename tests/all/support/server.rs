@@ -85,6 +85,7 @@ impl Server {
                 auto_accept: false,
             }),
             unchecked_devices: false,
+            plugin_limits: Default::default(),
         };
         let store = Store::open_with_clock(&config.data_dir, clock).unwrap();
         let state = state_with_store(&config, store).unwrap();

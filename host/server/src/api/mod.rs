@@ -313,6 +313,7 @@ impl From<PluginError> for ApiError {
             PluginError::Runtime(_) => ApiError::internal(err),
             PluginError::NotWasm
             | PluginError::CoreModule { .. }
+            | PluginError::OverLimit { .. }
             | PluginError::Invalid(_)
             | PluginError::ForbiddenImport { .. }
             | PluginError::WrongWorld { .. }
