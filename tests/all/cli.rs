@@ -106,6 +106,21 @@ impl Operator {
         assert!(out.contains(&format!("logged in to {url}")), "{out}");
     }
 
+    /// `deployments create` of `version` for `sensor-v1` with `args` (targets, strategy,
+    /// configuration); the deployment as the API answered it.
+    pub(crate) async fn deploy(&self, version: &str, args: &[&str]) -> Value {
+        let mut all = vec![
+            "deployments",
+            "create",
+            "--firmware",
+            version,
+            "--model",
+            "sensor-v1",
+        ];
+        all.extend(args);
+        self.json(&all).await
+    }
+
     pub(crate) async fn register(&self, agent: &str, version: &str) -> Value {
         let key = self.key().display().to_string();
         self.json(&[
@@ -652,18 +667,7 @@ async fn long_running_commands_stop_on_sigterm_with_their_summary() {
     ])
     .await;
     let started = op
-        .json(&[
-            "deployments",
-            "create",
-            "--firmware",
-            "2.0.0",
-            "--model",
-            "sensor-v1",
-            "--group",
-            "gated",
-            "--strategy",
-            "direct",
-        ])
+        .deploy("2.0.0", &["--group", "gated", "--strategy", "direct"])
         .await;
     assert_eq!(started["state"], "waiting-for-approval", "{started}");
     let id = started["id"].as_i64().unwrap().to_string();

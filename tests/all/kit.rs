@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::cli::Operator;
-use crate::support::process::{free_port, serve};
+use crate::support::process::{free_port, serve, serve_with};
 use crate::support::server::data_dir;
 
 /// One target directory for every project the tests make, so wit-bindgen and serde are
@@ -17,10 +17,55 @@ fn plugin_target_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-projects")
 }
 
+/// componentize-py from PyPI in a virtual environment of its own under `target/`, installed on
+/// first use; its path.
+fn componentize_py() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/componentize-venv");
+    let bin = venv.join("bin/componentize-py");
+    let pinned = format!("componentize-py=={}", hotswap::kit::COMPONENTIZE_PY_VERSION);
+    let installed = std::process::Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout).contains(hotswap::kit::COMPONENTIZE_PY_VERSION)
+        });
+    if !installed {
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv));
+        run(std::process::Command::new(venv.join("bin/pip")).args(["install", "--quiet", &pinned]));
+    }
+    bin
+}
+
 /// `hotswap args...` in `dir` (inside the operator's folder), expecting exit 0; its output.
 async fn ok_in(op: &Operator, dir: &str, args: &[&str]) -> String {
+    let ran = run_in(op, dir, args).await;
+    assert_eq!(ran.code, Some(0), "hotswap {}: {ran:#?}", args.join(" "));
+    format!("{}{}", ran.out, ran.err)
+}
+
+/// `hotswap args...` in `dir` with the author's environment: the operator's configuration,
+/// the shared target directory, componentize-py.
+async fn run_in(op: &Operator, dir: &str, args: &[&str]) -> crate::support::process::Ran {
     let cwd = op.path(dir);
     let env = vec![
+        (
+            "COMPONENTIZE_PY".to_string(),
+            componentize_py().display().to_string(),
+        ),
+        (
+            "XDG_CACHE_HOME".to_string(),
+            plugin_target_dir().join("cache").display().to_string(),
+        ),
         (
             "HOTSWAP_CONFIG_DIR".to_string(),
             op.path("config").display().to_string(),
@@ -30,14 +75,8 @@ async fn ok_in(op: &Operator, dir: &str, args: &[&str]) -> String {
             plugin_target_dir().display().to_string(),
         ),
     ];
-    let ran = crate::support::process::hotswap_with(
-        &cwd,
-        env,
-        args.iter().map(|a| a.to_string()).collect(),
-    )
-    .await;
-    assert_eq!(ran.code, Some(0), "hotswap {}: {ran:#?}", args.join(" "));
-    format!("{}{}", ran.out, ran.err)
+    crate::support::process::hotswap_with(&cwd, env, args.iter().map(|a| a.to_string()).collect())
+        .await
 }
 
 /// `cargo test` in a project, as its README says.
@@ -180,24 +219,21 @@ async fn a_rust_strategy_and_health_policy_go_from_plugin_new_to_a_deployment_an
     }
     let _fleet = crate::cli::example_fleet(&url, admin.trim(), 20, 20.0).await;
     let started = op
-        .json(&[
-            "deployments",
-            "create",
-            "--firmware",
+        .deploy(
             "2.0.0",
-            "--model",
-            "sensor-v1",
-            "--filter",
-            "model=sensor-v1",
-            "--strategy",
-            "halves",
-            "--config",
-            r#"{"firstPercent": 25}"#,
-            "--health-policy",
-            "strict",
-            "--health-config",
-            r#"{"maxFailurePercent": 80, "pollSeconds": 1}"#,
-        ])
+            &[
+                "--filter",
+                "model=sensor-v1",
+                "--strategy",
+                "halves",
+                "--config",
+                r#"{"firstPercent": 25}"#,
+                "--health-policy",
+                "strict",
+                "--health-config",
+                r#"{"maxFailurePercent": 80, "pollSeconds": 1}"#,
+            ],
+        )
         .await;
     let id = started["id"].as_i64().unwrap().to_string();
     let ran = op
@@ -224,4 +260,115 @@ async fn a_rust_strategy_and_health_policy_go_from_plugin_new_to_a_deployment_an
             && differs.contains("would have answered roll back"),
         "{differs}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_strategy_goes_from_plugin_new_to_a_deployment_under_raised_limits() {
+    let op = Operator::new();
+    let out = ok_in(
+        &op,
+        ".",
+        &["plugin", "new", "strategy", "py-halves", "--lang", "python"],
+    )
+    .await;
+    assert!(out.contains("made strategy `py-halves`"), "{out}");
+    let project = op.path("py-halves");
+    let tested = std::process::Command::new("python3")
+        .args(["-m", "unittest", "-v"])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&tested.stderr);
+    assert!(
+        tested.status.success() && text.contains("Ran 2 tests"),
+        "{text}"
+    );
+
+    // componentize-py, the real tool: the interpreter and the module in one component.
+    let built = ok_in(&op, "py-halves", &["plugin", "build"]).await;
+    assert!(built.contains("strategy `py-halves` 0.1.0"), "{built}");
+    assert!(
+        built.contains("checking under the [plugin-limits] of"),
+        "{built}"
+    );
+    // Under the defaults it is refused naming what to raise, before anything is compiled.
+    let refused = run_in(
+        &op,
+        "py-halves",
+        &["plugin", "check", "dist/py-halves.wasm"],
+    )
+    .await;
+    assert_eq!(refused.code, Some(1), "{refused:#?}");
+    assert!(
+        refused.err.contains("raise `max-component-bytes`"),
+        "{refused:#?}"
+    );
+    let limits = ["--server-config", "hotswap.toml"];
+    let mut check = vec!["plugin", "check", "dist/py-halves.wasm"];
+    check.extend(limits);
+    let checked = ok_in(&op, "py-halves", &check).await;
+    assert!(checked.contains("firstPercent"), "{checked}");
+    let mut simulate = vec![
+        "plugin",
+        "simulate",
+        "dist/py-halves.wasm",
+        "--devices",
+        "200",
+    ];
+    simulate.extend(["--config", r#"{"firstPercent": 25}"#]);
+    simulate.extend(limits);
+    let planned = ok_in(&op, "py-halves", &simulate).await;
+    assert!(
+        planned.contains("2 waves over 200 of 200 devices"),
+        "{planned}"
+    );
+    assert!(planned.contains("first 25%"), "{planned}");
+    let mut bad = vec![
+        "plugin",
+        "simulate",
+        "dist/py-halves.wasm",
+        "--config",
+        r#"{"firstPercent": 0}"#,
+    ];
+    bad.extend(limits);
+    let refused = run_in(&op, "py-halves", &bad).await;
+    assert_eq!(refused.code, Some(1), "{refused:#?}");
+    assert!(refused.err.contains("firstPercent is 0"), "{refused:#?}");
+
+    // A server whose configuration takes the project's [plugin-limits].
+    let dir = data_dir();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let table = std::fs::read_to_string(project.join("hotswap.toml")).unwrap();
+    let _server = serve_with(dir.path(), port, &table).await;
+    let admin = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    op.login(&url, admin.trim()).await;
+    op.register("example:threshold-alarm", "1.0.0").await;
+    op.register("example:threshold-alarm", "2.0.0").await;
+    let up = op
+        .json(&["plugins", "upload", "py-halves/dist/py-halves.wasm"])
+        .await;
+    assert_eq!(up["name"], "py-halves", "{up}");
+    let _fleet = crate::cli::example_fleet(&url, admin.trim(), 20, 0.0).await;
+    let started = op
+        .deploy(
+            "2.0.0",
+            &[
+                "--filter",
+                "model=sensor-v1",
+                "--strategy",
+                "py-halves",
+                "--config",
+                r#"{"firstPercent": 25}"#,
+                "--health-config",
+                r#"{"pollSeconds": 1}"#,
+            ],
+        )
+        .await;
+    let id = started["id"].as_i64().unwrap().to_string();
+    let ran = op
+        .run(&["deployments", "watch", &id, "--interval", "0.2"])
+        .await;
+    assert_eq!(ran.code, Some(0), "completed: {ran:#?}");
+    assert!(ran.out.contains("first 25%"), "{}", ran.out);
 }

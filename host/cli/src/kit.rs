@@ -29,6 +29,10 @@ pub const PLUGIN_WIT: [(&str, &str); 3] = [
 /// with (a test holds the two together).
 pub const WIT_BINDGEN_VERSION: &str = "0.61.1";
 
+/// The componentize-py a new Python project is built with (`plugin build` runs the one on
+/// PATH, or `COMPONENTIZE_PY`).
+pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
+
 /// A project's own description, read by `plugin build`.
 pub const MANIFEST: &str = "hotswap-plugin.toml";
 
@@ -41,6 +45,16 @@ pub const DIST: &str = "dist";
 pub enum Kind {
     Strategy,
     HealthPolicy,
+}
+
+impl Lang {
+    fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+        }
+    }
 }
 
 impl Kind {
@@ -100,6 +114,16 @@ pub struct LimitsArgs {
     pub server_config: Option<PathBuf>,
 }
 
+/// Where the author's tools keep compiled components between runs (a Python component takes
+/// seconds to compile): `$XDG_CACHE_HOME/hotswap/compiled`, or `~/.cache/hotswap/compiled`.
+/// The cache signs what it writes with a key of its own (see `hotswap_plugin_host`'s cache).
+fn compiled_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("hotswap").join("compiled"))
+}
+
 impl LimitsArgs {
     /// A plugin runtime under these limits.
     pub fn runtime(&self) -> Result<PluginRuntime> {
@@ -109,7 +133,7 @@ impl LimitsArgs {
         };
         Ok(PluginRuntime::new(RuntimeConfig {
             limits,
-            ..RuntimeConfig::default()
+            cache_dir: compiled_cache(),
         })?)
     }
 }
@@ -142,11 +166,13 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 /// `hotswap plugin new`.
 pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
     check_name(&a.name)?;
-    if a.lang != Lang::Rust {
-        anyhow::bail!(UsageError(format!(
-            "--lang {:?}: only Rust plugin projects can be made yet",
-            a.lang
-        )));
+    match (a.lang, a.kind) {
+        (Lang::Rust, _) | (Lang::Python, Kind::Strategy) => {}
+        (lang, kind) => anyhow::bail!(UsageError(format!(
+            "--lang {} for a {}: not built yet (Rust makes both kinds, Python strategies)",
+            lang.name(),
+            kind.world()
+        ))),
     }
     let dir = a.dir.unwrap_or_else(|| PathBuf::from(&a.name));
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some())? {
@@ -168,27 +194,41 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
             "health-policy",
         ),
     };
+    let (limits, needs) = match a.lang {
+        Lang::Python => (
+            " --server-config hotswap.toml",
+            format!(
+                "\nThe build needs componentize-py ({COMPONENTIZE_PY_VERSION}): `pip install componentize-py=={COMPONENTIZE_PY_VERSION}`.\nA Python component bundles the interpreter, so the server must allow it: `hotswap.toml`\nholds the `[plugin-limits]` it needs, and the commands below check it under them.\n"
+            ),
+        ),
+        _ => ("", String::new()),
+    };
+    let (lang, test) = match a.lang {
+        Lang::Rust => ("Rust", "cargo test"),
+        Lang::Python => ("Python", "python3 -m unittest"),
+        Lang::Js => ("JavaScript", "npm test"),
+    };
     let values = [
         ("name", a.name.as_str()),
         ("kind", a.kind.world()),
-        ("lang", "Rust"),
+        ("lang", lang),
         ("file", file.as_str()),
         ("simulate", simulate),
         ("use", use_flag),
-        ("test", "cargo test"),
+        ("test", test),
         ("wit_bindgen", WIT_BINDGEN_VERSION),
+        ("limits", limits),
+        ("needs", needs.as_str()),
     ];
     let mut files: Vec<(PathBuf, String)> = vec![
-        (
-            PathBuf::from("Cargo.toml"),
-            fill(include_str!("../templates/rust/Cargo.toml.tmpl"), &values),
-        ),
-        (PathBuf::from("src/lib.rs"), fill(source, &values)),
         (
             PathBuf::from("README.md"),
             fill(include_str!("../templates/README.md.tmpl"), &values),
         ),
-        (PathBuf::from(".gitignore"), "/target\n/dist\n".into()),
+        (
+            PathBuf::from(".gitignore"),
+            "/target\n/dist\n__pycache__/\n".into(),
+        ),
         (
             PathBuf::from(MANIFEST),
             toml::to_string(&Manifest {
@@ -198,6 +238,31 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
             })?,
         ),
     ];
+    match a.lang {
+        Lang::Python => {
+            for (name, text) in [
+                ("app.py", include_str!("../templates/python/app.py")),
+                ("logic.py", include_str!("../templates/python/logic.py")),
+                (
+                    "test_logic.py",
+                    include_str!("../templates/python/test_logic.py"),
+                ),
+                (
+                    "hotswap.toml",
+                    include_str!("../templates/python/hotswap.toml"),
+                ),
+            ] {
+                files.push((PathBuf::from(name), fill(text, &values)));
+            }
+        }
+        _ => {
+            files.push((
+                PathBuf::from("Cargo.toml"),
+                fill(include_str!("../templates/rust/Cargo.toml.tmpl"), &values),
+            ));
+            files.push((PathBuf::from("src/lib.rs"), fill(source, &values)));
+        }
+    }
     for (name, text) in PLUGIN_WIT {
         files.push((Path::new("wit").join(name), text.to_string()));
     }
@@ -242,13 +307,36 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
 /// world, checked as an upload is.
 pub fn build(a: BuildArgs, out: &mut dyn Write) -> Result<()> {
     let manifest = read_manifest(&a.dir)?;
+    let dist = a.dir.join(DIST);
+    std::fs::create_dir_all(&dist).with_context(|| format!("making {}", dist.display()))?;
+    let path = dist.join(format!("{}.wasm", manifest.name));
     let component = match manifest.lang {
         Lang::Rust => build_rust(&a.dir, &manifest)?,
+        Lang::Python => build_python(&a.dir, &manifest, &path)?,
         other => anyhow::bail!(UsageError(format!(
-            "lang = {other:?} in {MANIFEST}: only Rust projects can be built yet"
+            "lang = \"{}\" in {MANIFEST}: JavaScript projects cannot be built yet",
+            other.name()
         ))),
     };
-    let runtime = a.limits.runtime()?;
+    // A project may say what its plugin needs of a server (a Python one does): checked under
+    // that, unless told which server's limits to use.
+    let own = a.dir.join("hotswap.toml");
+    let limits = match (&a.limits.server_config, own.is_file()) {
+        (None, true) => {
+            writeln!(
+                out,
+                "checking under the [plugin-limits] of {}",
+                own.display()
+            )?;
+            LimitsArgs {
+                server_config: Some(own),
+            }
+        }
+        _ => LimitsArgs {
+            server_config: a.limits.server_config.clone(),
+        },
+    };
+    let runtime = limits.runtime()?;
     let plugin = runtime
         .load(&component)
         .context("the built component, checked as an upload is")?;
@@ -271,9 +359,6 @@ pub fn build(a: BuildArgs, out: &mut dyn Write) -> Result<()> {
             d.name, manifest.name, d.name
         )?;
     }
-    let dist = a.dir.join(DIST);
-    std::fs::create_dir_all(&dist).with_context(|| format!("making {}", dist.display()))?;
-    let path = dist.join(format!("{}.wasm", manifest.name));
     std::fs::write(&path, &component).with_context(|| format!("writing {}", path.display()))?;
     writeln!(
         out,
@@ -338,6 +423,38 @@ fn build_rust(dir: &Path, manifest: &Manifest) -> Result<Vec<u8>> {
             manifest.kind.world()
         )
     })
+}
+
+fn build_python(dir: &Path, manifest: &Manifest, out: &Path) -> Result<Vec<u8>> {
+    let program = std::env::var("COMPONENTIZE_PY").unwrap_or_else(|_| "componentize-py".into());
+    let mut cmd = tool(
+        &program,
+        &format!(
+            "install it with `pip install componentize-py=={COMPONENTIZE_PY_VERSION}` (in a virtual environment), or set COMPONENTIZE_PY to its path"
+        ),
+    )?;
+    let out = std::path::absolute(out)?;
+    // `--stub-wasi`: the interpreter's own WASI imports are stubbed, so the component imports
+    // only what the world offers.
+    let status = cmd
+        .current_dir(dir)
+        .args([
+            "-d",
+            "wit",
+            "-w",
+            manifest.kind.world(),
+            "componentize",
+            "app",
+            "-o",
+        ])
+        .arg(&out)
+        .arg("--stub-wasi")
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        anyhow::bail!("componentize-py failed ({status}); its output is above");
+    }
+    std::fs::read(&out).with_context(|| format!("reading {}", out.display()))
 }
 
 #[derive(clap::Args)]

@@ -504,7 +504,14 @@ fn check_shape(bytes: &[u8], limits: &Limits) -> Result<(), PluginError> {
     let (mut instances, mut memories) = (0u32, 0u32);
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload {
-            Ok(wasmparser::Payload::InstanceSection(s)) => instances += s.count(),
+            // Only an instantiation makes an instance; a bag of exports is a name for others.
+            Ok(wasmparser::Payload::InstanceSection(s)) => {
+                for instance in s.into_iter().flatten() {
+                    if matches!(instance, wasmparser::Instance::Instantiate { .. }) {
+                        instances += 1;
+                    }
+                }
+            }
             Ok(wasmparser::Payload::MemorySection(s)) => memories += s.count(),
             // A malformed component is the compiler's to describe.
             Err(_) => return Ok(()),

@@ -124,3 +124,35 @@ async fn plugins_are_uploaded_checked_listed_and_deleted() {
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_over_max_component_bytes_is_refused_naming_the_key() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let limit = hotswap_plugin_host::Limits::default().max_component_bytes;
+    // Larger than any other body the server takes, smaller than the plugin limit: read whole.
+    let mut bytes = crate::fixtures::HOSTILE.to_vec();
+    bytes.resize(5 << 20, 0);
+    assert!(bytes.len() < limit);
+    let response = server
+        .http()
+        .post(format!("{}/api/v1/plugins", server.url))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let over = vec![0u8; limit + 1];
+    let response = server
+        .http()
+        .post(format!("{}/api/v1/plugins", server.url))
+        .body(over)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    let text = message(&body);
+    assert!(text.contains("raise `max-component-bytes`"), "{text}");
+}

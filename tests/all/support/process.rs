@@ -30,8 +30,13 @@ pub fn free_port() -> u16 {
 /// Starts `hotswap serve` on `port` with its data in `dir/data`, its configuration and log beside
 /// it; returns once it answers `/healthz` (at most 30 s).
 pub async fn serve(dir: &Path, port: u16) -> Process {
+    serve_with(dir, port, "").await
+}
+
+/// [`serve`] with `more` added to its configuration file (tables such as `[plugin-limits]`).
+pub async fn serve_with(dir: &Path, port: u16, more: &str) -> Process {
     let config = dir.join("hotswap.toml");
-    std::fs::write(&config, "orchestrator-tick-ms = 50\n").unwrap();
+    std::fs::write(&config, format!("orchestrator-tick-ms = 50\n{more}")).unwrap();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

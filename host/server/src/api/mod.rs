@@ -141,7 +141,9 @@ routes! {
     POST "/api/v1/device-groups" => groups::create, Rule::Operator(ManageDevices);
     GET "/api/v1/device-groups" => groups::list, Rule::Operator(Read);
     GET "/api/v1/device-groups/{name}" => groups::get, Rule::Operator(Read);
-    POST "/api/v1/plugins" => plugins::upload, Rule::Operator(Release);
+    // A component may be larger than other bodies: the upload reads it under the plugin
+    // runtime's own `max-component-bytes`.
+    POST "/api/v1/plugins" => axum::handler::Handler::layer(plugins::upload, DefaultBodyLimit::disable()), Rule::Operator(Release);
     GET "/api/v1/plugins" => plugins::list, Rule::Operator(Read);
     DELETE "/api/v1/plugins/{name}/{version}" => plugins::delete, Rule::Operator(Release);
     POST "/api/v1/deployments" => deployments::create, Rule::Operator(CreateDeployment);

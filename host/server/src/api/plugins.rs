@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use hotswap_plugin_host::{BUILTINS, PluginError};
@@ -56,14 +55,19 @@ fn info(p: StoredPlugin) -> Result<PluginInfo, ApiError> {
 )]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
+    request: axum::extract::Request,
 ) -> Result<(StatusCode, Json<PluginInfo>), ApiError> {
-    let bytes = body.map_err(|e| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("request body over the limit: {}", e.body_text()),
-        )
-    })?;
+    let limit = state.runtime.limits().max_component_bytes;
+    let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the component is over {limit} bytes, the limit: raise `max-component-bytes` in the server's [plugin-limits]"
+                ),
+            )
+        })?;
     let state2 = state.clone();
     let (created, stored) =
         tokio::task::spawn_blocking(move || -> Result<(bool, StoredPlugin), ApiError> {
