@@ -262,62 +262,72 @@ async fn a_rust_strategy_and_health_policy_go_from_plugin_new_to_a_deployment_an
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_python_strategy_goes_from_plugin_new_to_a_deployment_under_raised_limits() {
+/// A strategy in an interpreted language from `plugin new --lang LANG` to a completed
+/// deployment: `setup` and `unit_test` run in the project as its README says (the unit test's
+/// output must hold `passed`), the build runs the language's real tool.
+async fn interpreted_strategy(
+    lang: &str,
+    name: &str,
+    setup: &[&[&str]],
+    unit_test: (&[&str], &str),
+) {
     let op = Operator::new();
     let out = ok_in(
         &op,
         ".",
-        &["plugin", "new", "strategy", "py-halves", "--lang", "python"],
+        &["plugin", "new", "strategy", name, "--lang", lang],
     )
     .await;
-    assert!(out.contains("made strategy `py-halves`"), "{out}");
-    let project = op.path("py-halves");
-    let tested = std::process::Command::new("python3")
-        .args(["-m", "unittest", "-v"])
-        .current_dir(&project)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&tested.stderr);
-    assert!(
-        tested.status.success() && text.contains("Ran 2 tests"),
-        "{text}"
-    );
+    assert!(out.contains(&format!("made strategy `{name}`")), "{out}");
+    let project = op.path(name);
+    let run = |argv: &[&str]| {
+        let out = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{argv:?}: {text}");
+        text
+    };
+    for argv in setup {
+        run(argv);
+    }
+    let (argv, passed) = unit_test;
+    let text = run(argv);
+    assert!(text.contains(passed), "{text}");
 
-    // componentize-py, the real tool: the interpreter and the module in one component.
-    let built = ok_in(&op, "py-halves", &["plugin", "build"]).await;
-    assert!(built.contains("strategy `py-halves` 0.1.0"), "{built}");
+    // The language's own tool: its engine and the module in one component.
+    let file = format!("dist/{name}.wasm");
+    let built = ok_in(&op, name, &["plugin", "build"]).await;
+    assert!(
+        built.contains(&format!("strategy `{name}` 0.1.0")),
+        "{built}"
+    );
     assert!(
         built.contains("checking under the [plugin-limits] of"),
         "{built}"
     );
     // Under the defaults it is refused naming what to raise, before anything is compiled.
-    let refused = run_in(
-        &op,
-        "py-halves",
-        &["plugin", "check", "dist/py-halves.wasm"],
-    )
-    .await;
+    let refused = run_in(&op, name, &["plugin", "check", &file]).await;
     assert_eq!(refused.code, Some(1), "{refused:#?}");
     assert!(
         refused.err.contains("raise `max-component-bytes`"),
         "{refused:#?}"
     );
     let limits = ["--server-config", "hotswap.toml"];
-    let mut check = vec!["plugin", "check", "dist/py-halves.wasm"];
+    let mut check = vec!["plugin", "check", &file];
     check.extend(limits);
-    let checked = ok_in(&op, "py-halves", &check).await;
+    let checked = ok_in(&op, name, &check).await;
     assert!(checked.contains("firstPercent"), "{checked}");
-    let mut simulate = vec![
-        "plugin",
-        "simulate",
-        "dist/py-halves.wasm",
-        "--devices",
-        "200",
-    ];
+    let mut simulate = vec!["plugin", "simulate", &file, "--devices", "200"];
     simulate.extend(["--config", r#"{"firstPercent": 25}"#]);
     simulate.extend(limits);
-    let planned = ok_in(&op, "py-halves", &simulate).await;
+    let planned = ok_in(&op, name, &simulate).await;
     assert!(
         planned.contains("2 waves over 200 of 200 devices"),
         "{planned}"
@@ -326,12 +336,12 @@ async fn a_python_strategy_goes_from_plugin_new_to_a_deployment_under_raised_lim
     let mut bad = vec![
         "plugin",
         "simulate",
-        "dist/py-halves.wasm",
+        &file,
         "--config",
         r#"{"firstPercent": 0}"#,
     ];
     bad.extend(limits);
-    let refused = run_in(&op, "py-halves", &bad).await;
+    let refused = run_in(&op, name, &bad).await;
     assert_eq!(refused.code, Some(1), "{refused:#?}");
     assert!(refused.err.contains("firstPercent is 0"), "{refused:#?}");
 
@@ -346,9 +356,9 @@ async fn a_python_strategy_goes_from_plugin_new_to_a_deployment_under_raised_lim
     op.register("example:threshold-alarm", "1.0.0").await;
     op.register("example:threshold-alarm", "2.0.0").await;
     let up = op
-        .json(&["plugins", "upload", "py-halves/dist/py-halves.wasm"])
+        .json(&["plugins", "upload", &format!("{name}/dist/{name}.wasm")])
         .await;
-    assert_eq!(up["name"], "py-halves", "{up}");
+    assert_eq!(up["name"], name, "{up}");
     let _fleet = crate::cli::example_fleet(&url, admin.trim(), 20, 0.0).await;
     let started = op
         .deploy(
@@ -357,7 +367,7 @@ async fn a_python_strategy_goes_from_plugin_new_to_a_deployment_under_raised_lim
                 "--filter",
                 "model=sensor-v1",
                 "--strategy",
-                "py-halves",
+                name,
                 "--config",
                 r#"{"firstPercent": 25}"#,
                 "--health-config",
@@ -371,4 +381,27 @@ async fn a_python_strategy_goes_from_plugin_new_to_a_deployment_under_raised_lim
         .await;
     assert_eq!(ran.code, Some(0), "completed: {ran:#?}");
     assert!(ran.out.contains("first 25%"), "{}", ran.out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_strategy_goes_from_plugin_new_to_a_deployment_under_raised_limits() {
+    interpreted_strategy(
+        "python",
+        "py-halves",
+        &[],
+        (&["python3", "-m", "unittest", "-v"], "Ran 2 tests"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_javascript_strategy_goes_from_plugin_new_to_a_deployment_under_raised_limits() {
+    // componentize-js from the npm registry, into the project's own node_modules.
+    interpreted_strategy(
+        "js",
+        "js-halves",
+        &[&["npm", "install", "--no-audit", "--no-fund"]],
+        (&["npm", "test"], "# pass 2"),
+    )
+    .await;
 }

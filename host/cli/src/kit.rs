@@ -33,6 +33,10 @@ pub const WIT_BINDGEN_VERSION: &str = "0.61.1";
 /// PATH, or `COMPONENTIZE_PY`).
 pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 
+/// The componentize-js a new JavaScript project installs (`npm install`, into its own
+/// `node_modules`).
+pub const COMPONENTIZE_JS_VERSION: &str = "0.23.0";
+
 /// A project's own description, read by `plugin build`.
 pub const MANIFEST: &str = "hotswap-plugin.toml";
 
@@ -167,9 +171,9 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
     check_name(&a.name)?;
     match (a.lang, a.kind) {
-        (Lang::Rust, _) | (Lang::Python, Kind::Strategy) => {}
+        (Lang::Rust, _) | (Lang::Python | Lang::Js, Kind::Strategy) => {}
         (lang, kind) => anyhow::bail!(UsageError(format!(
-            "--lang {} for a {}: not built yet (Rust makes both kinds, Python strategies)",
+            "--lang {} for a {}: not built yet (Rust makes both kinds, Python and JavaScript strategies)",
             lang.name(),
             kind.world()
         ))),
@@ -201,7 +205,13 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
                 "\nThe build needs componentize-py ({COMPONENTIZE_PY_VERSION}): `pip install componentize-py=={COMPONENTIZE_PY_VERSION}`.\nA Python component bundles the interpreter, so the server must allow it: `hotswap.toml`\nholds the `[plugin-limits]` it needs, and the commands below check it under them.\n"
             ),
         ),
-        _ => ("", String::new()),
+        Lang::Js => (
+            " --server-config hotswap.toml",
+            format!(
+                "\nThe build needs componentize-js ({COMPONENTIZE_JS_VERSION}): `npm install` here installs it.\nA JavaScript component bundles its engine, so the server must allow it: `hotswap.toml`\nholds the `[plugin-limits]` it needs, and the commands below check it under them.\n"
+            ),
+        ),
+        Lang::Rust => ("", String::new()),
     };
     let (lang, test) = match a.lang {
         Lang::Rust => ("Rust", "cargo test"),
@@ -219,6 +229,7 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
         ("wit_bindgen", WIT_BINDGEN_VERSION),
         ("limits", limits),
         ("needs", needs.as_str()),
+        ("componentize_js", COMPONENTIZE_JS_VERSION),
     ];
     let mut files: Vec<(PathBuf, String)> = vec![
         (
@@ -227,7 +238,7 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
         ),
         (
             PathBuf::from(".gitignore"),
-            "/target\n/dist\n__pycache__/\n".into(),
+            "/target\n/dist\n__pycache__/\nnode_modules/\n".into(),
         ),
         (
             PathBuf::from(MANIFEST),
@@ -255,7 +266,21 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
                 files.push((PathBuf::from(name), fill(text, &values)));
             }
         }
-        _ => {
+        Lang::Js => {
+            for (name, text) in [
+                ("app.js", include_str!("../templates/js/app.js")),
+                ("logic.js", include_str!("../templates/js/logic.js")),
+                (
+                    "logic.test.js",
+                    include_str!("../templates/js/logic.test.js"),
+                ),
+                ("package.json", include_str!("../templates/js/package.json")),
+                ("hotswap.toml", include_str!("../templates/js/hotswap.toml")),
+            ] {
+                files.push((PathBuf::from(name), fill(text, &values)));
+            }
+        }
+        Lang::Rust => {
             files.push((
                 PathBuf::from("Cargo.toml"),
                 fill(include_str!("../templates/rust/Cargo.toml.tmpl"), &values),
@@ -313,10 +338,7 @@ pub fn build(a: BuildArgs, out: &mut dyn Write) -> Result<()> {
     let component = match manifest.lang {
         Lang::Rust => build_rust(&a.dir, &manifest)?,
         Lang::Python => build_python(&a.dir, &manifest, &path)?,
-        other => anyhow::bail!(UsageError(format!(
-            "lang = \"{}\" in {MANIFEST}: JavaScript projects cannot be built yet",
-            other.name()
-        ))),
+        Lang::Js => build_js(&a.dir, &manifest, &path)?,
     };
     // A project may say what its plugin needs of a server (a Python one does): checked under
     // that, unless told which server's limits to use.
@@ -453,6 +475,48 @@ fn build_python(dir: &Path, manifest: &Manifest, out: &Path) -> Result<Vec<u8>> 
         .with_context(|| format!("running {program}"))?;
     if !status.success() {
         anyhow::bail!("componentize-py failed ({status}); its output is above");
+    }
+    std::fs::read(&out).with_context(|| format!("reading {}", out.display()))
+}
+
+fn build_js(dir: &Path, manifest: &Manifest, out: &Path) -> Result<Vec<u8>> {
+    let local = std::path::absolute(dir.join("node_modules/.bin/componentize-js"))?;
+    let program = std::env::var("COMPONENTIZE_JS")
+        .ok()
+        .map(PathBuf::from)
+        .unwrap_or(local);
+    let mut cmd = tool(
+        &program.display().to_string(),
+        &format!(
+            "run `npm install` in {} (it installs componentize-js {COMPONENTIZE_JS_VERSION}), or set COMPONENTIZE_JS to its path",
+            dir.display()
+        ),
+    )?;
+    let out = std::path::absolute(out)?;
+    // Every WASI feature off: the component imports only what the world offers.
+    let status = cmd
+        .current_dir(dir)
+        .args([
+            "app.js",
+            "--wit",
+            "wit",
+            "--world-name",
+            manifest.kind.world(),
+        ])
+        .args([
+            "-d",
+            "stdio",
+            "random",
+            "clocks",
+            "http",
+            "fetch-event",
+            "-o",
+        ])
+        .arg(&out)
+        .status()
+        .with_context(|| format!("running {}", program.display()))?;
+    if !status.success() {
+        anyhow::bail!("componentize-js failed ({status}); its output is above");
     }
     std::fs::read(&out).with_context(|| format!("reading {}", out.display()))
 }
