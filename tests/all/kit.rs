@@ -405,3 +405,201 @@ async fn a_javascript_strategy_goes_from_plugin_new_to_a_deployment_under_raised
     )
     .await;
 }
+
+/// The attacks a hostile strategy makes on request (`{"attack": ...}`), in each language.
+const PY_HOSTILE: &str = r#"
+import json
+
+import wit_world
+from wit_world.imports import types
+
+
+class WitWorld(wit_world.WitWorld):
+    def describe(self):
+        return types.Description("py-hostile", "0.1.0", "attacks on request", "{}")
+
+    def plan(self, params, fleet):
+        attack = json.loads(params).get("attack")
+        if attack == "loop":
+            while True:
+                pass
+        if attack == "alloc":
+            hoard = []
+            while True:
+                hoard.append(bytearray(1 << 20))
+        if attack == "raise":
+            raise RuntimeError("boom")
+        gate = types.Gate(0, 95, 0, 1)
+        devices = list(range(len(fleet.id_ends)))
+        return types.Plan([types.Wave("all", devices, types.Mode.INSTALL, gate, None)])
+"#;
+
+const JS_HOSTILE: &str = r#"
+export function describe() {
+  return { name: "js-hostile", version: "0.1.0", summary: "attacks on request", paramsSchema: "{}" };
+}
+
+export function plan(params, fleet) {
+  const attack = JSON.parse(params).attack;
+  if (attack === "loop") for (;;) {}
+  if (attack === "alloc") { const hoard = []; for (;;) hoard.push(new Uint8Array(1 << 24)); }
+  if (attack === "raise") throw new Error("boom");
+  const gate = { soakSeconds: 0, minSuccessPercent: 95, failureBudget: 0, minSample: 1 };
+  return { waves: [{ name: "all", devices: [...fleet.idEnds.keys()], mode: "install", gate, maxInFlight: undefined }] };
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_python_and_javascript_strategies_are_refused_or_stopped_by_name() {
+    let op = Operator::new();
+    // The limits the projects need, with a tighter fuel budget so a loop ends in seconds.
+    let limits = "[plugin-limits]\nmax-component-bytes = 33554432\nmax-core-instances = 64\nfuel-per-call = 4000000000\ndeadline-ms = 15000\n";
+    std::fs::write(op.path("limits.toml"), limits).unwrap();
+    let check = ["--server-config", "../limits.toml"];
+    ok_in(
+        &op,
+        ".",
+        &[
+            "plugin",
+            "new",
+            "strategy",
+            "py-hostile",
+            "--lang",
+            "python",
+        ],
+    )
+    .await;
+    std::fs::write(op.path("py-hostile/app.py"), PY_HOSTILE).unwrap();
+    ok_in(
+        &op,
+        ".",
+        &["plugin", "new", "strategy", "js-hostile", "--lang", "js"],
+    )
+    .await;
+    std::fs::write(op.path("js-hostile/app.js"), JS_HOSTILE).unwrap();
+    let npm = std::process::Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund"])
+        .current_dir(op.path("js-hostile"))
+        .output()
+        .unwrap();
+    assert!(
+        npm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&npm.stderr)
+    );
+    for name in ["py-hostile", "js-hostile"] {
+        let mut build = vec!["plugin", "build"];
+        build.extend(check);
+        ok_in(&op, name, &build).await;
+    }
+
+    // Built without the flags that stub WASI out: refused, the WASI import named.
+    let tool = |program: PathBuf, args: &[&str], dir: &str| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .current_dir(op.path(dir))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    tool(
+        componentize_py(),
+        &[
+            "-d",
+            "wit",
+            "-w",
+            "strategy",
+            "componentize",
+            "app",
+            "-o",
+            "wasi.wasm",
+        ],
+        "py-hostile",
+    );
+    tool(
+        op.path("js-hostile/node_modules/.bin/componentize-js"),
+        &[
+            "app.js",
+            "--wit",
+            "wit",
+            "--world-name",
+            "strategy",
+            "-o",
+            "wasi.wasm",
+        ],
+        "js-hostile",
+    );
+    for name in ["py-hostile", "js-hostile"] {
+        let mut args = vec!["plugin", "check", "wasi.wasm"];
+        args.extend(check);
+        let refused = run_in(&op, name, &args).await;
+        assert_eq!(refused.code, Some(1), "{refused:#?}");
+        assert!(
+            refused.err.contains("the component imports `wasi:"),
+            "{name}: {refused:#?}"
+        );
+    }
+
+    // Uploaded to a running server, each attack is stopped with its name, and the server
+    // goes on planning.
+    let dir = data_dir();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let _server = serve_with(dir.path(), port, limits).await;
+    let admin = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
+    op.login(&url, admin.trim()).await;
+    op.register("example:threshold-alarm", "2.0.0").await;
+    op.ok(&[
+        "devices",
+        "register",
+        "d-1",
+        "--model",
+        "sensor-v1",
+        "--region",
+        "eu-west",
+    ])
+    .await;
+    for name in ["py-hostile", "js-hostile"] {
+        op.json(&["plugins", "upload", &format!("{name}/dist/{name}.wasm")])
+            .await;
+        let dry = |config: String| {
+            let op = &op;
+            async move {
+                let args = [
+                    "deployments",
+                    "create",
+                    "--firmware",
+                    "2.0.0",
+                    "--model",
+                    "sensor-v1",
+                    "--devices",
+                    "d-1",
+                    "--strategy",
+                    name,
+                    "--config",
+                    &config,
+                    "--dry-run",
+                ];
+                op.run(&args).await
+            }
+        };
+        for (attack, named) in [
+            ("loop", &["ran out of fuel", "deadline"][..]),
+            ("alloc", &["tried to grow its memory"][..]),
+            ("raise", &["trapped in `plan`", "boom"][..]),
+        ] {
+            let ran = dry(format!(r#"{{"attack": "{attack}"}}"#)).await;
+            assert_eq!(ran.code, Some(1), "{name} {attack}: {ran:#?}");
+            assert!(
+                named.iter().any(|n| ran.err.contains(n)),
+                "{name} {attack}: expected one of {named:?}: {ran:#?}"
+            );
+            let ran = dry("{}".into()).await;
+            assert_eq!(ran.code, Some(0), "{name} after {attack}: {ran:#?}");
+        }
+    }
+}

@@ -321,12 +321,7 @@ impl PluginRuntime {
         let ty = component.component_type();
         for (import, _) in ty.imports(engine) {
             if !ALLOWED_IMPORTS.contains(&import) {
-                return Err(PluginError::ForbiddenImport {
-                    import: import.to_string(),
-                    allowed: format!(
-                        "`{LOG_IMPORT}` and the type-only interfaces `types` and `health-types`"
-                    ),
-                });
+                return Err(forbidden(import));
             }
         }
         let exports: BTreeSet<String> = ty
@@ -498,12 +493,38 @@ fn list(names: &BTreeSet<String>) -> String {
         .join(", ")
 }
 
+fn forbidden(import: &str) -> PluginError {
+    PluginError::ForbiddenImport {
+        import: import.to_string(),
+        allowed: format!("`{LOG_IMPORT}` and the type-only interfaces `types` and `health-types`"),
+    }
+}
+
 /// What a component makes when instantiated, counted before it is compiled, so a component
 /// past the pool's limits is refused naming the limit rather than failing to instantiate.
 fn check_shape(bytes: &[u8], limits: &Limits) -> Result<(), PluginError> {
     let (mut instances, mut memories) = (0u32, 0u32);
+    // Nested modules and components follow their section inline, up to their own `End`.
+    let mut depth = 0usize;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload {
+            Ok(wasmparser::Payload::ModuleSection { .. })
+            | Ok(wasmparser::Payload::ComponentSection { .. }) => depth += 1,
+            Ok(wasmparser::Payload::End(_)) => depth = depth.saturating_sub(1),
+            // The component's own imports: anything but the world's is refused by name
+            // before a byte is compiled.
+            Ok(wasmparser::Payload::ComponentImportSection(s)) if depth == 0 => {
+                for import in s.into_iter().flatten() {
+                    let name = import.name.name;
+                    // A type the world `use`s is named as an import too; it brings nothing in.
+                    if matches!(import.ty, wasmparser::ComponentTypeRef::Type(_)) {
+                        continue;
+                    }
+                    if !ALLOWED_IMPORTS.contains(&name) {
+                        return Err(forbidden(name));
+                    }
+                }
+            }
             // Only an instantiation makes an instance; a bag of exports is a name for others.
             Ok(wasmparser::Payload::InstanceSection(s)) => {
                 for instance in s.into_iter().flatten() {
