@@ -406,6 +406,12 @@ async fn interpreted_strategy(
         .json(&["plugins", "upload", &format!("{name}/dist/{name}.wasm")])
         .await;
     assert_eq!(up["name"], name, "{up}");
+    // The operator sees the limits the server runs plugins under.
+    let listed = op.ok(&["plugins", "list"]).await;
+    assert!(
+        listed.contains("limits: components up to 33554432 bytes, 64 core instances"),
+        "{listed}"
+    );
     let _fleet = crate::cli::example_fleet(&url, admin.trim(), 20, 0.0).await;
     let started = op
         .deploy(

@@ -402,6 +402,11 @@ impl Client {
         self.get("/api/v1/plugins").await
     }
 
+    /// `GET /api/v1/plugin-limits`: what every plugin runs under on this server.
+    pub async fn plugin_limits(&self) -> Result<hotswap_protocol::PluginLimits, ClientError> {
+        self.get("/api/v1/plugin-limits").await
+    }
+
     pub async fn delete_plugin(&self, name: &str, version: &str) -> Result<(), ClientError> {
         self.send(
             Method::DELETE,

@@ -156,3 +156,26 @@ async fn a_component_over_max_component_bytes_is_refused_naming_the_key() {
     let text = message(&body);
     assert!(text.contains("raise `max-component-bytes`"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plugin_limits_are_shown_to_operators() {
+    let dir = data_dir();
+    let server = Server::start(&dir).await;
+    let limits: Value = server
+        .http()
+        .get(format!("{}/api/v1/plugin-limits", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let defaults = hotswap_plugin_host::Limits::default();
+    assert_eq!(
+        limits["maxComponentBytes"],
+        defaults.max_component_bytes as u64
+    );
+    assert_eq!(limits["maxCoreInstances"], defaults.max_core_instances);
+    assert_eq!(limits["fuelPerCall"], defaults.fuel_per_call);
+    assert_eq!(limits["deadlineMs"], defaults.deadline.as_millis() as u64);
+}

@@ -674,8 +674,14 @@ pub async fn plugins(a: PluginsArgs, out: &mut dyn Write) -> Result<ExitCode> {
             })
         }
         PluginsCommand::List => {
-            let list = api.client()?.plugins().await?;
-            api.print(out, &list, show::plugins)
+            let client = api.client()?;
+            let list = client.plugins().await?;
+            api.print(out, &list, show::plugins)?;
+            if !api.json {
+                let limits = client.plugin_limits().await?;
+                show::plugin_limits(out, &limits)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         PluginsCommand::Show { name, version } => {
             let list = api.client()?.plugins().await?;

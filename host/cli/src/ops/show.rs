@@ -282,6 +282,22 @@ pub fn plugins(out: &mut dyn Write, list: &Vec<PluginInfo>) -> Result<()> {
     )
 }
 
+/// The server's `[plugin-limits]`, under the plugin table.
+pub fn plugin_limits(out: &mut dyn Write, l: &hotswap_protocol::PluginLimits) -> Result<()> {
+    writeln!(
+        out,
+        "limits: components up to {} bytes, {} core instances, {} memories; per call {} fuel, {} bytes of memory, {} ms, {} log lines",
+        l.max_component_bytes,
+        l.max_core_instances,
+        l.max_memories,
+        l.fuel_per_call,
+        l.memory_bytes,
+        l.deadline_ms,
+        l.log_lines_per_call
+    )?;
+    Ok(())
+}
+
 pub fn plugin(out: &mut dyn Write, p: &PluginInfo) -> Result<()> {
     writeln!(
         out,

@@ -145,6 +145,7 @@ routes! {
     // runtime's own `max-component-bytes`.
     POST "/api/v1/plugins" => axum::handler::Handler::layer(plugins::upload, DefaultBodyLimit::disable()), Rule::Operator(Release);
     GET "/api/v1/plugins" => plugins::list, Rule::Operator(Read);
+    GET "/api/v1/plugin-limits" => plugins::limits, Rule::Operator(Read);
     DELETE "/api/v1/plugins/{name}/{version}" => plugins::delete, Rule::Operator(Release);
     POST "/api/v1/deployments" => deployments::create, Rule::Operator(CreateDeployment);
     GET "/api/v1/deployments" => deployments::list, Rule::Operator(Read);

@@ -52,6 +52,7 @@ pub const DEVICE_CERTIFICATE_SCHEME: &str = "deviceCertificate";
         groups::get,
         plugins::upload,
         plugins::list,
+        plugins::limits,
         plugins::delete,
         deployments::create,
         deployments::list,

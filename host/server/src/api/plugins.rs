@@ -116,6 +116,32 @@ pub async fn upload(
 
 #[utoipa::path(
     get,
+    path = "/api/v1/plugin-limits",
+    operation_id = "pluginLimits",
+    tag = "plugins",
+    summary = "The limits every plugin runs under on this server",
+    responses(
+        (status = 200, description = "The server's [plugin-limits]", body = hotswap_protocol::PluginLimits),
+    )
+)]
+pub async fn limits(State(state): State<Arc<AppState>>) -> Json<hotswap_protocol::PluginLimits> {
+    let l = state.runtime.limits();
+    Json(hotswap_protocol::PluginLimits {
+        max_component_bytes: l.max_component_bytes as u64,
+        max_core_instances: l.max_core_instances,
+        max_memories: l.max_memories,
+        fuel_per_call: l.fuel_per_call,
+        memory_bytes: l.memory_bytes as u64,
+        deadline_ms: l.deadline.as_millis() as u64,
+        stack_bytes: l.stack_bytes as u64,
+        log_lines_per_call: l.log_lines_per_call,
+        log_line_bytes: l.log_line_bytes as u64,
+        pool_instances: l.pool_instances,
+    })
+}
+
+#[utoipa::path(
+    get,
     path = "/api/v1/plugins",
     operation_id = "listPlugins",
     tag = "plugins",
