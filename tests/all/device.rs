@@ -29,8 +29,9 @@ fn start(dir: &Path) -> DeviceProcess {
     start_with(dir, &[])
 }
 
-fn start_with(dir: &Path, extra: &[&str]) -> DeviceProcess {
-    let _ = std::fs::remove_file(dir.join("tty"));
+/// `hotswap device` on `dir/flash.bin` trusting `dir/release.key`, with `extra` (where it
+/// listens); its log appended to `dir/device.log`. Killed and waited for when dropped.
+fn spawn_device(dir: &Path, extra: &[&str]) -> DeviceProcess {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -41,8 +42,6 @@ fn start_with(dir: &Path, extra: &[&str]) -> DeviceProcess {
             "device",
             "--flash",
             "flash.bin",
-            "--pty",
-            "tty",
             "--release-key-file",
             "release.key",
         ])
@@ -52,8 +51,14 @@ fn start_with(dir: &Path, extra: &[&str]) -> DeviceProcess {
         .stderr(log)
         .spawn()
         .unwrap();
-    // Waited for when dropped, on every path.
-    let process = DeviceProcess { child };
+    DeviceProcess { child }
+}
+
+fn start_with(dir: &Path, extra: &[&str]) -> DeviceProcess {
+    let _ = std::fs::remove_file(dir.join("tty"));
+    let mut args = vec!["--pty", "tty"];
+    args.extend(extra);
+    let process = spawn_device(dir, &args);
     for _ in 0..200 {
         if dir.join("tty").exists() {
             return process;
@@ -366,25 +371,8 @@ fn a_device_on_a_serial_port_answers_smp() {
     cfmakeraw(&mut t);
     tcsetattr(&pty.slave, SetArg::TCSANOW, &t).unwrap();
     let port = nix::unistd::ttyname(&pty.slave).unwrap();
-    let log = std::fs::File::create(d.join("device.log")).unwrap();
-    let child = Command::new(bin())
-        .args([
-            "device",
-            "--flash",
-            "flash.bin",
-            "--release-key-file",
-            "release.key",
-            "--baud",
-            "115200",
-            "--serial",
-        ])
-        .arg(&port)
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let _device = DeviceProcess { child };
+    let port = port.to_str().unwrap();
+    let _device = spawn_device(d, &["--baud", "115200", "--serial", port]);
     let mut smp = hotswap::push::Smp::on(std::fs::File::from(pty.master)).unwrap();
     let mut images = Vec::new();
     for _ in 0..50 {
@@ -442,14 +430,9 @@ async fn push_over_grpc_with_tls_and_the_device_credential_deploys_resumes_and_r
     grpc_credentials(&d);
     let port = crate::support::process::free_port();
     let addr = format!("127.0.0.1:{port}");
-    let log = std::fs::File::create(d.join("device.log")).unwrap();
-    let child = Command::new(bin())
-        .args([
-            "device",
-            "--flash",
-            "flash.bin",
-            "--release-key-file",
-            "release.key",
+    let _device = spawn_device(
+        &d,
+        &[
             "--credential-file",
             "credential",
             "--grpc-tls-cert",
@@ -459,14 +442,9 @@ async fn push_over_grpc_with_tls_and_the_device_credential_deploys_resumes_and_r
             "--grpc-client-ca",
             "ca.pem",
             "--grpc",
-        ])
-        .arg(&addr)
-        .current_dir(&d)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let _device = DeviceProcess { child };
+            &addr,
+        ],
+    );
     let target = hotswap::grpc::Target {
         addr: addr.clone(),
         token: Some("hsw_dev_0123456789abcdef".into()),
@@ -607,30 +585,7 @@ async fn a_device_killed_during_a_grpc_upload_keeps_its_agent() {
     let d = dir.path().to_path_buf();
     let port = crate::support::process::free_port();
     let addr = format!("127.0.0.1:{port}");
-    let spawn = || {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(d.join("device.log"))
-            .unwrap();
-        let child = Command::new(bin())
-            .args([
-                "device",
-                "--flash",
-                "flash.bin",
-                "--release-key-file",
-                "release.key",
-                "--grpc-unauthenticated",
-                "--grpc",
-            ])
-            .arg(&addr)
-            .current_dir(&d)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        DeviceProcess { child }
-    };
+    let spawn = || spawn_device(&d, &["--grpc-unauthenticated", "--grpc", &addr]);
     let connect = || async {
         for _ in 0..100 {
             if let Ok(c) = DeviceClient::connect(format!("http://{addr}")).await {

@@ -343,21 +343,15 @@ pub fn build(a: BuildArgs, out: &mut dyn Write) -> Result<()> {
     // A project may say what its plugin needs of a server (a Python one does): checked under
     // that, unless told which server's limits to use.
     let own = a.dir.join("hotswap.toml");
-    let limits = match (&a.limits.server_config, own.is_file()) {
-        (None, true) => {
-            writeln!(
-                out,
-                "checking under the [plugin-limits] of {}",
-                own.display()
-            )?;
-            LimitsArgs {
-                server_config: Some(own),
-            }
-        }
-        _ => LimitsArgs {
-            server_config: a.limits.server_config.clone(),
-        },
-    };
+    let mut limits = a.limits;
+    if limits.server_config.is_none() && own.is_file() {
+        writeln!(
+            out,
+            "checking under the [plugin-limits] of {}",
+            own.display()
+        )?;
+        limits.server_config = Some(own);
+    }
     let runtime = limits.runtime()?;
     let plugin = runtime
         .load(&component)

@@ -318,12 +318,8 @@ impl PluginRuntime {
         expected: Option<PluginKind>,
     ) -> Result<Plugin, PluginError> {
         let engine = &self.inner.engine;
+        // Its imports were checked before it was compiled (`check_shape`).
         let ty = component.component_type();
-        for (import, _) in ty.imports(engine) {
-            if !ALLOWED_IMPORTS.contains(&import) {
-                return Err(forbidden(import));
-            }
-        }
         let exports: BTreeSet<String> = ty
             .exports(engine)
             .map(|(name, _)| name.to_string())
@@ -493,13 +489,6 @@ fn list(names: &BTreeSet<String>) -> String {
         .join(", ")
 }
 
-fn forbidden(import: &str) -> PluginError {
-    PluginError::ForbiddenImport {
-        import: import.to_string(),
-        allowed: format!("`{LOG_IMPORT}` and the type-only interfaces `types` and `health-types`"),
-    }
-}
-
 /// What a component makes when instantiated, counted before it is compiled, so a component
 /// past the pool's limits is refused naming the limit rather than failing to instantiate.
 fn check_shape(bytes: &[u8], limits: &Limits) -> Result<(), PluginError> {
@@ -521,7 +510,12 @@ fn check_shape(bytes: &[u8], limits: &Limits) -> Result<(), PluginError> {
                         continue;
                     }
                     if !ALLOWED_IMPORTS.contains(&name) {
-                        return Err(forbidden(name));
+                        return Err(PluginError::ForbiddenImport {
+                            import: name.to_string(),
+                            allowed: format!(
+                                "`{LOG_IMPORT}` and the type-only interfaces `types` and `health-types`"
+                            ),
+                        });
                     }
                 }
             }
