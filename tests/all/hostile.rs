@@ -11,6 +11,7 @@ use crate::{fixtures, fleet, runtime};
 fn runtime_with(limits: Limits) -> PluginRuntime {
     PluginRuntime::new(RuntimeConfig {
         limits,
+        ceilings: None,
         cache_dir: None,
     })
     .unwrap()
@@ -71,7 +72,7 @@ fn an_oversized_upload_is_refused_before_it_is_parsed() {
     assert_eq!(
         err.to_string(),
         format!(
-            "plugin is {} bytes, the limit is {limit} bytes: raise `max-component-bytes` in the server's [plugin-limits]",
+            "plugin is {} bytes, the limit is {limit} bytes: raise `max-component-bytes` (for this plugin at upload, within the server's [plugin-ceilings], or in its [plugin-limits])",
             limit + 1
         )
     );

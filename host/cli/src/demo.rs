@@ -61,6 +61,7 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
         enrollment: None,
         unchecked_devices: false,
         plugin_limits: Default::default(),
+        plugin_ceilings: Default::default(),
     };
     let app = state(&server_config)?;
     // The first start made an administrator token: the demo is its operator.

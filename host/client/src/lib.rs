@@ -389,10 +389,20 @@ impl Client {
 
     /// Uploads a plugin component (`POST /api/v1/plugins`, the bytes as the body).
     pub async fn upload_plugin(&self, component: &[u8]) -> Result<PluginInfo, ClientError> {
+        self.upload_plugin_with(component, &Default::default())
+            .await
+    }
+
+    /// Uploads a plugin that asks for limits of its own (each at most the server's ceiling).
+    pub async fn upload_plugin_with(
+        &self,
+        component: &[u8],
+        limits: &hotswap_protocol::PluginLimitOverrides,
+    ) -> Result<PluginInfo, ClientError> {
         self.call(
             Method::POST,
             "/api/v1/plugins",
-            None,
+            Some(limits),
             Body::Bytes(component),
         )
         .await

@@ -5,17 +5,25 @@ use hotswap_plan::PlanViolation;
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error(
-        "plugin is {size} bytes, the limit is {limit} bytes: raise `max-component-bytes` in the server's [plugin-limits]"
+        "plugin is {size} bytes, the limit is {limit} bytes: raise `max-component-bytes` (for this plugin at upload, within the server's [plugin-ceilings], or in its [plugin-limits])"
     )]
     TooLarge { size: usize, limit: usize },
     #[error(
-        "the component has {count} {what}, the limit is {limit}: raise `{key}` in the server's [plugin-limits]"
+        "the component has {count} {what}, the limit is {limit}: raise `{key}` (for this plugin at upload, within the server's [plugin-ceilings], or in its [plugin-limits])"
     )]
     OverLimit {
         what: &'static str,
         count: u64,
         limit: u64,
         key: &'static str,
+    },
+    #[error(
+        "`{key}` {asked} asked for this plugin: it must be at least 1 and at most {ceiling}, this server's [plugin-ceilings]"
+    )]
+    AboveCeiling {
+        key: &'static str,
+        asked: u64,
+        ceiling: u64,
     },
     #[error(
         "expected a WebAssembly component, found bytes that are not WebAssembly (no `\\0asm` header)"
@@ -33,7 +41,7 @@ pub enum PluginError {
     #[error("the component does not implement the `{world}` world: {detail}")]
     WrongWorld { world: &'static str, detail: String },
     #[error(
-        "plugin `{plugin}` ran out of fuel ({fuel} units) in `{function}`: raise `fuel-per-call` in the server's [plugin-limits] if it needs more"
+        "plugin `{plugin}` ran out of fuel ({fuel} units) in `{function}`: raise `fuel-per-call` (for this plugin at upload, or in the server's [plugin-limits]) if it needs more"
     )]
     OutOfFuel {
         plugin: String,

@@ -9,6 +9,7 @@ use wasmtime::Store;
 use super::bindings::health_policy::{HealthPolicy, HealthPolicyPre};
 use super::bindings::{Description, HealthSample, WaveStats};
 use super::cache::ContentHash;
+use super::limits::Limits;
 use super::runtime::{PluginRuntime, PluginState};
 use super::{PluginError, check_description};
 
@@ -24,6 +25,7 @@ pub(crate) struct Loaded {
 pub struct HealthPolicyPlugin {
     runtime: PluginRuntime,
     loaded: Arc<Loaded>,
+    limits: Limits,
 }
 
 impl HealthPolicyPlugin {
@@ -33,9 +35,11 @@ impl HealthPolicyPlugin {
         pre: HealthPolicyPre<PluginState>,
         hash: ContentHash,
         name: Arc<str>,
+        limits: Limits,
     ) -> Result<Self, PluginError> {
         let mut plugin = HealthPolicyPlugin {
             runtime,
+            limits,
             loaded: Arc::new(Loaded {
                 pre,
                 hash,
@@ -54,8 +58,17 @@ impl HealthPolicyPlugin {
         Ok(plugin)
     }
 
-    pub(crate) fn from_loaded(runtime: PluginRuntime, loaded: Arc<Loaded>) -> Self {
-        HealthPolicyPlugin { runtime, loaded }
+    pub(crate) fn from_loaded(runtime: PluginRuntime, loaded: Arc<Loaded>, limits: Limits) -> Self {
+        HealthPolicyPlugin {
+            runtime,
+            loaded,
+            limits,
+        }
+    }
+
+    /// What each call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub(crate) fn loaded(&self) -> &Arc<Loaded> {
@@ -125,17 +138,24 @@ impl HealthSession {
         let runtime = &self.plugin.runtime;
         let (store, instance) = match &mut self.warm {
             Some(warm) => {
-                runtime.arm(&mut warm.0);
+                runtime.arm(&mut warm.0, &self.plugin.limits);
                 warm
             }
             None => {
-                let mut store = runtime.store(&self.plugin.loaded.name);
+                let mut store = runtime.store(&self.plugin.loaded.name, &self.plugin.limits);
                 let instance = self
                     .plugin
                     .loaded
                     .pre
                     .instantiate(&mut store)
-                    .map_err(|e| runtime.call_error(&self.plugin.loaded.name, function, e))?;
+                    .map_err(|e| {
+                        runtime.call_error(
+                            &self.plugin.loaded.name,
+                            function,
+                            e,
+                            &self.plugin.limits,
+                        )
+                    })?;
                 self.warm.insert((store, instance))
             }
         };
@@ -144,7 +164,7 @@ impl HealthSession {
         // An instance that trapped may be in any state; the next call gets a fresh one.
         result.map_err(|e| {
             self.warm = None;
-            runtime.call_error(&self.plugin.loaded.name, function, e)
+            runtime.call_error(&self.plugin.loaded.name, function, e, &self.plugin.limits)
         })
     }
 }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
+use hotswap_protocol::PluginLimitOverrides;
 use serde::{Deserialize, Serialize};
+
+use crate::PluginError;
 
 /// Limits on plugins. Each has a default sized for a 100,000-device canary plan with room to
 /// spare; the server's configuration (`[plugin-limits]` in `hotswap.toml`, the keys in
@@ -59,6 +62,72 @@ impl Limits {
     pub(crate) fn deadline_ticks(&self) -> u64 {
         (self.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
     }
+
+    /// These limits (a server's `[plugin-limits]`) with those one plugin asked for at upload
+    /// over them; each asked-for value must be at least 1 and at most `ceilings` (the server's
+    /// `[plugin-ceilings]`).
+    pub fn overridden(
+        &self,
+        asked: &PluginLimitOverrides,
+        ceilings: &Limits,
+    ) -> Result<Limits, PluginError> {
+        let most = ceilings.as_overrides();
+        for (key, value) in asked.given() {
+            let ceiling = most
+                .given()
+                .into_iter()
+                .find(|(k, _)| *k == key)
+                .map_or(0, |(_, v)| v);
+            if value == 0 || value > ceiling {
+                return Err(PluginError::AboveCeiling {
+                    key,
+                    asked: value,
+                    ceiling,
+                });
+            }
+        }
+        Ok(self.with(asked))
+    }
+
+    /// These limits with the keys `o` gives set to its values, unchecked.
+    pub fn with(&self, o: &PluginLimitOverrides) -> Limits {
+        let mut out = *self;
+        out.max_component_bytes = o
+            .max_component_bytes
+            .map_or(out.max_component_bytes, |v| v as usize);
+        out.max_core_instances = o.max_core_instances.unwrap_or(out.max_core_instances);
+        out.max_memories = o.max_memories.unwrap_or(out.max_memories);
+        out.fuel_per_call = o.fuel_per_call.unwrap_or(out.fuel_per_call);
+        out.memory_bytes = o.memory_bytes.map_or(out.memory_bytes, |v| v as usize);
+        out.deadline = o.deadline_ms.map_or(out.deadline, Duration::from_millis);
+        out.log_lines_per_call = o.log_lines_per_call.unwrap_or(out.log_lines_per_call);
+        out
+    }
+
+    /// Every key a plugin may ask for, with its value here.
+    pub fn as_overrides(&self) -> PluginLimitOverrides {
+        PluginLimitOverrides {
+            max_component_bytes: Some(self.max_component_bytes as u64),
+            max_core_instances: Some(self.max_core_instances),
+            max_memories: Some(self.max_memories),
+            fuel_per_call: Some(self.fuel_per_call),
+            memory_bytes: Some(self.memory_bytes as u64),
+            deadline_ms: Some(self.deadline.as_millis() as u64),
+            log_lines_per_call: Some(self.log_lines_per_call),
+        }
+    }
+
+    /// The first key whose value here is over `ceilings`: these limits do not fit an engine
+    /// sized by them.
+    pub fn first_above(&self, ceilings: &Limits) -> Option<(&'static str, u64, u64)> {
+        let most = ceilings.as_overrides().given();
+        self.as_overrides()
+            .given()
+            .into_iter()
+            .zip(most)
+            .find(|((_, v), (_, c))| v > c)
+            .map(|((k, v), (_, c))| (k, v, c))
+    }
 }
 
 mod millis {
@@ -113,5 +182,49 @@ impl wasmtime::ResourceLimiter for Limiter {
     ) -> wasmtime::Result<bool> {
         // Rust guests keep small function tables; a table this large is an attack, not a plugin.
         Ok(desired <= 100_000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_gets_what_it_asks_for_up_to_the_ceilings() {
+        let defaults = Limits::default();
+        let ceilings = Limits {
+            fuel_per_call: 10_000_000_000,
+            deadline: Duration::from_secs(20),
+            ..defaults
+        };
+        let asked = PluginLimitOverrides {
+            fuel_per_call: Some(8_000_000_000),
+            deadline_ms: Some(1_000),
+            ..Default::default()
+        };
+        let got = defaults.overridden(&asked, &ceilings).unwrap();
+        assert_eq!(got.fuel_per_call, 8_000_000_000);
+        assert_eq!(got.deadline, Duration::from_secs(1));
+        assert_eq!(got.max_core_instances, defaults.max_core_instances);
+
+        let greedy = PluginLimitOverrides {
+            max_core_instances: Some(64),
+            ..Default::default()
+        };
+        let err = defaults.overridden(&greedy, &ceilings).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`max-core-instances` 64 asked for this plugin: it must be at least 1 and at most 16, this server's [plugin-ceilings]"
+        );
+        let zero = PluginLimitOverrides {
+            fuel_per_call: Some(0),
+            ..Default::default()
+        };
+        assert!(defaults.overridden(&zero, &ceilings).is_err());
+        assert_eq!(defaults.first_above(&ceilings), None);
+        assert_eq!(
+            ceilings.first_above(&defaults),
+            Some(("fuel-per-call", 10_000_000_000, 2_000_000_000))
+        );
     }
 }

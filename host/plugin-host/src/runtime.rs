@@ -76,7 +76,11 @@ enum Loaded {
 /// How to build a [`PluginRuntime`].
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
+    /// What every plugin runs under unless it asked for its own at upload.
     pub limits: Limits,
+    /// The most a plugin may ask for (a server's `[plugin-ceilings]`); the engine and its
+    /// instance pool are sized by these. None: the same as `limits`.
+    pub ceilings: Option<Limits>,
     /// Where compiled plugins are kept between runs; none keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
 }
@@ -91,6 +95,7 @@ pub(crate) struct Inner {
     pub engine: Engine,
     pub linker: Linker<PluginState>,
     pub limits: Limits,
+    pub ceilings: Limits,
     cache: ComponentCache,
     /// Plugins validated so far, without a reference back to the runtime.
     loaded: Mutex<HashMap<ContentHash, Loaded>>,
@@ -176,7 +181,20 @@ impl strategy::hotswap::plugin::log::Host for PluginState {
 
 impl PluginRuntime {
     pub fn new(config: RuntimeConfig) -> Result<Self, PluginError> {
-        let limits = config.limits;
+        let defaults = config.limits;
+        let ceilings = config.ceilings.unwrap_or(defaults);
+        if let Some((key, value, ceiling)) = defaults.first_above(&ceilings) {
+            return Err(PluginError::Runtime(format!(
+                "[plugin-limits] `{key}` is {value}, above its [plugin-ceilings] value {ceiling}"
+            )));
+        }
+        // The engine and its pool take the most any plugin may ask for; each store enforces
+        // its own plugin's limits.
+        let limits = Limits {
+            stack_bytes: defaults.stack_bytes.max(ceilings.stack_bytes),
+            pool_instances: defaults.pool_instances.max(ceilings.pool_instances),
+            ..ceilings
+        };
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(limits.pool_instances)
             // wit-component adds small shim instances around a guest's main module.
@@ -219,7 +237,8 @@ impl PluginRuntime {
             inner: Arc::new(Inner {
                 engine,
                 linker,
-                limits,
+                limits: defaults,
+                ceilings: limits,
                 cache: ComponentCache::new(config.cache_dir),
                 loaded: Mutex::new(HashMap::new()),
                 ticker: stop,
@@ -228,18 +247,71 @@ impl PluginRuntime {
         })
     }
 
+    /// What plugins run under unless they asked for their own.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
     }
 
+    /// The most a plugin may ask for.
+    pub fn ceilings(&self) -> &Limits {
+        &self.inner.ceilings
+    }
+
     /// Validates and loads a plugin of either kind: the check an upload goes through.
     pub fn load(&self, bytes: &[u8]) -> Result<Plugin, PluginError> {
-        self.load_as(bytes, None)
+        self.load_as(bytes, None, self.inner.limits)
+    }
+
+    /// [`PluginRuntime::load`] under limits of the plugin's own (at most the ceilings).
+    pub fn load_with(&self, bytes: &[u8], limits: &Limits) -> Result<Plugin, PluginError> {
+        self.load_as(bytes, None, self.fitted(limits)?)
+    }
+
+    /// A strategy under limits of its own.
+    pub fn load_strategy_with(
+        &self,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<StrategyPlugin, PluginError> {
+        match self.load_as(bytes, Some(PluginKind::Strategy), self.fitted(limits)?)? {
+            Plugin::Strategy(s) => Ok(s),
+            Plugin::HealthPolicy(_) => unreachable!("load_as checked the kind"),
+        }
+    }
+
+    /// A health policy under limits of its own.
+    pub fn load_health_policy_with(
+        &self,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<HealthPolicyPlugin, PluginError> {
+        match self.load_as(bytes, Some(PluginKind::HealthPolicy), self.fitted(limits)?)? {
+            Plugin::HealthPolicy(h) => Ok(h),
+            Plugin::Strategy(_) => unreachable!("load_as checked the kind"),
+        }
+    }
+
+    /// `limits` where they fit the engine; the engine-wide keys are the runtime's.
+    fn fitted(&self, limits: &Limits) -> Result<Limits, PluginError> {
+        let ceilings = &self.inner.ceilings;
+        if let Some((key, asked, ceiling)) = limits.first_above(ceilings) {
+            return Err(PluginError::AboveCeiling {
+                key,
+                asked,
+                ceiling,
+            });
+        }
+        Ok(Limits {
+            stack_bytes: self.inner.limits.stack_bytes,
+            log_line_bytes: self.inner.limits.log_line_bytes,
+            pool_instances: self.inner.limits.pool_instances,
+            ..*limits
+        })
     }
 
     /// Loads a strategy; anything else is refused with the reason.
     pub fn load_strategy(&self, bytes: &[u8]) -> Result<StrategyPlugin, PluginError> {
-        match self.load_as(bytes, Some(PluginKind::Strategy))? {
+        match self.load_as(bytes, Some(PluginKind::Strategy), self.inner.limits)? {
             Plugin::Strategy(s) => Ok(s),
             Plugin::HealthPolicy(_) => unreachable!("load_as checked the kind"),
         }
@@ -247,14 +319,19 @@ impl PluginRuntime {
 
     /// Loads a health policy; anything else is refused with the reason.
     pub fn load_health_policy(&self, bytes: &[u8]) -> Result<HealthPolicyPlugin, PluginError> {
-        match self.load_as(bytes, Some(PluginKind::HealthPolicy))? {
+        match self.load_as(bytes, Some(PluginKind::HealthPolicy), self.inner.limits)? {
             Plugin::HealthPolicy(h) => Ok(h),
             Plugin::Strategy(_) => unreachable!("load_as checked the kind"),
         }
     }
 
-    fn load_as(&self, bytes: &[u8], expected: Option<PluginKind>) -> Result<Plugin, PluginError> {
-        let limit = self.inner.limits.max_component_bytes;
+    fn load_as(
+        &self,
+        bytes: &[u8],
+        expected: Option<PluginKind>,
+        limits: Limits,
+    ) -> Result<Plugin, PluginError> {
+        let limit = limits.max_component_bytes;
         if bytes.len() > limit {
             return Err(PluginError::TooLarge {
                 size: bytes.len(),
@@ -272,7 +349,7 @@ impl PluginRuntime {
                 PluginError::NotWasm
             });
         }
-        check_shape(bytes, &self.inner.limits)?;
+        check_shape(bytes, &limits)?;
         let hash = content_hash(bytes);
         let cached = self
             .inner
@@ -284,10 +361,10 @@ impl PluginRuntime {
         if let Some(loaded) = cached {
             let plugin = match loaded {
                 Loaded::Strategy(l) => {
-                    Plugin::Strategy(StrategyPlugin::from_loaded(self.clone(), l))
+                    Plugin::Strategy(StrategyPlugin::from_loaded(self.clone(), l, limits))
                 }
                 Loaded::HealthPolicy(l) => {
-                    Plugin::HealthPolicy(HealthPolicyPlugin::from_loaded(self.clone(), l))
+                    Plugin::HealthPolicy(HealthPolicyPlugin::from_loaded(self.clone(), l, limits))
                 }
             };
             check_kind(plugin.kind(), expected, &BTreeSet::new())?;
@@ -298,7 +375,7 @@ impl PluginRuntime {
             .cache
             .get_or_compile(&self.inner.engine, &hash, bytes)
             .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
-        let plugin = self.link(component, hash, expected)?;
+        let plugin = self.link(component, hash, expected, limits)?;
         let loaded = match &plugin {
             Plugin::Strategy(s) => Loaded::Strategy(s.loaded().clone()),
             Plugin::HealthPolicy(h) => Loaded::HealthPolicy(h.loaded().clone()),
@@ -316,6 +393,7 @@ impl PluginRuntime {
         component: Component,
         hash: ContentHash,
         expected: Option<PluginKind>,
+        limits: Limits,
     ) -> Result<Plugin, PluginError> {
         let engine = &self.inner.engine;
         // Its imports were checked before it was compiled (`check_shape`).
@@ -369,18 +447,23 @@ impl PluginRuntime {
         Ok(match kind {
             PluginKind::Strategy => {
                 let pre = strategy::StrategyPre::new(pre).map_err(wrong_types)?;
-                Plugin::Strategy(StrategyPlugin::load(self.clone(), pre, hash, name)?)
+                Plugin::Strategy(StrategyPlugin::load(self.clone(), pre, hash, name, limits)?)
             }
             PluginKind::HealthPolicy => {
                 let pre = health_policy::HealthPolicyPre::new(pre).map_err(wrong_types)?;
-                Plugin::HealthPolicy(HealthPolicyPlugin::load(self.clone(), pre, hash, name)?)
+                Plugin::HealthPolicy(HealthPolicyPlugin::load(
+                    self.clone(),
+                    pre,
+                    hash,
+                    name,
+                    limits,
+                )?)
             }
         })
     }
 
     /// A store for one call (or one warm session) of `plugin`, with fuel, deadline and memory cap.
-    pub(crate) fn store(&self, plugin: &Arc<str>) -> Store<PluginState> {
-        let limits = &self.inner.limits;
+    pub(crate) fn store(&self, plugin: &Arc<str>, limits: &Limits) -> Store<PluginState> {
         let mut store = Store::new(
             &self.inner.engine,
             PluginState {
@@ -396,13 +479,12 @@ impl PluginRuntime {
             },
         );
         store.limiter(|s| &mut s.limiter);
-        self.arm(&mut store);
+        self.arm(&mut store, limits);
         store
     }
 
     /// Refills a store's fuel and restarts its deadline before a call.
-    pub(crate) fn arm(&self, store: &mut Store<PluginState>) {
-        let limits = &self.inner.limits;
+    pub(crate) fn arm(&self, store: &mut Store<PluginState>, limits: &Limits) {
         store
             .set_fuel(limits.fuel_per_call)
             .expect("fuel is enabled on the engine");
@@ -417,6 +499,7 @@ impl PluginRuntime {
         plugin: &str,
         function: &'static str,
         err: wasmtime::Error,
+        limits: &Limits,
     ) -> PluginError {
         let plugin = plugin.to_string();
         if let Some(cap) = err.downcast_ref::<MemoryCapExceeded>() {
@@ -437,12 +520,12 @@ impl PluginRuntime {
             Some(Trap::OutOfFuel) => PluginError::OutOfFuel {
                 plugin,
                 function,
-                fuel: self.inner.limits.fuel_per_call,
+                fuel: limits.fuel_per_call,
             },
             Some(Trap::Interrupt) => PluginError::Deadline {
                 plugin,
                 function,
-                deadline_ms: self.inner.limits.deadline.as_millis() as u64,
+                deadline_ms: limits.deadline.as_millis() as u64,
             },
             _ => PluginError::Trap {
                 plugin,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::bindings::strategy::{Strategy, StrategyPre};
 use super::bindings::{Description, Fleet};
 use super::cache::ContentHash;
+use super::limits::Limits;
 use super::runtime::{PluginRuntime, PluginState};
 use super::{PluginError, check_description};
 
@@ -22,6 +23,7 @@ pub(crate) struct Loaded {
 pub struct StrategyPlugin {
     runtime: PluginRuntime,
     loaded: Arc<Loaded>,
+    limits: Limits,
 }
 
 impl StrategyPlugin {
@@ -31,6 +33,7 @@ impl StrategyPlugin {
         pre: StrategyPre<PluginState>,
         hash: ContentHash,
         name: Arc<str>,
+        limits: Limits,
     ) -> Result<Self, PluginError> {
         let mut loaded = Loaded {
             pre,
@@ -38,7 +41,7 @@ impl StrategyPlugin {
             name,
             description: Description::default(),
         };
-        let description = call(&runtime, &loaded, "describe", |store, instance| {
+        let description = call(&runtime, &loaded, &limits, "describe", |store, instance| {
             instance.call_describe(store)
         })?;
         loaded.name = check_description(&loaded.name, &description)?;
@@ -46,11 +49,21 @@ impl StrategyPlugin {
         Ok(StrategyPlugin {
             runtime,
             loaded: Arc::new(loaded),
+            limits,
         })
     }
 
-    pub(crate) fn from_loaded(runtime: PluginRuntime, loaded: Arc<Loaded>) -> Self {
-        StrategyPlugin { runtime, loaded }
+    pub(crate) fn from_loaded(runtime: PluginRuntime, loaded: Arc<Loaded>, limits: Limits) -> Self {
+        StrategyPlugin {
+            runtime,
+            loaded,
+            limits,
+        }
+    }
+
+    /// What each call runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     pub(crate) fn loaded(&self) -> &Arc<Loaded> {
@@ -100,7 +113,7 @@ impl StrategyPlugin {
         function: &'static str,
         f: impl FnOnce(&mut wasmtime::Store<PluginState>, &Strategy) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        call(&self.runtime, &self.loaded, function, f)
+        call(&self.runtime, &self.loaded, &self.limits, function, f)
     }
 }
 
@@ -108,16 +121,17 @@ impl StrategyPlugin {
 fn call<R>(
     runtime: &PluginRuntime,
     loaded: &Loaded,
+    limits: &Limits,
     function: &'static str,
     f: impl FnOnce(&mut wasmtime::Store<PluginState>, &Strategy) -> wasmtime::Result<R>,
 ) -> Result<R, PluginError> {
-    let mut store = runtime.store(&loaded.name);
+    let mut store = runtime.store(&loaded.name, limits);
     let result = loaded
         .pre
         .instantiate(&mut store)
         .and_then(|instance| f(&mut store, &instance));
     store.data_mut().reset_log();
-    result.map_err(|e| runtime.call_error(&loaded.name, function, e))
+    result.map_err(|e| runtime.call_error(&loaded.name, function, e, limits))
 }
 
 impl Default for Description {

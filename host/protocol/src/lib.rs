@@ -44,7 +44,7 @@ pub use firmware::{
     CameFrom, Compatibility, Firmware, FirmwareDetail, FirmwareQuery, FirmwareRegistration, Sunset,
 };
 pub use groups::{DeviceGroup, GroupCreation, GroupFilter, ResolvedGroup};
-pub use plugins::{PluginInfo, PluginLimits};
+pub use plugins::{PluginInfo, PluginLimitOverrides, PluginLimits};
 pub use state::{
     AssignmentKind, AssignmentMode, DeploymentState, DeviceState, DeviceStatus, FirmwareStatus,
     LineageHow, Outcome, PluginKind, Spelling, UnknownValue,

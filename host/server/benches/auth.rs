@@ -23,6 +23,7 @@ fn bench(c: &mut Criterion) {
         enrollment: None,
         unchecked_devices: false,
         plugin_limits: Default::default(),
+        plugin_ceilings: Default::default(),
     };
     let state = hotswap_server::state(&config).unwrap();
     let device_token = new_secret("hsw_dev_").unwrap();

@@ -28,6 +28,9 @@ pub struct ServerConfig {
     pub unchecked_devices: bool,
     /// What every plugin runs under (`[plugin-limits]`).
     pub plugin_limits: hotswap_plugin_host::Limits,
+    /// The most a plugin may ask for at upload (`[plugin-ceilings]`, each key left out at its
+    /// `[plugin-limits]` value).
+    pub plugin_ceilings: hotswap_plugin_host::Limits,
 }
 
 /// How devices enroll themselves.
@@ -70,6 +73,10 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 /// fuel-per-call = 10000000000
 /// max-core-instances = 64
 /// max-memories = 3
+///
+/// [plugin-ceilings]        # the most one plugin may ask for at upload; left out: as above
+/// fuel-per-call = 40000000000
+/// deadline-ms = 30000
 /// ```
 #[derive(Debug, Default, serde::Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -101,6 +108,8 @@ pub struct FileConfig {
     pub auto_accept_enrolled: bool,
     #[serde(default)]
     pub plugin_limits: hotswap_plugin_host::Limits,
+    #[serde(default)]
+    pub plugin_ceilings: hotswap_protocol::PluginLimitOverrides,
 }
 
 impl FileConfig {
@@ -257,6 +266,12 @@ pub fn resolve(
             })
         }
     };
+    let plugin_ceilings = file.plugin_limits.with(&file.plugin_ceilings);
+    if let Some((key, limit, ceiling)) = file.plugin_limits.first_above(&plugin_ceilings) {
+        anyhow::bail!(
+            "[plugin-ceilings] `{key}` is {ceiling}, below its [plugin-limits] value {limit}: a ceiling is the most a plugin may ask for"
+        );
+    }
     Ok((
         listen,
         ServerConfig {
@@ -269,6 +284,7 @@ pub fn resolve(
             enrollment,
             unchecked_devices: overrides.unchecked_devices,
             plugin_limits: file.plugin_limits,
+            plugin_ceilings,
         },
     ))
 }
@@ -442,6 +458,31 @@ mod tests {
         );
         let err = FileConfig::parse("[plugin-limits]\nmax-instances = 64\n", "test").unwrap_err();
         assert!(format!("{err:#}").contains("max-instances"), "{err:#}");
+        // The ceilings are the limits unless raised, key by key.
+        assert_eq!(config.plugin_ceilings, limits);
+        let file = FileConfig::parse(
+            "[plugin-limits]\nfuel-per-call = 1000\n[plugin-ceilings]\nfuel-per-call = 5000\ndeadline-ms = 60000\n",
+            "test",
+        )
+        .unwrap();
+        let (_, config) = resolve(Overrides::default(), file).unwrap();
+        assert_eq!(config.plugin_ceilings.fuel_per_call, 5000);
+        assert_eq!(
+            config.plugin_ceilings.deadline,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(config.plugin_ceilings.max_core_instances, 16);
+        let low = FileConfig::parse("[plugin-ceilings]\nmax-core-instances = 4\n", "test").unwrap();
+        let err = resolve(Overrides::default(), low).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(
+                "[plugin-ceilings] `max-core-instances` is 4, below its [plugin-limits] value 16"
+            ),
+            "{err:#}"
+        );
+        // Only what one plugin may ask for has a ceiling.
+        let err = FileConfig::parse("[plugin-ceilings]\nstack-bytes = 1\n", "test").unwrap_err();
+        assert!(format!("{err:#}").contains("stack-bytes"), "{err:#}");
     }
 
     #[test]

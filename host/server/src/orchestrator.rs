@@ -236,7 +236,18 @@ impl Orchestrator {
                     .blobs()
                     .get(sha)
                     .map_err(|e| format!("the health policy's component is missing: {e}"))?;
-                runtime.load_health_policy(&bytes)
+                // Under the limits it was uploaded with; a plugin deleted since runs under
+                // the server's.
+                let stored = self
+                    .store
+                    .plugin_by_sha256(sha)
+                    .map_err(|e| format!("reading the health policy's record: {e}"))?;
+                let limits = match stored {
+                    Some(p) => crate::api::plugins::limits_of(runtime, &p)
+                        .map_err(|e| format!("the health policy's limits: {}", e.message()))?,
+                    None => *runtime.limits(),
+                };
+                runtime.load_health_policy_with(&bytes, &limits)
             }
         };
         policy

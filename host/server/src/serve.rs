@@ -26,6 +26,7 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: Some(config.data_dir.join("compiled")),
         limits: config.plugin_limits,
+        ceilings: Some(config.plugin_ceilings),
     })?;
     Ok(Arc::new(AppState {
         store: Arc::new(store),

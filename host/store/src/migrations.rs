@@ -17,6 +17,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_users.sql"),
     include_str!("../migrations/0010_enrollment.sql"),
     include_str!("../migrations/0011_firmware_lifecycle.sql"),
+    include_str!("../migrations/0012_plugin_limits.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -17,9 +17,11 @@ pub struct StoredPlugin {
     /// JSON text.
     pub params_schema: String,
     pub created_at: UnixSeconds,
+    /// The limits it asked for at upload, JSON text (`{}` for none).
+    pub limits: String,
 }
 
-const COLUMNS: &str = "name, version, kind, sha256, summary, params_schema, created_at";
+const COLUMNS: &str = "name, version, kind, sha256, summary, params_schema, created_at, limits";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredPlugin> {
     Ok(StoredPlugin {
@@ -30,6 +32,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredPlugin> {
         summary: r.get(4)?,
         params_schema: r.get(5)?,
         created_at: UnixSeconds(r.get(6)?),
+        limits: r.get(7)?,
     })
 }
 
@@ -53,7 +56,9 @@ impl Store {
             ))),
             None => {
                 conn.execute(
-                    &format!("INSERT INTO plugins ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                    &format!(
+                        "INSERT INTO plugins ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                    ),
                     params![
                         p.name,
                         p.version,
@@ -61,7 +66,8 @@ impl Store {
                         p.sha256,
                         p.summary,
                         p.params_schema,
-                        self.clock.now().seconds().0
+                        self.clock.now().seconds().0,
+                        p.limits
                     ],
                 )?;
                 Ok(true)
@@ -78,6 +84,19 @@ impl Store {
             )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("no plugin {name}@{version}")))
+    }
+
+    /// The uploaded plugin with these bytes, if any (a deployment records its health policy's
+    /// hash).
+    pub fn plugin_by_sha256(&self, sha256: &str) -> Result<Option<StoredPlugin>, StoreError> {
+        Ok(self
+            .reader()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM plugins WHERE sha256 = ?1 ORDER BY id LIMIT 1"),
+                [sha256],
+                from_row,
+            )
+            .optional()?)
     }
 
     pub fn list_plugins(&self) -> Result<Vec<StoredPlugin>, StoreError> {

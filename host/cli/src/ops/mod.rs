@@ -214,7 +214,17 @@ pub struct PluginsArgs {
 #[derive(Subcommand)]
 pub enum PluginsCommand {
     /// Upload a strategy or health policy component (.wasm).
-    Upload { file: PathBuf },
+    Upload {
+        file: PathBuf,
+        /// Ask for the limits of this file's `[plugin-limits]` table (a plugin project's
+        /// `hotswap.toml`), each at most the server's `[plugin-ceilings]`.
+        #[arg(long)]
+        limits: Option<PathBuf>,
+        /// Ask for one limit, `KEY=VALUE` with a key of `[plugin-limits]` (repeatable; over
+        /// `--limits`).
+        #[arg(long = "limit", value_name = "KEY=VALUE")]
+        limit: Vec<String>,
+    },
     /// The built-in and uploaded plugins.
     List,
     /// One plugin, with the JSON Schema of its parameters.
@@ -658,13 +668,57 @@ pub async fn groups(a: GroupsArgs, out: &mut dyn Write) -> Result<ExitCode> {
     }
 }
 
+/// The limits an upload asks for: a file's `[plugin-limits]`, then each `KEY=VALUE` over it.
+fn asked_limits(
+    file: Option<&std::path::Path>,
+    each: &[String],
+) -> Result<hotswap_protocol::PluginLimitOverrides> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    struct Project {
+        #[serde(default)]
+        plugin_limits: toml::Table,
+    }
+    let mut table = toml::Table::new();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| usage(format!("reading {}: {e}", path.display())))?;
+        let project: Project =
+            toml::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        table = project.plugin_limits;
+    }
+    for kv in each {
+        let (key, value) = kv.split_once('=').ok_or_else(|| {
+            usage(format!(
+                "--limit {kv:?}: KEY=VALUE, such as fuel-per-call=20000000000"
+            ))
+        })?;
+        let value: i64 = value
+            .trim()
+            .parse()
+            .map_err(|_| usage(format!("--limit {kv:?}: the value must be a whole number")))?;
+        table.insert(key.trim().to_string(), toml::Value::Integer(value));
+    }
+    let asked: hotswap_protocol::PluginLimitOverrides = table.try_into().map_err(|e| {
+        usage(format!(
+            "the limits asked for: {e} (a plugin may ask for max-component-bytes, max-core-instances, max-memories, fuel-per-call, memory-bytes, deadline-ms, log-lines-per-call)"
+        ))
+    })?;
+    Ok(asked)
+}
+
 pub async fn plugins(a: PluginsArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let api = &a.api;
     match a.command {
-        PluginsCommand::Upload { file } => {
+        PluginsCommand::Upload {
+            file,
+            limits,
+            limit,
+        } => {
+            let asked = asked_limits(limits.as_deref(), &limit)?;
             let bytes = std::fs::read(&file)
                 .map_err(|e| usage(format!("reading {}: {e}", file.display())))?;
-            let p = api.client()?.upload_plugin(&bytes).await?;
+            let p = api.client()?.upload_plugin_with(&bytes, &asked).await?;
             api.print(out, &p, |out, p| {
                 Ok(writeln!(
                     out,

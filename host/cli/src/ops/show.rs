@@ -269,20 +269,34 @@ pub fn group(out: &mut dyn Write, g: &ResolvedGroup) -> Result<()> {
 pub fn plugins(out: &mut dyn Write, list: &Vec<PluginInfo>) -> Result<()> {
     table(
         out,
-        ["NAME", "VERSION", "KIND", "SOURCE", "SUMMARY"],
+        ["NAME", "VERSION", "KIND", "SOURCE", "OWN LIMITS", "SUMMARY"],
         list.iter().map(|p| {
             [
                 p.name.clone(),
                 p.version.clone(),
                 p.kind.to_string(),
                 if p.builtin { "built-in" } else { "uploaded" }.into(),
+                own_limits(&p.limits),
                 p.summary.clone(),
             ]
         }),
     )
 }
 
-/// The server's `[plugin-limits]`, under the plugin table.
+/// The limits a plugin asked for at upload, `key=value` each; `-` for none.
+fn own_limits(l: &hotswap_protocol::PluginLimitOverrides) -> String {
+    let given = l.given();
+    if given.is_empty() {
+        return "-".into();
+    }
+    given
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The server's `[plugin-limits]` and `[plugin-ceilings]`, under the plugin table.
 pub fn plugin_limits(out: &mut dyn Write, l: &hotswap_protocol::PluginLimits) -> Result<()> {
     writeln!(
         out,
@@ -294,6 +308,11 @@ pub fn plugin_limits(out: &mut dyn Write, l: &hotswap_protocol::PluginLimits) ->
         l.memory_bytes,
         l.deadline_ms,
         l.log_lines_per_call
+    )?;
+    writeln!(
+        out,
+        "a plugin may ask at upload for up to: {}",
+        own_limits(&l.ceilings)
     )?;
     Ok(())
 }
@@ -310,6 +329,9 @@ pub fn plugin(out: &mut dyn Write, p: &PluginInfo) -> Result<()> {
     writeln!(out, "  {}", p.summary)?;
     if !p.sha256.is_empty() {
         writeln!(out, "  sha256 {}", p.sha256)?;
+    }
+    if !p.builtin {
+        writeln!(out, "  own limits: {}", own_limits(&p.limits))?;
     }
     writeln!(
         out,

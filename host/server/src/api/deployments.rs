@@ -72,12 +72,12 @@ fn config_text(field: &str, value: Option<Value>) -> Result<String, ApiError> {
 }
 
 /// The uploaded plugin of `kind` called `name`: `name@version`, or `name` for its newest
-/// upload; `None` when `name` is a built-in. Returns the name to record and the component's hash.
+/// upload; `None` when `name` is a built-in. Returns the name to record and the stored plugin.
 fn uploaded(
     state: &AppState,
     kind: PluginKind,
     name: &str,
-) -> Result<Option<(String, String)>, ApiError> {
+) -> Result<Option<(String, hotswap_store::StoredPlugin)>, ApiError> {
     if builtin(kind, name).is_some() {
         return Ok(None);
     }
@@ -87,7 +87,7 @@ fn uploaded(
         None => uploaded.into_iter().rev().find(|p| p.name == name),
     };
     match found.filter(|p| p.kind == kind) {
-        Some(p) => Ok(Some((format!("{}@{}", p.name, p.version), p.sha256))),
+        Some(p) => Ok(Some((format!("{}@{}", p.name, p.version), p))),
         None => {
             let builtins: Vec<&str> = BUILTINS
                 .iter()
@@ -109,9 +109,10 @@ fn strategy(state: &AppState, name: &str) -> Result<(String, StrategyPlugin), Ap
             let plugin = state.runtime.builtin_strategy(name)?;
             Ok((plugin.name().to_string(), plugin))
         }
-        Some((recorded, sha)) => {
-            let bytes = state.store.blobs().get(&sha)?;
-            let plugin = state.runtime.load_strategy(&bytes)?;
+        Some((recorded, stored)) => {
+            let bytes = state.store.blobs().get(&stored.sha256)?;
+            let limits = super::plugins::limits_of(&state.runtime, &stored)?;
+            let plugin = state.runtime.load_strategy_with(&bytes, &limits)?;
             Ok((recorded, plugin))
         }
     }
@@ -128,10 +129,11 @@ fn health_policy(
             let plugin = state.runtime.builtin_health_policy(name)?;
             Ok((plugin.name().to_string(), None, plugin))
         }
-        Some((recorded, sha)) => {
-            let bytes = state.store.blobs().get(&sha)?;
-            let plugin = state.runtime.load_health_policy(&bytes)?;
-            Ok((recorded, Some(sha), plugin))
+        Some((recorded, stored)) => {
+            let bytes = state.store.blobs().get(&stored.sha256)?;
+            let limits = super::plugins::limits_of(&state.runtime, &stored)?;
+            let plugin = state.runtime.load_health_policy_with(&bytes, &limits)?;
+            Ok((recorded, Some(stored.sha256), plugin))
         }
     }
 }

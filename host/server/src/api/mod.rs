@@ -13,7 +13,7 @@ mod firmware;
 mod groups;
 mod metrics;
 pub mod openapi;
-mod plugins;
+pub(crate) mod plugins;
 mod protocol;
 mod tokens;
 mod users;
@@ -257,6 +257,11 @@ impl ApiError {
         self.status
     }
 
+    /// What the client is told.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// The same error, its message led by `prefix` (where in a batch it happened).
     pub fn prefixed(self, prefix: &str) -> Self {
         ApiError {
@@ -317,6 +322,7 @@ impl From<PluginError> for ApiError {
             PluginError::NotWasm
             | PluginError::CoreModule { .. }
             | PluginError::OverLimit { .. }
+            | PluginError::AboveCeiling { .. }
             | PluginError::Invalid(_)
             | PluginError::ForbiddenImport { .. }
             | PluginError::WrongWorld { .. }

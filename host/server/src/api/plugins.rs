@@ -4,21 +4,54 @@
 //! An upload is the component's bytes as the request body. It goes through the plugin runtime's
 //! checks (WebAssembly component, the right world, no import beyond the log, a sane `describe`)
 //! and is refused with the runtime's message when any fails; its name and version come from its
-//! own `describe`.
+//! own `describe`. The query may ask for limits of the plugin's own
+//! ([`hotswap_protocol::PluginLimitOverrides`]), each at most the server's `[plugin-ceilings]`;
+//! they are stored with it and every later load of the plugin runs under them.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use hotswap_plugin_host::{BUILTINS, PluginError};
-use hotswap_protocol::{PluginInfo, UnixSeconds};
+use hotswap_protocol::{PluginInfo, PluginLimitOverrides, UnixSeconds};
 use hotswap_store::StoredPlugin;
 use serde_json::Value;
 
 use super::{ApiError, AppState, blocking};
 use hotswap_protocol::ErrorBody;
+
+/// The limits a stored plugin asked for at upload.
+fn asked(p: &StoredPlugin) -> Result<PluginLimitOverrides, ApiError> {
+    serde_json::from_str(&p.limits).map_err(|e| {
+        ApiError::internal(format!(
+            "stored limits of plugin {}@{}: {e}",
+            p.name, p.version
+        ))
+    })
+}
+
+/// What a stored plugin runs under: the server's limits with its own over them, each at most
+/// the ceilings (lowered since it was uploaded, a ceiling wins).
+pub(crate) fn limits_of(
+    runtime: &hotswap_plugin_host::PluginRuntime,
+    p: &StoredPlugin,
+) -> Result<hotswap_plugin_host::Limits, ApiError> {
+    let own = runtime.limits().with(&asked(p)?);
+    let ceilings = runtime.ceilings();
+    Ok(hotswap_plugin_host::Limits {
+        max_component_bytes: own.max_component_bytes.min(ceilings.max_component_bytes),
+        max_core_instances: own.max_core_instances.min(ceilings.max_core_instances),
+        max_memories: own.max_memories.min(ceilings.max_memories),
+        fuel_per_call: own.fuel_per_call.min(ceilings.fuel_per_call),
+        memory_bytes: own.memory_bytes.min(ceilings.memory_bytes),
+        deadline: own.deadline.min(ceilings.deadline),
+        log_lines_per_call: own.log_lines_per_call.min(ceilings.log_lines_per_call),
+        ..own
+    })
+}
 
 /// An uploaded plugin as operators see it. Its schema was checked to be a JSON object when it
 /// was uploaded; one that no longer reads is the store's failure, never shown as null.
@@ -29,8 +62,10 @@ fn info(p: StoredPlugin) -> Result<PluginInfo, ApiError> {
             p.name, p.version
         ))
     })?;
+    let limits = asked(&p)?;
     Ok(PluginInfo {
         params_schema,
+        limits,
         name: p.name,
         version: p.version,
         kind: p.kind,
@@ -46,6 +81,7 @@ fn info(p: StoredPlugin) -> Result<PluginInfo, ApiError> {
     operation_id = "uploadPlugin",
     tag = "plugins",
     summary = "Upload a strategy or health policy component",
+    params(PluginLimitOverrides),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The WebAssembly component (any Content-Type is taken; the client sends application/wasm)"),
     responses(
         (status = 201, description = "Stored", body = PluginInfo),
@@ -55,28 +91,37 @@ fn info(p: StoredPlugin) -> Result<PluginInfo, ApiError> {
 )]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
+    query: Result<Query<PluginLimitOverrides>, QueryRejection>,
     request: axum::extract::Request,
 ) -> Result<(StatusCode, Json<PluginInfo>), ApiError> {
-    let limit = state.runtime.limits().max_component_bytes;
+    let Query(asked) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limits = state
+        .runtime
+        .limits()
+        .overridden(&asked, state.runtime.ceilings())?;
+    let limit = limits.max_component_bytes;
     let bytes: Bytes = axum::body::to_bytes(request.into_body(), limit)
         .await
         .map_err(|_| {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
-                    "the component is over {limit} bytes, the limit: raise `max-component-bytes` in the server's [plugin-limits]"
+                    "the component is over {limit} bytes, the limit: ask for more with `max-component-bytes` (within the server's [plugin-ceilings]) or raise it in its [plugin-limits]"
                 ),
             )
         })?;
     let state2 = state.clone();
     let (created, stored) =
         tokio::task::spawn_blocking(move || -> Result<(bool, StoredPlugin), ApiError> {
-            let plugin = state2.runtime.load(&bytes).map_err(|e| match e {
-                PluginError::TooLarge { .. } | PluginError::Busy(_) | PluginError::Runtime(_) => {
-                    ApiError::from(e)
-                }
-                other => ApiError::from(other).prefixed("plugin refused"),
-            })?;
+            let plugin = state2
+                .runtime
+                .load_with(&bytes, &limits)
+                .map_err(|e| match e {
+                    PluginError::TooLarge { .. }
+                    | PluginError::Busy(_)
+                    | PluginError::Runtime(_) => ApiError::from(e),
+                    other => ApiError::from(other).prefixed("plugin refused"),
+                })?;
             let d = plugin.description();
             if BUILTINS
                 .iter()
@@ -100,6 +145,7 @@ pub async fn upload(
                 summary: d.summary.clone(),
                 params_schema: d.params_schema.clone(),
                 created_at: UnixSeconds::default(),
+                limits: serde_json::to_string(&asked).map_err(ApiError::internal)?,
             };
             let created = state2.store.add_plugin(&stored)?;
             Ok((created, state2.store.plugin(&stored.name, &stored.version)?))
@@ -119,9 +165,9 @@ pub async fn upload(
     path = "/api/v1/plugin-limits",
     operation_id = "pluginLimits",
     tag = "plugins",
-    summary = "The limits every plugin runs under on this server",
+    summary = "The limits plugins run under on this server, and the most one may ask for",
     responses(
-        (status = 200, description = "The server's [plugin-limits]", body = hotswap_protocol::PluginLimits),
+        (status = 200, description = "The server's [plugin-limits] and [plugin-ceilings]", body = hotswap_protocol::PluginLimits),
     )
 )]
 pub async fn limits(State(state): State<Arc<AppState>>) -> Json<hotswap_protocol::PluginLimits> {
@@ -137,6 +183,7 @@ pub async fn limits(State(state): State<Arc<AppState>>) -> Json<hotswap_protocol
         log_lines_per_call: l.log_lines_per_call,
         log_line_bytes: l.log_line_bytes as u64,
         pool_instances: l.pool_instances,
+        ceilings: state.runtime.ceilings().as_overrides(),
     })
 }
 
@@ -166,6 +213,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<PluginI
                 params_schema: serde_json::from_str(&d.params_schema)
                     .map_err(ApiError::internal)?,
                 sha256: plugin.content_hash(),
+                limits: PluginLimitOverrides::default(),
             });
         }
         for p in state.store.list_plugins()? {
