@@ -528,14 +528,17 @@ pub struct PlanArgs {
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
-    /// Make a plugin project that builds and passes its own tests out of the box.
+    /// Make a plugin (or device agent) project that builds and passes its own tests out of the
+    /// box.
     New(crate::kit::NewArgs),
     /// Build the project in this folder (or DIR) into a component of its world.
     Build(crate::kit::BuildArgs),
     /// Check a component the way an upload is checked, print its description and parameter
-    /// schema, then run it once on a generated fleet.
+    /// schema, then run it once on a generated fleet; or an agent (a core module) the way a
+    /// device checks it, then try it.
     Check(CheckArgs),
-    /// Run a strategy over a fleet, or a health policy over a scenario of waves.
+    /// Run a strategy over a fleet, a health policy over a scenario of waves, or an agent over
+    /// steps of sensor readings.
     Simulate(crate::kit::SimulateArgs),
     /// Run a health policy over every decision a deployment recorded, and show where it would
     /// have decided otherwise.
@@ -551,6 +554,10 @@ pub struct CheckArgs {
     pub config: String,
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// An agent: a sensor reading its trial sees, `NAME=VALUE` (repeatable)
+    /// [default: temperature=21.5].
+    #[arg(long)]
+    pub sensor: Vec<String>,
     #[command(flatten)]
     pub limits: crate::kit::LimitsArgs,
 }

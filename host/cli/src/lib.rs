@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod agent_kit;
 pub mod args;
 pub mod checkin;
 pub mod contexts;
