@@ -25,6 +25,10 @@ pub const PLUGIN_WIT: [(&str, &str); 3] = [
     ("health.wit", include_str!("../../../wit/plugin/health.wit")),
 ];
 
+/// The WIT of the agent world, as devices run it: written into every new agent project.
+pub const AGENT_WIT: [(&str, &str); 1] =
+    [("agent.wit", include_str!("../../../wit/agent/agent.wit"))];
+
 /// The wit-bindgen a new Rust project uses: the version this workspace builds its own plugins
 /// with (a test holds the two together).
 pub const WIT_BINDGEN_VERSION: &str = "0.61.1";
@@ -49,6 +53,8 @@ pub const DIST: &str = "dist";
 pub enum Kind {
     Strategy,
     HealthPolicy,
+    /// A device agent: a core module for the device's interpreter, not a component.
+    Agent,
 }
 
 impl Lang {
@@ -66,6 +72,7 @@ impl Kind {
         match self {
             Kind::Strategy => "strategy",
             Kind::HealthPolicy => "health-policy",
+            Kind::Agent => "agent",
         }
     }
 }
@@ -137,6 +144,7 @@ impl LimitsArgs {
         };
         Ok(PluginRuntime::new(RuntimeConfig {
             limits,
+            ceilings: None,
             cache_dir: compiled_cache(),
         })?)
     }
@@ -171,11 +179,16 @@ fn fill(template: &str, values: &[(&str, &str)]) -> String {
 pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
     check_name(&a.name)?;
     match (a.lang, a.kind) {
-        (Lang::Rust, _) | (Lang::Python | Lang::Js, Kind::Strategy) => {}
-        (lang, kind) => anyhow::bail!(UsageError(format!(
-            "--lang {} for a {}: not built yet (Rust makes both kinds, Python and JavaScript strategies)",
+        (_, Kind::Strategy | Kind::HealthPolicy) | (Lang::Rust, Kind::Agent) => {}
+        (lang, Kind::Agent) => anyhow::bail!(UsageError(format!(
+            "--lang {}: agents are written in Rust, as they must fit a {}-byte device slot with the code that runs them (an interpreter of {} does not)",
             lang.name(),
-            kind.world()
+            crate::agent_kit::MAX_AGENT_BYTES,
+            if lang == Lang::Python {
+                "Python"
+            } else {
+                "JavaScript"
+            }
         ))),
     }
     let dir = a.dir.unwrap_or_else(|| PathBuf::from(&a.name));
@@ -197,18 +210,19 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
             "--scenario scenario.json",
             "health-policy",
         ),
+        Kind::Agent => (include_str!("../templates/agent/lib.rs"), "", ""),
     };
     let (limits, needs) = match a.lang {
         Lang::Python => (
             " --server-config hotswap.toml",
             format!(
-                "\nThe build needs componentize-py ({COMPONENTIZE_PY_VERSION}): `pip install componentize-py=={COMPONENTIZE_PY_VERSION}`.\nA Python component bundles the interpreter, so the server must allow it: `hotswap.toml`\nholds the `[plugin-limits]` it needs, and the commands below check it under them.\n"
+                "\nThe build needs componentize-py ({COMPONENTIZE_PY_VERSION}): `pip install componentize-py=={COMPONENTIZE_PY_VERSION}`.\nA Python component bundles the interpreter, so the server must allow it: `hotswap.toml`\nholds the `[plugin-limits]` it needs: the commands below check it under them, and the upload\nasks the server for them (within its `[plugin-ceilings]`).\n"
             ),
         ),
         Lang::Js => (
             " --server-config hotswap.toml",
             format!(
-                "\nThe build needs componentize-js ({COMPONENTIZE_JS_VERSION}): `npm install` here installs it.\nA JavaScript component bundles its engine, so the server must allow it: `hotswap.toml`\nholds the `[plugin-limits]` it needs, and the commands below check it under them.\n"
+                "\nThe build needs componentize-js ({COMPONENTIZE_JS_VERSION}): `npm install` here installs it.\nA JavaScript component bundles its engine, so the server must allow it: `hotswap.toml`\nholds the `[plugin-limits]` it needs: the commands below check it under them, and the upload\nasks the server for them (within its `[plugin-ceilings]`).\n"
             ),
         ),
         Lang::Rust => ("", String::new()),
@@ -228,14 +242,23 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
         ("test", test),
         ("wit_bindgen", WIT_BINDGEN_VERSION),
         ("limits", limits),
+        (
+            "upload_limits",
+            if limits.is_empty() {
+                ""
+            } else {
+                " --limits hotswap.toml"
+            },
+        ),
         ("needs", needs.as_str()),
         ("componentize_js", COMPONENTIZE_JS_VERSION),
     ];
+    let readme = match a.kind {
+        Kind::Agent => include_str!("../templates/agent/README.md.tmpl"),
+        _ => include_str!("../templates/README.md.tmpl"),
+    };
     let mut files: Vec<(PathBuf, String)> = vec![
-        (
-            PathBuf::from("README.md"),
-            fill(include_str!("../templates/README.md.tmpl"), &values),
-        ),
+        (PathBuf::from("README.md"), fill(readme, &values)),
         (
             PathBuf::from(".gitignore"),
             "/target\n/dist\n__pycache__/\nnode_modules/\n".into(),
@@ -251,13 +274,22 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
     ];
     match a.lang {
         Lang::Python => {
-            for (name, text) in [
-                ("app.py", include_str!("../templates/python/app.py")),
-                ("logic.py", include_str!("../templates/python/logic.py")),
-                (
-                    "test_logic.py",
+            let code = match a.kind {
+                Kind::HealthPolicy => [
+                    include_str!("../templates/python/health/app.py"),
+                    include_str!("../templates/python/health/logic.py"),
+                    include_str!("../templates/python/health/test_logic.py"),
+                ],
+                _ => [
+                    include_str!("../templates/python/app.py"),
+                    include_str!("../templates/python/logic.py"),
                     include_str!("../templates/python/test_logic.py"),
-                ),
+                ],
+            };
+            for (name, text) in [
+                ("app.py", code[0]),
+                ("logic.py", code[1]),
+                ("test_logic.py", code[2]),
                 (
                     "hotswap.toml",
                     include_str!("../templates/python/hotswap.toml"),
@@ -267,18 +299,38 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
             }
         }
         Lang::Js => {
-            for (name, text) in [
-                ("app.js", include_str!("../templates/js/app.js")),
-                ("logic.js", include_str!("../templates/js/logic.js")),
-                (
-                    "logic.test.js",
+            let code = match a.kind {
+                Kind::HealthPolicy => [
+                    include_str!("../templates/js/health/app.js"),
+                    include_str!("../templates/js/health/logic.js"),
+                    include_str!("../templates/js/health/logic.test.js"),
+                ],
+                _ => [
+                    include_str!("../templates/js/app.js"),
+                    include_str!("../templates/js/logic.js"),
                     include_str!("../templates/js/logic.test.js"),
-                ),
+                ],
+            };
+            for (name, text) in [
+                ("app.js", code[0]),
+                ("logic.js", code[1]),
+                ("logic.test.js", code[2]),
                 ("package.json", include_str!("../templates/js/package.json")),
                 ("hotswap.toml", include_str!("../templates/js/hotswap.toml")),
             ] {
                 files.push((PathBuf::from(name), fill(text, &values)));
             }
+        }
+        Lang::Rust if a.kind == Kind::Agent => {
+            files.push((
+                PathBuf::from("Cargo.toml"),
+                fill(include_str!("../templates/agent/Cargo.toml.tmpl"), &values),
+            ));
+            files.push((
+                PathBuf::from(".cargo/config.toml"),
+                include_str!("../templates/agent/config.toml").into(),
+            ));
+            files.push((PathBuf::from("src/lib.rs"), fill(source, &values)));
         }
         Lang::Rust => {
             files.push((
@@ -288,7 +340,11 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
             files.push((PathBuf::from("src/lib.rs"), fill(source, &values)));
         }
     }
-    for (name, text) in PLUGIN_WIT {
+    let wit: &[(&str, &str)] = match a.kind {
+        Kind::Agent => &AGENT_WIT,
+        _ => &PLUGIN_WIT,
+    };
+    for (name, text) in wit {
         files.push((Path::new("wit").join(name), text.to_string()));
     }
     if a.kind == Kind::HealthPolicy {
@@ -335,6 +391,21 @@ pub fn build(a: BuildArgs, out: &mut dyn Write) -> Result<()> {
     let dist = a.dir.join(DIST);
     std::fs::create_dir_all(&dist).with_context(|| format!("making {}", dist.display()))?;
     let path = dist.join(format!("{}.wasm", manifest.name));
+    if manifest.kind == Kind::Agent {
+        let module = build_rust(&a.dir, &manifest)?;
+        let sensors = crate::agent_kit::sensors(&[])?;
+        crate::agent_kit::check(&module, "{}", &sensors, out)
+            .context("the built agent, checked as a device checks it")?;
+        std::fs::write(&path, &module).with_context(|| format!("writing {}", path.display()))?;
+        writeln!(
+            out,
+            "built {} ({} bytes): agent `{}`",
+            path.display(),
+            module.len(),
+            manifest.name
+        )?;
+        return Ok(());
+    }
     let component = match manifest.lang {
         Lang::Rust => build_rust(&a.dir, &manifest)?,
         Lang::Python => build_python(&a.dir, &manifest, &path)?,
@@ -359,6 +430,7 @@ pub fn build(a: BuildArgs, out: &mut dyn Write) -> Result<()> {
     let expected = match manifest.kind {
         Kind::Strategy => matches!(plugin, Plugin::Strategy(_)),
         Kind::HealthPolicy => matches!(plugin, Plugin::HealthPolicy(_)),
+        Kind::Agent => false,
     };
     if !expected {
         anyhow::bail!(
@@ -406,9 +478,12 @@ fn build_rust(dir: &Path, manifest: &Manifest) -> Result<Vec<u8>> {
         eprintln!("hotswap plugin build: {note}")
     })?;
     let target = hotswap_guest_build::TARGET;
+    // From the project's folder, so that its `.cargo/config.toml` (an agent's stack size)
+    // applies.
     let status = cmd
-        .args(["build", "--release", "--target", target, "--manifest-path"])
-        .arg(dir.join("Cargo.toml"))
+        .current_dir(dir)
+        .args(["build", "--release", "--target", target])
+        .args(["--manifest-path", "Cargo.toml"])
         // Flags and wrappers meant for a host build are not the plugin's.
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_BUILD_RUSTFLAGS")
@@ -432,6 +507,9 @@ fn build_rust(dir: &Path, manifest: &Manifest) -> Result<Vec<u8>> {
             module.display()
         )
     })?;
+    if manifest.kind == Kind::Agent {
+        return Ok(core);
+    }
     hotswap_guest_build::componentize(&core).with_context(|| {
         format!(
             "turning {} into a component of the `{}` world",
@@ -539,6 +617,13 @@ pub struct SimulateArgs {
     /// in the form `deployments decisions --json` prints them.
     #[arg(long)]
     pub scenario: Option<PathBuf>,
+    /// An agent: a sensor reading, `NAME=VALUE` or `NAME=FROM..TO` moving over the steps
+    /// (repeatable) [default: temperature=21.5].
+    #[arg(long)]
+    pub sensor: Vec<String>,
+    /// An agent: how many steps to run after its trial.
+    #[arg(long, default_value_t = 20)]
+    pub steps: u32,
     /// Print the plan or the verdicts as JSON.
     #[arg(long)]
     pub json: bool,
@@ -628,6 +713,12 @@ fn generated(a: &SimulateArgs) -> Result<Vec<hotswap_plan::fleet::Device>> {
 
 /// `hotswap plugin simulate`.
 pub fn simulate(a: SimulateArgs, out: &mut dyn Write) -> Result<()> {
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    if crate::agent_kit::is_core_module(&bytes) {
+        let sensors = crate::agent_kit::sensors(&a.sensor)?;
+        let config = a.config.as_deref().unwrap_or("{}");
+        return crate::agent_kit::simulate(&bytes, config, &sensors, a.steps, out);
+    }
     match load(&a.file, &a.limits)? {
         Plugin::Strategy(strategy) => {
             let devices = match &a.fleet {
