@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::support::hex;
 
-struct DeviceProcess {
+pub(crate) struct DeviceProcess {
     child: Child,
 }
 
@@ -25,7 +25,7 @@ fn bin() -> &'static str {
 }
 
 /// Starts `hotswap device` on `dir/flash.bin`, SMP on `dir/tty`; returns once the link exists.
-fn start(dir: &Path) -> DeviceProcess {
+pub(crate) fn start(dir: &Path) -> DeviceProcess {
     start_with(dir, &[])
 }
 
@@ -72,7 +72,7 @@ fn start_with(dir: &Path, extra: &[&str]) -> DeviceProcess {
 }
 
 /// `hotswap args...` in `dir`: exit code and standard output.
-fn hotswap(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+pub(crate) fn hotswap(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(bin())
         .args(args)
         .current_dir(dir)
@@ -83,7 +83,7 @@ fn hotswap(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     (out.status.code(), format!("{text}{err}"))
 }
 
-fn image(dir: &Path, agent: &str, version: &str) -> PathBuf {
+pub(crate) fn image(dir: &Path, agent: &str, version: &str) -> PathBuf {
     let file = format!("{version}.img");
     let (code, out) = hotswap(
         dir,
@@ -102,13 +102,13 @@ fn image(dir: &Path, agent: &str, version: &str) -> PathBuf {
     dir.join(file)
 }
 
-fn status(dir: &Path) -> String {
+pub(crate) fn status(dir: &Path) -> String {
     let (code, out) = hotswap(dir, &["push", "--device", "tty", "--status"]);
     assert_eq!(code, Some(0), "{out}");
     out
 }
 
-fn setup() -> tempfile::TempDir {
+pub(crate) fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("release.key"), hex(&[7; 32])).unwrap();
     dir

@@ -392,26 +392,67 @@ async fn interpreted_strategy(
     assert_eq!(refused.code, Some(1), "{refused:#?}");
     assert!(refused.err.contains(try_it.bad_config.1), "{refused:#?}");
 
-    // A server whose configuration takes the project's [plugin-limits].
+    // A server whose operator lets a plugin ask for what the project's [plugin-limits] says
+    // (its [plugin-ceilings]), while every other plugin keeps the defaults.
     let dir = data_dir();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let table = std::fs::read_to_string(project.join("hotswap.toml")).unwrap();
-    let _server = serve_with(dir.path(), port, &table).await;
+    let ceilings = table.replace("[plugin-limits]", "[plugin-ceilings]");
+    let _server = serve_with(dir.path(), port, &ceilings).await;
     let admin = std::fs::read_to_string(dir.path().join("data/admin.token")).unwrap();
     op.login(&url, admin.trim()).await;
     op.register("example:threshold-alarm", "1.0.0").await;
     op.register("example:threshold-alarm", "2.0.0").await;
+    let component = format!("{name}/dist/{name}.wasm");
+    // Under the defaults the component is too large, and the refusal says what to ask for.
+    let plain = op.run(&["plugins", "upload", &component]).await;
+    assert_eq!(plain.code, Some(1), "{plain:#?}");
+    assert!(plain.err.contains("`max-component-bytes`"), "{plain:#?}");
+    // Asking past a ceiling is refused by name.
+    let greedy = op
+        .run(&[
+            "plugins",
+            "upload",
+            &component,
+            "--limits",
+            &format!("{name}/hotswap.toml"),
+            "--limit",
+            "fuel-per-call=900000000000",
+        ])
+        .await;
+    assert_eq!(greedy.code, Some(1), "{greedy:#?}");
+    assert!(
+        greedy.err.contains("`fuel-per-call` 900000000000 asked for this plugin: it must be at least 1 and at most 20000000000"),
+        "{greedy:#?}"
+    );
     let up = op
-        .json(&["plugins", "upload", &format!("{name}/dist/{name}.wasm")])
+        .json(&[
+            "plugins",
+            "upload",
+            &component,
+            "--limits",
+            &format!("{name}/hotswap.toml"),
+        ])
         .await;
     assert_eq!(up["name"], name, "{up}");
-    // The operator sees the limits the server runs plugins under.
+    assert_eq!(up["limits"]["fuel-per-call"], 20_000_000_000u64, "{up}");
+    // The operator sees the defaults, the ceilings, and what this plugin asked for.
     let listed = op.ok(&["plugins", "list"]).await;
     assert!(
-        listed.contains("limits: components up to 33554432 bytes, 64 core instances"),
+        listed.contains("limits: components up to 8388608 bytes, 16 core instances"),
         "{listed}"
     );
+    let cores = table
+        .lines()
+        .find_map(|line| line.strip_prefix("max-core-instances = "))
+        .map(|n| n.trim().parse().unwrap())
+        .unwrap_or(hotswap_plugin_host::Limits::default().max_core_instances);
+    assert!(
+        listed.contains(&format!("a plugin may ask at upload for up to: max-component-bytes=33554432 max-core-instances={cores}")),
+        "{listed}"
+    );
+    assert!(listed.contains("fuel-per-call=20000000000"), "{listed}");
     let _fleet = crate::cli::example_fleet(&url, admin.trim(), 20, 0.0).await;
     let started = op
         .deploy(
@@ -683,4 +724,163 @@ async fn hostile_python_and_javascript_strategies_are_refused_or_stopped_by_name
             assert_eq!(ran.code, Some(0), "{name} after {attack}: {ran:#?}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rust_agent_goes_from_plugin_new_to_a_device_that_confirms_it() {
+    let op = Operator::new();
+    let out = ok_in(&op, ".", &["plugin", "new", "agent", "fan-control"]).await;
+    assert!(out.contains("made agent `fan-control`"), "{out}");
+    assert!(op.path("fan-control/wit/agent.wit").is_file());
+    // Agents are Rust only, and the refusal says why.
+    let refused = run_in(
+        &op,
+        ".",
+        &["plugin", "new", "agent", "py-agent", "--lang", "python"],
+    )
+    .await;
+    assert_eq!(refused.code, Some(2), "{refused:#?}");
+    assert!(
+        refused.err.contains("agents are written in Rust"),
+        "{refused:#?}"
+    );
+
+    let tested = cargo_test(op.path("fan-control")).await;
+    assert!(tested.contains("2 passed"), "{tested}");
+    let built = ok_in(&op, "fan-control", &["plugin", "build"]).await;
+    assert!(built.contains("built ./dist/fan-control.wasm"), "{built}");
+    assert!(built.contains("log info: fan-control ready"), "{built}");
+    let file = "dist/fan-control.wasm";
+    let checked = ok_in(&op, "fan-control", &["plugin", "check", file]).await;
+    assert!(
+        checked.contains("ok: agent,") && checked.contains("of the 14080 a slot holds"),
+        "{checked}"
+    );
+    // Without a temperature sensor the self-test fails, as it would on such a device.
+    let no_sensor = run_in(
+        &op,
+        "fan-control",
+        &["plugin", "check", file, "--sensor", "humidity=40"],
+    )
+    .await;
+    assert_eq!(no_sensor.code, Some(1), "{no_sensor:#?}");
+    assert!(
+        no_sensor.err.contains("no plausible temperature reading"),
+        "{no_sensor:#?}"
+    );
+    let simulated = ok_in(
+        &op,
+        "fan-control",
+        &[
+            "plugin",
+            "simulate",
+            file,
+            "--sensor",
+            "temperature=20..40",
+            "--steps",
+            "20",
+            "--config",
+            r#"{"limit": 28}"#,
+        ],
+    )
+    .await;
+    assert!(
+        simulated.contains("set fan=0") && simulated.contains("set fan=1"),
+        "{simulated}"
+    );
+    assert!(simulated.contains("20 steps: 0 failed"), "{simulated}");
+
+    // Signed as a version and pushed to a device over its pty: tried and confirmed.
+    let dir = crate::device::setup();
+    let d = dir.path();
+    let _device = crate::device::start(d);
+    let agent = op.path("fan-control").join(file);
+    crate::device::image(d, agent.to_str().unwrap(), "1.1.0");
+    let (code, out) = crate::device::hotswap(
+        d,
+        &[
+            "push",
+            "--device",
+            "tty",
+            "--agent",
+            "1.1.0.img",
+            "--confirm",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(crate::device::status(d).contains("slot 0: 1.1.0 active, confirmed"));
+}
+
+/// A health policy from `plugin new health-policy --lang LANG`: its own tests, the real build,
+/// and the verdicts over the template's scenario, the same as the Rust template's.
+async fn interpreted_health_policy(lang: &str, name: &str, setup: &[&[&str]], unit_test: &[&str]) {
+    let op = Operator::new();
+    let out = ok_in(
+        &op,
+        ".",
+        &["plugin", "new", "health-policy", name, "--lang", lang],
+    )
+    .await;
+    assert!(
+        out.contains(&format!("made health-policy `{name}`")),
+        "{out}"
+    );
+    let project = op.path(name);
+    for argv in setup.iter().chain([&unit_test]) {
+        let out = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{argv:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let built = ok_in(&op, name, &["plugin", "build"]).await;
+    assert!(
+        built.contains(&format!("health-policy `{name}` ")),
+        "{built}"
+    );
+    let file = format!("dist/{name}.wasm");
+    let limits = ["--server-config", "hotswap.toml"];
+    let mut simulate = vec!["plugin", "simulate", &file, "--scenario", "scenario.json"];
+    simulate.extend(limits);
+    let judged = ok_in(&op, name, &simulate).await;
+    for verdict in ["-> wait 5 s", "-> proceed", "-> roll back"] {
+        assert!(judged.contains(verdict), "{verdict}: {judged}");
+    }
+    assert!(
+        judged.contains("90 of 900 devices failed, more than 5%"),
+        "{judged}"
+    );
+    // A bad parameter is the policy's refusal, by name.
+    let mut bad = simulate.clone();
+    bad.extend(["--config", r#"{"maxFailurePercent": 101}"#]);
+    let refused = run_in(&op, name, &bad).await;
+    assert_eq!(refused.code, Some(1), "{refused:#?}");
+    assert!(
+        refused.err.contains("maxFailurePercent is 101"),
+        "{refused:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_javascript_health_policies_judge_a_scenario_as_the_rust_template_does() {
+    interpreted_health_policy(
+        "python",
+        "py-strict",
+        &[],
+        &["python3", "-m", "unittest", "-v"],
+    )
+    .await;
+    interpreted_health_policy(
+        "js",
+        "js-strict",
+        &[&["npm", "install", "--no-audit", "--no-fund"]],
+        &["npm", "test"],
+    )
+    .await;
 }
