@@ -106,7 +106,7 @@ pub async fn upload(
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
-                    "the component is over {limit} bytes, the limit: ask for more with `max-component-bytes` (within the server's [plugin-ceilings]) or raise it in its [plugin-limits]"
+                    "the component is over {limit} bytes, the limit: raise `max-component-bytes` (for this plugin at upload, within the server's [plugin-ceilings], or in its [plugin-limits])"
                 ),
             )
         })?;
