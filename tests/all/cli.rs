@@ -703,3 +703,55 @@ async fn long_running_commands_stop_on_sigterm_with_their_summary() {
     op.ok(&["deployments", "cancel", &id]).await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_writes_json_log_lines_with_log_format_json() {
+    let dir = data_dir();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+    // No trusted key: the server warns at start, the line to read back.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hotswap-under-test"))
+        .args(["serve", "--log-format", "json", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env_remove("RUST_LOG")
+        .stderr(log)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    hotswap_client::Client::new(&format!("http://127.0.0.1:{port}"))
+        .unwrap()
+        .wait_until_up(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let warning = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("no trusted release keys"))
+        })
+        .unwrap_or_else(|| panic!("no JSON warning in {text}"));
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    assert!(warning["timestamp"].is_string(), "{warning}");
+    assert!(warning["target"].is_string(), "{warning}");
+    // A value that is not a format is refused as a usage error.
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_hotswap-under-test"))
+        .args(["serve", "--log-format", "xml"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("xml"));
+}
