@@ -73,6 +73,7 @@ pub struct Orchestrator {
     doorbell: Arc<Doorbell>,
     sessions: HashMap<i64, HealthSession>,
     judged: HashMap<i64, Judged>,
+    timings: crate::api::PluginTimings,
 }
 
 /// Stops the orchestrator's thread when dropped.
@@ -91,13 +92,20 @@ impl Drop for Running {
 }
 
 impl Orchestrator {
-    pub fn new(store: Arc<Store>, runtime: PluginRuntime, doorbell: Arc<Doorbell>) -> Orchestrator {
+    /// An orchestrator over `store`; its health-policy calls are timed into `timings`.
+    pub fn new(
+        store: Arc<Store>,
+        runtime: PluginRuntime,
+        doorbell: Arc<Doorbell>,
+        timings: crate::api::PluginTimings,
+    ) -> Orchestrator {
         Orchestrator {
             store,
             runtime,
             doorbell,
             sessions: HashMap::new(),
             judged: HashMap::new(),
+            timings,
         }
     }
 
@@ -211,7 +219,14 @@ impl Orchestrator {
         let session = self.sessions.get_mut(&d.id).expect("inserted above");
         let stats = WaveStats::from(&view.stats);
         let samples: Vec<HealthSample> = view.samples.iter().map(HealthSample::from).collect();
-        match session.evaluate(&d.health_config, &stats, &samples) {
+        let started = std::time::Instant::now();
+        let verdict = session.evaluate(&d.health_config, &stats, &samples);
+        self.timings.observe(
+            hotswap_protocol::PluginKind::HealthPolicy,
+            "evaluate",
+            started.elapsed().as_secs_f64(),
+        );
+        match verdict {
             Ok(verdict) => verdict,
             Err(e) => {
                 self.sessions.remove(&d.id);

@@ -26,6 +26,17 @@ pub struct Transitioned {
     pub handed_out: Vec<String>,
 }
 
+/// How far an active deployment is, for the metrics: its wave and its devices by state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub id: i64,
+    /// 0-based.
+    pub current_wave: u32,
+    pub waves: u32,
+    /// Rollout assignments by state, every wave begun so far.
+    pub states: BTreeMap<DeviceState, u32>,
+}
+
 /// A deployment to start: the plan resolved to device ids.
 pub struct NewDeployment {
     pub firmware_id: i64,
@@ -209,6 +220,53 @@ impl Store {
         ))?;
         let rows = stmt.query_map([], deployment_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every active deployment's progress, in two statements whatever the fleet's size.
+    pub fn active_progress(&self) -> Result<Vec<Progress>, StoreError> {
+        let mut out: Vec<Progress> = self
+            .active_deployments()?
+            .into_iter()
+            .map(|d| Progress {
+                id: d.id,
+                current_wave: d.current_wave,
+                waves: d.waves,
+                states: BTreeMap::new(),
+            })
+            .collect();
+        if out.is_empty() {
+            return Ok(out);
+        }
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT a.deployment_id, a.state, COUNT(*) FROM assignments a JOIN deployments d ON d.id = a.deployment_id
+             WHERE d.state IN ('waiting-for-approval', 'running', 'paused', 'rolling-back') AND a.kind = 'rollout'
+             GROUP BY a.deployment_id, a.state",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let state: DeviceState = decode(1, &r.get::<_, String>(1)?)?;
+            if let Some(p) = out.iter_mut().find(|p| p.id == id) {
+                p.states.insert(state, r.get(2)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Seconds from an assignment's wave start to now: how long its device took to update.
+    pub fn assignment_age_seconds(&self, assignment_id: i64) -> Result<Option<f64>, StoreError> {
+        let started: Option<Option<i64>> = self
+            .reader()
+            .query_row(
+                "SELECT w.started_at FROM assignments a JOIN waves w ON w.deployment_id = a.deployment_id AND w.idx = a.wave
+                 WHERE a.id = ?1",
+                [assignment_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let now = self.clock.now().seconds().0;
+        Ok(started.flatten().map(|at| (now - at).max(0) as f64))
     }
 
     pub fn deployment_status(&self, id: i64) -> Result<DeploymentStatus, StoreError> {

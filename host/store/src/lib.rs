@@ -42,7 +42,7 @@ use rusqlite::{Connection, OptionalExtension};
 pub use auth::{MAX_AUDIT_PAGE, NewAudit, NewToken, UserRow};
 pub use blobs::BlobStore;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use deployments::{NewDeployment, NewWave, Transitioned};
+pub use deployments::{NewDeployment, NewWave, Progress, Transitioned};
 pub use devices::{DeviceFilter, NewDevice, parse_label};
 pub use firmware::{FirmwareFilter, InstalledVersions, NewFirmware};
 pub use inventory::MAX_LINEAGE_STEPS;

@@ -433,3 +433,123 @@ async fn a_rollback_stops_devices_still_downloading_and_waits_for_those_that_ins
     );
     server.stop().await;
 }
+
+/// The metric series a Grafana dashboard's queries name (`hotswap_...`).
+fn queried_series(dashboard: &Value) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![dashboard];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(expr)) = m.get("expr") {
+                    for (at, _) in expr.match_indices("hotswap_") {
+                        let name: String = expr[at..]
+                            .chars()
+                            .take_while(|c| {
+                                c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_'
+                            })
+                            .collect();
+                        out.insert(name);
+                    }
+                }
+                stack.extend(m.values());
+            }
+            Value::Array(a) => stack.extend(a),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The series of a `/metrics` text that have at least one sample.
+fn sampled_series(text: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grafana_dashboard_queries_only_series_a_rollout_exports() {
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../../../host/server/grafana/hotswap.json")).unwrap();
+    let queried = queried_series(&dashboard);
+    assert!(queried.len() >= 15, "{queried:?}");
+    let Rig {
+        dir: _dir,
+        server,
+        url,
+        client,
+        api,
+        ids: _,
+        devices,
+    } = Rig::start(&["1.0.0", "2.0.0"], 20).await;
+    let (status, started) = post(
+        &client,
+        format!("{url}/api/v1/deployments"),
+        &canary("2.0.0", json!({})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let id = started["id"].as_i64().unwrap();
+    // While it runs: its progress gauges. Paused, so that it is still running when scraped.
+    let (status, _) = post(
+        &client,
+        format!("{url}/api/v1/deployments/{id}/pause"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let fleet = Fleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
+    fleet.check_in_rounds(1).await;
+    let running = metrics_text(&client, &url).await;
+    assert!(
+        running.contains(&format!(
+            "hotswap_deployment_waves{{deployment=\"{id}\"}} 3"
+        )),
+        "{running}"
+    );
+    assert!(
+        running.contains(&format!("hotswap_deployment_wave{{deployment=\"{id}\"}} 1")),
+        "{running}"
+    );
+    let (status, _) = post(
+        &client,
+        format!("{url}/api/v1/deployments/{id}/resume"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let done = wait_for(&api, id, &["completed", "rolled-back", "paused"]).await;
+    assert_eq!(done["state"], "completed", "{done:#}");
+    fleet.stop().await;
+    let after = metrics_text(&client, &url).await;
+    // Every device's confirmation was timed; the plan and the verdicts too.
+    assert!(
+        after.contains("hotswap_device_update_duration_seconds_count 20"),
+        "{after}"
+    );
+    assert!(
+        after.contains(
+            "hotswap_plugin_call_duration_seconds_count{kind=\"strategy\",function=\"plan\"} 1"
+        ),
+        "{after}"
+    );
+    assert!(
+        after.contains("hotswap_plugin_call_duration_seconds_count{kind=\"health-policy\",function=\"evaluate\"}"),
+        "{after}"
+    );
+    assert!(
+        after.contains("hotswap_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/deployments\"}"),
+        "{after}"
+    );
+    let mut exported = sampled_series(&running);
+    exported.extend(sampled_series(&after));
+    let missing: Vec<&String> = queried.difference(&exported).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries {missing:?}, which /metrics does not export: {after}"
+    );
+    server.stop().await;
+}

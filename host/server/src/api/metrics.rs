@@ -2,6 +2,9 @@
 //! route layer, so unmatched paths cannot blow up the label space) and the sizes of the
 //! registries, read from the store at scrape time; deployments by state and devices by status,
 //! also read at scrape time; device check-ins and reports by state, counted as they arrive.
+//! Histograms of request latency by route, of plugin calls by kind and function, and of device
+//! updates from assignment to confirmation; each running deployment's devices by state and its
+//! wave, read at scrape time. `host/server/grafana/hotswap.json` is a dashboard over them.
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use hotswap_protocol::Spelling;
@@ -31,6 +35,62 @@ struct StateLabel {
     state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginCallLabels {
+    kind: String,
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeploymentLabels {
+    deployment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeploymentStateLabels {
+    deployment: String,
+    state: String,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Request latency: 0.5 ms to about 16 s.
+fn request_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Plugin calls: 0.1 ms (a warm Rust policy) to about 26 s (past the default deadline).
+fn plugin_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+/// Device updates, assignment to confirmation: 1 s to about 9 hours (a slow link, a long soak).
+fn update_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 16))
+}
+
+/// Durations of plugin calls, shared with the orchestrator's thread.
+#[derive(Clone)]
+pub struct PluginTimings(Histograms<PluginCallLabels>);
+
+impl PluginTimings {
+    /// A call of `function` (`plan`, `evaluate`) into a plugin of `kind` that took `seconds`.
+    pub fn observe(&self, kind: hotswap_protocol::PluginKind, function: &str, seconds: f64) {
+        self.0
+            .get_or_create(&PluginCallLabels {
+                kind: kind.to_string(),
+                function: function.to_string(),
+            })
+            .observe(seconds);
+    }
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -44,6 +104,12 @@ pub struct Metrics {
     devices_by_firmware: Family<StateLabel, Gauge>,
     check_ins: Counter,
     reports: Family<StateLabel, Counter>,
+    request_seconds: Histograms<RouteLabels>,
+    plugin_calls: PluginTimings,
+    update_seconds: Histogram,
+    deployment_devices: Family<DeploymentStateLabels, Gauge>,
+    deployment_wave: Family<DeploymentLabels, Gauge>,
+    deployment_waves: Family<DeploymentLabels, Gauge>,
 }
 
 impl Metrics {
@@ -53,6 +119,15 @@ impl Metrics {
 
     pub fn check_in(&self) {
         self.check_ins.inc();
+    }
+
+    pub fn plugin_timings(&self) -> PluginTimings {
+        self.plugin_calls.clone()
+    }
+
+    /// A device confirmed an update `seconds` after it was assigned.
+    pub fn update_confirmed(&self, seconds: f64) {
+        self.update_seconds.observe(seconds);
     }
 
     /// A device report that changed something, by the state it reported.
@@ -118,8 +193,50 @@ impl Default for Metrics {
             "Device reports that changed an assignment, by the state reported",
             reports.clone(),
         );
+        let request_seconds = Histograms::<RouteLabels>::new_with_constructor(request_buckets);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request, by method and route",
+            request_seconds.clone(),
+        );
+        let plugin_calls = PluginTimings(Histograms::new_with_constructor(plugin_buckets));
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Time a plugin call took (instantiation included), by plugin kind and function",
+            plugin_calls.0.clone(),
+        );
+        let update_seconds = update_buckets();
+        registry.register(
+            "device_update_duration_seconds",
+            "Time from a device's assignment (its wave's start) to its confirmation of the new agent",
+            update_seconds.clone(),
+        );
+        let deployment_devices = Family::<DeploymentStateLabels, Gauge>::default();
+        registry.register(
+            "deployment_devices",
+            "Devices of each active deployment by assignment state",
+            deployment_devices.clone(),
+        );
+        let deployment_wave = Family::<DeploymentLabels, Gauge>::default();
+        registry.register(
+            "deployment_wave",
+            "The wave each active deployment is on, counted from 1",
+            deployment_wave.clone(),
+        );
+        let deployment_waves = Family::<DeploymentLabels, Gauge>::default();
+        registry.register(
+            "deployment_waves",
+            "How many waves each active deployment has",
+            deployment_waves.clone(),
+        );
         Metrics {
             registry,
+            request_seconds,
+            plugin_calls,
+            update_seconds,
+            deployment_devices,
+            deployment_wave,
+            deployment_waves,
             requests,
             firmware,
             devices,
@@ -141,7 +258,16 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(String::new, |p| p.as_str().to_string());
+    let started = std::time::Instant::now();
     let response = next.run(req).await;
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
     let labels = RequestLabels {
         method,
         route,
@@ -184,9 +310,36 @@ pub async fn healthz() -> axum::Json<Liveness> {
 )]
 pub async fn scrape(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
     let reading = state.clone();
-    let (counts, by_state) =
-        super::blocking(move || Ok((reading.store.counts()?, reading.store.counts_by_state()?)))
-            .await?;
+    let (counts, by_state, active) = super::blocking(move || {
+        Ok((
+            reading.store.counts()?,
+            reading.store.counts_by_state()?,
+            reading.store.active_progress()?,
+        ))
+    })
+    .await?;
+    let m = &state.metrics;
+    m.deployment_devices.clear();
+    m.deployment_wave.clear();
+    m.deployment_waves.clear();
+    for p in active {
+        let deployment = p.id.to_string();
+        for (s, n) in p.states {
+            m.deployment_devices
+                .get_or_create(&DeploymentStateLabels {
+                    deployment: deployment.clone(),
+                    state: s.as_str().to_string(),
+                })
+                .set(i64::from(n));
+        }
+        let labels = DeploymentLabels { deployment };
+        m.deployment_wave
+            .get_or_create(&labels)
+            .set(i64::from(p.current_wave) + 1);
+        m.deployment_waves
+            .get_or_create(&labels)
+            .set(i64::from(p.waves));
+    }
     state.metrics.firmware.set(counts.firmware);
     state.metrics.devices.set(counts.devices);
     state.metrics.plugins.set(counts.plugins);
