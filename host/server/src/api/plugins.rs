@@ -87,6 +87,7 @@ fn info(p: StoredPlugin) -> Result<PluginInfo, ApiError> {
         (status = 201, description = "Stored", body = PluginInfo),
         (status = 200, description = "The same component was stored already", body = PluginInfo),
         (status = 409, description = "Another component has the name and version", body = ErrorBody),
+        (status = 413, description = "The component is over `max-component-bytes`: the one this upload asked for, or the server's", body = ErrorBody),
     )
 )]
 pub async fn upload(
