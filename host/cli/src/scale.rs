@@ -323,6 +323,8 @@ async fn run_once(
     // Ctrl-C or SIGTERM ends the run early, with what it got to.
     let mut stop = std::pin::pin!(crate::stopped());
     let mut confirmed = 0;
+    // How long each look at the status took: what a dashboard polling it pays.
+    let mut status_reads: Vec<Duration> = Vec::new();
     let status = loop {
         tokio::select! {
             r = &mut stop => {
@@ -339,7 +341,9 @@ async fn run_once(
             }
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
+        let asked = Instant::now();
         let status = client.status(id).await?;
+        status_reads.push(asked.elapsed());
         confirmed = confirmed_of(&status);
         let d = &status.deployment;
         if last_wave_at.is_none() && d.current_wave + 1 >= d.waves {
@@ -470,6 +474,18 @@ async fn run_once(
             requests as f64 / f64::from(sent_back.max(1)),
             (server_now.cpu - at_verdict.cpu).as_secs_f64(),
             (server_now.cpu - at_verdict.cpu).as_secs_f64() * 1e3 / f64::from(sent_back.max(1))
+        )?;
+    }
+    status_reads.sort();
+    if let Some(max) = status_reads.last() {
+        writeln!(
+            out,
+            "status         {} reads during the rollout: median {:.1} ms, max {:.1} ms; {} bytes of JSON for {} devices",
+            status_reads.len(),
+            status_reads[status_reads.len() / 2].as_secs_f64() * 1e3,
+            max.as_secs_f64() * 1e3,
+            serde_json::to_vec(&status)?.len(),
+            config.devices
         )?;
     }
     let versions: Vec<String> = summary
