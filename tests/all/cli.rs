@@ -253,6 +253,12 @@ async fn an_operator_drives_every_part_of_the_api_with_the_hotswap_command() {
     );
     let out = op.ok(&["devices", "show", "lyon-1"]).await;
     assert!(out.contains("site=lyon"), "{out}");
+    // The fleet counted: six devices, four of them in eu-west, none listed.
+    let summary = op.json(&["devices", "summary"]).await;
+    assert_eq!(summary["devices"], 6, "{summary}");
+    assert_eq!(summary["byRegion"]["eu-west"], 4, "{summary}");
+    let out = op.ok(&["devices", "summary"]).await;
+    assert!(out.starts_with("6 devices\n  by version: "), "{out}");
     assert_eq!(
         op.json(&["devices", "lineage", "lyon-1"]).await["deviceId"],
         "lyon-1"

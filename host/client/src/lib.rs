@@ -379,6 +379,11 @@ impl Client {
         self.post("/api/v1/device-groups", g).await
     }
 
+    /// `GET /api/v1/fleet`: the fleet counted by version, status and region.
+    pub async fn fleet_summary(&self) -> Result<hotswap_protocol::FleetSummary, ClientError> {
+        self.get("/api/v1/fleet").await
+    }
+
     pub async fn groups(&self) -> Result<Vec<DeviceGroup>, ClientError> {
         self.get("/api/v1/device-groups").await
     }

@@ -193,6 +193,9 @@ pub struct Session {
     pub token: String,
     pub name: String,
     pub role: Role,
+    /// What the role may do: a client shows only the actions it permits.
+    #[serde(default)]
+    pub permissions: Vec<Permission>,
     pub expires_at: UnixSeconds,
 }
 

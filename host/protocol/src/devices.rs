@@ -123,6 +123,19 @@ pub struct DeviceQuery {
     pub limit: Option<usize>,
 }
 
+/// `GET /api/v1/fleet`: the whole fleet counted, for charts; no device listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetSummary {
+    /// Registered devices, decommissioned included.
+    pub devices: u64,
+    /// Devices by the agent version they run.
+    pub by_version: BTreeMap<String, u64>,
+    /// Devices by status (`registered`, `online`, `quarantined`, ...).
+    pub by_status: BTreeMap<String, u64>,
+    pub by_region: BTreeMap<String, u64>,
+}
+
 /// One page of devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DevicePage {

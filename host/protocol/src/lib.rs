@@ -36,8 +36,8 @@ pub use device::{
 };
 pub use devices::{
     BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRecord,
-    DeviceRegistration, Enrollment, HistoryEntry, IfRegistered, Inventory, Lineage, LineageStep,
-    RegisteredDevice, TokenClaim,
+    DeviceRegistration, Enrollment, FleetSummary, HistoryEntry, IfRegistered, Inventory, Lineage,
+    LineageStep, RegisteredDevice, TokenClaim,
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use firmware::{

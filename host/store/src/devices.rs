@@ -122,6 +122,25 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("no device `{device_id}`")))
     }
 
+    /// The fleet counted by version, status and region: three grouped counts, whatever its size.
+    pub fn fleet_summary(&self) -> Result<hotswap_protocol::FleetSummary, StoreError> {
+        let conn = self.reader();
+        let group = |column: &str| -> Result<BTreeMap<String, u64>, StoreError> {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {column}, COUNT(*) FROM devices GROUP BY {column}"
+            ))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        };
+        let by_version = group("version")?;
+        Ok(hotswap_protocol::FleetSummary {
+            devices: by_version.values().sum(),
+            by_version,
+            by_status: group("status")?,
+            by_region: group("region")?,
+        })
+    }
+
     pub fn list_devices(&self, f: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare(&format!(

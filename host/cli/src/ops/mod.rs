@@ -135,6 +135,8 @@ pub enum DevicesCommand {
     List(ListDevices),
     /// One device with its slots, health and deployment history.
     Show { id: String },
+    /// The whole fleet counted by agent version, status and region.
+    Summary,
     /// The versions a device went through, oldest first.
     Lineage { id: String },
     /// A pending (enrolled) device may claim its credential.
@@ -595,6 +597,10 @@ pub async fn devices(a: DevicesArgs, out: &mut dyn Write) -> Result<ExitCode> {
         DevicesCommand::Show { id } => {
             let d = api.client()?.device(&id).await?;
             api.print(out, &d, show::device)
+        }
+        DevicesCommand::Summary => {
+            let s = api.client()?.fleet_summary().await?;
+            api.print(out, &s, show::fleet_summary)
         }
         DevicesCommand::Lineage { id } => {
             let l = api.client()?.lineage(&id).await?;

@@ -266,6 +266,19 @@ pub fn group(out: &mut dyn Write, g: &ResolvedGroup) -> Result<()> {
     Ok(())
 }
 
+pub fn fleet_summary(out: &mut dyn Write, s: &hotswap_protocol::FleetSummary) -> Result<()> {
+    writeln!(out, "{} devices", s.devices)?;
+    for (title, counts) in [
+        ("by version", &s.by_version),
+        ("by status", &s.by_status),
+        ("by region", &s.by_region),
+    ] {
+        let parts: Vec<String> = counts.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        writeln!(out, "  {title}: {}", parts.join(", "))?;
+    }
+    Ok(())
+}
+
 pub fn plugins(out: &mut dyn Write, list: &Vec<PluginInfo>) -> Result<()> {
     table(
         out,

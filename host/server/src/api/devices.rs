@@ -224,6 +224,24 @@ pub async fn register_batch(
 
 #[utoipa::path(
     get,
+    path = "/api/v1/fleet",
+    operation_id = "fleetSummary",
+    tag = "devices",
+    summary = "The fleet counted by agent version, status and region",
+    responses(
+        (status = 200, description = "The counts", body = hotswap_protocol::FleetSummary),
+    )
+)]
+pub async fn summary(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<hotswap_protocol::FleetSummary>, ApiError> {
+    Ok(Json(
+        blocking(move || Ok(state.store.fleet_summary()?)).await?,
+    ))
+}
+
+#[utoipa::path(
+    get,
     path = "/api/v1/devices",
     operation_id = "listDevices",
     tag = "devices",

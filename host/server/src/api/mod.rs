@@ -129,6 +129,7 @@ routes! {
     POST "/api/v1/firmware/{id}/deprecate" => firmware::deprecate, Rule::Operator(Release);
     POST "/api/v1/firmware/{id}/sunset" => firmware::sunset, Rule::Operator(Release);
     POST "/api/v1/devices" => devices::register, Rule::Operator(ManageDevices);
+    GET "/api/v1/fleet" => devices::summary, Rule::Operator(Read);
     GET "/api/v1/devices" => devices::list, Rule::Operator(Read);
     POST "/api/v1/devices/batch" => devices::register_batch, Rule::Operator(ManageDevices);
     GET "/api/v1/devices/{id}" => devices::get, Rule::Operator(Read);

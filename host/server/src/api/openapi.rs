@@ -38,6 +38,7 @@ pub const DEVICE_CERTIFICATE_SCHEME: &str = "deviceCertificate";
         firmware::deprecate,
         firmware::sunset,
         devices::register,
+        devices::summary,
         devices::list,
         devices::register_batch,
         devices::get,

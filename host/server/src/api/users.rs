@@ -72,6 +72,7 @@ pub async fn login(
         token,
         name: user.info.name,
         role: user.info.role,
+        permissions: user.info.role.permissions().to_vec(),
         expires_at,
     }))
 }
