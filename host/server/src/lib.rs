@@ -12,6 +12,7 @@
 //!   tokens, the audit log, the first start's administrator token.
 //! - [`doorbell`]: [`Doorbell`], per-device wake-ups for long-poll check-ins.
 //! - [`config`]: [`ServerConfig`], `hotswap serve`'s flags, environment and file.
+//! - [`dashboard`]: the web dashboard at `/`, compiled into the binary.
 //! - [`serve`](mod@serve): [`state`] and [`serve()`], running it all on one listener.
 
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod dashboard;
 pub mod doorbell;
 pub mod orchestrator;
 pub mod serve;

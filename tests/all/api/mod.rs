@@ -3,6 +3,7 @@
 //! file per part of the API.
 
 mod auth;
+mod dashboard;
 mod deployments;
 mod devices;
 mod firmware;

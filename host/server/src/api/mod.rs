@@ -185,6 +185,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             metrics::track,
         ))
+        // After the layers: the dashboard's page and assets take no credential.
+        .merge(crate::dashboard::router())
         .fallback(|method: Method, uri: axum::http::Uri| async move {
             ApiError::new(
                 StatusCode::NOT_FOUND,
