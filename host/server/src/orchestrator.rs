@@ -73,7 +73,7 @@ pub struct Orchestrator {
     doorbell: Arc<Doorbell>,
     sessions: HashMap<i64, HealthSession>,
     judged: HashMap<i64, Judged>,
-    timings: crate::api::PluginTimings,
+    timings: crate::api::Timings,
 }
 
 /// Stops the orchestrator's thread when dropped.
@@ -97,7 +97,7 @@ impl Orchestrator {
         store: Arc<Store>,
         runtime: PluginRuntime,
         doorbell: Arc<Doorbell>,
-        timings: crate::api::PluginTimings,
+        timings: crate::api::Timings,
     ) -> Orchestrator {
         Orchestrator {
             store,
@@ -202,6 +202,9 @@ impl Orchestrator {
             if verdict != Verdict::Proceed {
                 return Ok(());
             }
+            // The wave passed: how long each of its devices took, in one read.
+            self.timings
+                .updates_confirmed(&store.update_durations(d.id, view.index)?);
             // The next wave starts in this same pass.
             d = store.deployment(d.id)?;
         }

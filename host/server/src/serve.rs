@@ -72,7 +72,7 @@ pub async fn serve_on(
         state.store.clone(),
         state.runtime.clone(),
         state.doorbell.clone(),
-        state.metrics.plugin_timings(),
+        state.metrics.timings(),
     )
     .spawn(state.tick);
     // Keys quiet long enough to be back at their full burst are dropped, so the limiters do not

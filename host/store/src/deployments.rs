@@ -254,19 +254,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Seconds from an assignment's wave start to now: how long its device took to update.
-    pub fn assignment_age_seconds(&self, assignment_id: i64) -> Result<Option<f64>, StoreError> {
-        let started: Option<Option<i64>> = self
-            .reader()
-            .query_row(
-                "SELECT w.started_at FROM assignments a JOIN waves w ON w.deployment_id = a.deployment_id AND w.idx = a.wave
-                 WHERE a.id = ?1",
-                [assignment_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let now = self.clock.now().seconds().0;
-        Ok(started.flatten().map(|at| (now - at).max(0) as f64))
+    /// Seconds from a wave's start to each of its devices' confirmation of the new version, in
+    /// one statement: what the orchestrator times once the wave passed.
+    pub fn update_durations(&self, deployment_id: i64, wave: u32) -> Result<Vec<f64>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare(
+            "SELECT a.updated_at, w.started_at FROM assignments a
+             JOIN waves w ON w.deployment_id = a.deployment_id AND w.idx = a.wave
+             WHERE a.deployment_id = ?1 AND a.wave = ?2 AND a.kind = 'rollout' AND a.state = 'confirmed'
+             AND w.started_at IS NOT NULL",
+        )?;
+        let rows = stmt.query_map(params![deployment_id, wave], |r| {
+            let (confirmed_ms, started_s): (i64, i64) = (r.get(0)?, r.get(1)?);
+            Ok((confirmed_ms - started_s * 1000).max(0) as f64 / 1000.0)
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn deployment_status(&self, id: i64) -> Result<DeploymentStatus, StoreError> {

@@ -371,7 +371,7 @@ pub async fn create(
         };
         let started = std::time::Instant::now();
         let probed = policy.evaluate(&health_config, &(&probe).into(), &[]);
-        state.metrics.plugin_timings().observe(
+        state.metrics.timings().observe(
             PluginKind::HealthPolicy,
             "evaluate",
             started.elapsed().as_secs_f64(),
@@ -386,7 +386,7 @@ pub async fn create(
         let native = fleet(&devices, state.store.clock().now());
         let started = std::time::Instant::now();
         let plan = strategy.plan(&config, &Fleet::from(&native));
-        state.metrics.plugin_timings().observe(
+        state.metrics.timings().observe(
             PluginKind::Strategy,
             "plan",
             started.elapsed().as_secs_f64(),

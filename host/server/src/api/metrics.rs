@@ -75,11 +75,19 @@ fn update_buckets() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 2.0, 16))
 }
 
-/// Durations of plugin calls, shared with the orchestrator's thread.
+/// Durations of plugin calls and of device updates, shared with the orchestrator's thread.
 #[derive(Clone)]
-pub struct PluginTimings(Histograms<PluginCallLabels>);
+pub struct Timings(Histograms<PluginCallLabels>, Histogram);
 
-impl PluginTimings {
+impl Timings {
+    /// The devices of a wave that passed confirmed its update `seconds` after the wave began,
+    /// each: observed by the orchestrator once per wave, so the device's report pays nothing.
+    pub fn updates_confirmed(&self, seconds: &[f64]) {
+        for s in seconds {
+            self.1.observe(*s);
+        }
+    }
+
     /// A call of `function` (`plan`, `evaluate`) into a plugin of `kind` that took `seconds`.
     pub fn observe(&self, kind: hotswap_protocol::PluginKind, function: &str, seconds: f64) {
         self.0
@@ -105,8 +113,7 @@ pub struct Metrics {
     check_ins: Counter,
     reports: Family<StateLabel, Counter>,
     request_seconds: Histograms<RouteLabels>,
-    plugin_calls: PluginTimings,
-    update_seconds: Histogram,
+    plugin_calls: Timings,
     deployment_devices: Family<DeploymentStateLabels, Gauge>,
     deployment_wave: Family<DeploymentLabels, Gauge>,
     deployment_waves: Family<DeploymentLabels, Gauge>,
@@ -121,13 +128,8 @@ impl Metrics {
         self.check_ins.inc();
     }
 
-    pub fn plugin_timings(&self) -> PluginTimings {
+    pub fn timings(&self) -> Timings {
         self.plugin_calls.clone()
-    }
-
-    /// A device confirmed an update `seconds` after it was assigned.
-    pub fn update_confirmed(&self, seconds: f64) {
-        self.update_seconds.observe(seconds);
     }
 
     /// A device report that changed something, by the state it reported.
@@ -199,17 +201,19 @@ impl Default for Metrics {
             "Time to answer an HTTP request, by method and route",
             request_seconds.clone(),
         );
-        let plugin_calls = PluginTimings(Histograms::new_with_constructor(plugin_buckets));
+        let plugin_calls = Timings(
+            Histograms::new_with_constructor(plugin_buckets),
+            update_buckets(),
+        );
         registry.register(
             "plugin_call_duration_seconds",
             "Time a plugin call took (instantiation included), by plugin kind and function",
             plugin_calls.0.clone(),
         );
-        let update_seconds = update_buckets();
         registry.register(
             "device_update_duration_seconds",
-            "Time from a device's assignment (its wave's start) to its confirmation of the new agent",
-            update_seconds.clone(),
+            "Time from a device's assignment (its wave's start) to its confirmation of the new agent, observed when the wave passed",
+            plugin_calls.1.clone(),
         );
         let deployment_devices = Family::<DeploymentStateLabels, Gauge>::default();
         registry.register(
@@ -233,7 +237,6 @@ impl Default for Metrics {
             registry,
             request_seconds,
             plugin_calls,
-            update_seconds,
             deployment_devices,
             deployment_wave,
             deployment_waves,

@@ -33,7 +33,7 @@ use hotswap_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 
 pub use devices::{MAX_BATCH, MAX_PAGE};
-pub use metrics::{Metrics, PluginTimings};
+pub use metrics::{Metrics, Timings};
 pub use protocol::POLL_SECONDS;
 
 use crate::auth::{Credentials, Rule};

@@ -118,13 +118,9 @@ pub async fn report(
     Body(r): Body<Report>,
 ) -> Result<Json<ReportAnswer>, ApiError> {
     let reported = r.state;
-    let assignment = r.assignment_id;
     let answer = state.store.report(device_id.clone(), r).await?;
     if answer.applied {
         state.metrics.report(reported.into());
-        if reported == hotswap_protocol::DeviceState::Confirmed {
-            update_confirmed(&state, assignment).await;
-        }
     }
     if ended(answer.state) {
         state.credentials.withdraw(&device_id);
@@ -158,12 +154,6 @@ pub async fn report_batch(
         )));
     }
     let states: Vec<&'static str> = batch.reports.iter().map(|r| r.state.into()).collect();
-    let confirmed: Vec<i64> = batch
-        .reports
-        .iter()
-        .filter(|r| r.state == hotswap_protocol::DeviceState::Confirmed)
-        .map(|r| r.assignment_id)
-        .collect();
     let answers = state
         .store
         .reports(device_id.clone(), batch.reports)
@@ -171,31 +161,12 @@ pub async fn report_batch(
     if answers.last().is_some_and(|a| ended(a.state)) {
         state.credentials.withdraw(&device_id);
     }
-    let mut applied_confirmation = false;
     for (answer, reported) in answers.iter().zip(states) {
         if answer.applied {
             state.metrics.report(reported);
-            applied_confirmation |= reported == "confirmed";
-        }
-    }
-    if applied_confirmation {
-        for assignment in confirmed {
-            update_confirmed(&state, assignment).await;
         }
     }
     Ok(Json(answers))
-}
-
-/// Counts a confirmed update in the update-duration histogram. A metric is never worth failing
-/// the device's report for, so a failed read is only logged.
-async fn update_confirmed(state: &Arc<AppState>, assignment: i64) {
-    let store = state.store.clone();
-    match tokio::task::spawn_blocking(move || store.assignment_age_seconds(assignment)).await {
-        Ok(Ok(Some(seconds))) => state.metrics.update_confirmed(seconds),
-        Ok(Ok(None)) => {}
-        Ok(Err(e)) => tracing::warn!(assignment, error = %e, "reading an assignment's age"),
-        Err(e) => tracing::warn!(assignment, error = %e, "reading an assignment's age"),
-    }
 }
 
 /// Whether an assignment in `state` is over for the device: it downloads nothing more for it.
