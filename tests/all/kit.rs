@@ -309,6 +309,22 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// `argv` in a project's folder, as its README says to run it, expecting success; its output.
+fn in_project(project: &Path, argv: &[&str]) -> String {
+    let out = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(project)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{argv:?}: {text}");
+    text
+}
+
 /// A strategy in an interpreted language from `plugin new --lang LANG` (or an example) to a completed
 /// deployment: `setup` and `unit_test` run in the project as its README says (the unit test's
 /// output must hold `passed`), the build runs the language's real tool.
@@ -339,20 +355,7 @@ async fn interpreted_strategy(
         }
     }
     let project = op.path(name);
-    let run = |argv: &[&str]| {
-        let out = std::process::Command::new(argv[0])
-            .args(&argv[1..])
-            .current_dir(&project)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{argv:?}: {text}");
-        text
-    };
+    let run = |argv: &[&str]| in_project(&project, argv);
     for argv in setup {
         run(argv);
     }
@@ -827,17 +830,7 @@ async fn interpreted_health_policy(lang: &str, name: &str, setup: &[&[&str]], un
     );
     let project = op.path(name);
     for argv in setup.iter().chain([&unit_test]) {
-        let out = std::process::Command::new(argv[0])
-            .args(&argv[1..])
-            .current_dir(&project)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{argv:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        in_project(&project, argv);
     }
     let built = ok_in(&op, name, &["plugin", "build"]).await;
     assert!(

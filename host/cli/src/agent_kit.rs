@@ -18,10 +18,10 @@ pub const MAX_AGENT_BYTES: usize = DEFAULT_SLOT_SIZE as usize - HEADER_SIZE;
 /// `hotswap sim` devices read.
 pub const DEFAULT_SENSORS: &str = "temperature=21.5";
 
-/// Whether `bytes` are a core WebAssembly module (an agent) rather than a component (a plugin):
-/// the preamble's version field, 1 for modules.
+/// Whether `bytes` are a core WebAssembly module (an agent) rather than a component (a plugin),
+/// by wasmparser's reading of the preamble, as the plugin host tells them apart.
 pub fn is_core_module(bytes: &[u8]) -> bool {
-    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+    wasmparser::Parser::is_core_wasm(bytes)
 }
 
 /// A sensor as the author gives it: `name=value`, or `name=from..to` for a reading that moves

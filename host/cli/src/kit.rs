@@ -684,10 +684,12 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> Result<
         .map_err(|e| UsageError(format!("{} is not a {what}: {e}", path.display())).into())
 }
 
+fn read(file: &Path) -> Result<Vec<u8>> {
+    Ok(std::fs::read(file).map_err(|e| UsageError(format!("reading {}: {e}", file.display())))?)
+}
+
 fn load(file: &Path, limits: &LimitsArgs) -> Result<Plugin> {
-    let bytes =
-        std::fs::read(file).map_err(|e| UsageError(format!("reading {}: {e}", file.display())))?;
-    Ok(limits.runtime()?.load(&bytes)?)
+    Ok(limits.runtime()?.load(&read(file)?)?)
 }
 
 /// The generated fleet with `key=value:percent` labels spread over it.
@@ -713,13 +715,13 @@ fn generated(a: &SimulateArgs) -> Result<Vec<hotswap_plan::fleet::Device>> {
 
 /// `hotswap plugin simulate`.
 pub fn simulate(a: SimulateArgs, out: &mut dyn Write) -> Result<()> {
-    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let bytes = read(&a.file)?;
     if crate::agent_kit::is_core_module(&bytes) {
         let sensors = crate::agent_kit::sensors(&a.sensor)?;
         let config = a.config.as_deref().unwrap_or("{}");
         return crate::agent_kit::simulate(&bytes, config, &sensors, a.steps, out);
     }
-    match load(&a.file, &a.limits)? {
+    match a.limits.runtime()?.load(&bytes)? {
         Plugin::Strategy(strategy) => {
             let devices = match &a.fleet {
                 Some(path) => {

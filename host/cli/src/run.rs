@@ -408,13 +408,13 @@ fn plan(a: PlanArgs, out: &mut impl Write) -> Result<()> {
 }
 
 fn check(a: CheckArgs, out: &mut impl Write) -> Result<()> {
-    let runtime = a.limits.runtime()?;
     let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    // An agent runs in the device VM: no plugin engine is started for it.
     if crate::agent_kit::is_core_module(&bytes) {
         let sensors = crate::agent_kit::sensors(&a.sensor)?;
         return crate::agent_kit::check(&bytes, &a.config, &sensors, out);
     }
-    let plugin = runtime.load(&bytes)?;
+    let plugin = a.limits.runtime()?.load(&bytes)?;
     let d = plugin.description();
     writeln!(
         out,

@@ -71,13 +71,11 @@ impl Limits {
         asked: &PluginLimitOverrides,
         ceilings: &Limits,
     ) -> Result<Limits, PluginError> {
-        let most = ceilings.as_overrides();
-        for (key, value) in asked.given() {
-            let ceiling = most
-                .given()
-                .into_iter()
-                .find(|(k, _)| *k == key)
-                .map_or(0, |(_, v)| v);
+        let most = ceilings.as_overrides().keys();
+        for ((key, value), (_, ceiling)) in asked.keys().into_iter().zip(most) {
+            let (Some(value), Some(ceiling)) = (value, ceiling) else {
+                continue;
+            };
             if value == 0 || value > ceiling {
                 return Err(PluginError::AboveCeiling {
                     key,
@@ -87,6 +85,21 @@ impl Limits {
             }
         }
         Ok(self.with(asked))
+    }
+
+    /// These limits with each key a plugin may ask for held to at most `ceilings`: what a stored
+    /// grant runs under after the operator lowered a ceiling.
+    pub fn capped(&self, ceilings: &Limits) -> Limits {
+        Limits {
+            max_component_bytes: self.max_component_bytes.min(ceilings.max_component_bytes),
+            max_core_instances: self.max_core_instances.min(ceilings.max_core_instances),
+            max_memories: self.max_memories.min(ceilings.max_memories),
+            fuel_per_call: self.fuel_per_call.min(ceilings.fuel_per_call),
+            memory_bytes: self.memory_bytes.min(ceilings.memory_bytes),
+            deadline: self.deadline.min(ceilings.deadline),
+            log_lines_per_call: self.log_lines_per_call.min(ceilings.log_lines_per_call),
+            ..*self
+        }
     }
 
     /// These limits with the keys `o` gives set to its values, unchecked.
@@ -120,13 +133,12 @@ impl Limits {
     /// The first key whose value here is over `ceilings`: these limits do not fit an engine
     /// sized by them.
     pub fn first_above(&self, ceilings: &Limits) -> Option<(&'static str, u64, u64)> {
-        let most = ceilings.as_overrides().given();
+        let most = ceilings.as_overrides().keys();
         self.as_overrides()
-            .given()
+            .keys()
             .into_iter()
             .zip(most)
-            .find(|((_, v), (_, c))| v > c)
-            .map(|((k, v), (_, c))| (k, v, c))
+            .find_map(|((k, v), (_, c))| Some((k, v?, c?)).filter(|(_, v, c)| v > c))
     }
 }
 

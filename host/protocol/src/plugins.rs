@@ -79,8 +79,9 @@ pub struct PluginLimitOverrides {
 }
 
 impl PluginLimitOverrides {
-    /// Each key and its value, for those given, in the order of the tables.
-    pub fn given(&self) -> Vec<(&'static str, u64)> {
+    /// Every key with its value if given, in the order of the tables: two of these line up
+    /// key by key.
+    pub fn keys(&self) -> [(&'static str, Option<u64>); 7] {
         [
             ("max-component-bytes", self.max_component_bytes),
             ("max-core-instances", self.max_core_instances.map(u64::from)),
@@ -90,9 +91,14 @@ impl PluginLimitOverrides {
             ("deadline-ms", self.deadline_ms),
             ("log-lines-per-call", self.log_lines_per_call.map(u64::from)),
         ]
-        .into_iter()
-        .filter_map(|(k, v)| Some((k, v?)))
-        .collect()
+    }
+
+    /// Each key and its value, for those given, in the order of the tables.
+    pub fn given(&self) -> Vec<(&'static str, u64)> {
+        self.keys()
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect()
     }
 }
 

@@ -222,12 +222,10 @@ impl Orchestrator {
         let session = self.sessions.get_mut(&d.id).expect("inserted above");
         let stats = WaveStats::from(&view.stats);
         let samples: Vec<HealthSample> = view.samples.iter().map(HealthSample::from).collect();
-        let started = std::time::Instant::now();
-        let verdict = session.evaluate(&d.health_config, &stats, &samples);
-        self.timings.observe(
+        let verdict = self.timings.time(
             hotswap_protocol::PluginKind::HealthPolicy,
             "evaluate",
-            started.elapsed().as_secs_f64(),
+            || session.evaluate(&d.health_config, &stats, &samples),
         );
         match verdict {
             Ok(verdict) => verdict,

@@ -238,11 +238,12 @@ impl Store {
             return Ok(out);
         }
         let conn = self.reader();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare(&format!(
             "SELECT a.deployment_id, a.state, COUNT(*) FROM assignments a JOIN deployments d ON d.id = a.deployment_id
-             WHERE d.state IN ('waiting-for-approval', 'running', 'paused', 'rolling-back') AND a.kind = 'rollout'
+             WHERE d.state IN {} AND a.kind = 'rollout'
              GROUP BY a.deployment_id, a.state",
-        )?;
+            crate::firmware::IN_USE
+        ))?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;

@@ -34,7 +34,7 @@ const COLUMNS: &str = "id, device_model, version, sha256, size, key_id, signatur
     (SELECT json_group_array(m.device_model) FROM firmware_models m WHERE m.firmware_id = firmware.id)";
 
 /// Deployment states in which a deployment still uses its version.
-const IN_USE: &str = "('waiting-for-approval', 'running', 'paused', 'rolling-back')";
+pub(crate) const IN_USE: &str = "('waiting-for-approval', 'running', 'paused', 'rolling-back')";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Firmware> {
     Ok(Firmware {

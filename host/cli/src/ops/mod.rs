@@ -706,8 +706,12 @@ fn asked_limits(
         table.insert(key.trim().to_string(), toml::Value::Integer(value));
     }
     let asked: hotswap_protocol::PluginLimitOverrides = table.try_into().map_err(|e| {
+        let keys = hotswap_protocol::PluginLimitOverrides::default()
+            .keys()
+            .map(|(k, _)| k)
+            .join(", ");
         usage(format!(
-            "the limits asked for: {e} (a plugin may ask for max-component-bytes, max-core-instances, max-memories, fuel-per-call, memory-bytes, deadline-ms, log-lines-per-call)"
+            "the limits asked for: {e} (a plugin may ask for {keys})"
         ))
     })?;
     Ok(asked)

@@ -369,14 +369,12 @@ pub async fn create(
             deployment_succeeded: 0,
             deployment_failed: 0,
         };
-        let started = std::time::Instant::now();
-        let probed = policy.evaluate(&health_config, &(&probe).into(), &[]);
-        state.metrics.timings().observe(
-            PluginKind::HealthPolicy,
-            "evaluate",
-            started.elapsed().as_secs_f64(),
-        );
-        probed.map_err(|e| match ApiError::from(e) {
+        let timings = state.metrics.timings();
+        timings
+            .time(PluginKind::HealthPolicy, "evaluate", || {
+                policy.evaluate(&health_config, &(&probe).into(), &[])
+            })
+            .map_err(|e| match ApiError::from(e) {
                 // The policy refused the configuration: say which one.
                 refused if refused.status() == StatusCode::BAD_REQUEST => {
                     refused.prefixed("invalid `healthConfig`")
@@ -384,14 +382,11 @@ pub async fn create(
                 other => other,
             })?;
         let native = fleet(&devices, state.store.clock().now());
-        let started = std::time::Instant::now();
-        let plan = strategy.plan(&config, &Fleet::from(&native));
-        state.metrics.timings().observe(
-            PluginKind::Strategy,
-            "plan",
-            started.elapsed().as_secs_f64(),
-        );
-        let plan = plan.map_err(ApiError::from)?;
+        let plan = timings
+            .time(PluginKind::Strategy, "plan", || {
+                strategy.plan(&config, &Fleet::from(&native))
+            })
+            .map_err(ApiError::from)?;
         if !params.dry_run {
             let waves = plan
                 .waves

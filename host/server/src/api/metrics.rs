@@ -88,14 +88,23 @@ impl Timings {
         }
     }
 
-    /// A call of `function` (`plan`, `evaluate`) into a plugin of `kind` that took `seconds`.
-    pub fn observe(&self, kind: hotswap_protocol::PluginKind, function: &str, seconds: f64) {
+    /// Runs `call`, a call of `function` (`plan`, `evaluate`) into a plugin of `kind`, and
+    /// records how long it took.
+    pub fn time<R>(
+        &self,
+        kind: hotswap_protocol::PluginKind,
+        function: &str,
+        call: impl FnOnce() -> R,
+    ) -> R {
+        let started = std::time::Instant::now();
+        let result = call();
         self.0
             .get_or_create(&PluginCallLabels {
                 kind: kind.to_string(),
                 function: function.to_string(),
             })
-            .observe(seconds);
+            .observe(started.elapsed().as_secs_f64());
+        result
     }
 }
 
@@ -263,17 +272,16 @@ pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next)
         .map_or_else(String::new, |p| p.as_str().to_string());
     let started = std::time::Instant::now();
     let response = next.run(req).await;
+    let route = RouteLabels { method, route };
     state
         .metrics
         .request_seconds
-        .get_or_create(&RouteLabels {
-            method: method.clone(),
-            route: route.clone(),
-        })
+        .get_or_create(&route)
         .observe(started.elapsed().as_secs_f64());
+    // The same strings, moved: a request pays for its labels once.
     let labels = RequestLabels {
-        method,
-        route,
+        method: route.method,
+        route: route.route,
         status: response.status().as_u16(),
     };
     state.metrics.requests.get_or_create(&labels).inc();

@@ -39,18 +39,7 @@ pub(crate) fn limits_of(
     runtime: &hotswap_plugin_host::PluginRuntime,
     p: &StoredPlugin,
 ) -> Result<hotswap_plugin_host::Limits, ApiError> {
-    let own = runtime.limits().with(&asked(p)?);
-    let ceilings = runtime.ceilings();
-    Ok(hotswap_plugin_host::Limits {
-        max_component_bytes: own.max_component_bytes.min(ceilings.max_component_bytes),
-        max_core_instances: own.max_core_instances.min(ceilings.max_core_instances),
-        max_memories: own.max_memories.min(ceilings.max_memories),
-        fuel_per_call: own.fuel_per_call.min(ceilings.fuel_per_call),
-        memory_bytes: own.memory_bytes.min(ceilings.memory_bytes),
-        deadline: own.deadline.min(ceilings.deadline),
-        log_lines_per_call: own.log_lines_per_call.min(ceilings.log_lines_per_call),
-        ..own
-    })
+    Ok(runtime.limits().with(&asked(p)?).capped(runtime.ceilings()))
 }
 
 /// An uploaded plugin as operators see it. Its schema was checked to be a JSON object when it
