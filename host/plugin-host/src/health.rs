@@ -102,6 +102,7 @@ impl HealthPolicyPlugin {
         HealthSession {
             plugin: self.clone(),
             warm: None,
+            fuel_used: 0,
         }
     }
 }
@@ -110,9 +111,15 @@ impl HealthPolicyPlugin {
 pub struct HealthSession {
     plugin: HealthPolicyPlugin,
     warm: Option<(Store<PluginState>, HealthPolicy)>,
+    fuel_used: u64,
 }
 
 impl HealthSession {
+    /// The fuel the last call used (a fresh instance's instantiation included).
+    pub fn fuel_used(&self) -> u64 {
+        self.fuel_used
+    }
+
     pub fn evaluate(
         &mut self,
         params: &str,
@@ -161,6 +168,11 @@ impl HealthSession {
         };
         let result = f(store, instance);
         store.data_mut().reset_log();
+        self.fuel_used = self
+            .plugin
+            .limits
+            .fuel_per_call
+            .saturating_sub(store.get_fuel().unwrap_or(0));
         // An instance that trapped may be in any state; the next call gets a fresh one.
         result.map_err(|e| {
             self.warm = None;

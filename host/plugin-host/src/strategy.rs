@@ -41,7 +41,7 @@ impl StrategyPlugin {
             name,
             description: Description::default(),
         };
-        let description = call(&runtime, &loaded, &limits, "describe", |store, instance| {
+        let (description, _) = call(&runtime, &loaded, &limits, "describe", |store, instance| {
             instance.call_describe(store)
         })?;
         loaded.name = check_description(&loaded.name, &description)?;
@@ -86,9 +86,23 @@ impl StrategyPlugin {
     /// Plans a rollout over `fleet` with `params` (a JSON object as text). The plan is checked:
     /// every index names a device of the fleet and no device is updated twice.
     pub fn plan(&self, params: &str, fleet: &Fleet) -> Result<hotswap_plan::Plan, PluginError> {
-        let result = self.call("plan", |store, instance| {
-            instance.call_plan(store, params, fleet)
-        })?;
+        self.plan_metered(params, fleet).map(|(plan, _)| plan)
+    }
+
+    /// [`plan`](Self::plan), with the fuel the call used (instantiation included): what a
+    /// deployment's trace records of its planning.
+    pub fn plan_metered(
+        &self,
+        params: &str,
+        fleet: &Fleet,
+    ) -> Result<(hotswap_plan::Plan, u64), PluginError> {
+        let (result, fuel) = call(
+            &self.runtime,
+            &self.loaded,
+            &self.limits,
+            "plan",
+            |store, instance| instance.call_plan(store, params, fleet),
+        )?;
         let plan: hotswap_plan::Plan = result
             .map_err(|message| PluginError::Rejected {
                 plugin: self.loaded.name.to_string(),
@@ -100,7 +114,7 @@ impl StrategyPlugin {
                 plugin: self.loaded.name.to_string(),
                 violation,
             })?;
-        Ok(plan)
+        Ok((plan, fuel))
     }
 
     /// Instantiates the plugin in a fresh store from the pool and drops it: what every `plan`
@@ -113,25 +127,30 @@ impl StrategyPlugin {
         function: &'static str,
         f: impl FnOnce(&mut wasmtime::Store<PluginState>, &Strategy) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        call(&self.runtime, &self.loaded, &self.limits, function, f)
+        call(&self.runtime, &self.loaded, &self.limits, function, f).map(|(r, _)| r)
     }
 }
 
-/// One call in a fresh instance from the pool.
+/// One call in a fresh instance from the pool, with the fuel it used.
 fn call<R>(
     runtime: &PluginRuntime,
     loaded: &Loaded,
     limits: &Limits,
     function: &'static str,
     f: impl FnOnce(&mut wasmtime::Store<PluginState>, &Strategy) -> wasmtime::Result<R>,
-) -> Result<R, PluginError> {
+) -> Result<(R, u64), PluginError> {
     let mut store = runtime.store(&loaded.name, limits);
     let result = loaded
         .pre
         .instantiate(&mut store)
         .and_then(|instance| f(&mut store, &instance));
     store.data_mut().reset_log();
-    result.map_err(|e| runtime.call_error(&loaded.name, function, e, limits))
+    let fuel = limits
+        .fuel_per_call
+        .saturating_sub(store.get_fuel().unwrap_or(0));
+    result
+        .map(|r| (r, fuel))
+        .map_err(|e| runtime.call_error(&loaded.name, function, e, limits))
 }
 
 impl Default for Description {
