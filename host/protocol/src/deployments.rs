@@ -80,6 +80,10 @@ pub struct Deployment {
     pub created_by: String,
     pub created_at: UnixSeconds,
     pub updated_at: UnixSeconds,
+    /// The W3C trace context of the request that started it, when the server records traces:
+    /// its trace id is the deployment's trace, from the operator's request to the last device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// `POST /api/v1/deployments/{id}/approve` and `.../deny`.

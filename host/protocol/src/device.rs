@@ -106,6 +106,11 @@ pub struct Assignment {
     /// from what it knows itself.
     pub state: DeviceState,
     pub attempt: u32,
+    /// The W3C trace context of the wave this assignment belongs to, when the server records
+    /// traces: the device sends it back with its reports, and what it did joins the
+    /// deployment's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A state change a device reports.
@@ -121,6 +126,15 @@ pub struct Report {
     /// the device need not check in again just to send it.
     #[serde(default)]
     pub health: Option<Health>,
+    /// The assignment's `traceparent`, sent back: the step this report ends becomes a span of
+    /// the deployment's trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// How long the step this report ends took on the device, in milliseconds: the download
+    /// for `downloaded`, the verification for `installed`, the trial for the state a trial
+    /// ended in. Measured by the device's own clock, so no clock need agree with the server's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<u64>,
 }
 
 /// Reports that happened together, applied in order, all or none.

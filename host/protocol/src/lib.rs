@@ -18,6 +18,7 @@ pub mod groups;
 pub mod plugins;
 pub mod state;
 pub mod time;
+pub mod trace;
 
 pub use hotswap_plan::health::{HealthSample, Verdict, WaveStats};
 pub use hotswap_plan::{Gate, Mode};
@@ -50,3 +51,4 @@ pub use state::{
     LineageHow, Outcome, PluginKind, Spelling, UnknownValue,
 };
 pub use time::{UnixMillis, UnixSeconds};
+pub use trace::{BadTraceParent, TraceParent};

@@ -467,6 +467,7 @@ impl SimDevice {
     ) -> Outcome {
         let modules = self.modules.clone();
         let mut running = None;
+        let trial_started = Instant::now();
         let outcome = self.device().run_trial(|image| {
             if failing {
                 return Err("injected fault: the agent crashed in its trial".to_string());
@@ -510,11 +511,13 @@ impl SimDevice {
         };
         // The last report carries the device's health on what it now runs: no check-in needed
         // just to send it.
+        let took = trial_started.elapsed();
         let health = self.health();
         report
-            .send_many(
+            .send_timed(
                 a,
                 &[(DeviceState::Trial, ""), (state, &reason)],
+                &[(state, took)],
                 Some(health),
             )
             .await;
@@ -550,6 +553,7 @@ impl SimDevice {
     ) -> Result<(), Stop> {
         let (manifest, key_id, signature) = signed_manifest(a)?;
         let size = manifest.size;
+        let download_started = Instant::now();
         // The check-in that handed the assignment out is the go-ahead: the download starts at
         // once, and `downloading` is reported with how it ended (a simulated download takes
         // milliseconds), one request instead of two.
@@ -626,17 +630,23 @@ impl SimDevice {
         // Downloading and verification take milliseconds here: their four state changes go in
         // one request, whose answer says whether to go on.
         let started = Instant::now();
+        let downloaded = started - download_started;
         match self.device().finish_download(0) {
             Ok(_) => {
-                tracing::trace!(device = %self.id, took = ?started.elapsed(), "verified");
+                let verified = started.elapsed();
+                tracing::trace!(device = %self.id, took = ?verified, "verified");
                 let answer = report
-                    .send_many(
+                    .send_timed(
                         a,
                         &[
                             (DeviceState::Downloading, ""),
                             (DeviceState::Downloaded, ""),
                             (DeviceState::Verifying, ""),
                             (DeviceState::Installed, ""),
+                        ],
+                        &[
+                            (DeviceState::Downloaded, downloaded),
+                            (DeviceState::Installed, verified),
                         ],
                         None,
                     )
@@ -690,6 +700,9 @@ pub fn reports(
             state,
             reason: (!reason.is_empty()).then(|| reason.to_string()),
             health: None,
+            // Sent back, so that what the device did joins the deployment's trace.
+            traceparent: a.traceparent.clone(),
+            took_ms: None,
         })
         .collect();
     if let Some(last) = reports.last_mut() {
@@ -715,7 +728,25 @@ impl<T: Transport> Reporter<'_, T> {
         states: &[(DeviceState, &str)],
         health: Option<Health>,
     ) -> Answer {
-        let reports = reports(a, states, health);
+        self.send_timed(a, states, &[], health).await
+    }
+
+    /// [`send_many`](Self::send_many), each state of `took` with how long the step it ends
+    /// took (the download, the verification, the trial).
+    async fn send_timed(
+        &mut self,
+        a: &Assignment,
+        states: &[(DeviceState, &str)],
+        took: &[(DeviceState, Duration)],
+        health: Option<Health>,
+    ) -> Answer {
+        let mut reports = reports(a, states, health);
+        for r in &mut reports {
+            r.took_ms = took
+                .iter()
+                .find(|(state, _)| *state == r.state)
+                .map(|(_, d)| d.as_millis() as u64);
+        }
         let device = Credential {
             id: &self.device_id,
             token: &self.token,

@@ -128,6 +128,7 @@ fn assignment(r: &Release, mode: AssignmentMode) -> Assignment {
         url: "/api/v1/artifacts/x".into(),
         state: DeviceState::Assigned,
         attempt: 1,
+        traceparent: None,
     }
 }
 

@@ -95,6 +95,7 @@ fn deployment(store: &Store) {
             created_by: "token:test".into(),
             needs_approval: false,
             excluded: Vec::new(),
+            traceparent: None,
             waves: vec![NewWave {
                 name: "all".into(),
                 mode: hotswap_plan::Mode::Install,
@@ -191,6 +192,8 @@ fn writes(c: &mut Criterion) {
                                 state: DeviceState::Downloading,
                                 reason: None,
                                 health: None,
+                                traceparent: None,
+                                took_ms: None,
                             };
                             assert!(store.report(id, r).await.unwrap().applied);
                         });

@@ -55,6 +55,8 @@ pub struct NewDeployment {
     pub needs_approval: bool,
     /// Targets left out (device, why): outside the version's compatibility.
     pub excluded: Vec<(String, String)>,
+    /// The W3C trace context of the request that starts it, when traces are recorded.
+    pub traceparent: Option<String>,
 }
 
 pub struct NewWave {
@@ -66,7 +68,7 @@ pub struct NewWave {
     pub devices: Vec<(String, String)>,
 }
 
-const DEPLOYMENT_COLUMNS: &str = "d.id, d.firmware_id, f.version, d.device_model, d.strategy, d.strategy_config, d.health_policy, d.health_sha256, d.health_config, d.device_timeout, d.max_attempts, d.retry_backoff, d.state, d.current_wave, d.waves, d.reason, d.created_at, d.updated_at, d.created_by";
+const DEPLOYMENT_COLUMNS: &str = "d.id, d.firmware_id, f.version, d.device_model, d.strategy, d.strategy_config, d.health_policy, d.health_sha256, d.health_config, d.device_timeout, d.max_attempts, d.retry_backoff, d.state, d.current_wave, d.waves, d.reason, d.created_at, d.updated_at, d.created_by, d.trace_parent";
 
 fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
     Ok(Deployment {
@@ -91,6 +93,7 @@ fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
         created_at: UnixSeconds(r.get(16)?),
         updated_at: UnixSeconds(r.get(17)?),
         created_by: r.get(18)?,
+        traceparent: r.get(19)?,
     })
 }
 
@@ -102,8 +105,8 @@ impl Store {
         let tx = conn.transaction()?;
         let now = self.clock.now();
         tx.execute(
-            "INSERT INTO deployments (firmware_id, device_model, strategy, strategy_config, health_policy, health_sha256, health_config, device_timeout, max_attempts, retry_backoff, state, waves, created_at, updated_at, created_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?13, ?11, ?12, ?12, ?14)",
+            "INSERT INTO deployments (firmware_id, device_model, strategy, strategy_config, health_policy, health_sha256, health_config, device_timeout, max_attempts, retry_backoff, state, waves, created_at, updated_at, created_by, trace_parent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?13, ?11, ?12, ?12, ?14, ?15)",
             params![
                 d.firmware_id,
                 d.device_model,
@@ -123,7 +126,8 @@ impl Store {
                     DeploymentState::Running
                 }
                 .as_str(),
-                d.created_by
+                d.created_by,
+                d.traceparent
             ],
         )?;
         let id = tx.last_insert_rowid();

@@ -18,6 +18,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_enrollment.sql"),
     include_str!("../migrations/0011_firmware_lifecycle.sql"),
     include_str!("../migrations/0012_plugin_limits.sql"),
+    include_str!("../migrations/0013_deployment_trace.sql"),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -161,7 +161,8 @@ impl Store {
         let found = tx
             .prepare_cached(
                 "SELECT a.id, a.deployment_id, a.mode, f.version, f.size, f.sha256, f.security_counter, f.key_id, f.signature, a.state, a.attempts,
-                        CASE WHEN a.kind = 'rollout' THEN f.installed_versions END
+                        CASE WHEN a.kind = 'rollout' THEN f.installed_versions END,
+                        d.trace_parent, a.kind, a.wave
                  FROM assignments a JOIN deployments d ON d.id = a.deployment_id JOIN firmware f ON f.id = a.firmware_id
                  WHERE a.device_id = ?1 AND a.outcome IS NULL AND a.state != 'pending'
                    AND (a.not_before IS NULL OR a.not_before <= ?2)
@@ -185,6 +186,11 @@ impl Store {
                     signature: r.get(8)?,
                     state: decode(9, &r.get::<_, String>(9)?)?,
                     attempt: r.get::<_, u32>(10)? + 1,
+                    traceparent: traceparent_of(
+                        r.get::<_, Option<String>>(12)?,
+                        &r.get::<_, String>(13)?,
+                        r.get(14)?,
+                    ),
                 };
                 Ok((assignment, range))
             })
@@ -527,4 +533,16 @@ fn truncate(s: &str, max: usize) -> String {
 
 fn yes() -> bool {
     true
+}
+
+/// The trace context an assignment carries: its wave's in the deployment's trace, or the
+/// rollback's for a device sent back. `None` when the deployment has no trace (traces were off
+/// when it started).
+fn traceparent_of(deployment: Option<String>, kind: &str, wave: u32) -> Option<String> {
+    let trace: hotswap_protocol::TraceParent = deployment?.parse().ok()?;
+    let span = match kind {
+        "rollback" => trace.rollback(),
+        _ => trace.wave(wave),
+    };
+    Some(span.to_string())
 }

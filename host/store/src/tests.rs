@@ -98,6 +98,7 @@ fn handed_out(mode: hotswap_plan::Mode) -> (Store, ManualClock, TempDir) {
             created_by: "token:test".into(),
             needs_approval: false,
             excluded: Vec::new(),
+            traceparent: None,
             waves: vec![NewWave {
                 name: "all".into(),
                 mode,
@@ -238,6 +239,8 @@ async fn a_batch_of_reports_does_what_the_same_reports_one_by_one_do() {
                 state,
                 reason: reason.map(String::from),
                 health: ends.then(|| health.clone()),
+                traceparent: None,
+                took_ms: None,
             },
         )
     };

@@ -58,6 +58,8 @@ async fn report(
         state,
         reason: (!reason.is_empty()).then(|| reason.to_string()),
         health: None,
+        traceparent: a.traceparent.clone(),
+        took_ms: None,
     };
     let first = client.report(me, &r).await.unwrap();
     let again = client.report(me, &r).await.unwrap();
