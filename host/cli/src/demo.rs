@@ -62,6 +62,7 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
         unchecked_devices: false,
         plugin_limits: Default::default(),
         plugin_ceilings: Default::default(),
+        traces: Default::default(),
     };
     let app = state(&server_config)?;
     // The first start made an administrator token: the demo is its operator.

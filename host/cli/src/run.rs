@@ -16,19 +16,23 @@ use crate::args::{
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr);
-    match cli.log_format {
-        crate::args::LogFormat::Text => logs.init(),
-        // Whole objects with the current span's fields, one per line.
-        crate::args::LogFormat::Json => logs.json().with_current_span(true).init(),
-    }
+    // Spans go to an OTLP endpoint from a server only, and only when one is configured.
+    let traces = match &cli.command {
+        Command::Serve(_) => match hotswap_server::Traces::from_env() {
+            Ok(traces) => traces,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(crate::ops::USAGE);
+            }
+        },
+        _ => hotswap_server::Traces::off(),
+    };
+    init_logs(cli.log_format, &traces);
     let result = tokio::runtime::Runtime::new()
         .context("starting the async runtime")
-        .and_then(|runtime| runtime.block_on(run(cli.command)));
+        .and_then(|runtime| runtime.block_on(run(cli.command, traces.clone())));
+    // The spans still queued are sent before the process ends.
+    traces.shutdown();
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -36,6 +40,34 @@ pub fn main() -> ExitCode {
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default `warn`); and, when traces are on,
+/// the server's request spans to OpenTelemetry whatever `RUST_LOG` says.
+fn init_logs(format: crate::args::LogFormat, traces: &hotswap_server::Traces) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt::layer().with_writer(io::stderr);
+    let logs = match format {
+        crate::args::LogFormat::Text => logs.boxed(),
+        // Whole objects with the current span's fields, one per line.
+        crate::args::LogFormat::Json => logs.json().with_current_span(true).boxed(),
+    };
+    let spans = traces.tracer().map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("hotswap_server::http", tracing::Level::INFO),
+            )
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(spans)
+        .init();
 }
 
 /// A usage error is 2 ([`crate::ops::USAGE`]), anything else (the server refused, or could not
@@ -51,7 +83,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     }
 }
 
-async fn run(command: Command) -> Result<ExitCode> {
+async fn run(command: Command, traces: hotswap_server::Traces) -> Result<ExitCode> {
     let mut out = io::stdout();
     let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
     match command {
@@ -78,6 +110,7 @@ async fn run(command: Command) -> Result<ExitCode> {
             clap_complete::generate(shell, &mut Cli::command(), "hotswap", &mut out);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(a) => done(serve(a, traces).await),
         other => done(run_other(other, &mut out).await),
     }
 }
@@ -85,7 +118,6 @@ async fn run(command: Command) -> Result<ExitCode> {
 async fn run_other(command: Command, out: &mut io::Stdout) -> Result<()> {
     let mut out = out;
     match command {
-        Command::Serve(a) => serve(a).await,
         Command::Demo(a) => demo(a.into(), &mut out).await,
         Command::Sim(a) => simulate(a).await,
         Command::Scale(a) => crate::scale::run(a.into(), &mut out).await,
@@ -120,6 +152,7 @@ async fn run_other(command: Command, out: &mut io::Stdout) -> Result<()> {
         | Command::Device(_)
         | Command::Push(_)
         | Command::PushBench(_)
+        | Command::Serve(_)
         | Command::Completions { .. } => unreachable!("run handles the operator commands"),
     }
 }
@@ -134,12 +167,13 @@ pub async fn stopped() -> Result<()> {
     Ok(())
 }
 
-async fn serve(a: ServeArgs) -> Result<()> {
+async fn serve(a: ServeArgs, traces: hotswap_server::Traces) -> Result<()> {
     let file = match &a.config {
         Some(path) => hotswap_server::FileConfig::load(path)?,
         None => hotswap_server::FileConfig::default(),
     };
-    let (listen, config) = hotswap_server::resolve((&a).into(), file)?;
+    let (listen, mut config) = hotswap_server::resolve((&a).into(), file)?;
+    config.traces = traces;
     if config.trusted_keys.is_empty() {
         tracing::warn!(
             "no trusted release keys: every firmware registration will be refused (pass --trusted-key)"

@@ -24,6 +24,7 @@ fn bench(c: &mut Criterion) {
         unchecked_devices: false,
         plugin_limits: Default::default(),
         plugin_ceilings: Default::default(),
+        traces: Default::default(),
     };
     let state = hotswap_server::state(&config).unwrap();
     let device_token = new_secret("hsw_dev_").unwrap();

@@ -31,6 +31,9 @@ pub struct ServerConfig {
     /// The most a plugin may ask for at upload (`[plugin-ceilings]`, each key left out at its
     /// `[plugin-limits]` value).
     pub plugin_ceilings: hotswap_plugin_host::Limits,
+    /// Where spans go: off unless the `hotswap` command found an OTLP endpoint
+    /// ([`crate::traces`]).
+    pub traces: crate::traces::Traces,
 }
 
 /// How devices enroll themselves.
@@ -285,6 +288,7 @@ pub fn resolve(
             unchecked_devices: overrides.unchecked_devices,
             plugin_limits: file.plugin_limits,
             plugin_ceilings,
+            traces: Default::default(),
         },
     ))
 }

@@ -13,6 +13,8 @@
 //! - [`doorbell`]: [`Doorbell`], per-device wake-ups for long-poll check-ins.
 //! - [`config`]: [`ServerConfig`], `hotswap serve`'s flags, environment and file.
 //! - [`dashboard`]: the web dashboard at `/`, compiled into the binary.
+//! - [`traces`]: [`Traces`], OpenTelemetry spans over OTLP: every request, and each deployment
+//!   as one trace down to its devices' steps.
 //! - [`serve`](mod@serve): [`state`] and [`serve()`], running it all on one listener.
 
 #![forbid(unsafe_code)]
@@ -25,6 +27,7 @@ pub mod doorbell;
 pub mod orchestrator;
 pub mod serve;
 pub mod sessions;
+pub mod traces;
 
 pub use api::{ApiError, AppState, ROUTES, Route, ServerLimits, router};
 pub use auth::{ADMIN_TOKEN_FILE, Principal, Rule};
@@ -35,3 +38,4 @@ pub use config::{
 pub use doorbell::{Doorbell, MAX_WAITING_DEVICES};
 pub use orchestrator::{DEFAULT_TICK, Orchestrator};
 pub use serve::{serve, serve_on, state, state_with_store};
+pub use traces::Traces;

@@ -23,6 +23,7 @@ use hotswap_protocol::{Deployment, DeploymentState, UnixMillis};
 use hotswap_store::{Store, StoreError, WaveView};
 
 use crate::doorbell::Doorbell;
+use crate::traces::{Judgement, Traces, WaveSummary};
 
 /// How often the orchestrator looks at its deployments when nothing says otherwise.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(500);
@@ -74,6 +75,10 @@ pub struct Orchestrator {
     sessions: HashMap<i64, HealthSession>,
     judged: HashMap<i64, Judged>,
     timings: crate::api::Timings,
+    traces: Traces,
+    /// When this orchestrator first saw each wave under way, when traces are on: the store
+    /// keeps a wave's start to the second, a span wants the millisecond.
+    waves_seen: HashMap<(i64, u32), std::time::SystemTime>,
 }
 
 /// Stops the orchestrator's thread when dropped.
@@ -92,12 +97,14 @@ impl Drop for Running {
 }
 
 impl Orchestrator {
-    /// An orchestrator over `store`; its health-policy calls are timed into `timings`.
+    /// An orchestrator over `store`; its health-policy calls are timed into `timings`, and
+    /// its deployments' waves, verdicts and rollbacks recorded as spans in `traces`.
     pub fn new(
         store: Arc<Store>,
         runtime: PluginRuntime,
         doorbell: Arc<Doorbell>,
         timings: crate::api::Timings,
+        traces: Traces,
     ) -> Orchestrator {
         Orchestrator {
             store,
@@ -106,6 +113,8 @@ impl Orchestrator {
             sessions: HashMap::new(),
             judged: HashMap::new(),
             timings,
+            traces,
+            waves_seen: HashMap::new(),
         }
     }
 
@@ -142,6 +151,8 @@ impl Orchestrator {
             .retain(|id, _| active.iter().any(|d| d.id == *id));
         self.judged
             .retain(|id, _| active.iter().any(|d| d.id == *id));
+        self.waves_seen
+            .retain(|(id, _), _| active.iter().any(|d| d.id == *id));
         Ok(())
     }
 
@@ -155,7 +166,10 @@ impl Orchestrator {
         loop {
             match d.state {
                 DeploymentState::RollingBack => {
-                    store.finish_rollback(&d, now)?;
+                    if store.finish_rollback(&d, now)? && self.traces.on() {
+                        self.traces.rollback_ended(&d);
+                        self.traces.deployment_ended(&store.deployment(d.id)?);
+                    }
                     return Ok(());
                 }
                 DeploymentState::Running => {}
@@ -164,6 +178,11 @@ impl Orchestrator {
             let mut view = store.advance_wave(&d, now)?;
             self.doorbell
                 .ring(view.handed_out.iter().map(String::as_str));
+            if self.traces.on() {
+                self.waves_seen
+                    .entry((d.id, view.index))
+                    .or_insert_with(std::time::SystemTime::now);
+            }
             let s = &view.stats;
             let inputs = Inputs {
                 wave: view.index,
@@ -179,10 +198,14 @@ impl Orchestrator {
                 return Ok(());
             }
             let judging = std::time::Instant::now();
+            let judged_at = std::time::SystemTime::now();
             view.samples = store.wave_samples(&d, view.index)?;
             let verdict = self.judge(&d, &view);
             let sent_back = store.decide(&d, &view, &verdict, now)?;
             self.doorbell.ring(sent_back.iter().map(String::as_str));
+            if self.traces.on() {
+                self.trace_decision(&d, &view, &verdict, judged_at)?;
+            }
             let took = i64::try_from(judging.elapsed().as_millis()).unwrap_or(i64::MAX);
             let progress_at = now.plus_ms(
                 PROGRESS_JUDGED_EVERY_MS.max(took.saturating_mul(PROGRESS_JUDGED_AFTER_TIMES)),
@@ -208,6 +231,52 @@ impl Orchestrator {
             // The next wave starts in this same pass.
             d = store.deployment(d.id)?;
         }
+    }
+
+    /// Records a judgement in the deployment's trace, and what it ended: the wave (passed, or
+    /// rolled back) and the deployment when it completed. Reads what the decision did, since
+    /// a deployment an operator changed meanwhile keeps the verdict on record only.
+    fn trace_decision(
+        &self,
+        d: &Deployment,
+        view: &WaveView,
+        verdict: &Verdict,
+        judged_at: std::time::SystemTime,
+    ) -> Result<(), StoreError> {
+        let fuel_used = self.sessions.get(&d.id).map(HealthSession::fuel_used);
+        self.traces.verdict(
+            d,
+            view.index,
+            Judgement {
+                verdict,
+                stats: &view.stats,
+                fuel_used,
+                started: judged_at,
+            },
+        );
+        let after = self.store.deployment(d.id)?;
+        let mut wave = WaveSummary::from(&view.stats);
+        // Seen in the pass that started it, unless this server started since: then it is
+        // further from the stored start than the stored start's rounding.
+        if let Some(seen) = self.waves_seen.get(&(d.id, view.index)) {
+            let apart = seen
+                .duration_since(wave.started)
+                .or_else(|e| Ok::<_, ()>(e.duration()))
+                .unwrap_or_default();
+            if apart <= Duration::from_secs(2) {
+                wave.started = *seen;
+            }
+        }
+        if after.current_wave > view.index || after.state == DeploymentState::Completed {
+            self.traces.wave_ended(d, view.index, wave, None);
+        } else if after.state == DeploymentState::RollingBack {
+            let reason = after.reason.as_deref().unwrap_or("rolled back");
+            self.traces.wave_ended(d, view.index, wave, Some(reason));
+        }
+        if after.state == DeploymentState::Completed {
+            self.traces.deployment_ended(&after);
+        }
+        Ok(())
     }
 
     /// The health policy's verdict; a policy that fails pauses the deployment, it never lets it

@@ -48,6 +48,7 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
             .context("opening the session key")?,
         enrollment: config.enrollment.clone(),
         unchecked_devices: config.unchecked_devices,
+        traces: config.traces.clone(),
     }))
 }
 
@@ -73,6 +74,7 @@ pub async fn serve_on(
         state.runtime.clone(),
         state.doorbell.clone(),
         state.metrics.timings(),
+        state.traces.clone(),
     )
     .spawn(state.tick);
     // Keys quiet long enough to be back at their full burst are dropped, so the limiters do not

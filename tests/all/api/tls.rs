@@ -62,6 +62,7 @@ impl TlsServer {
             unchecked_devices: false,
             plugin_limits: Default::default(),
             plugin_ceilings: Default::default(),
+            traces: Default::default(),
         };
         let state = hotswap_server::state(&config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -87,6 +87,7 @@ impl Server {
             unchecked_devices: false,
             plugin_limits: Default::default(),
             plugin_ceilings: Default::default(),
+            traces: Default::default(),
         };
         let store = Store::open_with_clock(&config.data_dir, clock).unwrap();
         let state = state_with_store(&config, store).unwrap();

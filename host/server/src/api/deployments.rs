@@ -18,12 +18,13 @@ use hotswap_protocol::{
     DeploymentStatus, DeviceRecord, DryRun, Excluded, PlannedWave, RetryPolicy, UnixMillis,
     UnixSeconds,
 };
-use hotswap_store::{DeviceFilter, NewDeployment, NewWave};
+use hotswap_store::{DeviceFilter, NewDeployment, NewWave, Transitioned};
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{ApiError, AppState, Body, blocking};
 use crate::auth::Principal;
+use crate::traces::Planned;
 use hotswap_protocol::ErrorBody;
 
 /// A device counts as online when it was seen this recently.
@@ -202,6 +203,9 @@ pub async fn create(
             RETRY_BACKOFF_SECONDS,
         )?,
     };
+    // The request's trace becomes the deployment's (taken here: the blocking pool's thread is
+    // outside the request's span).
+    let trace = state.traces.current().filter(|_| !params.dry_run);
     blocking(move || {
         let firmware = state
             .store
@@ -382,11 +386,22 @@ pub async fn create(
                 other => other,
             })?;
         let native = fleet(&devices, state.store.clock().now());
-        let plan = timings
+        let planning = std::time::SystemTime::now();
+        let (plan, fuel_used) = timings
             .time(PluginKind::Strategy, "plan", || {
-                strategy.plan(&config, &Fleet::from(&native))
+                strategy.plan_metered(&config, &Fleet::from(&native))
             })
             .map_err(ApiError::from)?;
+        state.traces.planned(
+            trace.as_ref(),
+            Planned {
+                strategy: &strategy_name,
+                devices: devices.len(),
+                waves: plan.waves.len(),
+                fuel_used,
+                started: planning,
+            },
+        );
         if !params.dry_run {
             let waves = plan
                 .waves
@@ -432,6 +447,7 @@ pub async fn create(
                     .into_iter()
                     .map(|e| (e.device_id, e.reason))
                     .collect(),
+                traceparent: trace.map(|t| t.to_string()),
             })?;
             state.metrics.deployment_started();
             let status = state.store.deployment_status(id)?;
@@ -687,9 +703,49 @@ async fn act(
             "rollback asked by the operator",
         ),
     };
-    let changed = blocking(move || Ok(state.store.transition(id, from, to, reason)?)).await?;
+    let changed = blocking(move || transition(&state, id, from, to, reason)).await?;
     doorbell.ring(changed.handed_out.iter().map(String::as_str));
     Ok(Json(changed.deployment))
+}
+
+/// An operator's transition, recorded in the deployment's trace when it ends the wave under
+/// way or the deployment itself.
+fn transition(
+    state: &AppState,
+    id: i64,
+    from: &[DeploymentState],
+    to: DeploymentState,
+    reason: &str,
+) -> Result<Transitioned, ApiError> {
+    if !state.traces.on() {
+        return Ok(state.store.transition(id, from, to, reason)?);
+    }
+    let before = state.store.deployment(id)?;
+    let changed = state.store.transition(id, from, to, reason)?;
+    let after = &changed.deployment;
+    let wave_cut = matches!(
+        before.state,
+        DeploymentState::Running | DeploymentState::Paused
+    ) && matches!(
+        after.state,
+        DeploymentState::Cancelled | DeploymentState::RollingBack
+    );
+    if wave_cut {
+        let status = state.store.deployment_status(id)?;
+        if let Some(w) = status
+            .wave_status
+            .get(before.current_wave as usize)
+            .filter(|w| w.started_at.is_some())
+        {
+            state
+                .traces
+                .wave_ended(after, before.current_wave, w.into(), Some(reason));
+        }
+    }
+    if !after.state.is_active() {
+        state.traces.deployment_ended(after);
+    }
+    Ok(changed)
 }
 
 /// `POST /api/v1/deployments/{id}/approve`: a deployment waiting for an approval starts. Four
@@ -770,9 +826,13 @@ async fn decide_approval(
             "" => format!("{verb} by {actor}"),
             remark => format!("{verb} by {actor}: {remark}"),
         };
-        Ok(state
-            .store
-            .transition(id, &[DeploymentState::WaitingForApproval], to, &reason)?)
+        transition(
+            &state,
+            id,
+            &[DeploymentState::WaitingForApproval],
+            to,
+            &reason,
+        )
     })
     .await?;
     doorbell.ring(changed.handed_out.iter().map(String::as_str));

@@ -93,6 +93,8 @@ pub struct AppState {
     /// The device routes take no credential (the scale benchmark's figure without
     /// authentication; loopback only).
     pub unchecked_devices: bool,
+    /// Where spans go (off unless an OTLP endpoint is configured).
+    pub traces: crate::traces::Traces,
 }
 
 /// One route of the API and who may call it.
@@ -176,7 +178,8 @@ routes! {
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.limits.max_body_bytes;
     with_routes(Router::new())
-        // A later layer wraps the earlier: metrics count every answer, refusals included.
+        // A later layer wraps the earlier: metrics count every answer, refusals included, and the
+        // request's span covers them all.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::auth::check,
@@ -184,6 +187,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::traces::request_span,
         ))
         // After the layers: the dashboard's page and assets take no credential.
         .merge(crate::dashboard::router())

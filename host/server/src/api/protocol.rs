@@ -118,7 +118,12 @@ pub async fn report(
     Body(r): Body<Report>,
 ) -> Result<Json<ReportAnswer>, ApiError> {
     let reported = r.state;
+    crate::traces::check_reports(std::slice::from_ref(&r)).map_err(ApiError::bad_request)?;
+    let traced = (state.traces.on() && r.traceparent.is_some()).then(|| r.clone());
     let answer = state.store.report(device_id.clone(), r).await?;
+    if let Some(r) = traced {
+        state.traces.device_reports(&device_id, &[r], &[answer]);
+    }
     if answer.applied {
         state.metrics.report(reported.into());
     }
@@ -153,11 +158,17 @@ pub async fn report_batch(
             batch.reports.len()
         )));
     }
+    crate::traces::check_reports(&batch.reports).map_err(ApiError::bad_request)?;
     let states: Vec<&'static str> = batch.reports.iter().map(|r| r.state.into()).collect();
+    let traced = (state.traces.on() && batch.reports.iter().any(|r| r.traceparent.is_some()))
+        .then(|| batch.reports.clone());
     let answers = state
         .store
         .reports(device_id.clone(), batch.reports)
         .await?;
+    if let Some(reports) = traced {
+        state.traces.device_reports(&device_id, &reports, &answers);
+    }
     if answers.last().is_some_and(|a| ended(a.state)) {
         state.credentials.withdraw(&device_id);
     }
