@@ -15,6 +15,7 @@ mod orchestrator;
 mod runtime;
 mod strategies;
 mod support;
+mod traces;
 
 pub use support::{fleet, region, runtime};
 

@@ -5,7 +5,8 @@
 //! - `demo`: [`demo`], the README's main command: server, signed releases, simulated fleet, a
 //!   good canary and a broken one rolled back.
 //! - `sim`: [`hotswap_sim`]'s fleet against a server.
-//! - `scale`: [`scale`], the scale benchmark (server and fleet in two processes).
+//! - `scale`: [`scale`], the scale benchmark (server and fleet in two processes); with
+//!   `--tracing`, the server's spans sent to [`otlp`], a receiver of OTLP/HTTP that counts them.
 //! - `release`: [`release`], sign an agent and register it.
 //! - `plans`, `plan`, `plugin check`: [`plans`], plans printed wave by wave.
 //! - `device`: [`device`], one device VM on flash in a file, managed over SMP on a pty or a
@@ -29,6 +30,7 @@ pub mod kit;
 pub mod link;
 pub mod login;
 pub mod ops;
+pub mod otlp;
 pub mod plans;
 pub mod progress;
 pub mod push;

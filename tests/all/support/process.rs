@@ -19,6 +19,16 @@ impl Drop for Process {
     }
 }
 
+impl Process {
+    /// Stops it as an operator would (SIGTERM) and waits for it to exit.
+    pub fn terminate(mut self) {
+        let pid = self.0.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM {pid}");
+        let _ = self.0.wait();
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -35,6 +45,11 @@ pub async fn serve(dir: &Path, port: u16) -> Process {
 
 /// [`serve`] with `more` added to its configuration file (tables such as `[plugin-limits]`).
 pub async fn serve_with(dir: &Path, port: u16, more: &str) -> Process {
+    serve_with_env(dir, port, more, &[]).await
+}
+
+/// [`serve_with`], the process given the variables `env` as well.
+pub async fn serve_with_env(dir: &Path, port: u16, more: &str, env: &[(&str, &str)]) -> Process {
     let config = dir.join("hotswap.toml");
     std::fs::write(&config, format!("orchestrator-tick-ms = 50\n{more}")).unwrap();
     let log = std::fs::OpenOptions::new()
@@ -52,6 +67,7 @@ pub async fn serve_with(dir: &Path, port: u16, more: &str) -> Process {
         .arg(&config)
         .arg("--trusted-key")
         .arg(hex(release_key().trusted().key.as_bytes()))
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
