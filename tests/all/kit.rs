@@ -18,8 +18,14 @@ fn plugin_target_dir() -> PathBuf {
 }
 
 /// componentize-py from PyPI in a virtual environment of its own under `target/`, installed on
-/// first use; its path.
+/// first use; its path. Tests that run at once wait for the one installing it, rather than
+/// find a half-made environment.
 fn componentize_py() -> PathBuf {
+    static INSTALLED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    INSTALLED.get_or_init(install_componentize_py).clone()
+}
+
+fn install_componentize_py() -> PathBuf {
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/componentize-venv");
     let bin = venv.join("bin/componentize-py");
     let pinned = format!("componentize-py=={}", hotswap::kit::COMPONENTIZE_PY_VERSION);
