@@ -13,7 +13,7 @@ use hotswap_sim::{Fleet, FleetConfig, registration, tagged};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::device::wait_for;
+use crate::support::device::{deploy, wait_for};
 use crate::support::http::{get, message, post};
 use crate::support::process::hotswap;
 use crate::support::server::{Server, data_dir};
@@ -45,28 +45,6 @@ fn fleet_config(server: &Server, devices: usize) -> FleetConfig {
     c.token = Some(server.admin_token.clone());
     c.poll = std::time::Duration::from_millis(50);
     c
-}
-
-async fn deploy(
-    client: &reqwest::Client,
-    api: &Client,
-    url: &str,
-    version: &str,
-    strategy: &str,
-    config: Value,
-) -> Value {
-    let body = json!({
-        "firmwareVersion": version, "deviceModel": "sensor-v1", "targetFilter": {},
-        "strategy": strategy, "config": config, "healthConfig": {"pollSeconds": 1},
-    });
-    let (status, started) = post(client, format!("{url}/api/v1/deployments"), &body).await;
-    assert_eq!(status, StatusCode::CREATED, "{strategy}: {started}");
-    wait_for(
-        api,
-        started["id"].as_i64().unwrap(),
-        &["completed", "rolled-back", "paused", "cancelled"],
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,11 +12,9 @@ use hotswap_client::Client;
 use hotswap_device_vm::Version;
 use hotswap_device_vm::device::DeviceConfig;
 use hotswap_sim::{Fleet, FleetConfig, registration, tagged};
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::device::wait_for;
-use crate::support::http::post;
+use crate::support::device::deploy;
 use crate::support::process::{free_port, serve_with_env};
 use crate::support::release_key;
 use crate::support::server::bearer_client;
@@ -52,23 +50,6 @@ impl Trace {
         }
         false
     }
-}
-
-async fn deploy(http: &reqwest::Client, api: &Client, url: &str, version: &str) -> Value {
-    let body = json!({
-        "firmwareVersion": version, "deviceModel": "sensor-v1", "targetFilter": {},
-        "strategy": "canary",
-        "config": {"initialPercentage": 10, "increments": [50, 100], "gate": {"soakSeconds": 0}},
-        "healthConfig": {"pollSeconds": 1},
-    });
-    let (status, started) = post(http, format!("{url}/api/v1/deployments"), &body).await;
-    assert_eq!(status, StatusCode::CREATED, "{started}");
-    wait_for(
-        api,
-        started["id"].as_i64().unwrap(),
-        &["completed", "rolled-back", "paused", "cancelled"],
-    )
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,9 +106,11 @@ async fn each_deployment_is_one_trace_from_the_request_to_its_devices() {
     )
     .await
     .unwrap();
-    let good = deploy(&http, &api, &url, "2.0.0").await;
+    let canary =
+        || json!({"initialPercentage": 10, "increments": [50, 100], "gate": {"soakSeconds": 0}});
+    let good = deploy(&http, &api, &url, "2.0.0", "canary", canary()).await;
     assert_eq!(good["state"], "completed", "{good:#}");
-    let broken = deploy(&http, &api, &url, "3.0.0").await;
+    let broken = deploy(&http, &api, &url, "3.0.0", "canary", canary()).await;
     assert_eq!(broken["state"], "rolled-back", "{broken:#}");
     let summary = fleet.stop().await;
     assert_eq!(summary.bricked, 0, "{summary}");

@@ -14,9 +14,11 @@ use hotswap_device_vm::image::Manifest;
 use hotswap_protocol::{
     Assignment, AssignmentMode, CheckIn, DeviceState, Health, Report, Spelling,
 };
-use serde_json::Value;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 
 use super::hex;
+use super::http::post;
 
 /// What a scripted device does with the version it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -240,6 +242,30 @@ impl Fleet {
         }
         versions
     }
+}
+
+/// Starts a rollout of `version` to every `sensor-v1` device with `strategy` and `config`
+/// (the default health policy, judging every second), and waits until it ends.
+pub async fn deploy(
+    client: &reqwest::Client,
+    api: &Client,
+    url: &str,
+    version: &str,
+    strategy: &str,
+    config: Value,
+) -> Value {
+    let body = json!({
+        "firmwareVersion": version, "deviceModel": "sensor-v1", "targetFilter": {},
+        "strategy": strategy, "config": config, "healthConfig": {"pollSeconds": 1},
+    });
+    let (status, started) = post(client, format!("{url}/api/v1/deployments"), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{strategy}: {started}");
+    wait_for(
+        api,
+        started["id"].as_i64().unwrap(),
+        &["completed", "rolled-back", "paused", "cancelled"],
+    )
+    .await
 }
 
 /// Polls the deployment's status until it is in one of `states` (at most a minute); the status
