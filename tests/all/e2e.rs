@@ -505,6 +505,55 @@ async fn the_scale_benchmark_compares_runs_with_and_without_authentication() {
     assert!(out.contains("authentication end to end"), "{out}");
 }
 
+/// The scale benchmark with traces, small: a run without and one with the server sending its
+/// spans to the benchmark's OTLP receiver, what traces cost, and how many spans came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scale_benchmark_compares_runs_with_and_without_traces() {
+    let (ok, out, err) = hotswap(
+        [
+            "scale",
+            "--devices",
+            "200",
+            "--canary-percent",
+            "10",
+            "--tracing",
+            "compare",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("devices authenticated, traced"), "{out}");
+    assert_eq!(
+        out.matches("updated        200 of 200 devices").count(),
+        2,
+        "{out}"
+    );
+    // Each device's four steps at least, besides the requests.
+    let spans: usize = out
+        .split_once("traces         ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a count of spans: {out}"));
+    assert!(spans >= 4 * 200, "{out}");
+    assert!(out.contains("tracing end to end"), "{out}");
+    let (ok, _, err) = hotswap(
+        [
+            "scale",
+            "--authentication",
+            "compare",
+            "--tracing",
+            "compare",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("compare one thing at a time"), "{err}");
+}
+
 /// The scale benchmark's rollback runs, small: the health policy rolls the last wave back when
 /// injected trial crashes go over the budget, and the operator rolls back a wave most devices
 /// confirmed; both report the time to the last device back, and end with none bricked.

@@ -500,6 +500,10 @@ pub struct ScaleArgs {
     /// Devices authenticated (`on`), not (`off`), or runs of both to compare (`compare`).
     #[arg(long, value_enum, default_value_t = crate::scale::Authentication::On)]
     pub authentication: crate::scale::Authentication,
+    /// The server's traces sent to a receiver in this process (`on`), none (`off`), or runs
+    /// of both to compare (`compare`).
+    #[arg(long, value_enum, default_value_t = crate::scale::Tracing::Off)]
+    pub tracing: crate::scale::Tracing,
     /// Runs of each kind.
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
@@ -517,6 +521,7 @@ impl From<ScaleArgs> for crate::scale::ScaleConfig {
             wait_seconds: a.wait_seconds,
             canary_percent: a.canary_percent,
             authentication: a.authentication,
+            tracing: a.tracing,
             runs: a.runs,
             rollback: a.rollback,
         }

@@ -28,6 +28,9 @@ pub struct ScaleConfig {
     pub canary_percent: f64,
     /// Whether the devices authenticate, or runs of both kinds to compare.
     pub authentication: Authentication,
+    /// Whether the server sends traces (to a receiver in this process), or runs of both kinds
+    /// to compare.
+    pub tracing: Tracing,
     /// Runs of each kind.
     pub runs: usize,
     /// Roll the last wave back, and time it.
@@ -68,6 +71,39 @@ pub enum Authentication {
     /// Runs without and with authentication, one after the other, and what authentication
     /// costs.
     Compare,
+}
+
+/// Which runs the benchmark makes, as to traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tracing {
+    /// The server sends its spans over OTLP/HTTP to a receiver in the benchmark's process
+    /// ([`crate::otlp`]), which counts them.
+    On,
+    /// No endpoint: traces off.
+    Off,
+    /// Runs without and with traces, one after the other, and what traces cost.
+    Compare,
+}
+
+/// One kind of run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Variant {
+    authenticated: bool,
+    traced: bool,
+}
+
+impl Variant {
+    fn name(self) -> String {
+        let mut name = String::from(if self.authenticated {
+            "authenticated"
+        } else {
+            "without credentials"
+        });
+        if self.traced {
+            name.push_str(", traced");
+        }
+        name
+    }
 }
 
 /// What one run measured.
@@ -123,36 +159,43 @@ impl Drop for Server {
 
 /// Runs the benchmark and prints its figures.
 pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
-    let kinds: &[bool] = match config.authentication {
-        Authentication::On => &[true],
-        Authentication::Off => &[false],
-        // Alternating, so a slower stretch of a shared machine does not fall on one kind only.
-        Authentication::Compare => &[false, true],
+    let one = |authenticated: bool, traced: bool| Variant {
+        authenticated,
+        traced,
     };
-    let mut with = Vec::new();
-    let mut without = Vec::new();
+    let authenticated = config.authentication == Authentication::On;
+    let traced = config.tracing == Tracing::On;
+    // Two kinds alternate, so a slower stretch of a shared machine does not fall on one only.
+    let (kinds, compared) = match (config.authentication, config.tracing) {
+        (Authentication::Compare, Tracing::Compare) => {
+            bail!(crate::ops::UsageError(
+                "compare one thing at a time: --authentication compare or --tracing compare".into()
+            ))
+        }
+        (Authentication::Compare, _) => (
+            vec![one(false, traced), one(true, traced)],
+            "authentication",
+        ),
+        (_, Tracing::Compare) => (
+            vec![one(authenticated, false), one(authenticated, true)],
+            "tracing",
+        ),
+        _ => (vec![one(authenticated, traced)], ""),
+    };
+    let mut runs: Vec<Vec<Figures>> = vec![Vec::new(); kinds.len()];
     for n in 0..config.runs.max(1) {
-        for &authenticated in kinds {
+        for (k, &kind) in kinds.iter().enumerate() {
             writeln!(
                 out,
                 "== run {} of {}, devices {}",
                 n + 1,
                 config.runs.max(1),
-                if authenticated {
-                    "authenticated"
-                } else {
-                    "without credentials"
-                }
+                kind.name()
             )?;
-            let figures = run_once(&config, authenticated, out).await?;
-            if authenticated {
-                with.push(figures)
-            } else {
-                without.push(figures)
-            }
+            runs[k].push(run_once(&config, kind, out).await?);
         }
     }
-    if !with.is_empty() && !without.is_empty() {
+    if let [without, with] = &runs[..] {
         let median = |runs: &[Figures], f: &dyn Fn(&Figures) -> f64| {
             let mut v: Vec<f64> = runs.iter().map(f).collect();
             v.sort_by(f64::total_cmp);
@@ -166,31 +209,33 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
         let seconds = |f: &Figures| f.elapsed.as_secs_f64();
         let cpu = |f: &Figures| f.server_cpu_per_device.as_secs_f64() * 1e3;
         let rss = |f: &Figures| f.server_peak_rss_bytes as f64 / (1 << 20) as f64;
-        let (t0, t1) = (median(&without, &seconds), median(&with, &seconds));
-        let (c0, c1) = (median(&without, &cpu), median(&with, &cpu));
+        let (t0, t1) = (median(without, &seconds), median(with, &seconds));
+        let (c0, c1) = (median(without, &cpu), median(with, &cpu));
         writeln!(
             out,
-            "authentication end to end {t1:.1} s against {t0:.1} s without ({:+.1}%, medians of {} runs each)",
+            "{compared} end to end {t1:.1} s against {t0:.1} s without ({:+.1}%, medians of {} runs each)",
             (t1 / t0 - 1.0) * 100.0,
             with.len()
         )?;
         writeln!(
             out,
-            "authentication server CPU {c1:.3} ms per device against {c0:.3} ms ({:+.1}%); peak RSS {:.0} MiB against {:.0} MiB",
+            "{compared} server CPU {c1:.3} ms per device against {c0:.3} ms ({:+.1}%); peak RSS {:.0} MiB against {:.0} MiB",
             (c1 / c0 - 1.0) * 100.0,
-            median(&with, &rss),
-            median(&without, &rss)
+            median(with, &rss),
+            median(without, &rss)
         )?;
     }
     Ok(())
 }
 
 /// One run: a server of its own, a fleet, a rollout to every device.
-async fn run_once(
-    config: &ScaleConfig,
-    authenticated: bool,
-    out: &mut impl Write,
-) -> Result<Figures> {
+async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> Result<Figures> {
+    let authenticated = kind.authenticated;
+    // The server's spans come here, counted; none when the run is not traced.
+    let receiver = match kind.traced {
+        true => Some(crate::otlp::Receiver::start().await?),
+        false => None,
+    };
     // Removed when the benchmark ends, however it ends.
     let temporary = tempfile::Builder::new()
         .prefix("hotswap-scale-")
@@ -205,6 +250,12 @@ async fn run_once(
     std::fs::write(&config_file, "orchestrator-tick-ms = 200\n")?;
     let mut command = Command::new(std::env::current_exe()?);
     command.arg("serve");
+    for variable in hotswap_server::traces::ENDPOINT_VARIABLES {
+        command.env_remove(variable);
+    }
+    if let Some(receiver) = &receiver {
+        command.env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint());
+    }
     if !authenticated {
         command.arg("--benchmark-unchecked-devices");
     }
@@ -495,6 +546,18 @@ async fn run_once(
         .collect();
     writeln!(out, "versions       {}", versions.join(", "))?;
     writeln!(out, "bricked        {}", summary.bricked)?;
+    if let Some(receiver) = &receiver {
+        // What the server still queues is sent within its batch delay.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let spans = receiver.count();
+        let (requests, bytes) = receiver.requests();
+        writeln!(
+            out,
+            "traces         {spans} spans received ({:.1} per device) in {requests} OTLP requests, {:.1} MiB",
+            spans as f64 / config.devices as f64,
+            bytes as f64 / (1 << 20) as f64
+        )?;
+    }
     drop(server);
     drop(temporary);
     let expected = match config.rollback {
