@@ -14,7 +14,7 @@ use hotswap_device_vm::device::DeviceConfig;
 use hotswap_sim::{Fleet, FleetConfig, registration, tagged};
 use serde_json::{Value, json};
 
-use crate::support::device::deploy;
+use crate::support::device::{deploy, wait_for};
 use crate::support::process::{free_port, serve_with_env};
 use crate::support::release_key;
 use crate::support::server::bearer_client;
@@ -110,6 +110,14 @@ async fn each_deployment_is_one_trace_from_the_request_to_its_devices() {
         || json!({"initialPercentage": 10, "increments": [50, 100], "gate": {"soakSeconds": 0}});
     let good = deploy(&http, &api, &url, "2.0.0", "canary", canary()).await;
     assert_eq!(good["state"], "completed", "{good:#}");
+    // Found wanting later: the operator sends every device back to 1.0.0.
+    let id = good["id"].as_i64().unwrap();
+    api.act(id, hotswap_client::Action::Rollback).await.unwrap();
+    let sent_back = wait_for(&api, id, &["rolled-back"]).await;
+    assert_eq!(
+        sent_back["rollback"]["rolled-back"], DEVICES,
+        "{sent_back:#}"
+    );
     let broken = deploy(&http, &api, &url, "3.0.0", "canary", canary()).await;
     assert_eq!(broken["state"], "rolled-back", "{broken:#}");
     let summary = fleet.stop().await;
@@ -127,7 +135,8 @@ async fn each_deployment_is_one_trace_from_the_request_to_its_devices() {
     for _ in 0..200 {
         spans = receiver.spans();
         let ended = spans.iter().filter(|s| s.name == "deployment").count();
-        if ended == 2 {
+        let rollbacks = spans.iter().filter(|s| s.name == "rollback").count();
+        if ended == 2 && rollbacks == 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -168,6 +177,7 @@ async fn each_deployment_is_one_trace_from_the_request_to_its_devices() {
     }
 
     for (trace_id, version, state) in [
+        // Its span ended when it completed; the operator's rollback came after.
         (&good_trace, "2.0.0", "completed"),
         (&broken_trace, "3.0.0", "rolled-back"),
     ] {
@@ -237,11 +247,21 @@ async fn each_deployment_is_one_trace_from_the_request_to_its_devices() {
             );
             let devices: BTreeSet<&str> = outcomes
                 .iter()
+                .filter(|s| t.parent(s).is_some_and(|p| p.name.starts_with("wave ")))
                 .map(|s| s.attribute("hotswap.device.id"))
                 .collect();
             assert_eq!(devices.len(), DEVICES, "every device's outcome");
             assert_eq!(t.named("device trial").len(), DEVICES);
             assert!(outcomes.iter().all(|s| !s.error));
+            // The operator's rollback, after: every device sent back is below it.
+            let rollback = t.one("rollback");
+            assert_eq!(rollback.parent_span_id, deployment.span_id);
+            let back: BTreeSet<&str> = outcomes
+                .iter()
+                .filter(|s| t.parent(s).is_some_and(|p| p.span_id == rollback.span_id))
+                .map(|s| s.attribute("hotswap.device.id"))
+                .collect();
+            assert_eq!(back.len(), DEVICES, "every device sent back: {back:?}");
         } else {
             // The canary wave ends in the rollback; the devices that tried 3.0.0 went back on
             // their own, and the rollback is a span of its own.

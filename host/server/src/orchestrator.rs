@@ -168,7 +168,10 @@ impl Orchestrator {
                 DeploymentState::RollingBack => {
                     if store.finish_rollback(&d, now)? && self.traces.on() {
                         self.traces.rollback_ended(&d);
-                        self.traces.deployment_ended(&store.deployment(d.id)?);
+                        // A deployment rolled back after it completed has its span already.
+                        if !store.completed_once(d.id)? {
+                            self.traces.deployment_ended(&store.deployment(d.id)?);
+                        }
                     }
                     return Ok(());
                 }

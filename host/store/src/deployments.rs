@@ -205,6 +205,21 @@ impl Store {
         deployment(&self.reader(), id)
     }
 
+    /// Whether deployment `id` completed at some point: a rollback asked for afterwards does
+    /// not end it a second time. Read from the event [`finish`] writes.
+    pub fn completed_once(&self, id: i64) -> Result<bool, StoreError> {
+        let completed = format!("{}: %", DeploymentState::Completed);
+        Ok(self
+            .reader()
+            .query_row(
+                "SELECT 1 FROM events WHERE deployment_id = ?1 AND device_id IS NULL AND message LIKE ?2 LIMIT 1",
+                params![id, completed],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
     /// Deployments, newest first.
     pub fn list_deployments(&self, limit: usize) -> Result<Vec<Deployment>, StoreError> {
         let conn = self.reader();
