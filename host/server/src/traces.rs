@@ -324,8 +324,9 @@ impl Traces {
 
     /// What a device did, from its reports and what the store made of them: each report that
     /// carries a trace context and was applied ends a step, laid end to end backwards from now
-    /// with the durations the device measured. A report whose `traceparent` does not parse was
-    /// refused before it was stored ([`check_reports`]).
+    /// with the durations the device measured. A `traceparent` that does not parse is ignored,
+    /// as W3C trace context says: the report was applied all the same, its step is not traced
+    /// (a device's report is never lost over its telemetry).
     pub fn device_reports(&self, device_id: &str, reports: &[Report], answers: &[ReportAnswer]) {
         if self.inner.is_none() {
             return;
@@ -468,23 +469,6 @@ pub struct Judgement<'a> {
     pub started: SystemTime,
 }
 
-/// Refuses reports whose `traceparent` is not one, naming the report; before anything is
-/// stored.
-pub fn check_reports(reports: &[Report]) -> Result<(), String> {
-    for (i, r) in reports.iter().enumerate() {
-        if let Some(t) = &r.traceparent
-            && let Err(e) = t.parse::<TraceParent>()
-        {
-            return Err(if reports.len() == 1 {
-                e.to_string()
-            } else {
-                format!("report {}: {e}", i + 1)
-            });
-        }
-    }
-    Ok(())
-}
-
 /// The context of a span another process (or an earlier server) started.
 fn remote(p: &TraceParent) -> Context {
     Context::new().with_remote_span_context(SpanContext::new(
@@ -545,4 +529,153 @@ pub async fn request_span(
         span.record("otel.status_code", "error");
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use hotswap_protocol::{DeviceState, Report, ReportAnswer, TraceParent};
+    use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+
+    use super::*;
+
+    const WAVE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn traces() -> (Traces, InMemorySpanExporter) {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .with_id_generator(DerivedIds(RandomIdGenerator::default()))
+            .build();
+        (Traces::with_provider(provider), exporter)
+    }
+
+    fn report(state: DeviceState, traceparent: &str, took_ms: Option<u64>) -> Report {
+        Report {
+            assignment_id: 7,
+            state,
+            reason: None,
+            health: None,
+            traceparent: Some(traceparent.to_string()),
+            took_ms,
+        }
+    }
+
+    fn applied(n: usize) -> Vec<ReportAnswer> {
+        vec![
+            ReportAnswer {
+                applied: true,
+                state: DeviceState::Confirmed,
+            };
+            n
+        ]
+    }
+
+    fn by_name<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no `{name}` span in {spans:#?}"))
+    }
+
+    #[test]
+    fn a_devices_steps_are_laid_end_to_end_below_the_context_it_sent_back() {
+        let (traces, exporter) = traces();
+        let reports = [
+            report(DeviceState::Downloading, WAVE, None),
+            report(DeviceState::Downloaded, WAVE, Some(300)),
+            report(DeviceState::Verifying, WAVE, None),
+            report(DeviceState::Installed, WAVE, Some(20)),
+            report(DeviceState::Trial, WAVE, None),
+            report(DeviceState::Confirmed, WAVE, Some(1000)),
+        ];
+        traces.device_reports("d-1", &reports, &applied(reports.len()));
+        let spans = exporter.get_finished_spans().unwrap();
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        let wave: TraceParent = WAVE.parse().unwrap();
+        for s in &spans {
+            assert_eq!(s.span_context.trace_id().to_bytes(), wave.trace_id);
+            assert_eq!(s.parent_span_id.to_bytes(), wave.span_id);
+        }
+        let (download, verify, trial) = (
+            by_name(&spans, "device download"),
+            by_name(&spans, "device verify"),
+            by_name(&spans, "device trial"),
+        );
+        // Each step ends where the next begins, with the lengths the device measured.
+        assert_eq!(download.end_time, verify.start_time);
+        assert_eq!(verify.end_time, trial.start_time);
+        let took = |s: &SpanData| s.end_time.duration_since(s.start_time).unwrap();
+        assert_eq!(took(download), Duration::from_millis(300));
+        assert_eq!(took(verify), Duration::from_millis(20));
+        assert_eq!(took(trial), Duration::from_millis(1000));
+        assert_eq!(by_name(&spans, "device outcome").start_time, trial.end_time);
+    }
+
+    #[test]
+    fn a_traceparent_that_is_not_one_or_a_report_not_applied_records_nothing() {
+        let (traces, exporter) = traces();
+        let reports = [
+            report(DeviceState::Downloaded, "00-abc-01", Some(300)),
+            report(DeviceState::Installed, WAVE, Some(20)),
+        ];
+        let mut answers = applied(2);
+        answers[1].applied = false;
+        traces.device_reports("d-1", &reports, &answers);
+        assert!(exporter.get_finished_spans().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_wave_recorded_when_it_ends_has_the_id_its_devices_named() {
+        let (traces, exporter) = traces();
+        let request: TraceParent = WAVE.parse().unwrap();
+        let d = Deployment {
+            id: 1,
+            firmware_id: 1,
+            firmware_version: "2.0.0".into(),
+            device_model: "m".into(),
+            strategy: "canary".into(),
+            strategy_config: "{}".into(),
+            health_policy: "default".into(),
+            health_sha256: None,
+            health_config: "{}".into(),
+            retry: hotswap_protocol::RetryPolicy {
+                device_timeout_seconds: 1,
+                max_attempts: 1,
+                retry_backoff_seconds: 1,
+            },
+            state: DeploymentState::Completed,
+            current_wave: 1,
+            waves: 2,
+            reason: Some("every wave passed".into()),
+            created_by: String::new(),
+            created_at: UnixSeconds(1),
+            updated_at: UnixSeconds(2),
+            traceparent: Some(request.to_string()),
+        };
+        let wave = WaveSummary {
+            started: SystemTime::now(),
+            mode: Mode::Install,
+            targeted: 1,
+            succeeded: 1,
+            failed: 0,
+        };
+        traces.wave_ended(&d, 1, wave, None);
+        traces.deployment_ended(&d);
+        let spans = exporter.get_finished_spans().unwrap();
+        let wave = by_name(&spans, "wave 2");
+        let deployment = by_name(&spans, "deployment");
+        assert_eq!(
+            wave.span_context.span_id().to_bytes(),
+            request.wave(1).span_id
+        );
+        assert_eq!(wave.parent_span_id, deployment.span_context.span_id());
+        assert_eq!(
+            deployment.span_context.span_id().to_bytes(),
+            request.deployment().span_id
+        );
+        assert_eq!(deployment.parent_span_id.to_bytes(), request.span_id);
+        // Off, nothing at all.
+        Traces::off().deployment_ended(&d);
+    }
 }
