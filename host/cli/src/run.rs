@@ -57,8 +57,15 @@ fn init_logs(format: crate::args::LogFormat, traces: &hotswap_server::Traces) {
         crate::args::LogFormat::Json => logs.json().with_current_span(true).boxed(),
     };
     let spans = traces.tracer().map(|tracer| {
+        // A span per request at fleet scale: no source location, thread, target or
+        // busy/idle timing on each, and no OpenTelemetry context switched on every poll.
         tracing_opentelemetry::layer()
             .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .with_filter(
                 tracing_subscriber::filter::Targets::new()
                     .with_target("hotswap_server::http", tracing::Level::INFO),
