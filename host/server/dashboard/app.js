@@ -206,6 +206,8 @@ async function deploymentPage(id) {
   return [el("h1", {}, `Deployment #${s.id}: `, el("span", { id: "state" }, s.state)),
     el("p", {}, `${s.firmwareVersion} for ${s.deviceModel}, strategy ${s.strategy}, health policy ${s.healthPolicy}; wave ${Math.min(s.currentWave + 1, s.waves)} of ${s.waves}. Created by ${s.createdBy || "—"} on ${when(s.createdAt)}.`),
     s.reason ? el("p", { id: "reason" }, `Reason: ${s.reason}`) : null,
+    // The trace id to look the rollout up by in a tracing backend, when the server sends traces.
+    s.traceparent ? el("p", { class: "muted", id: "trace" }, `Trace ${s.traceparent.split("-")[1]}`) : null,
     actions(s),
     el("h2", {}, "Devices by state"), bar(s.states), legend(s.states),
     el("h2", {}, "Waves"),
