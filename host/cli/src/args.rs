@@ -38,6 +38,9 @@ pub enum LogFormat {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the server: the HTTP API over a data directory.
+    #[command(
+        after_help = "Traces: set OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) to send OpenTelemetry spans over OTLP/HTTP; the SDK's other OTEL_* variables apply."
+    )]
     Serve(ServeArgs),
     /// The whole mission: a server, a simulated fleet on the device VM, a canary rollout of a
     /// good agent, then of a broken one that the health policy rolls back.
