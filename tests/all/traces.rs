@@ -122,6 +122,8 @@ async fn each_deployment_is_one_trace_from_the_request_to_its_devices() {
     assert_eq!(broken["state"], "rolled-back", "{broken:#}");
     let summary = fleet.stop().await;
     assert_eq!(summary.bricked, 0, "{summary}");
+    let page = http.get(format!("{url}/")).send().await.unwrap();
+    assert!(page.status().is_success());
     // SIGTERM: the server sends what it still holds before it exits.
     server.terminate();
 
@@ -154,7 +156,7 @@ async fn each_deployment_is_one_trace_from_the_request_to_its_devices() {
         "OTEL_SERVICE_NAME names the service"
     );
 
-    // Every HTTP request is a span with its route and status.
+    // Every HTTP request is a span with its route and status, the dashboard's too.
     let requests: Vec<&ReceivedSpan> = spans.iter().filter(|s| s.name.contains(" /")).collect();
     for route in [
         "POST /api/v1/firmware",
@@ -162,6 +164,7 @@ async fn each_deployment_is_one_trace_from_the_request_to_its_devices() {
         "POST /api/v1/devices/{id}/reports/batch",
         "GET /api/v1/artifacts/{sha256}",
         "GET /api/v1/deployments/{id}/status",
+        "GET /",
     ] {
         let found = requests.iter().find(|s| s.name == route);
         let s = found.unwrap_or_else(|| panic!("a `{route}` span"));

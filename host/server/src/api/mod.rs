@@ -192,8 +192,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             crate::traces::request_span,
         ))
-        // After the layers: the dashboard's page and assets take no credential.
-        .merge(crate::dashboard::router())
+        // After the layers: the dashboard's page and assets take no credential (a span each
+        // all the same).
+        .merge(
+            crate::dashboard::router().route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                crate::traces::request_span,
+            )),
+        )
         .fallback(|method: Method, uri: axum::http::Uri| async move {
             ApiError::new(
                 StatusCode::NOT_FOUND,
