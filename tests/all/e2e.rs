@@ -476,60 +476,44 @@ async fn keys_generate_writes_a_secret_file_and_prints_the_key_to_trust() {
     server.stop().await;
 }
 
-/// The scale benchmark, small: a run without device credentials (the server's benchmark-only
-/// mode) and one with them, each updating every device, and what authentication cost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_scale_benchmark_compares_runs_with_and_without_authentication() {
-    let (ok, out, err) = hotswap(
-        [
-            "scale",
-            "--devices",
-            "200",
-            "--canary-percent",
-            "10",
-            "--authentication",
-            "compare",
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
-    .await;
+/// `hotswap scale` over 200 devices comparing `what` (`authentication`, `tracing`): both runs
+/// update every device, and the comparison is printed; the output.
+async fn scale_compare(what: &str) -> String {
+    let args = [
+        "scale",
+        "--devices",
+        "200",
+        "--canary-percent",
+        "10",
+        &format!("--{what}"),
+        "compare",
+    ];
+    let (ok, out, err) = hotswap(args.map(String::from).to_vec()).await;
     assert!(ok, "{out}{err}");
-    assert!(out.contains("devices without credentials"), "{out}");
-    assert!(out.contains("devices authenticated"), "{out}");
     assert_eq!(
         out.matches("updated        200 of 200 devices").count(),
         2,
         "{out}"
     );
-    assert!(out.contains("authentication end to end"), "{out}");
+    assert!(out.contains(&format!("{what} end to end")), "{out}");
+    out
+}
+
+/// The scale benchmark, small: a run without device credentials (the server's benchmark-only
+/// mode) and one with them, each updating every device, and what authentication cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scale_benchmark_compares_runs_with_and_without_authentication() {
+    let out = scale_compare("authentication").await;
+    assert!(out.contains("devices without credentials"), "{out}");
+    assert!(out.contains("devices authenticated"), "{out}");
 }
 
 /// The scale benchmark with traces, small: a run without and one with the server sending its
 /// spans to the benchmark's OTLP receiver, what traces cost, and how many spans came.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scale_benchmark_compares_runs_with_and_without_traces() {
-    let (ok, out, err) = hotswap(
-        [
-            "scale",
-            "--devices",
-            "200",
-            "--canary-percent",
-            "10",
-            "--tracing",
-            "compare",
-        ]
-        .map(String::from)
-        .to_vec(),
-    )
-    .await;
-    assert!(ok, "{out}{err}");
+    let out = scale_compare("tracing").await;
     assert!(out.contains("devices authenticated, traced"), "{out}");
-    assert_eq!(
-        out.matches("updated        200 of 200 devices").count(),
-        2,
-        "{out}"
-    );
     // Each device's four steps at least, besides the requests.
     let spans: usize = out
         .split_once("traces         ")
@@ -537,7 +521,6 @@ async fn the_scale_benchmark_compares_runs_with_and_without_traces() {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("a count of spans: {out}"));
     assert!(spans >= 4 * 200, "{out}");
-    assert!(out.contains("tracing end to end"), "{out}");
     let (ok, _, err) = hotswap(
         [
             "scale",
