@@ -42,3 +42,8 @@ plan strategy config="{}":
 # Check a plugin component the way an upload is checked, and run it once.
 check-plugin file config="{}":
     cargo run --release -- plugin check {{file}} --config '{{config}}'
+
+# The scale benchmark with the server's traces on and off, side by side in the same run (the
+# figures in BENCHMARKS.md, "Traces on and off").
+bench-traces devices="100000" runs="2":
+    cargo run --release -- scale --devices {{devices}} --tracing compare --runs {{runs}}
