@@ -264,8 +264,7 @@ impl Orchestrator {
         if let Some(seen) = self.waves_seen.get(&(d.id, view.index)) {
             let apart = seen
                 .duration_since(wave.started)
-                .or_else(|e| Ok::<_, ()>(e.duration()))
-                .unwrap_or_default();
+                .unwrap_or_else(|earlier| earlier.duration());
             if apart <= Duration::from_secs(2) {
                 wave.started = *seen;
             }

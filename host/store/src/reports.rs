@@ -188,7 +188,7 @@ impl Store {
                     attempt: r.get::<_, u32>(10)? + 1,
                     traceparent: traceparent_of(
                         r.get::<_, Option<String>>(12)?,
-                        &r.get::<_, String>(13)?,
+                        decode(13, &r.get::<_, String>(13)?)?,
                         r.get(14)?,
                     ),
                 };
@@ -538,11 +538,16 @@ fn yes() -> bool {
 /// The trace context an assignment carries: its wave's in the deployment's trace, or the
 /// rollback's for a device sent back. `None` when the deployment has no trace (traces were off
 /// when it started).
-fn traceparent_of(deployment: Option<String>, kind: &str, wave: u32) -> Option<String> {
+fn traceparent_of(
+    deployment: Option<String>,
+    kind: hotswap_protocol::AssignmentKind,
+    wave: u32,
+) -> Option<String> {
+    use hotswap_protocol::AssignmentKind;
     let trace: hotswap_protocol::TraceParent = deployment?.parse().ok()?;
     let span = match kind {
-        "rollback" => trace.rollback(),
-        _ => trace.wave(wave),
+        AssignmentKind::Rollback => trace.rollback(),
+        AssignmentKind::Rollout => trace.wave(wave),
     };
     Some(span.to_string())
 }
