@@ -538,12 +538,7 @@ fn yes() -> bool {
 /// The trace context an assignment carries: its wave's in the deployment's trace, or the
 /// rollback's for a device sent back. `None` when the deployment has no trace (traces were off
 /// when it started).
-fn traceparent_of(
-    deployment: Option<String>,
-    kind: hotswap_protocol::AssignmentKind,
-    wave: u32,
-) -> Option<String> {
-    use hotswap_protocol::AssignmentKind;
+fn traceparent_of(deployment: Option<String>, kind: AssignmentKind, wave: u32) -> Option<String> {
     let trace: hotswap_protocol::TraceParent = deployment?.parse().ok()?;
     let span = match kind {
         AssignmentKind::Rollback => trace.rollback(),
