@@ -276,6 +276,10 @@ pub struct ServeArgs {
     /// Database, artifacts and compiled plugins [default: ./hotswap-data].
     #[arg(long, env = "HOTSWAP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the fleet's state is: `sqlite` (in the data directory; one server) or
+    /// `postgres://user@host:port/dbname`, shared by every replica [default: sqlite].
+    #[arg(long, env = "HOTSWAP_DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
     /// Ed25519 public keys (hex) whose signatures firmware must carry; comma-separated in the
     /// environment.
     #[arg(
@@ -311,6 +315,7 @@ impl From<&ServeArgs> for hotswap_server::Overrides {
         hotswap_server::Overrides {
             listen: a.listen,
             data_dir: a.data_dir.clone(),
+            database: a.database.clone(),
             trusted_keys: a.trusted_keys.clone(),
             tls_cert: a.tls_cert.clone(),
             tls_key: a.tls_key.clone(),

@@ -53,6 +53,7 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
     let key = ReleaseKey::from_seed(*b"hotswap demo release key, 32 by.");
     let server_config = ServerConfig {
         data_dir: dir.clone(),
+        database: hotswap_store::Database::Sqlite,
         trusted_keys: vec![key.trusted()],
         limits: ServerLimits::default(),
         tick: Duration::from_millis(100),

@@ -15,6 +15,7 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let config = ServerConfig {
         data_dir: dir.path().to_path_buf(),
+        database: hotswap_store::Database::Sqlite,
         trusted_keys: Vec::new(),
         limits: ServerLimits::default(),
         tick: std::time::Duration::from_secs(1),

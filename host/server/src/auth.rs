@@ -101,8 +101,9 @@ pub fn first_start(store: &Store, dir: &Path) -> anyhow::Result<Option<PathBuf>>
     }
     let secret = new_secret(API_TOKEN_PREFIX).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let path = dir.join(ADMIN_TOKEN_FILE);
+    // Written before the token is stored: a token no file holds would lock everyone out.
     write_secret(&path, format!("{secret}\n").as_bytes())?;
-    store.add_token(&NewToken {
+    let stored = store.add_first_token(&NewToken {
         name: "admin".into(),
         role: Role::Admin,
         sha256: digest(&secret),
@@ -110,6 +111,11 @@ pub fn first_start(store: &Store, dir: &Path) -> anyhow::Result<Option<PathBuf>>
         created_by: "first start".into(),
         expires_at: None,
     })?;
+    if !stored {
+        // Another replica on the same database made the first token meanwhile.
+        std::fs::remove_file(&path)?;
+        return Ok(None);
+    }
     Ok(Some(path))
 }
 

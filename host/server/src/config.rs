@@ -11,8 +11,12 @@ use crate::orchestrator::DEFAULT_TICK;
 /// How to run a server.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Database, artifacts and compiled-plugin cache live here.
+    /// The SQLite database (unless `database` says PostgreSQL), artifacts and the
+    /// compiled-plugin cache live here.
     pub data_dir: PathBuf,
+    /// Where the fleet's state is: SQLite under `data_dir` (one server), or a PostgreSQL
+    /// database several replicas share.
+    pub database: hotswap_store::Database,
     pub trusted_keys: Vec<TrustedKey>,
     pub limits: ServerLimits,
     /// How often the orchestrator advances the deployments.
@@ -55,6 +59,7 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 /// ```toml
 /// listen = "0.0.0.0:8080"
 /// data-dir = "/var/lib/hotswap"
+/// database = "postgres://hotswap@db.internal:5432/hotswap"   # default: SQLite in data-dir
 /// trusted-keys = ["<ed25519 public key, hex>"]
 /// max-body-bytes = 4194304
 /// max-firmware-bytes = 1048576
@@ -86,6 +91,8 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 pub struct FileConfig {
     pub listen: Option<std::net::SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    /// `postgres://…` for PostgreSQL, `sqlite` (the default) for SQLite in the data directory.
+    pub database: Option<String>,
     #[serde(default)]
     pub trusted_keys: Vec<String>,
     pub max_body_bytes: Option<usize>,
@@ -132,6 +139,7 @@ impl FileConfig {
 pub struct Overrides {
     pub listen: Option<std::net::SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub database: Option<String>,
     pub trusted_keys: Vec<String>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -166,6 +174,10 @@ pub fn resolve(
         .data_dir
         .or(file.data_dir)
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let database = match overrides.database.or(file.database) {
+        None => hotswap_store::Database::Sqlite,
+        Some(url) => parse_database(&url)?,
+    };
     let keys = if overrides.trusted_keys.is_empty() {
         file.trusted_keys
     } else {
@@ -279,6 +291,7 @@ pub fn resolve(
         listen,
         ServerConfig {
             data_dir,
+            database,
             trusted_keys,
             limits,
             tick,
@@ -291,6 +304,21 @@ pub fn resolve(
             traces: Default::default(),
         },
     ))
+}
+
+/// A database named in the configuration: `sqlite`, or a PostgreSQL URL.
+pub fn parse_database(url: &str) -> Result<hotswap_store::Database> {
+    if url == "sqlite" {
+        return Ok(hotswap_store::Database::Sqlite);
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(hotswap_store::Database::Postgres(url.to_string()));
+    }
+    // Never echo the value: it may hold a password.
+    anyhow::bail!(
+        "the database must be `sqlite` or a `postgres://user@host:port/dbname` URL; the one given starts with {:?}",
+        url.chars().take_while(|c| *c != ':').collect::<String>()
+    )
 }
 
 /// The TLS configuration of `files`: the ring provider, TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by

@@ -3,6 +3,10 @@
 //! resumes. Each waiting device listens on its own bell, so a wave of 1,000 devices wakes those
 //! 1,000 and not the rest of a fleet waiting its turn. A ring that comes while a device is not
 //! waiting is not needed: its next check-in finds the assignment in the store.
+//!
+//! Replicas on one PostgreSQL database pass their rings on to each other
+//! ([`hotswap_store::Announcer`]): a device waiting on one replica is woken when another hands
+//! it something.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -26,6 +30,8 @@ pub struct Doorbell {
     /// Rings due later (milliseconds since the epoch, device): an assignment retried after a
     /// backoff is handed out again when the backoff ends.
     later: Mutex<BinaryHeap<Reverse<(UnixMillis, String)>>>,
+    /// Passes this replica's rings to the others (PostgreSQL only).
+    announcer: Option<hotswap_store::Announcer>,
 }
 
 impl Default for Doorbell {
@@ -50,6 +56,23 @@ impl Doorbell {
             closed: AtomicBool::new(false),
             capacity,
             later: Mutex::default(),
+            announcer: None,
+        }
+    }
+
+    /// A doorbell whose rings `announcer` passes on to the other replicas.
+    pub fn announcing(announcer: Option<hotswap_store::Announcer>) -> Doorbell {
+        Doorbell {
+            announcer,
+            ..Doorbell::default()
+        }
+    }
+
+    /// What another replica announced: its devices rung here, or everyone.
+    pub fn wake(&self, wake: hotswap_store::Wake) {
+        match wake {
+            hotswap_store::Wake::Devices(ids) => self.ring_here(ids.iter().map(String::as_str)),
+            hotswap_store::Wake::Everyone => self.ring_all(),
         }
     }
 
@@ -100,8 +123,20 @@ impl Doorbell {
         })
     }
 
-    /// Wakes these devices, if they are waiting.
+    /// Wakes these devices, if they are waiting here or, with replicas, on another.
     pub fn ring<'d>(&self, device_ids: impl IntoIterator<Item = &'d str>) {
+        match &self.announcer {
+            None => self.ring_here(device_ids),
+            Some(announcer) => {
+                let ids: Vec<String> = device_ids.into_iter().map(String::from).collect();
+                self.ring_here(ids.iter().map(String::as_str));
+                announcer.announce(ids);
+            }
+        }
+    }
+
+    /// Wakes these devices if they are waiting on this replica.
+    fn ring_here<'d>(&self, device_ids: impl IntoIterator<Item = &'d str>) {
         let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if waiting.is_empty() {
             return;

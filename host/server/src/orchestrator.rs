@@ -9,7 +9,10 @@
 //! back. A rollback ends when every device sent back has answered.
 //!
 //! All state is in the store; the orchestrator keeps only caches (warm policy instances, the
-//! inputs last judged), so a restarted server carries on where the last one stopped.
+//! inputs last judged), so a restarted server carries on where the last one stopped. Replicas
+//! on one database each run an orchestrator: every step holds the deployment's lease
+//! ([`hotswap_store::LEASE_MS`]), so one replica orchestrates a deployment at a time and
+//! another takes it over once a dead one's lease runs out.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -142,17 +145,24 @@ impl Orchestrator {
         // Devices whose retry backoff ended, should they wait in a long poll.
         self.doorbell.ring_due(now);
         let active = self.store.active_deployments()?;
+        let mut others = Vec::new();
         for d in &active {
-            if let Err(e) = self.advance(d, now) {
-                tracing::error!(deployment = d.id, error = %e, "advancing a deployment failed");
+            match self.advance(d, now) {
+                Ok(()) => {}
+                // Another replica orchestrates it: this one keeps nothing of it.
+                Err(StoreError::NotOwner { owner, .. }) => {
+                    tracing::debug!(deployment = d.id, %owner, "orchestrated by another replica");
+                    others.push(d.id);
+                }
+                Err(e) => {
+                    tracing::error!(deployment = d.id, error = %e, "advancing a deployment failed");
+                }
             }
         }
-        self.sessions
-            .retain(|id, _| active.iter().any(|d| d.id == *id));
-        self.judged
-            .retain(|id, _| active.iter().any(|d| d.id == *id));
-        self.waves_seen
-            .retain(|(id, _), _| active.iter().any(|d| d.id == *id));
+        let mine = |id: &i64| active.iter().any(|d| d.id == *id) && !others.contains(id);
+        self.sessions.retain(|id, _| mine(id));
+        self.judged.retain(|id, _| mine(id));
+        self.waves_seen.retain(|(id, _), _| mine(id));
         Ok(())
     }
 

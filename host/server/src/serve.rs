@@ -14,8 +14,15 @@ use crate::orchestrator::Orchestrator;
 
 /// Opens the data directory and builds the shared state.
 pub fn state(config: &ServerConfig) -> Result<Arc<AppState>> {
-    let store = Store::open(&config.data_dir)
-        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let store = Store::open_in(
+        &config.database,
+        &config.data_dir,
+        Arc::new(hotswap_store::SystemClock),
+    )
+    .with_context(|| match &config.database {
+        hotswap_store::Database::Sqlite => format!("opening {}", config.data_dir.display()),
+        hotswap_store::Database::Postgres(_) => "opening the PostgreSQL database".to_string(),
+    })?;
     state_with_store(config, store)
 }
 
@@ -28,9 +35,18 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
         limits: config.plugin_limits,
         ceilings: Some(config.plugin_ceilings),
     })?;
+    let sessions = crate::sessions::Sessions::open(&config.data_dir, &store)
+        .context("opening the session key")?;
+    let doorbell = Arc::new(Doorbell::announcing(store.announcer()));
+    let woken = Arc::downgrade(&doorbell);
+    store.listen(move |wake| {
+        if let Some(doorbell) = woken.upgrade() {
+            doorbell.wake(wake);
+        }
+    });
     Ok(Arc::new(AppState {
         store: Arc::new(store),
-        doorbell: Arc::new(Doorbell::default()),
+        doorbell,
         runtime,
         trusted_keys: config.trusted_keys.clone(),
         limits: config.limits,
@@ -44,8 +60,7 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
             config.limits.device_rate,
         ),
         protected_labels: config.protected_labels.clone(),
-        sessions: crate::sessions::Sessions::open(&config.data_dir)
-            .context("opening the session key")?,
+        sessions,
         enrollment: config.enrollment.clone(),
         unchecked_devices: config.unchecked_devices,
         traces: config.traces.clone(),

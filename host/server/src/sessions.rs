@@ -34,7 +34,24 @@ pub struct Sessions {
 impl Sessions {
     /// The sessions of the install whose data directory is `dir`: its key read, or made (32
     /// random bytes, mode 0600) on the first start.
-    pub fn open(dir: &Path) -> anyhow::Result<Sessions> {
+    pub fn open(dir: &Path, store: &hotswap_store::Store) -> anyhow::Result<Sessions> {
+        // Replicas on one database sign with one key, so a session works on any of them.
+        let shared = store.shared_secret(SESSION_KEY_FILE, || {
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key).expect("the system gives randomness");
+            key
+        })?;
+        if let Some(key) = shared {
+            anyhow::ensure!(
+                key.len() == 32,
+                "the shared session key holds {} bytes, expected 32",
+                key.len()
+            );
+            return Ok(Sessions {
+                encoding: EncodingKey::from_secret(&key),
+                decoding: DecodingKey::from_secret(&key),
+            });
+        }
         let path = dir.join(SESSION_KEY_FILE);
         let key = match std::fs::read(&path) {
             Ok(key) if key.len() == 32 => key,

@@ -1,12 +1,11 @@
 //! Operator API tokens and the audit log. A token is kept as the SHA-256 of its secret, never
 //! the secret; the audit log only grows (triggers refuse to change or remove a row).
 
+use crate::db::{Dialect, Row, params};
+use crate::{Store, StoreError, decode};
 use hotswap_protocol::{
     AuditEntry, AuditPage, AuditQuery, Role, Spelling, TokenInfo, UnixSeconds, UserInfo,
 };
-use rusqlite::{OptionalExtension, Row, params};
-
-use crate::{Store, StoreError, decode};
 
 /// A token to store.
 #[derive(Debug, Clone)]
@@ -31,20 +30,30 @@ pub struct NewAudit {
     pub status: u16,
 }
 
+/// A page of the audit log; `strpos` is `instr` in SQLite.
+const AUDIT_PAGE: &str = "SELECT id, at, actor, token_id, source, action, object, status FROM audit
+     WHERE (CAST(?1 AS TEXT) IS NULL OR actor = ?1)
+       AND (CAST(?2 AS TEXT) IS NULL OR strpos(action, ?2) > 0)
+       AND (CAST(?3 AS TEXT) IS NULL OR strpos(object, ?3) > 0)
+       AND (CAST(?4 AS BIGINT) IS NULL OR at >= ?4)
+       AND (CAST(?5 AS BIGINT) IS NULL OR at < ?5)
+       AND (CAST(?6 AS BIGINT) IS NULL OR id < ?6)
+     ORDER BY id DESC LIMIT ?7";
+
 /// The most audit entries one page holds.
 pub const MAX_AUDIT_PAGE: usize = 1000;
 
 const TOKEN_COLUMNS: &str =
     "id, name, role, hint, created_by, created_at, expires_at, revoked_at, last_used_at";
 
-fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenInfo> {
-    let seconds = |i: usize| -> rusqlite::Result<Option<UnixSeconds>> {
-        Ok(r.get::<_, Option<i64>>(i)?.map(UnixSeconds))
+fn token_from_row(r: &Row<'_>) -> Result<TokenInfo, StoreError> {
+    let seconds = |i: usize| -> Result<Option<UnixSeconds>, StoreError> {
+        Ok(r.get::<Option<i64>>(i)?.map(UnixSeconds))
     };
     Ok(TokenInfo {
         id: r.get(0)?,
         name: r.get(1)?,
-        role: decode(2, &r.get::<_, String>(2)?)?,
+        role: decode(2, &r.get::<String>(2)?)?,
         hint: r.get(3)?,
         created_by: r.get(4)?,
         created_at: UnixSeconds(r.get(5)?),
@@ -56,10 +65,30 @@ fn token_from_row(r: &Row<'_>) -> rusqlite::Result<TokenInfo> {
 
 impl Store {
     pub fn add_token(&self, t: &NewToken) -> Result<TokenInfo, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO api_tokens (name, role, sha256, hint, created_by, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        let id = self
+            .insert_token(t, "")?
+            .expect("a token without a condition is inserted");
+        self.token(id)
+    }
+
+    /// Stores the first token, unless a token exists: of replicas starting together on a new
+    /// database, one makes the administrator token. Whether this one was stored.
+    pub fn add_first_token(&self, t: &NewToken) -> Result<bool, StoreError> {
+        Ok(self
+            .insert_token(t, "WHERE NOT EXISTS (SELECT 1 FROM api_tokens)")?
+            .is_some())
+    }
+
+    /// Inserts `t` if `condition` holds; its id.
+    fn insert_token(&self, t: &NewToken, condition: &str) -> Result<Option<i64>, StoreError> {
+        let tx = self.begin()?;
+        let id = tx.query_opt(
+            &format!(
+                "INSERT INTO api_tokens (name, role, sha256, hint, created_by, created_at, expires_at)
+                 SELECT CAST(?1 AS TEXT), CAST(?2 AS TEXT), CAST(?3 AS TEXT), CAST(?4 AS TEXT),
+                        CAST(?5 AS TEXT), CAST(?6 AS BIGINT), CAST(?7 AS BIGINT) {condition}
+                 RETURNING id"
+            ),
             params![
                 t.name,
                 t.role.as_str(),
@@ -69,48 +98,68 @@ impl Store {
                 self.clock.now().seconds().0,
                 t.expires_at.map(|e| e.0)
             ],
+            |r| r.get(0),
         )?;
-        let id = conn.last_insert_rowid();
-        drop(conn);
-        self.token(id)
+        tx.commit()?;
+        Ok(id)
+    }
+
+    /// The secret `name` every replica shares, made by `fresh` the first time any asks;
+    /// `None` on SQLite, whose one server keeps its secrets as files.
+    pub fn shared_secret(
+        &self,
+        name: &str,
+        fresh: impl FnOnce() -> Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if self.dialect() == Dialect::Sqlite {
+            return Ok(None);
+        }
+        let tx = self.begin()?;
+        tx.execute(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            params![name, fresh()],
+        )?;
+        let value = tx.query_row(
+            "SELECT value FROM secrets WHERE name = ?1",
+            params![name],
+            |r| r.get::<Vec<u8>>(0),
+        )?;
+        tx.commit()?;
+        Ok(Some(value))
     }
 
     pub fn token(&self, id: i64) -> Result<TokenInfo, StoreError> {
-        self.reader()
-            .query_row(
+        self.reader()?
+            .query_opt(
                 &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE id = ?1"),
-                [id],
+                params![id],
                 token_from_row,
-            )
-            .optional()?
+            )?
             .ok_or_else(|| StoreError::NotFound(format!("no token {id}")))
     }
 
     /// The token whose secret hashes to `sha256`, revoked and expired ones included (the
     /// caller says why it is refused).
     pub fn token_by_hash(&self, sha256: &str) -> Result<Option<TokenInfo>, StoreError> {
-        Ok(self
-            .reader()
-            .prepare_cached(&format!(
-                "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE sha256 = ?1"
-            ))?
-            .query_row([sha256], token_from_row)
-            .optional()?)
+        self.reader()?.query_opt(
+            &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE sha256 = ?1"),
+            params![sha256],
+            token_from_row,
+        )
     }
 
     /// Every token, newest first.
     pub fn list_tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id DESC"
-        ))?;
-        let rows = stmt.query_map([], token_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.reader()?.query_map(
+            &format!("SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY id DESC"),
+            params![],
+            token_from_row,
+        )
     }
 
     /// Revokes a token; it fails from its next request on. Revoking it again changes nothing.
     pub fn revoke_token(&self, id: i64) -> Result<TokenInfo, StoreError> {
-        let changed = self.conn().execute(
+        let changed = self.conn()?.execute(
             "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2) WHERE id = ?1",
             params![id, self.clock.now().seconds().0],
         )?;
@@ -123,7 +172,7 @@ impl Store {
     /// Records that a token was used, at most once a minute per token.
     pub fn token_used(&self, id: i64) -> Result<(), StoreError> {
         let now = self.clock.now().seconds().0;
-        self.conn().execute(
+        self.conn()?.execute(
             "UPDATE api_tokens SET last_used_at = ?2 WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at < ?2 - 60)",
             params![id, now],
         )?;
@@ -132,9 +181,8 @@ impl Store {
 
     /// How many tokens were ever made: none on a new data directory.
     pub fn token_count(&self) -> Result<i64, StoreError> {
-        Ok(self
-            .reader()
-            .query_row("SELECT COUNT(*) FROM api_tokens", [], |r| r.get(0))?)
+        self.reader()?
+            .query_row("SELECT COUNT(*) FROM api_tokens", params![], |r| r.get(0))
     }
 
     /// Appends to the audit log, durably, before the answer it records is sent.
@@ -142,13 +190,13 @@ impl Store {
         let at = self.clock.now().seconds().0;
         self.writer
             .write(move |tx| {
-                tx.prepare_cached(
+                tx.execute(
                     "INSERT INTO audit (at, actor, token_id, source, action, object, status)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    at, e.actor, e.token_id, e.source, e.action, e.object, e.status
-                ])?;
+                    params![
+                        at, e.actor, e.token_id, e.source, e.action, e.object, e.status
+                    ],
+                )?;
                 Ok(())
             })
             .await
@@ -162,18 +210,13 @@ impl Store {
                 "`limit` must be from 1 to {MAX_AUDIT_PAGE}, found {limit}"
             )));
         }
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, at, actor, token_id, source, action, object, status FROM audit
-             WHERE (?1 IS NULL OR actor = ?1)
-               AND (?2 IS NULL OR instr(action, ?2) > 0)
-               AND (?3 IS NULL OR instr(object, ?3) > 0)
-               AND (?4 IS NULL OR at >= ?4)
-               AND (?5 IS NULL OR at < ?5)
-               AND (?6 IS NULL OR id < ?6)
-             ORDER BY id DESC LIMIT ?7",
-        )?;
-        let rows = stmt.query_map(
+        let conn = self.reader()?;
+        let sql = match conn.dialect() {
+            Dialect::Sqlite => AUDIT_PAGE.replace("strpos", "instr"),
+            Dialect::Postgres => AUDIT_PAGE.to_string(),
+        };
+        let entries = conn.query_map(
+            &sql,
             params![
                 q.actor,
                 q.action,
@@ -196,7 +239,6 @@ impl Store {
                 })
             },
         )?;
-        let entries: Vec<AuditEntry> = rows.collect::<Result<_, _>>()?;
         let next = (entries.len() == limit)
             .then(|| entries.last().map(|e| e.id))
             .flatten();
@@ -220,7 +262,7 @@ impl Store {
         role: Role,
         password_hash: &str,
     ) -> Result<UserInfo, StoreError> {
-        let inserted = self.conn().execute(
+        let inserted = self.conn()?.execute(
             "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (name) DO NOTHING",
             params![
@@ -242,45 +284,44 @@ impl Store {
     }
 
     pub fn user(&self, name: &str) -> Result<Option<UserRow>, StoreError> {
-        Ok(self
-            .reader()
-            .prepare_cached(
-                "SELECT name, role, created_at, disabled, password_hash FROM users WHERE name = ?1",
-            )?
-            .query_row([name], |r| {
+        self.reader()?.query_opt(
+            "SELECT name, role, created_at, disabled, password_hash FROM users WHERE name = ?1",
+            params![name],
+            |r| {
                 Ok(UserRow {
                     info: UserInfo {
                         name: r.get(0)?,
-                        role: decode(1, &r.get::<_, String>(1)?)?,
+                        role: decode(1, &r.get::<String>(1)?)?,
                         created_at: UnixSeconds(r.get(2)?),
                         disabled: r.get(3)?,
                     },
                     password_hash: r.get(4)?,
                 })
-            })
-            .optional()?)
+            },
+        )
     }
 
     pub fn list_users(&self) -> Result<Vec<UserInfo>, StoreError> {
-        let conn = self.reader();
-        let mut stmt =
-            conn.prepare("SELECT name, role, created_at, disabled FROM users ORDER BY name")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(UserInfo {
-                name: r.get(0)?,
-                role: decode(1, &r.get::<_, String>(1)?)?,
-                created_at: UnixSeconds(r.get(2)?),
-                disabled: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.reader()?.query_map(
+            "SELECT name, role, created_at, disabled FROM users ORDER BY name",
+            params![],
+            |r| {
+                Ok(UserInfo {
+                    name: r.get(0)?,
+                    role: decode(1, &r.get::<String>(1)?)?,
+                    created_at: UnixSeconds(r.get(2)?),
+                    disabled: r.get(3)?,
+                })
+            },
+        )
     }
 
     /// Disables a user: their sessions fail from the next request on.
     pub fn disable_user(&self, name: &str) -> Result<UserInfo, StoreError> {
-        let changed = self
-            .conn()
-            .execute("UPDATE users SET disabled = 1 WHERE name = ?1", [name])?;
+        let changed = self.conn()?.execute(
+            "UPDATE users SET disabled = 1 WHERE name = ?1",
+            params![name],
+        )?;
         if changed == 0 {
             return Err(StoreError::NotFound(format!("no user `{name}`")));
         }

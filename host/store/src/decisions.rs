@@ -4,10 +4,9 @@
 use std::io::Read;
 
 use hotswap_protocol::{Decision, HealthSample, UnixSeconds};
-use rusqlite::params;
-use rusqlite::types::ValueRef;
 use serde::Serialize;
 
+use crate::db::{Value, params};
 use crate::{Store, StoreError, decode_json};
 
 impl Store {
@@ -18,23 +17,22 @@ impl Store {
         limit: usize,
         with_samples: bool,
     ) -> Result<Vec<Decision>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
-            "SELECT id, wave, policy, config, stats, CASE WHEN ?3 THEN samples END, verdict, at FROM decisions WHERE deployment_id = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![id, limit as i64, with_samples], |r| {
+        let mut decisions = self.reader()?.query_map(
+            "SELECT id, wave, policy, config, stats, CASE WHEN ?3 = 1 THEN samples END, verdict, at FROM decisions WHERE deployment_id = ?1 ORDER BY id DESC LIMIT ?2",
+            params![id, limit as i64, with_samples],
+            |r| {
             Ok(Decision {
                 id: r.get(0)?,
                 wave: r.get(1)?,
                 policy: r.get(2)?,
                 config: r.get(3)?,
-                stats: decode_json(4, &r.get::<_, String>(4)?)?,
-                samples: samples_from(r.get_ref(5)?)?,
-                verdict: decode_json(6, &r.get::<_, String>(6)?)?,
+                stats: decode_json(4, &r.get::<String>(4)?)?,
+                samples: samples_from(r.value(5)?)?,
+                verdict: decode_json(6, &r.get::<String>(6)?)?,
                 at: UnixSeconds(r.get(7)?),
             })
-        })?;
-        let mut decisions: Vec<Decision> = rows.collect::<Result<_, _>>()?;
+            },
+        )?;
         decisions.reverse();
         Ok(decisions)
     }
@@ -51,24 +49,24 @@ pub(crate) fn deflated_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 
 /// A decision's samples as [`deflated_json`] stored them, or as JSON text (rows stored before
 /// samples were deflated); `None` when they were not asked for.
-fn samples_from(stored: ValueRef<'_>) -> rusqlite::Result<Option<Vec<HealthSample>>> {
-    let unreadable = |kind, e: Box<dyn std::error::Error + Send + Sync>| {
-        rusqlite::Error::FromSqlConversionFailure(5, kind, e)
-    };
+fn samples_from(stored: Value<'_>) -> Result<Option<Vec<HealthSample>>, StoreError> {
+    let unreadable =
+        |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("decision samples: {e}"));
     let text = match stored {
-        ValueRef::Null => return Ok(None),
-        ValueRef::Blob(deflated) => {
+        Value::Null => return Ok(None),
+        Value::Blob(deflated) => {
             let mut text = Vec::new();
             flate2::read::DeflateDecoder::new(deflated)
                 .read_to_end(&mut text)
-                .map_err(|e| unreadable(rusqlite::types::Type::Blob, Box::new(e)))?;
+                .map_err(|e| unreadable(&e))?;
             text
         }
-        text => text.as_bytes()?.to_vec(),
+        Value::Text(text) => text.as_bytes().to_vec(),
+        other => return Err(unreadable(&format!("{other:?} is neither text nor bytes"))),
     };
     serde_json::from_slice(&text)
         .map(Some)
-        .map_err(|e| unreadable(rusqlite::types::Type::Text, Box::new(e)))
+        .map_err(|e| unreadable(&e))
 }
 
 /// JSON text for the decision log.

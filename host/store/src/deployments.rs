@@ -7,13 +7,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::{Row, Tx, params};
 use hotswap_protocol::deployments::MAX_EXCLUDED_SHOWN;
 use hotswap_protocol::{
     AssignmentKind, AssignmentMode, Deployment, DeploymentState, DeploymentStatus, DeviceState,
     Event, Excluded, Gate, Mode, Outcome, RetryPolicy, Spelling, UnixMillis, UnixSeconds,
     WaveStatus,
 };
-use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::rollout::begin_rollback;
 use crate::{Store, StoreError, decode, decode_json, decode_str};
@@ -70,7 +70,7 @@ pub struct NewWave {
 
 const DEPLOYMENT_COLUMNS: &str = "d.id, d.firmware_id, f.version, d.device_model, d.strategy, d.strategy_config, d.health_policy, d.health_sha256, d.health_config, d.device_timeout, d.max_attempts, d.retry_backoff, d.state, d.current_wave, d.waves, d.reason, d.created_at, d.updated_at, d.created_by, d.trace_parent";
 
-fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
+fn deployment_from_row(r: &Row<'_>) -> Result<Deployment, StoreError> {
     Ok(Deployment {
         id: r.get(0)?,
         firmware_id: r.get(1)?,
@@ -86,7 +86,7 @@ fn deployment_from_row(r: &Row<'_>) -> rusqlite::Result<Deployment> {
             max_attempts: r.get(10)?,
             retry_backoff_seconds: r.get(11)?,
         },
-        state: decode(12, &r.get::<_, String>(12)?)?,
+        state: decode(12, &r.get::<String>(12)?)?,
         current_wave: r.get(13)?,
         waves: r.get(14)?,
         reason: r.get(15)?,
@@ -101,12 +101,11 @@ impl Store {
     /// Stores a deployment and its plan, and locks its devices. Refused, with nothing stored,
     /// when one of the devices belongs to another active deployment.
     pub fn create_deployment(&self, d: &NewDeployment) -> Result<i64, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = self.begin()?;
         let now = self.clock.now();
-        tx.execute(
+        let id: i64 = tx.query_row(
             "INSERT INTO deployments (firmware_id, device_model, strategy, strategy_config, health_policy, health_sha256, health_config, device_timeout, max_attempts, retry_backoff, state, waves, created_at, updated_at, created_by, trace_parent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?13, ?11, ?12, ?12, ?14, ?15)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?13, ?11, ?12, ?12, ?14, ?15) RETURNING id",
             params![
                 d.firmware_id,
                 d.device_model,
@@ -129,33 +128,19 @@ impl Store {
                 d.created_by,
                 d.traceparent
             ],
+            |r| r.get(0),
         )?;
-        let id = tx.last_insert_rowid();
-        {
-            let mut wave = tx.prepare(
+        for (i, w) in d.waves.iter().enumerate() {
+            let gate = serde_json::to_string(&w.gate).expect("a gate serializes");
+            tx.execute(
                 "INSERT INTO waves (deployment_id, idx, name, mode, gate, max_in_flight) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, i as u32, w.name, w.mode.to_string(), gate, w.max_in_flight],
             )?;
-            let mut assignment = tx.prepare(
-                "INSERT INTO assignments (deployment_id, kind, wave, device_id, mode, firmware_id, from_version, state, updated_at)
-                 VALUES (?1, 'rollout', ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
-            )?;
-            let mut lock = tx.prepare(
-                "INSERT INTO device_locks (device_id, deployment_id) VALUES (?1, ?2) ON CONFLICT (device_id) DO NOTHING",
-            )?;
-            let mut holder =
-                tx.prepare("SELECT deployment_id FROM device_locks WHERE device_id = ?1")?;
-            for (i, w) in d.waves.iter().enumerate() {
-                let gate = serde_json::to_string(&w.gate).expect("a gate serializes");
-                wave.execute(params![
-                    id,
-                    i as u32,
-                    w.name,
-                    w.mode.to_string(),
-                    gate,
-                    w.max_in_flight
-                ])?;
-                for (device, from) in &w.devices {
-                    assignment.execute(params![
+            for (device, from) in &w.devices {
+                tx.execute(
+                    "INSERT INTO assignments (deployment_id, kind, wave, device_id, mode, firmware_id, from_version, state, updated_at)
+                     VALUES (?1, 'rollout', ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+                    params![
                         id,
                         i as u32,
                         device,
@@ -163,25 +148,31 @@ impl Store {
                         d.firmware_id,
                         from,
                         now.0
-                    ])?;
-                    if lock.execute(params![device, id])? == 0 {
-                        let other: i64 = holder.query_row([device], |r| r.get(0))?;
-                        if other != id {
-                            return Err(StoreError::Conflict(format!(
-                                "device `{device}` is in deployment {other}, which is still active: deployments to the same device never overlap"
-                            )));
-                        }
+                    ],
+                )?;
+                let locked = tx.execute(
+                    "INSERT INTO device_locks (device_id, deployment_id) VALUES (?1, ?2) ON CONFLICT (device_id) DO NOTHING",
+                    params![device, id],
+                )?;
+                if locked == 0 {
+                    let other: i64 = tx.query_row(
+                        "SELECT deployment_id FROM device_locks WHERE device_id = ?1",
+                        params![device],
+                        |r| r.get(0),
+                    )?;
+                    if other != id {
+                        return Err(StoreError::Conflict(format!(
+                            "device `{device}` is in deployment {other}, which is still active: deployments to the same device never overlap"
+                        )));
                     }
                 }
             }
         }
-        {
-            let mut excluded = tx.prepare(
+        for (device, reason) in &d.excluded {
+            tx.execute(
                 "INSERT INTO deployment_exclusions (deployment_id, device_id, reason) VALUES (?1, ?2, ?3)",
+                params![id, device, reason],
             )?;
-            for (device, reason) in &d.excluded {
-                excluded.execute(params![id, device, reason])?;
-            }
         }
         let left_out = match d.excluded.len() {
             0 => String::new(),
@@ -202,7 +193,7 @@ impl Store {
     }
 
     pub fn deployment(&self, id: i64) -> Result<Deployment, StoreError> {
-        deployment(&self.reader(), id)
+        deployment(&self.reader()?, id)
     }
 
     /// Whether deployment `id` completed at some point: a rollback asked for afterwards does
@@ -210,35 +201,36 @@ impl Store {
     pub fn completed_once(&self, id: i64) -> Result<bool, StoreError> {
         let completed = format!("{}: %", DeploymentState::Completed);
         Ok(self
-            .reader()
-            .query_row(
+            .reader()?
+            .query_opt(
                 "SELECT 1 FROM events WHERE deployment_id = ?1 AND device_id IS NULL AND message LIKE ?2 LIMIT 1",
                 params![id, completed],
                 |_| Ok(()),
-            )
-            .optional()?
+            )?
             .is_some())
     }
 
     /// Deployments, newest first.
     pub fn list_deployments(&self, limit: usize) -> Result<Vec<Deployment>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN firmware f ON f.id = d.firmware_id ORDER BY d.id DESC LIMIT ?1"
-        ))?;
-        let rows = stmt.query_map([limit as i64], deployment_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.reader()?.query_map(
+            &format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN firmware f ON f.id = d.firmware_id ORDER BY d.id DESC LIMIT ?1"
+            ),
+            params![limit as i64],
+            deployment_from_row,
+        )
     }
 
     /// Deployments the orchestrator has work for.
     pub fn active_deployments(&self) -> Result<Vec<Deployment>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN firmware f ON f.id = d.firmware_id
-             WHERE d.state IN ('waiting-for-approval', 'running', 'paused', 'rolling-back') ORDER BY d.id"
-        ))?;
-        let rows = stmt.query_map([], deployment_from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.reader()?.query_map(
+            &format!(
+                "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN firmware f ON f.id = d.firmware_id
+                 WHERE d.state IN ('waiting-for-approval', 'running', 'paused', 'rolling-back') ORDER BY d.id"
+            ),
+            params![],
+            deployment_from_row,
+        )
     }
 
     /// Every active deployment's progress, in two statements whatever the fleet's size.
@@ -256,19 +248,25 @@ impl Store {
         if out.is_empty() {
             return Ok(out);
         }
-        let conn = self.reader();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT a.deployment_id, a.state, COUNT(*) FROM assignments a JOIN deployments d ON d.id = a.deployment_id
-             WHERE d.state IN {} AND a.kind = 'rollout'
-             GROUP BY a.deployment_id, a.state",
-            crate::firmware::IN_USE
-        ))?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let state: DeviceState = decode(1, &r.get::<_, String>(1)?)?;
+        let counts = self.reader()?.query_map(
+            &format!(
+                "SELECT a.deployment_id, a.state, COUNT(*) FROM assignments a JOIN deployments d ON d.id = a.deployment_id
+                 WHERE d.state IN {} AND a.kind = 'rollout'
+                 GROUP BY a.deployment_id, a.state",
+                crate::firmware::IN_USE
+            ),
+            params![],
+            |r| {
+                Ok((
+                    r.get::<i64>(0)?,
+                    decode::<DeviceState>(1, &r.get::<String>(1)?)?,
+                    r.get::<u32>(2)?,
+                ))
+            },
+        )?;
+        for (id, state, n) in counts {
             if let Some(p) = out.iter_mut().find(|p| p.id == id) {
-                p.states.insert(state, r.get(2)?);
+                p.states.insert(state, n);
             }
         }
         Ok(out)
@@ -277,63 +275,62 @@ impl Store {
     /// Seconds from a wave's start to each of its devices' confirmation of the new version, in
     /// one statement: what the orchestrator times once the wave passed.
     pub fn update_durations(&self, deployment_id: i64, wave: u32) -> Result<Vec<f64>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare(
+        self.reader()?.query_map(
             "SELECT a.updated_at, w.started_at FROM assignments a
              JOIN waves w ON w.deployment_id = a.deployment_id AND w.idx = a.wave
              WHERE a.deployment_id = ?1 AND a.wave = ?2 AND a.kind = 'rollout' AND a.state = 'confirmed'
              AND w.started_at IS NOT NULL",
-        )?;
-        let rows = stmt.query_map(params![deployment_id, wave], |r| {
-            let (confirmed_ms, started_s): (i64, i64) = (r.get(0)?, r.get(1)?);
-            Ok((confirmed_ms - started_s * 1000).max(0) as f64 / 1000.0)
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            params![deployment_id, wave],
+            |r| {
+                let (confirmed_ms, started_s): (i64, i64) = (r.get(0)?, r.get(1)?);
+                Ok((confirmed_ms - started_s * 1000).max(0) as f64 / 1000.0)
+            },
+        )
     }
 
     pub fn deployment_status(&self, id: i64) -> Result<DeploymentStatus, StoreError> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let deployment = deployment(&conn, id)?;
-        let mut waves = Vec::new();
-        {
-            let mut stmt = conn.prepare(
-                "SELECT idx, name, mode, gate, max_in_flight, started_at, settled_at FROM waves WHERE deployment_id = ?1 ORDER BY idx",
-            )?;
-            let rows = stmt.query_map([id], |r| {
+        let mut waves = conn.query_map(
+            "SELECT idx, name, mode, gate, max_in_flight, started_at, settled_at FROM waves WHERE deployment_id = ?1 ORDER BY idx",
+            params![id],
+            |r| {
                 Ok(WaveStatus {
                     index: r.get(0)?,
                     name: r.get(1)?,
-                    mode: decode_str(2, &r.get::<_, String>(2)?)?,
-                    gate: decode_json(3, &r.get::<_, String>(3)?)?,
+                    mode: decode_str(2, &r.get::<String>(2)?)?,
+                    gate: decode_json(3, &r.get::<String>(3)?)?,
                     max_in_flight: r.get(4)?,
-                    started_at: r.get::<_, Option<i64>>(5)?.map(UnixSeconds),
-                    settled_at: r.get::<_, Option<i64>>(6)?.map(UnixSeconds),
+                    started_at: r.get::<Option<i64>>(5)?.map(UnixSeconds),
+                    settled_at: r.get::<Option<i64>>(6)?.map(UnixSeconds),
                     devices: 0,
                     succeeded: 0,
                     failed: 0,
                     states: BTreeMap::new(),
                 })
-            })?;
-            for w in rows {
-                waves.push(w?);
-            }
-        }
+            },
+        )?;
         let mut states = BTreeMap::new();
         let mut rollback = BTreeMap::new();
         {
-            let mut stmt = conn.prepare(
+            let rows = conn.query_map(
                 "SELECT kind, wave, state, outcome, COUNT(*) FROM assignments WHERE deployment_id = ?1 GROUP BY kind, wave, state, outcome",
+                params![id],
+                |r| {
+                    let outcome = match r.get::<Option<String>>(3)? {
+                        Some(o) => Some(decode::<Outcome>(3, &o)?),
+                        None => None,
+                    };
+                    Ok((
+                        decode::<AssignmentKind>(0, &r.get::<String>(0)?)?,
+                        r.get::<u32>(1)?,
+                        decode::<DeviceState>(2, &r.get::<String>(2)?)?,
+                        outcome,
+                        r.get::<u32>(4)?,
+                    ))
+                },
             )?;
-            let mut rows = stmt.query([id])?;
-            while let Some(r) = rows.next()? {
-                let kind: AssignmentKind = decode(0, &r.get::<_, String>(0)?)?;
-                let wave: u32 = r.get(1)?;
-                let state: DeviceState = decode(2, &r.get::<_, String>(2)?)?;
-                let outcome = match r.get::<_, Option<String>>(3)? {
-                    Some(o) => Some(decode::<Outcome>(3, &o)?),
-                    None => None,
-                };
-                let n: u32 = r.get(4)?;
+            for (kind, wave, state, outcome, n) in rows {
                 if kind == AssignmentKind::Rollback {
                     *rollback.entry(state).or_insert(0) += n;
                     continue;
@@ -350,38 +347,33 @@ impl Store {
                 }
             }
         }
-        let recent_events = {
-            let mut stmt = conn.prepare(
-                "SELECT at, device_id, message FROM events WHERE deployment_id = ?1 ORDER BY id DESC LIMIT 20",
-            )?;
-            let rows = stmt.query_map([id], |r| {
+        let mut recent_events = conn.query_map(
+            "SELECT at, device_id, message FROM events WHERE deployment_id = ?1 ORDER BY id DESC LIMIT 20",
+            params![id],
+            |r| {
                 Ok(Event {
                     at: UnixSeconds(r.get(0)?),
                     device_id: r.get(1)?,
                     message: r.get(2)?,
                 })
-            })?;
-            let mut events: Vec<Event> = rows.collect::<Result<_, _>>()?;
-            events.reverse();
-            events
-        };
+            },
+        )?;
+        recent_events.reverse();
         let excluded_count: u64 = conn.query_row(
             "SELECT COUNT(*) FROM deployment_exclusions WHERE deployment_id = ?1",
-            [id],
+            params![id],
             |r| r.get(0),
         )?;
-        let excluded = {
-            let mut stmt = conn.prepare(
-                "SELECT device_id, reason FROM deployment_exclusions WHERE deployment_id = ?1 ORDER BY device_id LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![id, MAX_EXCLUDED_SHOWN as i64], |r| {
+        let excluded = conn.query_map(
+            "SELECT device_id, reason FROM deployment_exclusions WHERE deployment_id = ?1 ORDER BY device_id LIMIT ?2",
+            params![id, MAX_EXCLUDED_SHOWN as i64],
+            |r| {
                 Ok(Excluded {
                     device_id: r.get(0)?,
                     reason: r.get(1)?,
                 })
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
+            },
+        )?;
         drop(conn);
         // Without their samples: a status is read often, and a large wave's samples are
         // megabytes per decision (`/decisions` has them).
@@ -408,8 +400,7 @@ impl Store {
         to: DeploymentState,
         reason: &str,
     ) -> Result<Transitioned, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = self.begin()?;
         let d = deployment(&tx, id)?;
         if !from.contains(&d.state) {
             return Err(StoreError::Conflict(format!(
@@ -435,50 +426,50 @@ impl Store {
                 event(&tx, id, None, &format!("{to}: {reason}"), now)?;
                 if to == DeploymentState::Running {
                     // Resumed: the devices handed out before the pause may start.
-                    let mut stmt = tx.prepare(
+                    wake = tx.query_map(
                         "SELECT device_id FROM assignments WHERE deployment_id = ?1 AND outcome IS NULL AND state = 'assigned'",
+                        params![id],
+                        |r| r.get::<String>(0),
                     )?;
-                    let rows = stmt.query_map([id], |r| r.get::<_, String>(0))?;
-                    wake = rows.collect::<Result<_, _>>()?;
                 }
             }
         }
+        let deployment = deployment(&tx, id)?;
         tx.commit()?;
         Ok(Transitioned {
-            deployment: deployment(&conn, id)?,
+            deployment,
             handed_out: wake,
         })
     }
 }
 
-pub(crate) fn deployment(conn: &Connection, id: i64) -> Result<Deployment, StoreError> {
-    conn.query_row(
+pub(crate) fn deployment(conn: &Tx<'_>, id: i64) -> Result<Deployment, StoreError> {
+    conn.query_opt(
         &format!(
             "SELECT {DEPLOYMENT_COLUMNS} FROM deployments d JOIN firmware f ON f.id = d.firmware_id WHERE d.id = ?1"
         ),
-        [id],
+        params![id],
         deployment_from_row,
-    )
-    .optional()?
+    )?
     .ok_or_else(|| StoreError::NotFound(format!("no deployment {id}")))
 }
 
 pub(crate) fn event(
-    conn: &Connection,
+    conn: &Tx<'_>,
     deployment_id: i64,
     device_id: Option<&str>,
     message: &str,
     now: UnixMillis,
 ) -> Result<(), StoreError> {
-    conn.prepare_cached(
+    conn.execute(
         "INSERT INTO events (deployment_id, device_id, message, at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![deployment_id, device_id, message, now.seconds().0])?;
+        params![deployment_id, device_id, message, now.seconds().0],
+    )?;
     Ok(())
 }
 
 pub(crate) fn set_state(
-    conn: &Connection,
+    conn: &Tx<'_>,
     id: i64,
     state: DeploymentState,
     reason: Option<&str>,
@@ -493,13 +484,16 @@ pub(crate) fn set_state(
 
 /// Ends a deployment and frees its devices for the next one.
 pub(crate) fn finish(
-    conn: &Connection,
+    conn: &Tx<'_>,
     id: i64,
     state: DeploymentState,
     reason: &str,
     now: UnixMillis,
 ) -> Result<(), StoreError> {
     set_state(conn, id, state, Some(reason), now)?;
-    conn.execute("DELETE FROM device_locks WHERE deployment_id = ?1", [id])?;
+    conn.execute(
+        "DELETE FROM device_locks WHERE deployment_id = ?1",
+        params![id],
+    )?;
     event(conn, id, None, &format!("{state}: {reason}"), now)
 }

@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use hotswap_protocol::{DeviceRecord, DeviceStatus, FirmwareStatus, Spelling, UnixSeconds};
-use rusqlite::{Connection, OptionalExtension, Row, params};
-
+use crate::db::{Dialect, Row, Tx, params};
 use crate::{Store, StoreError, decode, decode_json};
+use hotswap_protocol::{DeviceRecord, DeviceStatus, FirmwareStatus, Spelling, UnixSeconds};
 
 /// A device to register, its fields checked.
 pub struct NewDevice {
@@ -36,15 +35,19 @@ pub struct DeviceFilter {
     pub limit: usize,
 }
 
-/// The standing of the version a row of `devices` runs, at the time bound to `:now`:
-/// `sunset`, `deprecated` or `current`, or NULL when the version is not registered for its
-/// model.
-pub(crate) const FIRMWARE_STATUS_OF_DEVICE: &str = "(SELECT CASE
-        WHEN f.sunset_at IS NOT NULL AND f.sunset_at <= :now THEN 'sunset'
-        WHEN f.deprecated THEN 'deprecated'
-        ELSE 'current' END
-    FROM firmware_models m JOIN firmware f ON f.id = m.firmware_id
-    WHERE m.device_model = devices.model AND m.version = devices.version)";
+/// The standing of the version a row of `devices` runs, at the time bound to the parameter
+/// `now` (`?N`): `sunset`, `deprecated` or `current`, or NULL when the version is not
+/// registered for its model.
+pub(crate) fn firmware_status_of_device(now: &str) -> String {
+    format!(
+        "(SELECT CASE
+            WHEN f.sunset_at IS NOT NULL AND f.sunset_at <= {now} THEN 'sunset'
+            WHEN f.deprecated <> 0 THEN 'deprecated'
+            ELSE 'current' END
+        FROM firmware_models m JOIN firmware f ON f.id = m.firmware_id
+        WHERE m.device_model = devices.model AND m.version = devices.version)"
+    )
+}
 
 /// Parses a label filter written `key=value`.
 pub fn parse_label(label: &str) -> Result<(String, String), String> {
@@ -57,23 +60,23 @@ pub fn parse_label(label: &str) -> Result<(String, String), String> {
 const COLUMNS: &str =
     "device_id, model, region, labels, groups, version, status, last_seen, created_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceRecord> {
+fn from_row(r: &Row<'_>) -> Result<DeviceRecord, StoreError> {
     Ok(DeviceRecord {
         device_id: r.get(0)?,
         device_model: r.get(1)?,
         region: r.get(2)?,
-        labels: decode_json(3, &r.get::<_, String>(3)?)?,
-        groups: decode_json(4, &r.get::<_, String>(4)?)?,
+        labels: decode_json(3, &r.get::<String>(3)?)?,
+        groups: decode_json(4, &r.get::<String>(4)?)?,
         firmware_version: r.get(5)?,
-        status: decode(6, &r.get::<_, String>(6)?)?,
-        last_seen: r.get::<_, Option<i64>>(7)?.map(UnixSeconds),
+        status: decode(6, &r.get::<String>(6)?)?,
+        last_seen: r.get::<Option<i64>>(7)?.map(UnixSeconds),
         created_at: UnixSeconds(r.get(8)?),
     })
 }
 
 impl Store {
     pub fn add_device(&self, d: NewDevice) -> Result<DeviceRecord, StoreError> {
-        if !insert_device(&self.conn(), &d, self.clock.now().seconds())? {
+        if !insert_device(&self.conn()?, &d, self.clock.now().seconds())? {
             return Err(StoreError::Conflict(format!(
                 "device `{}` is already registered",
                 d.device_id
@@ -89,8 +92,7 @@ impl Store {
         devices: &[NewDevice],
         skip_registered: bool,
     ) -> Result<(usize, Vec<String>), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = self.begin()?;
         let created_at = self.clock.now().seconds();
         let mut skipped = Vec::new();
         for d in devices {
@@ -112,25 +114,27 @@ impl Store {
     }
 
     pub fn device(&self, device_id: &str) -> Result<DeviceRecord, StoreError> {
-        self.reader()
-            .query_row(
+        self.reader()?
+            .query_opt(
                 &format!("SELECT {COLUMNS} FROM devices WHERE device_id = ?1"),
-                [device_id],
+                params![device_id],
                 from_row,
-            )
-            .optional()?
+            )?
             .ok_or_else(|| StoreError::NotFound(format!("no device `{device_id}`")))
     }
 
     /// The fleet counted by version, status and region: three grouped counts, whatever its size.
     pub fn fleet_summary(&self) -> Result<hotswap_protocol::FleetSummary, StoreError> {
-        let conn = self.reader();
+        let conn = self.reader()?;
         let group = |column: &str| -> Result<BTreeMap<String, u64>, StoreError> {
-            let mut stmt = conn.prepare(&format!(
-                "SELECT {column}, COUNT(*) FROM devices GROUP BY {column}"
-            ))?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            Ok(conn
+                .query_map(
+                    &format!("SELECT {column}, COUNT(*) FROM devices GROUP BY {column}"),
+                    params![],
+                    |r| Ok((r.get::<String>(0)?, r.get::<u64>(1)?)),
+                )?
+                .into_iter()
+                .collect())
         };
         let by_version = group("version")?;
         Ok(hotswap_protocol::FleetSummary {
@@ -142,37 +146,48 @@ impl Store {
     }
 
     pub fn list_devices(&self, f: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM devices
-             WHERE (:model IS NULL OR model = :model)
-               AND (:region IS NULL OR region = :region)
-               AND (:group IS NULL OR EXISTS (SELECT 1 FROM json_each(groups) WHERE value = :group))
-               AND (:label_key IS NULL OR json_extract(labels, '$.\"' || :label_key || '\"') = :label_value)
-               AND (:version IS NULL OR version = :version)
-               AND (:status IS NULL OR status = :status)
-               AND (:firmware_status IS NULL OR {FIRMWARE_STATUS_OF_DEVICE} = :firmware_status)
-               AND (:after IS NULL OR device_id > :after)
-             ORDER BY device_id LIMIT :limit"
-        ))?;
+        let conn = self.reader()?;
+        // Groups and labels are JSON text; each database reads it with its own functions.
+        let (in_group, labelled) = match conn.dialect() {
+            Dialect::Sqlite => (
+                "EXISTS (SELECT 1 FROM json_each(groups) WHERE value = ?3)",
+                "json_extract(labels, '$.\"' || ?4 || '\"') = ?5",
+            ),
+            Dialect::Postgres => (
+                "EXISTS (SELECT 1 FROM jsonb_array_elements_text(groups::jsonb) AS g WHERE g = CAST(?3 AS TEXT))",
+                "(labels::jsonb ->> CAST(?4 AS TEXT)) = CAST(?5 AS TEXT)",
+            ),
+        };
         let (label_key, label_value) = f.label.clone().unzip();
-        let rows = stmt.query_map(
-            rusqlite::named_params! {
-                ":model": f.device_model,
-                ":region": f.region,
-                ":group": f.group,
-                ":label_key": label_key,
-                ":label_value": label_value,
-                ":version": f.firmware_version,
-                ":status": f.status.map(Spelling::as_str),
-                ":firmware_status": f.firmware_status.map(Spelling::as_str),
-                ":now": self.clock.now().seconds().0,
-                ":after": f.after,
-                ":limit": f.limit as i64,
-            },
+        conn.query_map(
+            &format!(
+                "SELECT {COLUMNS} FROM devices
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR model = ?1)
+                   AND (CAST(?2 AS TEXT) IS NULL OR region = ?2)
+                   AND (CAST(?3 AS TEXT) IS NULL OR {in_group})
+                   AND (CAST(?4 AS TEXT) IS NULL OR {labelled})
+                   AND (CAST(?6 AS TEXT) IS NULL OR version = ?6)
+                   AND (CAST(?7 AS TEXT) IS NULL OR status = ?7)
+                   AND (CAST(?8 AS TEXT) IS NULL OR {} = ?8)
+                   AND (CAST(?10 AS TEXT) IS NULL OR device_id > ?10)
+                 ORDER BY device_id LIMIT ?11",
+                firmware_status_of_device("?9")
+            ),
+            params![
+                f.device_model,
+                f.region,
+                f.group,
+                label_key,
+                label_value,
+                f.firmware_version,
+                f.status.map(Spelling::as_str),
+                f.firmware_status.map(Spelling::as_str),
+                self.clock.now().seconds().0,
+                f.after,
+                f.limit as i64
+            ],
             from_row,
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        )
     }
 }
 
@@ -184,7 +199,7 @@ impl Store {
         d: &NewDevice,
         public_key: &str,
     ) -> Result<DeviceRecord, StoreError> {
-        let conn = self.conn();
+        let conn = self.conn()?;
         let inserted = conn.execute(
             "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at, public_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8) ON CONFLICT (device_id) DO NOTHING",
@@ -201,12 +216,11 @@ impl Store {
         )?;
         if inserted == 0 {
             let known: Option<String> = conn
-                .query_row(
+                .query_opt(
                     "SELECT public_key FROM devices WHERE device_id = ?1",
-                    [&d.device_id],
+                    params![d.device_id],
                     |r| r.get(0),
-                )
-                .optional()?
+                )?
                 .flatten();
             if known.as_deref() != Some(public_key) {
                 return Err(StoreError::Conflict(format!(
@@ -222,13 +236,12 @@ impl Store {
     /// The public key a device enrolled with.
     pub fn device_public_key(&self, device_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self
-            .reader()
-            .query_row(
+            .reader()?
+            .query_opt(
                 "SELECT public_key FROM devices WHERE device_id = ?1",
-                [device_id],
-                |r| r.get::<_, Option<String>>(0),
-            )
-            .optional()?
+                params![device_id],
+                |r| r.get::<Option<String>>(0),
+            )?
             .flatten())
     }
 
@@ -243,8 +256,8 @@ impl Store {
             status,
             DeviceStatus::Rejected | DeviceStatus::Decommissioned
         );
-        let changed = self.conn().execute(
-            "UPDATE devices SET status = ?2, token_sha256 = CASE WHEN ?3 THEN NULL ELSE token_sha256 END WHERE device_id = ?1",
+        let changed = self.conn()?.execute(
+            "UPDATE devices SET status = ?2, token_sha256 = CASE WHEN ?3 = 1 THEN NULL ELSE token_sha256 END WHERE device_id = ?1",
             params![device_id, status.as_str(), clears],
         )?;
         if changed == 0 {
@@ -259,16 +272,15 @@ impl Store {
         &self,
         devices: &[(String, String)],
     ) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = self.begin()?;
         let mut changed = Vec::new();
-        {
-            let mut stmt =
-                tx.prepare("UPDATE devices SET token_sha256 = ?2 WHERE device_id = ?1")?;
-            for (device, sha) in devices {
-                if stmt.execute(params![device, sha])? > 0 {
-                    changed.push(device.clone());
-                }
+        for (device, sha) in devices {
+            let n = tx.execute(
+                "UPDATE devices SET token_sha256 = ?2 WHERE device_id = ?1",
+                params![device, sha],
+            )?;
+            if n > 0 {
+                changed.push(device.clone());
             }
         }
         tx.commit()?;
@@ -283,12 +295,10 @@ impl Store {
     ) -> Result<(Vec<DeviceRecord>, Vec<String>), StoreError> {
         let mut found = Vec::with_capacity(ids.len());
         let mut missing = Vec::new();
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM devices WHERE device_id = ?1"
-        ))?;
+        let conn = self.reader()?;
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE device_id = ?1");
         for id in ids {
-            match stmt.query_row([id], from_row).optional()? {
+            match conn.query_opt(&sql, params![id], from_row)? {
                 Some(d) => found.push(d),
                 None => missing.push(id.clone()),
             }
@@ -299,18 +309,16 @@ impl Store {
 
 /// Inserts a device unless one with its id is registered; false when it was.
 fn insert_device(
-    conn: &Connection,
+    conn: &Tx<'_>,
     d: &NewDevice,
     created_at: UnixSeconds,
 ) -> Result<bool, StoreError> {
     let labels = serde_json::to_string(&d.labels).expect("labels serialize");
     let groups = serde_json::to_string(&d.groups).expect("groups serialize");
-    let inserted = conn
-        .prepare_cached(
-            "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at, token_sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'registered', ?7, ?8) ON CONFLICT (device_id) DO NOTHING",
-        )?
-        .execute(params![
+    let inserted = conn.execute(
+        "INSERT INTO devices (device_id, model, region, labels, groups, version, status, created_at, token_sha256)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'registered', ?7, ?8) ON CONFLICT (device_id) DO NOTHING",
+        params![
             d.device_id,
             d.device_model,
             d.region,
@@ -319,6 +327,7 @@ fn insert_device(
             d.firmware_version,
             created_at.0,
             d.token_sha256
-        ])?;
+        ],
+    )?;
     Ok(inserted > 0)
 }

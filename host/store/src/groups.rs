@@ -2,10 +2,9 @@
 //! filter evaluated when the group is used (dynamic). Distinct from the `groups` tags a device
 //! carries from registration, which filters match with `group`.
 
-use hotswap_protocol::{DeviceGroup, DeviceRecord, GroupFilter, UnixSeconds};
-use rusqlite::{OptionalExtension, Row, params};
-
+use crate::db::{Row, params};
 use crate::{DeviceFilter, Store, StoreError, decode_json, parse_label};
+use hotswap_protocol::{DeviceGroup, DeviceRecord, GroupFilter, UnixSeconds};
 
 impl DeviceFilter {
     /// The device filter a group filter stands for, over every matching device.
@@ -23,7 +22,7 @@ impl DeviceFilter {
     }
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<DeviceGroup> {
+fn from_row(r: &Row<'_>) -> Result<DeviceGroup, StoreError> {
     let members: Option<String> = r.get(1)?;
     let filter: Option<String> = r.get(2)?;
     Ok(DeviceGroup {
@@ -66,7 +65,7 @@ impl Store {
             .filter
             .as_ref()
             .map(|f| serde_json::to_string(f).expect("a filter serializes"));
-        let inserted = self.conn().execute(
+        let inserted = self.conn()?.execute(
             "INSERT INTO device_groups (name, members, filter, created_at, requires_approval) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (name) DO NOTHING",
             params![
@@ -87,22 +86,21 @@ impl Store {
     }
 
     pub fn group(&self, name: &str) -> Result<DeviceGroup, StoreError> {
-        self.reader()
-            .query_row(
+        self.reader()?
+            .query_opt(
                 "SELECT name, members, filter, created_at, requires_approval FROM device_groups WHERE name = ?1",
-                [name],
+                params![name],
                 from_row,
-            )
-            .optional()?
+            )?
             .ok_or_else(|| StoreError::NotFound(format!("no device group `{name}`")))
     }
 
     pub fn list_groups(&self) -> Result<Vec<DeviceGroup>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn
-            .prepare("SELECT name, members, filter, created_at, requires_approval FROM device_groups ORDER BY name")?;
-        let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.reader()?.query_map(
+            "SELECT name, members, filter, created_at, requires_approval FROM device_groups ORDER BY name",
+            params![],
+            from_row,
+        )
     }
 
     /// The devices a group stands for now. Static members that were since removed are skipped.

@@ -18,16 +18,20 @@
 mod auth;
 mod blobs;
 mod clock;
+mod db;
 mod decisions;
 mod deployments;
 mod devices;
 mod firmware;
 mod groups;
 mod inventory;
+mod leases;
 mod migrations;
+mod notify;
 mod plugins;
 mod reports;
 mod rollout;
+pub mod testing;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -37,25 +41,33 @@ use hotswap_protocol::{
     Assignment, CheckIn, DeploymentState, DeviceStatus, FirmwareStatus, Report, ReportAnswer,
 };
 use hotswap_protocol::{Spelling, UnknownValue};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
+
+use crate::db::{Postgres, Tx, params};
 
 pub use auth::{MAX_AUDIT_PAGE, NewAudit, NewToken, UserRow};
 pub use blobs::BlobStore;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use db::{Dialect, POOL_SIZE};
 pub use deployments::{NewDeployment, NewWave, Progress, Transitioned};
 pub use devices::{DeviceFilter, NewDevice, parse_label};
 pub use firmware::{FirmwareFilter, InstalledVersions, NewFirmware};
 pub use inventory::MAX_LINEAGE_STEPS;
+pub use leases::{LEASE_MS, Lease};
+pub use notify::{Announcer, DOORBELL_CHANNEL, MAX_NOTIFICATION_BYTES, RECONNECT_AFTER, Wake};
 pub use plugins::StoredPlugin;
 pub use reports::LAST_SEEN_REFRESH_SECONDS;
 pub use rollout::{Expired, WaveView};
-pub use writer::{BatchWriter, MAX_BATCH};
+use writer::BatchWriter;
+pub use writer::MAX_BATCH;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database: {}", db::message(.0))]
+    Postgres(tokio_postgres::Error),
     #[error("data directory {path}: {source}")]
     Io {
         path: PathBuf,
@@ -75,6 +87,9 @@ pub enum StoreError {
     /// The write could not be made durable; nothing of it is kept.
     #[error("{0}")]
     Unavailable(String),
+    /// Another server orchestrates this deployment (it holds the deployment's lease).
+    #[error("deployment {deployment} is orchestrated by {owner}")]
+    NotOwner { deployment: i64, owner: String },
 }
 
 impl StoreError {
@@ -90,20 +105,16 @@ impl StoreError {
 }
 
 /// Decodes a stored enum spelling inside a row mapper; an unknown one fails the query.
-pub(crate) fn decode<T: Spelling>(column: usize, s: &str) -> rusqlite::Result<T> {
-    T::decode(s).map_err(|e: UnknownValue| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
-    })
+pub(crate) fn decode<T: Spelling>(column: usize, s: &str) -> Result<T, StoreError> {
+    T::decode(s).map_err(|e: UnknownValue| StoreError::Corrupt(format!("column {column}: {e}")))
 }
 
 /// Decodes stored JSON inside a row mapper; JSON that does not decode fails the query.
 pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
     column: usize,
     s: &str,
-) -> rusqlite::Result<T> {
-    serde_json::from_str(s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
-    })
+) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("column {column}: {e}")))
 }
 
 /// Decodes a stored value of a type that spells itself with serde alone (the plan's `Mode`)
@@ -111,26 +122,89 @@ pub(crate) fn decode_json<T: serde::de::DeserializeOwned>(
 pub(crate) fn decode_str<T: serde::de::DeserializeOwned>(
     column: usize,
     s: &str,
-) -> rusqlite::Result<T> {
+) -> Result<T, StoreError> {
     use serde::de::IntoDeserializer;
-    T::deserialize(s.into_deserializer()).map_err(|e: serde::de::value::Error| {
-        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e))
-    })
+    T::deserialize(s.into_deserializer())
+        .map_err(|e: serde::de::value::Error| StoreError::Corrupt(format!("column {column}: {e}")))
 }
 
 /// The most memory SQLite's page cache takes, per connection.
 pub const PAGE_CACHE_BYTES: i64 = 64 << 20;
 
-/// The server's state on disk: `hotswap.db` and `blobs/` under one data directory.
+/// The server's state: in SQLite, `hotswap.db` and `blobs/` under one data directory; in
+/// PostgreSQL, the database, with `blobs/` under the data directory as this replica's cache of
+/// the artifacts the database holds.
 pub struct Store {
-    /// The connection every write goes through, shared with the batched writer's thread.
-    conn: Arc<Mutex<Connection>>,
-    /// Reads only, beside the writes.
-    reader: Mutex<Connection>,
+    backend: Backend,
+    /// This server's name as the holder of deployment leases.
+    replica: String,
     blobs: BlobStore,
-    dir: PathBuf,
     writer: BatchWriter,
     clock: Arc<dyn Clock>,
+}
+
+/// The database the store's statements run on.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Sqlite {
+        /// The connection every write goes through, shared with the batched writer's thread.
+        writes: Arc<Mutex<Connection>>,
+        /// Reads only, beside the writes.
+        reads: Arc<Mutex<Connection>>,
+    },
+    Postgres(Arc<Postgres>),
+}
+
+/// How a PostgreSQL transaction holds the lock that orders the store's writes across
+/// replicas ([`WRITES_LOCK`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteLock {
+    /// Alone: a transaction that reads before it writes (a wave, a verdict, a deployment).
+    Exclusive,
+    /// Beside the other devices' writes: a batch of check-ins and reports, each on its own
+    /// device's rows. SQLite gives the same order with its one writing connection.
+    Shared,
+}
+
+/// The key of the PostgreSQL advisory lock ordering writes (`hotswap` in ASCII).
+pub const WRITES_LOCK: i64 = 0x0068_6f74_7377_6170;
+
+impl Backend {
+    /// A transaction on the connection writes go through.
+    pub(crate) fn begin(&self, lock: WriteLock) -> Result<Tx<'_>, StoreError> {
+        match self {
+            Backend::Sqlite { writes, .. } => Tx::held_sqlite(lock_conn(writes)).begin(None),
+            Backend::Postgres(pg) => {
+                let sql = match lock {
+                    WriteLock::Exclusive => format!("SELECT pg_advisory_xact_lock({WRITES_LOCK})"),
+                    WriteLock::Shared => {
+                        format!("SELECT pg_advisory_xact_lock_shared({WRITES_LOCK})")
+                    }
+                };
+                Tx::held_postgres(pg.client()?).begin(Some(&sql))
+            }
+        }
+    }
+
+    /// The connection writes go through, for a write of one statement.
+    pub(crate) fn conn(&self) -> Result<Tx<'_>, StoreError> {
+        match self {
+            Backend::Sqlite { writes, .. } => Ok(Tx::held_sqlite(lock_conn(writes))),
+            Backend::Postgres(pg) => Ok(Tx::held_postgres(pg.client()?)),
+        }
+    }
+
+    /// A connection for reads.
+    pub(crate) fn reader(&self) -> Result<Tx<'_>, StoreError> {
+        match self {
+            Backend::Sqlite { reads, .. } => Ok(Tx::held_sqlite(lock_conn(reads))),
+            Backend::Postgres(pg) => Ok(Tx::held_postgres(pg.client()?)),
+        }
+    }
+}
+
+fn lock_conn(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    conn.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -142,7 +216,37 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
     // devices and assignments, instead of reading them back from the OS on every query.
     conn.pragma_update(None, "cache_size", -(PAGE_CACHE_BYTES / 1024))?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Every statement the store runs stays prepared (rusqlite keeps 16 by default).
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// A name for this open store as a lease holder: the host, the process and a random part (a
+/// restarted process is another holder).
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    static OPENED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{host}/{}/{nanos:08x}-{n}", std::process::id())
+}
+
+/// How many prepared statements a SQLite connection keeps.
+const STATEMENT_CACHE: usize = 256;
+
+/// Which database a store is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `hotswap.db` under the data directory.
+    Sqlite,
+    /// A PostgreSQL database, by URL (`postgres://user@host:port/dbname`).
+    Postgres(String),
 }
 
 impl Store {
@@ -154,35 +258,58 @@ impl Store {
 
     /// Opens the store with its time taken from `clock`.
     pub fn open_with_clock(dir: &Path, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
+        Store::open_in(&Database::Sqlite, dir, clock)
+    }
+
+    /// Opens the store in `database`, with `dir` for SQLite's files or for this replica's cache
+    /// of artifacts, and brings the schema up to date.
+    pub fn open_in(
+        database: &Database,
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        let path = dir.join("hotswap.db");
-        let mut conn = connect(&path)?;
-        migrations::migrate(&mut conn)?;
-        let reader = connect(&path)?;
-        reader.pragma_update(None, "query_only", true)?;
-        let conn = Arc::new(Mutex::new(conn));
+        let backend = match database {
+            Database::Sqlite => {
+                let path = dir.join("hotswap.db");
+                let mut conn = connect(&path)?;
+                migrations::migrate(&mut conn)?;
+                let reader = connect(&path)?;
+                reader.pragma_update(None, "query_only", true)?;
+                Backend::Sqlite {
+                    writes: Arc::new(Mutex::new(conn)),
+                    reads: Arc::new(Mutex::new(reader)),
+                }
+            }
+            Database::Postgres(url) => {
+                let pg = Arc::new(Postgres::connect(url)?);
+                migrations::migrate_postgres(&pg)?;
+                Backend::Postgres(pg)
+            }
+        };
         Ok(Store {
-            writer: BatchWriter::start(conn.clone()),
-            conn,
-            reader: Mutex::new(reader),
-            blobs: BlobStore::open(&dir.join("blobs"))?,
-            dir: dir.to_path_buf(),
+            replica: replica_name(),
+            writer: BatchWriter::start(backend.clone()),
+            blobs: BlobStore::open(&dir.join("blobs"), &backend)?,
+            backend,
             clock,
         })
+    }
+
+    /// Which SQL the store speaks.
+    pub fn dialect(&self) -> Dialect {
+        match self.backend {
+            Backend::Sqlite { .. } => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
     }
 
     /// The store's clock.
     pub fn clock(&self) -> &dyn Clock {
         &*self.clock
-    }
-
-    /// Where artifact `sha256` is on disk.
-    pub fn blob_path(&self, sha256: &str) -> Option<PathBuf> {
-        let valid = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        valid.then(|| self.dir.join("blobs").join(sha256))
     }
 
     /// A device's check-in, through the batched writer.
@@ -216,9 +343,11 @@ impl Store {
         self.writer
             .write(move |tx| {
                 Ok(tx
-                    .prepare_cached("SELECT token_sha256 FROM devices WHERE device_id = ?1")?
-                    .query_row([&device_id], |r| r.get::<_, Option<String>>(0))
-                    .optional()?
+                    .query_opt(
+                        "SELECT token_sha256 FROM devices WHERE device_id = ?1",
+                        params![device_id],
+                        |r| r.get::<Option<String>>(0),
+                    )?
                     .flatten())
             })
             .await
@@ -232,10 +361,11 @@ impl Store {
     ) -> Result<Option<DeviceStatus>, StoreError> {
         self.writer
             .write(move |tx| {
-                Ok(tx
-                    .prepare_cached("SELECT status FROM devices WHERE device_id = ?1")?
-                    .query_row([&device_id], |r| decode(0, &r.get::<_, String>(0)?))
-                    .optional()?)
+                tx.query_opt(
+                    "SELECT status FROM devices WHERE device_id = ?1",
+                    params![device_id],
+                    |r| decode(0, &r.get::<String>(0)?),
+                )
             })
             .await
     }
@@ -252,22 +382,23 @@ impl Store {
             .write(move |tx| {
                 let owner = match known {
                     Some(d) => Some(d),
-                    None => tx
-                        .prepare_cached("SELECT device_id FROM devices WHERE token_sha256 = ?1")?
-                        .query_row([&sha256], |r| r.get::<_, String>(0))
-                        .optional()?,
+                    None => tx.query_opt(
+                        "SELECT device_id FROM devices WHERE token_sha256 = ?1",
+                        params![sha256],
+                        |r| r.get::<String>(0),
+                    )?,
                 };
                 let Some(owner) = owner else {
                     return Ok(None);
                 };
                 let assigned = tx
-                    .prepare_cached(
+                    .query_opt(
                         "SELECT 1 FROM assignments a JOIN firmware f ON f.id = a.firmware_id
                          WHERE a.device_id = ?1 AND a.outcome IS NULL AND a.state != 'pending' AND f.sha256 = ?2
                          LIMIT 1",
+                        params![owner, artifact],
+                        |_| Ok(()),
                     )?
-                    .query_row([&owner, &artifact], |_| Ok(()))
-                    .optional()?
                     .is_some();
                 Ok(Some((owner, assigned)))
             })
@@ -301,9 +432,11 @@ impl Store {
 
     /// How many firmware versions, devices and uploaded plugins are registered.
     pub fn counts(&self) -> Result<Counts, StoreError> {
-        let conn = self.reader();
-        let count = |table: &str| -> rusqlite::Result<i64> {
-            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+        let conn = self.reader()?;
+        let count = |table: &str| -> Result<i64, StoreError> {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), params![], |r| {
+                r.get(0)
+            })
         };
         Ok(Counts {
             firmware: count("firmware")?,
@@ -314,43 +447,35 @@ impl Store {
 
     /// Deployments by state and devices by status.
     pub fn counts_by_state(&self) -> Result<StateCounts, StoreError> {
-        let conn = self.reader();
-        let mut deployments = Vec::new();
-        let mut stmt = conn.prepare("SELECT state, COUNT(*) FROM deployments GROUP BY state")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                decode::<DeploymentState>(0, &r.get::<_, String>(0)?)?,
-                r.get(1)?,
-            ))
-        })?;
-        for row in rows {
-            deployments.push(row?);
-        }
-        let mut devices = Vec::new();
-        let mut stmt = conn.prepare("SELECT status, COUNT(*) FROM devices GROUP BY status")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                decode::<DeviceStatus>(0, &r.get::<_, String>(0)?)?,
-                r.get(1)?,
-            ))
-        })?;
-        for row in rows {
-            devices.push(row?);
-        }
-        let mut stmt = conn.prepare(&format!(
-            "SELECT s, COUNT(*) FROM (SELECT {} AS s FROM devices) WHERE s IS NOT NULL GROUP BY s",
-            devices::FIRMWARE_STATUS_OF_DEVICE
-        ))?;
-        let rows = stmt.query_map(
-            rusqlite::named_params! {":now": self.clock.now().seconds().0},
+        let conn = self.reader()?;
+        let deployments = conn.query_map(
+            "SELECT state, COUNT(*) FROM deployments GROUP BY state",
+            params![],
             |r| {
                 Ok((
-                    decode::<FirmwareStatus>(0, &r.get::<_, String>(0)?)?,
+                    decode::<DeploymentState>(0, &r.get::<String>(0)?)?,
                     r.get(1)?,
                 ))
             },
         )?;
-        let devices_by_firmware = rows.collect::<Result<_, _>>()?;
+        let devices = conn.query_map(
+            "SELECT status, COUNT(*) FROM devices GROUP BY status",
+            params![],
+            |r| Ok((decode::<DeviceStatus>(0, &r.get::<String>(0)?)?, r.get(1)?)),
+        )?;
+        let devices_by_firmware = conn.query_map(
+            &format!(
+                "SELECT s, COUNT(*) FROM (SELECT {} AS s FROM devices) AS d WHERE s IS NOT NULL GROUP BY s",
+                devices::firmware_status_of_device("?1")
+            ),
+            params![self.clock.now().seconds().0],
+            |r| {
+                Ok((
+                    decode::<FirmwareStatus>(0, &r.get::<String>(0)?)?,
+                    r.get(1)?,
+                ))
+            },
+        )?;
         Ok(StateCounts {
             deployments,
             devices,
@@ -358,14 +483,19 @@ impl Store {
         })
     }
 
-    /// The connection writes go through.
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    /// A transaction of its own for a write that reads first; rolled back unless committed.
+    fn begin(&self) -> Result<Tx<'_>, StoreError> {
+        self.backend.begin(WriteLock::Exclusive)
     }
 
-    /// The connection reads go through.
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        self.reader.lock().unwrap_or_else(|e| e.into_inner())
+    /// The connection writes go through, for a write of one statement.
+    fn conn(&self) -> Result<Tx<'_>, StoreError> {
+        self.backend.conn()
+    }
+
+    /// A connection for reads.
+    fn reader(&self) -> Result<Tx<'_>, StoreError> {
+        self.backend.reader()
     }
 }
 

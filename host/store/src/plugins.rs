@@ -1,10 +1,9 @@
 //! Uploaded plugins: name, version, kind and description, with the component's bytes in the blob
 //! store under their SHA-256.
 
-use hotswap_protocol::{PluginKind, Spelling, UnixSeconds};
-use rusqlite::{OptionalExtension, Row, params};
-
+use crate::db::{Row, params};
 use crate::{Store, StoreError, decode};
+use hotswap_protocol::{PluginKind, Spelling, UnixSeconds};
 
 /// An uploaded plugin's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,11 +22,11 @@ pub struct StoredPlugin {
 
 const COLUMNS: &str = "name, version, kind, sha256, summary, params_schema, created_at, limits";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<StoredPlugin> {
+fn from_row(r: &Row<'_>) -> Result<StoredPlugin, StoreError> {
     Ok(StoredPlugin {
         name: r.get(0)?,
         version: r.get(1)?,
-        kind: decode(2, &r.get::<_, String>(2)?)?,
+        kind: decode(2, &r.get::<String>(2)?)?,
         sha256: r.get(3)?,
         summary: r.get(4)?,
         params_schema: r.get(5)?,
@@ -40,14 +39,12 @@ impl Store {
     /// Records a plugin. The same name and version again is accepted only with the same bytes
     /// (`Ok(false)`: nothing new); other bytes under a taken version are a conflict.
     pub fn add_plugin(&self, p: &StoredPlugin) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        let existing: Option<String> = conn
-            .query_row(
-                "SELECT sha256 FROM plugins WHERE name = ?1 AND version = ?2",
-                [&p.name, &p.version],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let tx = self.begin()?;
+        let existing: Option<String> = tx.query_opt(
+            "SELECT sha256 FROM plugins WHERE name = ?1 AND version = ?2",
+            params![p.name, p.version],
+            |r| r.get(0),
+        )?;
         match existing {
             Some(sha) if sha == p.sha256 => Ok(false),
             Some(_) => Err(StoreError::Conflict(format!(
@@ -55,7 +52,7 @@ impl Store {
                 p.name, p.version
             ))),
             None => {
-                conn.execute(
+                tx.execute(
                     &format!(
                         "INSERT INTO plugins ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
                     ),
@@ -70,55 +67,50 @@ impl Store {
                         p.limits
                     ],
                 )?;
+                tx.commit()?;
                 Ok(true)
             }
         }
     }
 
     pub fn plugin(&self, name: &str, version: &str) -> Result<StoredPlugin, StoreError> {
-        self.reader()
-            .query_row(
+        self.reader()?
+            .query_opt(
                 &format!("SELECT {COLUMNS} FROM plugins WHERE name = ?1 AND version = ?2"),
-                [name, version],
+                params![name, version],
                 from_row,
-            )
-            .optional()?
+            )?
             .ok_or_else(|| StoreError::NotFound(format!("no plugin {name}@{version}")))
     }
 
     /// The uploaded plugin with these bytes, if any (a deployment records its health policy's
     /// hash).
     pub fn plugin_by_sha256(&self, sha256: &str) -> Result<Option<StoredPlugin>, StoreError> {
-        Ok(self
-            .reader()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM plugins WHERE sha256 = ?1 ORDER BY id LIMIT 1"),
-                [sha256],
-                from_row,
-            )
-            .optional()?)
+        self.reader()?.query_opt(
+            &format!("SELECT {COLUMNS} FROM plugins WHERE sha256 = ?1 ORDER BY id LIMIT 1"),
+            params![sha256],
+            from_row,
+        )
     }
 
     pub fn list_plugins(&self) -> Result<Vec<StoredPlugin>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM plugins ORDER BY name, id"))?;
-        let rows = stmt.query_map([], from_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.reader()?.query_map(
+            &format!("SELECT {COLUMNS} FROM plugins ORDER BY name, id"),
+            params![],
+            from_row,
+        )
     }
 
     /// Deletes an uploaded plugin; refused while an active deployment uses it.
     pub fn delete_plugin(&self, name: &str, version: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = self.begin()?;
         let full = format!("{name}@{version}");
-        let user: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM deployments WHERE state IN ('waiting-for-approval', 'running', 'paused', 'rolling-back')
-                 AND (strategy = ?1 OR health_policy = ?1) ORDER BY id LIMIT 1",
-                [&full],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let user: Option<i64> = tx.query_opt(
+            "SELECT id FROM deployments WHERE state IN ('waiting-for-approval', 'running', 'paused', 'rolling-back')
+             AND (strategy = ?1 OR health_policy = ?1) ORDER BY id LIMIT 1",
+            params![full],
+            |r| r.get(0),
+        )?;
         if let Some(id) = user {
             return Err(StoreError::Conflict(format!(
                 "plugin {full} is used by deployment {id}, which is still active"
@@ -126,7 +118,7 @@ impl Store {
         }
         let deleted = tx.execute(
             "DELETE FROM plugins WHERE name = ?1 AND version = ?2",
-            [name, version],
+            params![name, version],
         )?;
         tx.commit()?;
         if deleted == 0 {

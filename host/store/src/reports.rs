@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
+use crate::db::{Tx, params};
 use hotswap_protocol::{
     Assignment, AssignmentKind, AssignmentMode, CheckIn, DeploymentState, DeviceState,
     DeviceStatus, Health, Outcome, Report, ReportAnswer, Spelling, UnixMillis,
 };
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use crate::deployments::event;
@@ -46,7 +46,7 @@ impl Store {
     /// A device's check-in: what it runs and how it is, recorded; the work it should do next,
     /// if any. Runs inside the store's batched writer.
     pub(crate) fn check_in_tx(
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         device_id: &str,
         c: &CheckIn,
         now: UnixMillis,
@@ -55,20 +55,19 @@ impl Store {
             .slots
             .as_ref()
             .map(|s| serde_json::to_string(s).expect("slots serialize"));
-        let stored: Option<DeviceRow> = tx
-            .prepare_cached(
-                "SELECT version, slots, health, last_seen, status FROM devices WHERE device_id = ?1",
-            )?
-            .query_row([device_id], |r| {
+        let stored: Option<DeviceRow> = tx.query_opt(
+            "SELECT version, slots, health, last_seen, status FROM devices WHERE device_id = ?1",
+            params![device_id],
+            |r| {
                 Ok(DeviceRow {
                     version: r.get(0)?,
                     slots: r.get(1)?,
                     health: r.get(2)?,
                     last_seen: r.get(3)?,
-                    status: decode(4, &r.get::<_, String>(4)?)?,
+                    status: decode(4, &r.get::<String>(4)?)?,
                 })
-            })
-            .optional()?;
+            },
+        )?;
         let Some(DeviceRow {
             version,
             slots: stored_slots,
@@ -99,12 +98,9 @@ impl Store {
                 .health
                 .as_ref()
                 .map(|h| StoredHealth::json(c.firmware_version.clone(), now, h));
-            tx.prepare_cached(
-                "UPDATE devices SET last_seen = ?2, version = COALESCE(?3, version), slots = COALESCE(?4, slots), health = COALESCE(?5, health),
+            tx.execute("UPDATE devices SET last_seen = ?2, version = COALESCE(?3, version), slots = COALESCE(?4, slots), health = COALESCE(?5, health),
                  status = CASE WHEN status IN ('quarantined', 'pending', 'rejected', 'decommissioned') THEN status ELSE 'online' END
-                 WHERE device_id = ?1",
-            )?
-            .execute(params![
+                 WHERE device_id = ?1", params![
                 device_id,
                 now.seconds().0,
                 c.firmware_version,
@@ -120,7 +116,7 @@ impl Store {
     /// before the device downloads anything: it fails, with the reason, and the next is looked
     /// for.
     pub(crate) fn assignment_tx(
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         device_id: &str,
         now: UnixMillis,
     ) -> Result<Option<Assignment>, StoreError> {
@@ -131,9 +127,11 @@ impl Store {
             let Some(range) = range.filter(|_| assignment.state == DeviceState::Assigned) else {
                 return Ok(Some(assignment));
             };
-            let running: String = tx
-                .prepare_cached("SELECT version FROM devices WHERE device_id = ?1")?
-                .query_row([device_id], |r| r.get(0))?;
+            let running: String = tx.query_row(
+                "SELECT version FROM devices WHERE device_id = ?1",
+                params![device_id],
+                |r| r.get(0),
+            )?;
             let refused = match crate::InstalledVersions::parse(&range, &assignment.version) {
                 Ok(allowed) => allowed.refuses(&running, &assignment.version),
                 Err(reason) => Some(reason),
@@ -142,11 +140,8 @@ impl Store {
                 return Ok(Some(assignment));
             };
             let reason = format!("refused before download: {why}");
-            tx.prepare_cached(
-                "UPDATE assignments SET state = 'failed', outcome = 'failed', reason = ?2, deadline = NULL, updated_at = ?3
-                 WHERE id = ?1",
-            )?
-            .execute(params![assignment.assignment_id, reason, now.0])?;
+            tx.execute("UPDATE assignments SET state = 'failed', outcome = 'failed', reason = ?2, deadline = NULL, updated_at = ?3
+                 WHERE id = ?1", params![assignment.assignment_id, reason, now.0])?;
             event(tx, assignment.deployment_id, Some(device_id), &reason, now)?;
         }
     }
@@ -154,13 +149,12 @@ impl Store {
     /// The next open assignment of a device, with the range of installed versions its version
     /// may go over.
     fn next_assignment_tx(
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         device_id: &str,
         now: UnixMillis,
     ) -> Result<Option<(Assignment, Option<String>)>, StoreError> {
         let found = tx
-            .prepare_cached(
-                "SELECT a.id, a.deployment_id, a.mode, f.version, f.size, f.sha256, f.security_counter, f.key_id, f.signature, a.state, a.attempts,
+            .query_opt("SELECT a.id, a.deployment_id, a.mode, f.version, f.size, f.sha256, f.security_counter, f.key_id, f.signature, a.state, a.attempts,
                         CASE WHEN a.kind = 'rollout' THEN f.installed_versions END,
                         d.trace_parent, a.kind, a.wave
                  FROM assignments a JOIN deployments d ON d.id = a.deployment_id JOIN firmware f ON f.id = a.firmware_id
@@ -168,15 +162,13 @@ impl Store {
                    AND (a.not_before IS NULL OR a.not_before <= ?2)
                    AND (d.state = 'running' OR (d.state = 'rolling-back' AND a.kind = 'rollback')
                         OR (d.state = 'paused' AND a.state != 'assigned'))
-                 ORDER BY a.id LIMIT 1",
-            )?
-            .query_row(params![device_id, now.0], |r| {
+                 ORDER BY a.id LIMIT 1", params![device_id, now.0], |r| {
                 let sha: String = r.get(5)?;
                 let range: Option<String> = r.get(11)?;
                 let assignment = Assignment {
                     assignment_id: r.get(0)?,
                     deployment_id: r.get(1)?,
-                    mode: decode(2, &r.get::<_, String>(2)?)?,
+                    mode: decode(2, &r.get::<String>(2)?)?,
                     version: r.get(3)?,
                     size: r.get(4)?,
                     url: format!("/api/v1/artifacts/{sha}"),
@@ -184,17 +176,16 @@ impl Store {
                     security_counter: r.get(6)?,
                     key_id: r.get(7)?,
                     signature: r.get(8)?,
-                    state: decode(9, &r.get::<_, String>(9)?)?,
-                    attempt: r.get::<_, u32>(10)? + 1,
+                    state: decode(9, &r.get::<String>(9)?)?,
+                    attempt: r.get::<u32>(10)? + 1,
                     traceparent: traceparent_of(
-                        r.get::<_, Option<String>>(12)?,
-                        decode(13, &r.get::<_, String>(13)?)?,
+                        r.get::<Option<String>>(12)?,
+                        decode(13, &r.get::<String>(13)?)?,
                         r.get(14)?,
                     ),
                 };
                 Ok((assignment, range))
-            })
-            .optional()?;
+            })?;
         Ok(found)
     }
 
@@ -205,7 +196,7 @@ impl Store {
     /// that assignment (`trial` then `confirmed`), its write stands for the run's. An error names
     /// the report (`report 2: ...`).
     pub(crate) fn reports_tx(
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         device_id: &str,
         reports: &[Report],
         now: UnixMillis,
@@ -246,27 +237,26 @@ impl Store {
     /// time the run's would). `None` when a report of the run could end the assignment or the
     /// assignment is not open: the caller applies them one by one, which says why.
     fn move_along_tx(
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         device_id: &str,
         run: &[Report],
         next: Option<&Report>,
         now: UnixMillis,
     ) -> Result<Option<Vec<ReportAnswer>>, StoreError> {
-        let row: Option<(DeviceState, Option<String>, AssignmentMode, i64)> = tx
-            .prepare_cached(
-                "SELECT a.state, a.outcome, a.mode, d.device_timeout
+        let row: Option<(DeviceState, Option<String>, AssignmentMode, i64)> = tx.query_opt(
+            "SELECT a.state, a.outcome, a.mode, d.device_timeout
                  FROM assignments a JOIN deployments d ON d.id = a.deployment_id
                  WHERE a.id = ?1 AND a.device_id = ?2",
-            )?
-            .query_row(params![run[0].assignment_id, device_id], |r| {
+            params![run[0].assignment_id, device_id],
+            |r| {
                 Ok((
-                    decode(0, &r.get::<_, String>(0)?)?,
+                    decode(0, &r.get::<String>(0)?)?,
                     r.get(1)?,
-                    decode(2, &r.get::<_, String>(2)?)?,
+                    decode(2, &r.get::<String>(2)?)?,
                     r.get(3)?,
                 ))
-            })
-            .optional()?;
+            },
+        )?;
         let Some((start, outcome, mode, timeout)) = row else {
             return Ok(None);
         };
@@ -296,15 +286,15 @@ impl Store {
             .collect();
         let overwritten = next.is_some_and(|n| mode.outcome(n.state).is_some());
         if current != start && !overwritten {
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE assignments SET state = ?2, deadline = ?3, updated_at = ?4 WHERE id = ?1",
-            )?
-            .execute(params![
-                run[0].assignment_id,
-                current.as_str(),
-                now.0 + timeout * 1000,
-                now.0
-            ])?;
+                params![
+                    run[0].assignment_id,
+                    current.as_str(),
+                    now.0 + timeout * 1000,
+                    now.0
+                ],
+            )?;
         }
         Ok(Some(answers))
     }
@@ -312,7 +302,7 @@ impl Store {
     /// Applies a device's report. A report the assignment has already gone past changes nothing,
     /// so a retried report is harmless. Runs inside the store's batched writer.
     pub(crate) fn report_tx(
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         device_id: &str,
         r: &Report,
         now: UnixMillis,
@@ -324,26 +314,22 @@ impl Store {
             )));
         }
         let row = tx
-            .prepare_cached(
-                "SELECT a.deployment_id, a.kind, a.mode, a.state, a.outcome, d.state, d.device_timeout, f.version, a.from_version, a.wave
+            .query_opt("SELECT a.deployment_id, a.kind, a.mode, a.state, a.outcome, d.state, d.device_timeout, f.version, a.from_version, a.wave
                  FROM assignments a JOIN deployments d ON d.id = a.deployment_id JOIN firmware f ON f.id = a.firmware_id
-                 WHERE a.id = ?1 AND a.device_id = ?2",
-            )?
-            .query_row(params![r.assignment_id, device_id], |row| {
+                 WHERE a.id = ?1 AND a.device_id = ?2", params![r.assignment_id, device_id], |row| {
                 Ok(AssignmentRow {
                     deployment_id: row.get(0)?,
-                    kind: decode(1, &row.get::<_, String>(1)?)?,
-                    mode: decode(2, &row.get::<_, String>(2)?)?,
-                    state: decode(3, &row.get::<_, String>(3)?)?,
-                    ended: row.get::<_, Option<String>>(4)?.is_some(),
-                    deployment_state: decode(5, &row.get::<_, String>(5)?)?,
+                    kind: decode(1, &row.get::<String>(1)?)?,
+                    mode: decode(2, &row.get::<String>(2)?)?,
+                    state: decode(3, &row.get::<String>(3)?)?,
+                    ended: row.get::<Option<String>>(4)?.is_some(),
+                    deployment_state: decode(5, &row.get::<String>(5)?)?,
                     timeout_seconds: row.get(6)?,
                     version: row.get(7)?,
                     from_version: row.get(8)?,
                     wave: row.get(9)?,
                 })
-            })
-            .optional()?;
+            })?;
         let Some(AssignmentRow {
             deployment_id,
             kind,
@@ -375,11 +361,10 @@ impl Store {
                 && r.state == DeviceState::Confirmed
                 && mode != AssignmentMode::Stage
             {
-                let changed = tx
-                    .prepare_cached(
-                        "UPDATE devices SET version = ?2 WHERE device_id = ?1 AND version IS NOT ?2",
-                    )?
-                    .execute(params![device_id, version])?;
+                let changed = tx.execute(
+                    "UPDATE devices SET version = ?2 WHERE device_id = ?1 AND version IS DISTINCT FROM ?2",
+                    params![device_id, version],
+                )?;
                 if rolling_back {
                     send_back(tx, deployment_id, device_id, &from, wave, now)?;
                 } else if changed > 0 {
@@ -413,10 +398,7 @@ impl Store {
             return unchanged;
         }
         let reason = r.reason.as_deref().map(|s| truncate(s, 500));
-        tx.prepare_cached(
-            "UPDATE assignments SET state = ?2, outcome = ?3, reason = COALESCE(?4, reason), deadline = ?5, updated_at = ?6 WHERE id = ?1",
-        )?
-        .execute(params![
+        tx.execute("UPDATE assignments SET state = ?2, outcome = ?3, reason = COALESCE(?4, reason), deadline = ?5, updated_at = ?6 WHERE id = ?1", params![
             r.assignment_id,
             r.state.as_str(),
             ends.map(Outcome::as_str),
@@ -438,17 +420,12 @@ impl Store {
             StoredHealth::json(runs.cloned(), now, h)
         });
         if took || health.is_some() {
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE devices SET version = COALESCE(?2, version), health = COALESCE(?3, health),
                  last_seen = CASE WHEN ?3 IS NULL THEN last_seen ELSE ?4 END
                  WHERE device_id = ?1",
-            )?
-            .execute(params![
-                device_id,
-                took.then_some(&version),
-                health,
-                now.seconds().0
-            ])?;
+                params![device_id, took.then_some(&version), health, now.seconds().0],
+            )?;
         }
         match ends {
             // It had installed the new version before the rollback began, and kept it.

@@ -3,11 +3,11 @@
 //! samples, store a health verdict with its inputs and act on it, end a rollback. Each step is
 //! one transaction and tells its caller which devices it handed something to.
 
+use crate::db::{Tx, params};
 use hotswap_protocol::{
     AssignmentKind, Deployment, DeploymentState, DeviceState, Gate, HealthSample, Mode, UnixMillis,
     Verdict, WaveStats,
 };
-use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::decisions::{deflated_json, json};
 use crate::deployments::{deployment, event, finish, set_state};
@@ -60,24 +60,21 @@ impl Store {
     /// Gives up on devices past their deadline: another try after a backoff that doubles each
     /// time, or, after the last try, the device fails this deployment and is quarantined.
     pub fn expire(&self, d: &Deployment, now: UnixMillis) -> Result<Expired, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
-        let expired: Vec<(i64, String, u32, DeviceState, AssignmentKind)> = {
-            let mut stmt = tx.prepare_cached(
-                "SELECT id, device_id, attempts, state, kind FROM assignments
-                 WHERE deployment_id = ?1 AND outcome IS NULL AND deadline IS NOT NULL AND deadline < ?2",
-            )?;
-            let rows = stmt.query_map(params![d.id, now.0], |r| {
+        let tx = self.begin_step(d.id, now)?;
+        let expired: Vec<(i64, String, u32, DeviceState, AssignmentKind)> = tx.query_map(
+            "SELECT id, device_id, attempts, state, kind FROM assignments
+             WHERE deployment_id = ?1 AND outcome IS NULL AND deadline IS NOT NULL AND deadline < ?2",
+            params![d.id, now.0],
+            |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
                     r.get(2)?,
-                    decode(3, &r.get::<_, String>(3)?)?,
-                    decode(4, &r.get::<_, String>(4)?)?,
+                    decode(3, &r.get::<String>(3)?)?,
+                    decode(4, &r.get::<String>(4)?)?,
                 ))
-            })?;
-            rows.collect::<Result<_, _>>()?
-        };
+            },
+        )?;
         let timeout = i64::from(d.retry.device_timeout_seconds) * 1000;
         // Devices tried again after a backoff: rung when it ends, should they wait meanwhile.
         let mut retried = Vec::new();
@@ -105,7 +102,7 @@ impl Store {
                 )?;
                 tx.execute(
                     "UPDATE devices SET status = 'quarantined' WHERE device_id = ?1",
-                    [device],
+                    params![device],
                 )?;
                 event(
                     &tx,
@@ -148,16 +145,15 @@ impl Store {
     /// devices as `maxInFlight` allows; then counts the wave for the health policy (its health
     /// samples are read only when it is judged: [`Store::wave_samples`]).
     pub fn advance_wave(&self, d: &Deployment, now: UnixMillis) -> Result<WaveView, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = self.begin_step(d.id, now)?;
         let wave = d.current_wave;
         let row: WaveRow = tx.query_row(
             "SELECT mode, gate, max_in_flight, started_at, settled_at FROM waves WHERE deployment_id = ?1 AND idx = ?2",
             params![d.id, wave],
             |r| {
                 Ok(WaveRow {
-                    mode: decode_str(0, &r.get::<_, String>(0)?)?,
-                    gate: decode_json(1, &r.get::<_, String>(1)?)?,
+                    mode: decode_str(0, &r.get::<String>(0)?)?,
+                    gate: decode_json(1, &r.get::<String>(1)?)?,
                     max_in_flight: r.get(2)?,
                     started_at: r.get(3)?,
                     settled_at: r.get(4)?,
@@ -189,24 +185,22 @@ impl Store {
             let room = match max_in_flight {
                 None => i64::MAX,
                 Some(max) => {
-                    let in_flight: u32 = tx.prepare_cached(
+                    let in_flight: u32 = tx.query_row(
                         "SELECT COUNT(*) FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout' AND wave = ?2 AND state != 'pending' AND outcome IS NULL",
-                    )?
-                    .query_row(params![d.id, wave], |r| r.get(0))?;
+                        params![d.id, wave],
+                        |r| r.get(0),
+                    )?;
                     i64::from(max.saturating_sub(in_flight))
                 }
             };
             if room > 0 {
-                let mut stmt = tx.prepare_cached(
+                handed_out = tx.query_map(
                     "UPDATE assignments SET state = 'assigned', deadline = ?4, updated_at = ?5
                      WHERE id IN (SELECT id FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout' AND wave = ?2 AND state = 'pending' ORDER BY id LIMIT ?3)
                      RETURNING device_id",
+                    params![d.id, wave, room, now.0 + timeout, now.0],
+                    |r| r.get::<String>(0),
                 )?;
-                let rows = stmt
-                    .query_map(params![d.id, wave, room, now.0 + timeout, now.0], |r| {
-                        r.get::<_, String>(0)
-                    })?;
-                handed_out = rows.collect::<Result<_, _>>()?;
             }
         }
         // The wave's counts and the deployment's, in one pass over the index.
@@ -217,14 +211,16 @@ impl Store {
             all,
             all_succeeded,
             all_failed,
-        } = tx
-            .prepare_cached(
-                "SELECT COALESCE(SUM(wave = ?2), 0), COALESCE(SUM(wave = ?2 AND outcome = 'succeeded'), 0),
-                        COALESCE(SUM(wave = ?2 AND outcome = 'failed'), 0), COUNT(*),
-                        COALESCE(SUM(outcome = 'succeeded'), 0), COALESCE(SUM(outcome = 'failed'), 0)
-                 FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout'",
-            )?
-            .query_row(params![d.id, wave], |r| {
+        } = tx.query_row(
+            "SELECT COALESCE(SUM(CASE WHEN wave = ?2 THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN wave = ?2 AND outcome = 'succeeded' THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN wave = ?2 AND outcome = 'failed' THEN 1 ELSE 0 END), 0),
+                    COUNT(*),
+                    COALESCE(SUM(CASE WHEN outcome = 'succeeded' THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN outcome = 'failed' THEN 1 ELSE 0 END), 0)
+             FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout'",
+            params![d.id, wave],
+            |r| {
                 Ok(Counts {
                     targeted: r.get(0)?,
                     succeeded: r.get(1)?,
@@ -233,7 +229,8 @@ impl Store {
                     all_succeeded: r.get(4)?,
                     all_failed: r.get(5)?,
                 })
-            })?;
+            },
+        )?;
         let in_progress = targeted - succeeded - failed;
         let settled_at = match (in_progress, settled_at) {
             (0, None) => {
@@ -274,17 +271,14 @@ impl Store {
     /// The health samples the wave's devices sent from the deployment's version: only what the
     /// new version reported says anything about it.
     pub fn wave_samples(&self, d: &Deployment, wave: u32) -> Result<Vec<HealthSample>, StoreError> {
-        let conn = self.reader();
-        let mut stmt = conn.prepare_cached(
+        let rows = self.reader()?.query_map(
             "SELECT dv.device_id, dv.health FROM assignments a JOIN devices dv ON dv.device_id = a.device_id
              WHERE a.deployment_id = ?1 AND a.kind = 'rollout' AND a.wave = ?2 AND dv.health IS NOT NULL",
+            params![d.id, wave],
+            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
         )?;
-        let rows = stmt.query_map(params![d.id, wave], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
         let mut samples = Vec::new();
-        for row in rows {
-            let (device, health) = row?;
+        for (device, health) in rows {
             let stored: StoredHealth = serde_json::from_str(&health)
                 .map_err(|e| StoreError::Corrupt(format!("health of device `{device}`: {e}")))?;
             if stored.version.as_deref() == Some(d.firmware_version.as_str()) {
@@ -312,8 +306,7 @@ impl Store {
         verdict: &Verdict,
         now: UnixMillis,
     ) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = self.begin_step(d.id, now)?;
         tx.execute(
             "INSERT INTO decisions (deployment_id, wave, policy, config, stats, samples, verdict, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -365,13 +358,13 @@ impl Store {
 
     /// Ends a rollback once every device sent back has answered. Returns whether it ended.
     pub fn finish_rollback(&self, d: &Deployment, now: UnixMillis) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = self.begin_step(d.id, now)?;
         // Open: devices being sent back, and devices still trying the new version.
         let (open, failed): (u32, u32) = tx.query_row(
-            "SELECT COALESCE(SUM(outcome IS NULL), 0), COALESCE(SUM(kind = 'rollback' AND outcome = 'failed'), 0)
+            "SELECT COALESCE(SUM(CASE WHEN outcome IS NULL THEN 1 ELSE 0 END), 0),
+                    COALESCE(SUM(CASE WHEN kind = 'rollback' AND outcome = 'failed' THEN 1 ELSE 0 END), 0)
              FROM assignments WHERE deployment_id = ?1",
-            [d.id],
+            params![d.id],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         if open > 0 {
@@ -397,7 +390,7 @@ impl Store {
 /// sent back when it confirms ([`Store::report_tx`]); the rollback ends only once they are done.
 /// Returns the devices sent back, to wake once this is committed.
 pub(crate) fn begin_rollback(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     d: &Deployment,
     reason: &str,
     now: UnixMillis,
@@ -409,36 +402,33 @@ pub(crate) fn begin_rollback(
     )?;
     let trying: u32 = tx.query_row(
         "SELECT COUNT(*) FROM assignments WHERE deployment_id = ?1 AND kind = 'rollout' AND outcome IS NULL",
-        [d.id],
+        params![d.id],
         |r| r.get(0),
     )?;
-    let took: Vec<(String, String, u32)> = {
-        let mut stmt = tx.prepare(
-            "SELECT device_id, from_version, wave FROM assignments
-             WHERE deployment_id = ?1 AND kind = 'rollout' AND mode != 'stage'
-               AND outcome = 'succeeded'",
-        )?;
-        let rows = stmt.query_map([d.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    let took: Vec<(String, String, u32)> = tx.query_map(
+        "SELECT device_id, from_version, wave FROM assignments
+         WHERE deployment_id = ?1 AND kind = 'rollout' AND mode != 'stage'
+           AND outcome = 'succeeded'",
+        params![d.id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     // A completed deployment released its devices: those that still run its version and are in
     // no other deployment are taken back and sent back; the others have moved on and are left.
     let mut moved_on = 0;
     let took = if d.state == DeploymentState::Completed {
         let mut kept = Vec::with_capacity(took.len());
-        let mut still_runs = tx.prepare(
-            "SELECT 1 FROM devices WHERE device_id = ?1 AND version = ?2
-               AND NOT EXISTS (SELECT 1 FROM device_locks WHERE device_id = ?1)",
-        )?;
-        let mut lock =
-            tx.prepare("INSERT INTO device_locks (device_id, deployment_id) VALUES (?1, ?2)")?;
         for t in took {
-            if still_runs
-                .query_row(params![t.0, d.firmware_version], |_| Ok(()))
-                .optional()?
-                .is_some()
-            {
-                lock.execute(params![t.0, d.id])?;
+            let still_runs = tx.query_opt(
+                "SELECT 1 FROM devices WHERE device_id = ?1 AND version = ?2
+                   AND NOT EXISTS (SELECT 1 FROM device_locks WHERE device_id = ?1)",
+                params![t.0, d.firmware_version],
+                |_| Ok(()),
+            )?;
+            if still_runs.is_some() {
+                tx.execute(
+                    "INSERT INTO device_locks (device_id, deployment_id) VALUES (?1, ?2)",
+                    params![t.0, d.id],
+                )?;
                 kept.push(t);
             } else {
                 moved_on += 1;
@@ -483,7 +473,7 @@ pub(crate) fn begin_rollback(
 
 /// Assigns a device its previous version back (once per device and wave).
 pub(crate) fn send_back(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     deployment_id: i64,
     device_id: &str,
     from_version: &str,
@@ -493,29 +483,28 @@ pub(crate) fn send_back(
     // Called once per device of a rollback: the statements are prepared once.
     // The device's own model: a version that runs on several models goes back, on each
     // device, to what that device ran.
-    let (model, timeout): (String, i64) = tx
-        .prepare_cached(
-            "SELECT (SELECT model FROM devices WHERE device_id = ?2), device_timeout FROM deployments WHERE id = ?1",
-        )?
-        .query_row(params![deployment_id, device_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let previous: Option<i64> = tx
-        .prepare_cached(
-            "SELECT firmware_id FROM firmware_models WHERE device_model = ?1 AND version = ?2",
-        )?
-        .query_row(params![model, from_version], |r| r.get(0))
-        .optional()?;
+    let (model, timeout): (String, i64) = tx.query_row(
+        "SELECT (SELECT model FROM devices WHERE device_id = ?2), device_timeout FROM deployments WHERE id = ?1",
+        params![deployment_id, device_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let previous: Option<i64> = tx.query_opt(
+        "SELECT firmware_id FROM firmware_models WHERE device_model = ?1 AND version = ?2",
+        params![model, from_version],
+        |r| r.get(0),
+    )?;
     match previous {
         Some(firmware) => {
-            tx.prepare_cached(
+            tx.execute(
                 "INSERT INTO assignments (deployment_id, kind, wave, device_id, mode, firmware_id, from_version, state, deadline, updated_at)
                  VALUES (?1, 'rollback', ?2, ?3, 'rollback', ?4, ?5, 'assigned', ?6, ?7) ON CONFLICT DO NOTHING",
-            )?
-            .execute(params![deployment_id, wave, device_id, firmware, from_version, now.0 + timeout * 1000, now.0])?;
+                params![deployment_id, wave, device_id, firmware, from_version, now.0 + timeout * 1000, now.0],
+            )?;
         }
         None => {
             let current: i64 = tx.query_row(
                 "SELECT firmware_id FROM deployments WHERE id = ?1",
-                [deployment_id],
+                params![deployment_id],
                 |r| r.get(0),
             )?;
             let reason = format!(

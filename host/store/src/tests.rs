@@ -1,12 +1,30 @@
 //! The store's own tests: migrations, the report state machine batched and one by one,
-//! decisions' stored form, retries.
+//! decisions' stored form, retries, the audit log. Each runs on SQLite and on PostgreSQL.
 
 use hotswap_protocol::{DeviceState, Health, Report, RetryPolicy, UnixMillis};
 use rusqlite::Connection;
 use tempfile::TempDir;
 
-use crate::migrations::MIGRATIONS;
+use crate::db::params;
+use crate::migrations::{MIGRATIONS, POSTGRES_MIGRATIONS};
+use crate::testing::TestDatabase;
 use crate::*;
+
+/// Two tests of one case: `sqlite` and `postgres`, each on a database of its own.
+macro_rules! on_both {
+    ($name:ident, $case:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$case(crate::Dialect::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$case(crate::Dialect::Postgres).await
+            }
+        }
+    };
+}
 
 #[test]
 fn an_older_database_is_migrated_forward_and_keeps_its_rows() {
@@ -27,7 +45,8 @@ fn an_older_database_is_migrated_forward_and_keeps_its_rows() {
     let store = Store::open(dir).unwrap();
     let version: usize = store
         .conn()
-        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+        .query_row("PRAGMA user_version", params![], |r| r.get(0))
         .unwrap();
     assert_eq!(version, MIGRATIONS.len());
     assert_eq!(
@@ -43,11 +62,40 @@ fn an_older_database_is_migrated_forward_and_keeps_its_rows() {
     Store::open(dir).unwrap();
 }
 
+#[test]
+fn a_postgres_database_is_migrated_once_by_replicas_opening_together() {
+    let db = TestDatabase::postgres();
+    let opened: Vec<Store> = std::thread::scope(|s| {
+        let opening: Vec<_> = (0..3)
+            .map(|_| s.spawn(|| db.open(Arc::new(SystemClock)).unwrap()))
+            .collect();
+        opening.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let version: usize = opened[0]
+        .conn()
+        .unwrap()
+        .query_row("SELECT version FROM schema_version", params![], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(version, POSTGRES_MIGRATIONS.len());
+    let rows: i64 = opened[0]
+        .conn()
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM schema_version", params![], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 1);
+    drop(opened);
+    db.open(Arc::new(SystemClock)).unwrap();
+}
+
 /// A store with 2.0.0 handed out to devices `d-0` .. `d-4` in `mode`, on a clock moved by hand.
-fn handed_out(mode: hotswap_plan::Mode) -> (Store, ManualClock, TempDir) {
-    let dir = TempDir::new().unwrap();
+fn handed_out(dialect: Dialect, mode: hotswap_plan::Mode) -> (Store, ManualClock, TestDatabase) {
+    let db = TestDatabase::new(dialect);
     let clock = ManualClock::new();
-    let store = Store::open_with_clock(dir.path(), Arc::new(clock.clone())).unwrap();
+    let store = db.open(Arc::new(clock.clone())).unwrap();
     for version in ["1.0.0", "2.0.0"] {
         store
             .add_firmware(NewFirmware {
@@ -115,7 +163,7 @@ fn handed_out(mode: hotswap_plan::Mode) -> (Store, ManualClock, TempDir) {
         .unwrap();
     let d = store.deployment(id).unwrap();
     store.advance_wave(&d, clock.now()).unwrap();
-    (store, clock, dir)
+    (store, clock, db)
 }
 
 /// Device, state, outcome, reason, whether a deadline is set, the device's version.
@@ -123,33 +171,35 @@ type Row = (String, String, Option<String>, Option<String>, bool, String);
 
 /// Each device's assignment and inventory row, as far as reports change them.
 fn rows(store: &Store) -> Vec<Row> {
-    let conn = store.conn();
-    let mut stmt = conn
-        .prepare(
+    store
+        .conn()
+        .unwrap()
+        .query_map(
             "SELECT a.device_id, a.state, a.outcome, a.reason, a.deadline IS NOT NULL, d.version
              FROM assignments a JOIN devices d ON d.device_id = a.device_id ORDER BY a.id",
+            params![],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )
-        .unwrap();
-    stmt.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-        ))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+        .unwrap()
 }
 
-/// A device whose assignment timed out is tried again after the backoff, and the store says
-/// when, so its caller can wake the device then; until then the device is handed nothing.
-#[tokio::test]
-async fn a_retried_device_is_handed_its_assignment_again_when_its_backoff_ends() {
-    let (store, clock, _dir) = handed_out(hotswap_plan::Mode::Install);
+// A device whose assignment timed out is tried again after the backoff, and the store says
+// when, so its caller can wake the device then; until then the device is handed nothing.
+on_both!(
+    a_retried_device_is_handed_its_assignment_again_when_its_backoff_ends,
+    retried_device
+);
+async fn retried_device(dialect: Dialect) {
+    let (store, clock, _db) = handed_out(dialect, hotswap_plan::Mode::Install);
     let d = store.deployment(1).unwrap();
     // Every deadline (600 s) has passed: each device is tried again after 30 s.
     clock.advance_ms(601_000);
@@ -170,10 +220,13 @@ async fn a_retried_device_is_handed_its_assignment_again_when_its_backoff_ends()
     assert_eq!(again.state, DeviceState::Assigned);
 }
 
-/// A decision's samples are stored deflated, and rows stored before (JSON text) still read.
-#[test]
-fn decision_samples_are_stored_deflated_and_older_rows_still_read() {
-    let (store, clock, _dir) = handed_out(hotswap_plan::Mode::Install);
+// A decision's samples are stored deflated, and rows stored before (JSON text) still read.
+on_both!(
+    decision_samples_are_stored_deflated_and_older_rows_still_read,
+    deflated_samples
+);
+async fn deflated_samples(dialect: Dialect) {
+    let (store, clock, _db) = handed_out(dialect, hotswap_plan::Mode::Install);
     let d = store.deployment(1).unwrap();
     let mut view = store.advance_wave(&d, clock.now()).unwrap();
     view.samples = (0..1000)
@@ -188,28 +241,34 @@ fn decision_samples_are_stored_deflated_and_older_rows_still_read() {
         .collect();
     let verdict = hotswap_plan::health::Verdict::Wait { seconds: 1 };
     store.decide(&d, &view, &verdict, clock.now()).unwrap();
-    let (kind, bytes): (String, usize) = store
+    let stored: Vec<u8> = store
         .conn()
-        .query_row(
-            "SELECT typeof(samples), length(samples) FROM decisions",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .unwrap()
+        .query_row("SELECT samples FROM decisions", params![], |r| r.get(0))
         .unwrap();
     let text = serde_json::to_string(&view.samples).unwrap();
-    assert_eq!(kind, "blob");
-    assert!(bytes * 10 < text.len(), "{bytes} bytes for {}", text.len());
-    // A row as an earlier release stored it: the samples as JSON text.
-    store
-        .conn()
-        .execute(
-            "INSERT INTO decisions (deployment_id, wave, policy, config, stats, samples, verdict, at)
-             SELECT deployment_id, wave, policy, config, stats, ?1, verdict, at FROM decisions",
-            [&text],
-        )
-        .unwrap();
+    assert!(
+        stored.len() * 10 < text.len(),
+        "{} bytes for {}",
+        stored.len(),
+        text.len()
+    );
+    let mut decided = 1;
+    if dialect == Dialect::Sqlite {
+        // A row as an earlier release stored it: the samples as JSON text.
+        store
+            .conn()
+            .unwrap()
+            .execute(
+                "INSERT INTO decisions (deployment_id, wave, policy, config, stats, samples, verdict, at)
+                 SELECT deployment_id, wave, policy, config, stats, ?1, verdict, at FROM decisions",
+                params![text],
+            )
+            .unwrap();
+        decided += 1;
+    }
     let decisions = store.decisions(1, 10, true).unwrap();
-    assert_eq!(decisions.len(), 2);
+    assert_eq!(decisions.len(), decided);
     for decision in &decisions {
         assert_eq!(decision.samples.as_ref(), Some(&view.samples));
         assert_eq!(decision.verdict, verdict);
@@ -219,10 +278,13 @@ fn decision_samples_are_stored_deflated_and_older_rows_still_read() {
     drop(store);
 }
 
-/// Batched reports answer and store what the same reports sent one by one do, including
-/// when their runs of progress reports are applied from one read and one write.
-#[tokio::test]
-async fn a_batch_of_reports_does_what_the_same_reports_one_by_one_do() {
+// Batched reports answer and store what the same reports sent one by one do, including
+// when their runs of progress reports are applied from one read and one write.
+on_both!(
+    a_batch_of_reports_does_what_the_same_reports_one_by_one_do,
+    batched_reports
+);
+async fn batched_reports(dialect: Dialect) {
     use DeviceState::*;
     let health = Health {
         healthy: true,
@@ -283,8 +345,8 @@ async fn a_batch_of_reports_does_what_the_same_reports_one_by_one_do() {
         (hotswap_plan::Mode::Install, "install"),
         (hotswap_plan::Mode::Stage, "stage"),
     ] {
-        let (batched, _clock_a, _dir_a) = handed_out(mode);
-        let (one_by_one, _clock_b, _dir_b) = handed_out(mode);
+        let (batched, _clock_a, _db_a) = handed_out(dialect, mode);
+        let (one_by_one, _clock_b, _db_b) = handed_out(dialect, mode);
         for batch in &batches {
             let device = batch[0].0.clone();
             let reports: Vec<Report> = batch.iter().map(|(_, r)| r.clone()).collect();
@@ -315,11 +377,11 @@ async fn a_batch_of_reports_does_what_the_same_reports_one_by_one_do() {
     }
 }
 
-/// The audit log only grows: no statement may change or remove an entry.
-#[tokio::test]
-async fn the_audit_log_is_append_only() {
-    let dir = TempDir::new().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+// The audit log only grows: no statement may change or remove an entry.
+on_both!(the_audit_log_is_append_only, append_only_audit);
+async fn append_only_audit(dialect: Dialect) {
+    let db = TestDatabase::new(dialect);
+    let store = db.open(Arc::new(SystemClock)).unwrap();
     store
         .append_audit(NewAudit {
             actor: "token:admin".into(),
@@ -332,7 +394,7 @@ async fn the_audit_log_is_append_only() {
         .await
         .unwrap();
     for sql in ["UPDATE audit SET status = 200", "DELETE FROM audit"] {
-        let err = store.conn().execute(sql, []).unwrap_err();
+        let err = store.conn().unwrap().execute(sql, params![]).unwrap_err();
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }
     let page = store.audit(&Default::default()).unwrap();

@@ -4,39 +4,37 @@
 //! acknowledged, at the cost of one sync per batch instead of one per request.
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, Transaction};
-
-use crate::StoreError;
+use crate::db::{Tx, params};
+use crate::{Backend, StoreError, WriteLock};
 
 /// The most requests one transaction carries.
 pub const MAX_BATCH: usize = 1000;
 
 /// Runs `work` in the transaction and returns what to tell the caller once the commit is known.
-type Job = Box<dyn FnOnce(&Transaction<'_>) -> Finish + Send>;
+type Job = Box<dyn FnOnce(&Tx<'_>) -> Finish + Send>;
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 #[derive(Clone)]
-pub struct BatchWriter {
+pub(crate) struct BatchWriter {
     jobs: mpsc::Sender<Job>,
 }
 
 impl BatchWriter {
     /// Starts the writer thread; it ends when the last `BatchWriter` is dropped.
-    pub fn start(conn: Arc<Mutex<Connection>>) -> BatchWriter {
+    pub(crate) fn start(backend: Backend) -> BatchWriter {
         let (tx, rx) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("hotswap-store-writer".into())
-            .spawn(move || run(&conn, &rx))
+            .spawn(move || run(&backend, &rx))
             .expect("the store writer thread starts");
         BatchWriter { jobs: tx }
     }
 
     /// Runs `work` in the next batch; resolves once its effects are committed (or not).
-    pub async fn write<T: Send + 'static>(
+    pub(crate) async fn write<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |tx| {
@@ -60,24 +58,24 @@ impl BatchWriter {
 
 /// Runs `work` so that its failure undoes only its own changes.
 fn savepoint<T>(
-    tx: &Transaction<'_>,
-    work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+    tx: &Tx<'_>,
+    work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     // Prepared once per connection: these run around every check-in and report.
-    tx.prepare_cached("SAVEPOINT job")?.execute([])?;
+    tx.execute("SAVEPOINT job", params![])?;
     match work(tx) {
         Ok(value) => {
-            tx.prepare_cached("RELEASE job")?.execute([])?;
+            tx.execute("RELEASE job", params![])?;
             Ok(value)
         }
         Err(e) => {
-            tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            tx.batch("ROLLBACK TO job; RELEASE job")?;
             Err(e)
         }
     }
 }
 
-fn run(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Job>) {
+fn run(backend: &Backend, jobs: &mpsc::Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -86,8 +84,7 @@ fn run(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = match conn.transaction() {
+        let tx = match backend.begin(WriteLock::Shared) {
             Ok(tx) => tx,
             Err(e) => {
                 // Nothing ran; dropping the jobs answers every caller with an error.
@@ -98,7 +95,6 @@ fn run(conn: &Mutex<Connection>, jobs: &mpsc::Receiver<Job>) {
         };
         let finishes: Vec<Finish> = batch.into_iter().map(|job| job(&tx)).collect();
         let committed = tx.commit().map_err(|e| e.to_string());
-        drop(conn);
         for finish in finishes {
             finish(committed.clone());
         }

@@ -53,6 +53,7 @@ impl TlsServer {
     async fn start(dir: &std::path::Path, files: TlsFiles) -> TlsServer {
         let config = ServerConfig {
             data_dir: dir.join("data"),
+            database: crate::support::database::for_dir(&dir.join("data")),
             trusted_keys: vec![release_key().trusted()],
             limits: ServerLimits::default(),
             tick: std::time::Duration::from_millis(50),

@@ -1,8 +1,10 @@
 //! What the tests share: a server in this process ([`server`]), the real `hotswap` command as a
 //! process of its own ([`process`]), scripted devices on the typed client ([`device`]), raw JSON
-//! requests for the tests of bad input ([`http`]), and the release key, images and plugin
+//! requests for the tests of bad input ([`http`]), the database the servers keep their state in
+//! ([`database`]), and the release key, images and plugin
 //! runtime every topic uses.
 
+pub mod database;
 pub mod device;
 pub mod http;
 pub mod process;

@@ -63,6 +63,7 @@ pub async fn serve_with_env(dir: &Path, port: u16, more: &str, env: &[(&str, &st
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(dir.join("data"))
+        .args(super::database::flags(&dir.join("data")))
         .arg("--config")
         .arg(&config)
         .arg("--trusted-key")

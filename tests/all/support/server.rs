@@ -75,6 +75,7 @@ impl Server {
     ) -> Server {
         let config = ServerConfig {
             data_dir: dir.as_ref().to_path_buf(),
+            database: super::database::for_dir(dir.as_ref()),
             trusted_keys: vec![release_key().trusted()],
             limits,
             tick: TICK,
@@ -89,7 +90,7 @@ impl Server {
             plugin_ceilings: Default::default(),
             traces: Default::default(),
         };
-        let store = Store::open_with_clock(&config.data_dir, clock).unwrap();
+        let store = Store::open_in(&config.database, &config.data_dir, clock).unwrap();
         let state = state_with_store(&config, store).unwrap();
         let admin_token = std::fs::read_to_string(config.data_dir.join(ADMIN_TOKEN_FILE))
             .unwrap()

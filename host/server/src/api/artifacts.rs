@@ -16,7 +16,7 @@ use sha2::Digest;
 
 use super::{ApiError, AppState};
 use hotswap_protocol::ErrorBody;
-use hotswap_store::Store;
+use hotswap_store::{Store, StoreError};
 
 /// The most artifact bytes kept in memory.
 pub const CACHE_BYTES: u64 = 64 << 20;
@@ -46,7 +46,7 @@ impl Default for Artifacts {
 impl Artifacts {
     /// The artifact named `sha256`, or `None` when there is none. Concurrent first requests for
     /// one artifact read and check it once; the others wait for that.
-    async fn get(&self, store: &Store, sha256: &str) -> Result<Option<Bytes>, ApiError> {
+    async fn get(&self, store: &Arc<Store>, sha256: &str) -> Result<Option<Bytes>, ApiError> {
         match self
             .cache
             .get_or_insert_async(sha256, load(store, sha256))
@@ -60,11 +60,20 @@ impl Artifacts {
 }
 
 /// Reads a blob and checks it against its name; `Err(None)` when there is no such blob.
-async fn load(store: &Store, sha256: &str) -> Result<Bytes, Option<ApiError>> {
-    let path = store.blob_path(sha256).ok_or(None)?;
-    let bytes = match tokio::fs::read(&path).await {
+async fn load(store: &Arc<Store>, sha256: &str) -> Result<Bytes, Option<ApiError>> {
+    let blobs = store.clone();
+    let name = sha256.to_string();
+    // From this replica's files, or (PostgreSQL) from the database the first time.
+    let read = tokio::task::spawn_blocking(move || blobs.blobs().get(&name))
+        .await
+        .map_err(|e| {
+            Some(ApiError::internal(format!(
+                "reading artifact `{sha256}`: {e}"
+            )))
+        })?;
+    let bytes = match read {
         Ok(bytes) => Bytes::from(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(None),
+        Err(StoreError::NotFound(_)) => return Err(None),
         Err(e) => {
             return Err(Some(ApiError::internal(format!(
                 "reading artifact `{sha256}`: {e}"

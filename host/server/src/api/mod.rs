@@ -311,15 +311,17 @@ impl From<StoreError> for ApiError {
         match err {
             StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
             StoreError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            StoreError::NotOwner { .. } => ApiError::new(StatusCode::CONFLICT, err.to_string()),
             StoreError::Invalid(m) => ApiError::bad_request(m),
             StoreError::Unavailable(_) => ApiError::failure(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the change could not be stored; nothing of it was kept, try again",
                 err,
             ),
-            StoreError::Sqlite(_) | StoreError::Io { .. } | StoreError::Corrupt(_) => {
-                ApiError::internal(err)
-            }
+            StoreError::Sqlite(_)
+            | StoreError::Postgres(_)
+            | StoreError::Io { .. }
+            | StoreError::Corrupt(_) => ApiError::internal(err),
         }
     }
 }
