@@ -9,7 +9,7 @@ use hotswap_client::Client;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::device::{Behaviour, Fleet, wait_for};
+use crate::support::device::{Behaviour, Fleet, passed_waves, wait_for};
 use crate::support::http::{get, post};
 use crate::support::process::{free_port, serve};
 use crate::support::server::{bearer_client, data_dir, register_devices, register_firmware};
@@ -99,15 +99,11 @@ async fn a_deployment_survives_sigkill_at_several_points() {
         .map(|w| w["devices"].as_u64().unwrap())
         .collect();
     assert_eq!(per_wave, [6, 6, 12], "{done:#}");
-    let decisions = get(&client, format!("{url}/api/v1/deployments/{id}/decisions")).await;
-    let proceeds: Vec<u64> = decisions
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|d| d["verdict"]["verdict"] == "proceed")
-        .map(|d| d["wave"].as_u64().unwrap())
-        .collect();
-    assert_eq!(proceeds, [0, 1, 2], "each wave passed once");
+    assert_eq!(
+        passed_waves(&client, &url, id).await,
+        [0, 1, 2],
+        "each wave passed once"
+    );
     let versions = fleet.stop().await;
     assert!(versions.values().all(|v| v == "2.0.0"), "{versions:?}");
     let page = get(&client, format!("{url}/api/v1/devices?limit=1000")).await;

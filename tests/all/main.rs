@@ -12,6 +12,7 @@ mod health;
 mod hostile;
 mod kit;
 mod orchestrator;
+mod replicas;
 mod runtime;
 mod strategies;
 mod support;

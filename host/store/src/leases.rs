@@ -43,6 +43,17 @@ impl Store {
         )
     }
 
+    /// Devices handed more than one assignment that has not ended: none, ever, however many
+    /// replicas hand them out (the replica tests check it throughout a rollout).
+    pub fn doubly_assigned(&self) -> Result<Vec<String>, StoreError> {
+        self.reader()?.query_map(
+            "SELECT device_id FROM assignments WHERE outcome IS NULL AND state != 'pending'
+             GROUP BY device_id HAVING COUNT(*) > 1",
+            params![],
+            |r| r.get(0),
+        )
+    }
+
     /// A transaction for a step of deployment `id`'s orchestration, its lease held by this
     /// server until `now` + [`LEASE_MS`].
     pub(crate) fn begin_step(&self, id: i64, now: UnixMillis) -> Result<Tx<'_>, StoreError> {

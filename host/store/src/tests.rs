@@ -401,3 +401,56 @@ async fn append_only_audit(dialect: Dialect) {
     assert_eq!(page.entries.len(), 1);
     assert_eq!(page.entries[0].status, 201);
 }
+
+// A replica hears the devices another announces, and not its own announcements.
+#[test]
+fn replicas_hear_each_others_announcements_and_not_their_own() {
+    let db = TestDatabase::postgres();
+    let a = db.open(Arc::new(SystemClock)).unwrap();
+    let b = db.open(Arc::new(SystemClock)).unwrap();
+    let heard = |store: &Store| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.listen(move |wake| {
+            let _ = tx.send(wake);
+        });
+        rx
+    };
+    let (heard_a, heard_b) = (heard(&a), heard(&b));
+    let devices: Vec<String> = (0..2000).map(|i| format!("device-{i}")).collect();
+    // The listeners connect in the background: announce until one is heard.
+    let announcer = a.announcer().expect("PostgreSQL announces");
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        announcer.announce(devices.clone());
+        if let Ok(first) = heard_b.recv_timeout(std::time::Duration::from_millis(100)) {
+            got.push(first);
+            break;
+        }
+    }
+    assert!(!got.is_empty(), "b heard nothing in 10 s");
+    // The rest of that announcement (it was split under the notification limit).
+    while let Ok(more) = heard_b.recv_timeout(std::time::Duration::from_millis(500)) {
+        got.push(more);
+    }
+    let mut woken: Vec<String> = got
+        .into_iter()
+        .flat_map(|w| match w {
+            Wake::Devices(ids) => ids,
+            Wake::Everyone => Vec::new(),
+        })
+        .collect();
+    woken.sort();
+    woken.dedup();
+    let mut expected = devices.clone();
+    expected.sort();
+    assert_eq!(woken, expected);
+    assert!(heard_a.try_recv().is_err(), "a heard itself");
+    assert!(
+        a.announcer().is_some()
+            && TestDatabase::sqlite()
+                .open(Arc::new(SystemClock))
+                .unwrap()
+                .announcer()
+                .is_none()
+    );
+}

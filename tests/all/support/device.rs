@@ -282,6 +282,19 @@ pub async fn wait_for(client: &Client, id: i64, states: &[&str]) -> Value {
     panic!("deployment {id} never reached {states:?}: {status:#?}");
 }
 
+/// The waves the health policy passed (said `proceed` of), in the order it did.
+pub async fn passed_waves(client: &reqwest::Client, url: &str, id: i64) -> Vec<u64> {
+    let decisions =
+        super::http::get(client, format!("{url}/api/v1/deployments/{id}/decisions")).await;
+    decisions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["verdict"]["verdict"] == "proceed")
+        .map(|d| d["wave"].as_u64().unwrap())
+        .collect()
+}
+
 /// The version each registered device runs, as the server has it.
 pub async fn versions_on_server(client: &Client) -> BTreeMap<String, String> {
     let page = client

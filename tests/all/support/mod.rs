@@ -4,6 +4,7 @@
 //! ([`database`]), and the release key, images and plugin
 //! runtime every topic uses.
 
+pub mod balancer;
 pub mod database;
 pub mod device;
 pub mod http;

@@ -20,6 +20,11 @@ impl Drop for Process {
 }
 
 impl Process {
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+
     /// Stops it as an operator would (SIGTERM) and waits for it to exit.
     pub fn terminate(mut self) {
         let pid = self.0.id().to_string();
@@ -63,7 +68,12 @@ pub async fn serve_with_env(dir: &Path, port: u16, more: &str, env: &[(&str, &st
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .args(super::database::flags(&dir.join("data")))
+        // A database named in `env` is the test's own (replicas share one).
+        .args(if env.iter().any(|(k, _)| *k == "HOTSWAP_DATABASE_URL") {
+            Vec::new()
+        } else {
+            super::database::flags(&dir.join("data"))
+        })
         .arg("--config")
         .arg(&config)
         .arg("--trusted-key")
