@@ -56,7 +56,15 @@ pub async fn serve_with(dir: &Path, port: u16, more: &str) -> Process {
 /// [`serve_with`], the process given the variables `env` as well.
 pub async fn serve_with_env(dir: &Path, port: u16, more: &str, env: &[(&str, &str)]) -> Process {
     let config = dir.join("hotswap.toml");
-    std::fs::write(&config, format!("orchestrator-tick-ms = 50\n{more}")).unwrap();
+    // Scripted devices check in every 20 ms, far above what a device may: as for the servers in
+    // the test process, the device rate limit is lifted (tests of it use those).
+    std::fs::write(
+        &config,
+        format!(
+            "orchestrator-tick-ms = 50\ndevice-requests-per-second = 1000000\ndevice-burst = 1000000\n{more}"
+        ),
+    )
+    .unwrap();
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
