@@ -519,6 +519,14 @@ pub struct ScaleArgs {
     /// crashes in its trial) or by the `operator` (once most devices confirmed).
     #[arg(long, value_enum)]
     pub rollback: Option<crate::scale::Rollback>,
+    /// Where the server keeps its state: `sqlite`, `postgres`, `replicas` (three servers on
+    /// one PostgreSQL database), or `compare` (a run of each, side by side).
+    #[arg(long, value_enum, default_value_t = crate::scale::Database::Sqlite)]
+    pub database: crate::scale::Database,
+    /// The PostgreSQL server runs on PostgreSQL make a database of their own on (dropped
+    /// after each run).
+    #[arg(long, env = "HOTSWAP_BENCH_POSTGRES", default_value = hotswap_store::testing::DEFAULT_TEST_POSTGRES)]
+    pub postgres: String,
 }
 
 impl From<ScaleArgs> for crate::scale::ScaleConfig {
@@ -532,6 +540,8 @@ impl From<ScaleArgs> for crate::scale::ScaleConfig {
             tracing: a.tracing,
             runs: a.runs,
             rollback: a.rollback,
+            database: a.database,
+            postgres: a.postgres,
         }
     }
 }

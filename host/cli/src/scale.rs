@@ -35,6 +35,35 @@ pub struct ScaleConfig {
     pub runs: usize,
     /// Roll the last wave back, and time it.
     pub rollback: Option<Rollback>,
+    /// Where the server keeps its state, or runs of each to compare.
+    pub database: Database,
+    /// The PostgreSQL server the runs on PostgreSQL make a database of their own on (a URL
+    /// whose database they are created from); each is dropped after its run.
+    pub postgres: String,
+}
+
+/// Where the servers of a run keep their state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Database {
+    /// One server, SQLite in its data directory.
+    Sqlite,
+    /// One server on PostgreSQL.
+    Postgres,
+    /// [`REPLICAS`] servers on one PostgreSQL database, the devices' connections dealt out
+    /// over them.
+    Replicas,
+    /// A run of each, one after the other, side by side.
+    Compare,
+}
+
+/// How many servers a `replicas` run starts.
+pub const REPLICAS: usize = 3;
+
+/// The store of one kind of run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Sqlite,
+    Postgres { replicas: usize },
 }
 
 /// Who rolls the last wave back in a rollback run.
@@ -90,6 +119,7 @@ pub enum Tracing {
 struct Variant {
     authenticated: bool,
     traced: bool,
+    store: Store,
 }
 
 impl Variant {
@@ -102,6 +132,13 @@ impl Variant {
         if self.traced {
             name.push_str(", traced");
         }
+        match self.store {
+            Store::Sqlite => name.push_str(", SQLite"),
+            Store::Postgres { replicas: 1 } => name.push_str(", PostgreSQL"),
+            Store::Postgres { replicas } => {
+                name.push_str(&format!(", {replicas} replicas on PostgreSQL"));
+            }
+        }
         name
     }
 }
@@ -110,7 +147,11 @@ impl Variant {
 #[derive(Debug, Clone, Copy)]
 struct Figures {
     elapsed: Duration,
+    /// Every server process's.
     server_cpu_per_device: Duration,
+    /// PostgreSQL's processes' (zero on SQLite, whose work is in the server's).
+    database_cpu_per_device: Duration,
+    /// The servers' peaks, added.
     server_peak_rss_bytes: u64,
 }
 
@@ -123,6 +164,31 @@ pub struct Usage {
 
 /// Reads `/proc/<pid>/status` (VmHWM) and `/proc/<pid>/stat` (utime + stime).
 pub fn usage(pid: &str) -> Usage {
+    usage_with(pid, false)
+}
+
+/// The CPU time of every PostgreSQL process on this machine, those the server reaped included
+/// (its children's time is counted in its own once they exit).
+fn postgres_cpu() -> Duration {
+    let mut cpu = Duration::ZERO;
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return cpu;
+    };
+    for entry in entries.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "postgres" {
+            cpu += usage_with(&pid, true).cpu;
+        }
+    }
+    cpu
+}
+
+/// [`usage`], with the time of the children it waited for when `children`.
+fn usage_with(pid: &str, children: bool) -> Usage {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let peak_rss_bytes = status
         .lines()
@@ -141,7 +207,9 @@ pub fn usage(pid: &str) -> Usage {
     };
     // utime and stime are fields 14 and 15 of stat; 12 and 13 after the name and state.
     let clock_ticks = 100; // USER_HZ on Linux
-    let cpu = Duration::from_millis((ticks(11) + ticks(12)) * 1000 / clock_ticks);
+    // cutime and cstime follow them.
+    let reaped = if children { ticks(13) + ticks(14) } else { 0 };
+    let cpu = Duration::from_millis((ticks(11) + ticks(12) + reaped) * 1000 / clock_ticks);
     Usage {
         peak_rss_bytes,
         cpu,
@@ -159,26 +227,50 @@ impl Drop for Server {
 
 /// Runs the benchmark and prints its figures.
 pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
+    let store = match config.database {
+        Database::Postgres => Store::Postgres { replicas: 1 },
+        Database::Replicas => Store::Postgres { replicas: REPLICAS },
+        Database::Sqlite | Database::Compare => Store::Sqlite,
+    };
     let one = |authenticated: bool, traced: bool| Variant {
         authenticated,
         traced,
+        store,
     };
     let authenticated = config.authentication == Authentication::On;
     let traced = config.tracing == Tracing::On;
-    // Two kinds alternate, so a slower stretch of a shared machine does not fall on one only.
-    let (kinds, compared) = match (config.authentication, config.tracing) {
-        (Authentication::Compare, Tracing::Compare) => {
-            bail!(crate::ops::UsageError(
-                "compare one thing at a time: --authentication compare or --tracing compare".into()
-            ))
-        }
-        (Authentication::Compare, _) => (
+    let comparing = [
+        config.authentication == Authentication::Compare,
+        config.tracing == Tracing::Compare,
+        config.database == Database::Compare,
+    ];
+    if comparing.iter().filter(|c| **c).count() > 1 {
+        bail!(crate::ops::UsageError(
+            "compare one thing at a time: --authentication, --tracing or --database compare".into()
+        ));
+    }
+    // The kinds alternate, so a slower stretch of a shared machine does not fall on one only.
+    let (kinds, compared) = match (config.authentication, config.tracing, config.database) {
+        (Authentication::Compare, _, _) => (
             vec![one(false, traced), one(true, traced)],
             "authentication",
         ),
-        (_, Tracing::Compare) => (
+        (_, Tracing::Compare, _) => (
             vec![one(authenticated, false), one(authenticated, true)],
             "tracing",
+        ),
+        (_, _, Database::Compare) => (
+            [
+                Store::Sqlite,
+                Store::Postgres { replicas: 1 },
+                Store::Postgres { replicas: REPLICAS },
+            ]
+            .map(|store| Variant {
+                store,
+                ..one(authenticated, traced)
+            })
+            .to_vec(),
+            "",
         ),
         _ => (vec![one(authenticated, traced)], ""),
     };
@@ -195,17 +287,29 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
             runs[k].push(run_once(&config, kind, out).await?);
         }
     }
+    if config.database == Database::Compare {
+        writeln!(
+            out,
+            "side by side (medians of {} runs each):",
+            config.runs.max(1)
+        )?;
+        for (kind, figures) in kinds.iter().zip(&runs) {
+            let ms =
+                |f: &dyn Fn(&Figures) -> Duration| median(figures, &|x| f(x).as_secs_f64() * 1e3);
+            let server = ms(&|f| f.server_cpu_per_device);
+            let database = ms(&|f| f.database_cpu_per_device);
+            writeln!(
+                out,
+                "  {:<48} {:>6.1} s end to end; CPU per device: servers {server:.3} ms + database {database:.3} ms = {:.3} ms; servers' peak RSS {:.0} MiB",
+                kind.name(),
+                median(figures, &|f| f.elapsed.as_secs_f64()),
+                server + database,
+                median(figures, &|f| f.server_peak_rss_bytes as f64
+                    / (1 << 20) as f64)
+            )?;
+        }
+    }
     if let [without, with] = &runs[..] {
-        let median = |runs: &[Figures], f: &dyn Fn(&Figures) -> f64| {
-            let mut v: Vec<f64> = runs.iter().map(f).collect();
-            v.sort_by(f64::total_cmp);
-            let n = v.len();
-            if n % 2 == 1 {
-                v[n / 2]
-            } else {
-                (v[n / 2 - 1] + v[n / 2]) / 2.0
-            }
-        };
         let seconds = |f: &Figures| f.elapsed.as_secs_f64();
         let cpu = |f: &Figures| f.server_cpu_per_device.as_secs_f64() * 1e3;
         let rss = |f: &Figures| f.server_peak_rss_bytes as f64 / (1 << 20) as f64;
@@ -228,6 +332,70 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
     Ok(())
 }
 
+/// The median of `f` over `runs`.
+fn median(runs: &[Figures], f: &dyn Fn(&Figures) -> f64) -> f64 {
+    let mut v: Vec<f64> = runs.iter().map(f).collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Starts `hotswap serve` on `port` with its data in `dir`.
+fn start_server(
+    dir: &std::path::Path,
+    port: u16,
+    config_file: &std::path::Path,
+    key: &ReleaseKey,
+    kind: Variant,
+    database: Option<&str>,
+    traces: Option<&str>,
+) -> Result<Server> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("serve");
+    for variable in hotswap_server::traces::ENDPOINT_VARIABLES {
+        command.env_remove(variable);
+    }
+    command.env_remove("HOTSWAP_DATABASE_URL");
+    if let Some(endpoint) = traces {
+        command.env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint);
+    }
+    if !kind.authenticated {
+        command.arg("--benchmark-unchecked-devices");
+    }
+    if let Some(url) = database {
+        command.arg("--database").arg(url);
+    }
+    Ok(Server(
+        command
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--config")
+            .arg(config_file)
+            .arg("--trusted-key")
+            .arg(hex::encode(key.trusted().key.as_bytes()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the server process")?,
+    ))
+}
+
+/// The servers' usage, added.
+fn servers_usage(pids: &[String]) -> Usage {
+    pids.iter()
+        .map(|p| usage(p))
+        .fold(Usage::default(), |a, u| Usage {
+            peak_rss_bytes: a.peak_rss_bytes + u.peak_rss_bytes,
+            cpu: a.cpu + u.cpu,
+        })
+}
+
 /// One run: a server of its own, a fleet, a rollout to every device.
 async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> Result<Figures> {
     let authenticated = kind.authenticated;
@@ -242,43 +410,50 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         .tempdir()?;
     let dir = temporary.path();
     let key = ReleaseKey::from_seed(*b"hotswap scale benchmark key, 32.");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let url = format!("http://127.0.0.1:{port}");
     let config_file = dir.join("hotswap.toml");
     std::fs::write(&config_file, "orchestrator-tick-ms = 200\n")?;
-    let mut command = Command::new(std::env::current_exe()?);
-    command.arg("serve");
-    for variable in hotswap_server::traces::ENDPOINT_VARIABLES {
-        command.env_remove(variable);
+    // A database of the run's own on PostgreSQL, dropped when the run ends.
+    let database = match kind.store {
+        Store::Sqlite => None,
+        Store::Postgres { .. } => Some(
+            hotswap_store::testing::CreatedDatabase::try_on(&config.postgres)
+                .with_context(|| format!("making a database on {}", config.postgres))?,
+        ),
+    };
+    let replicas = match kind.store {
+        Store::Sqlite => 1,
+        Store::Postgres { replicas } => replicas,
+    };
+    let mut servers = Vec::new();
+    let mut urls = Vec::new();
+    for i in 0..replicas {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        // One after the other: the first makes the administrator token.
+        let data = dir.join(if i == 0 {
+            "data".into()
+        } else {
+            format!("data-{i}")
+        });
+        servers.push(start_server(
+            &data,
+            port,
+            &config_file,
+            &key,
+            kind,
+            database.as_ref().map(|d| d.url.as_str()),
+            receiver.as_ref().map(|r| r.endpoint()).as_deref(),
+        )?);
+        Client::new(&url)?
+            .wait_until_up(Duration::from_millis(100), Duration::from_secs(30))
+            .await
+            .context("the server did not start within 30 s")?;
+        urls.push(url);
     }
-    if let Some(receiver) = &receiver {
-        command.env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint());
-    }
-    if !authenticated {
-        command.arg("--benchmark-unchecked-devices");
-    }
-    let server = Server(
-        command
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .arg("--config")
-            .arg(&config_file)
-            .arg("--trusted-key")
-            .arg(hex::encode(key.trusted().key.as_bytes()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting the server process")?,
-    );
-    let server_pid = server.0.id().to_string();
-    Client::new(&url)?
-        .wait_until_up(Duration::from_millis(100), Duration::from_secs(30))
-        .await
-        .context("the server did not start within 30 s")?;
+    let url = urls[0].clone();
+    let server_pids: Vec<String> = servers.iter().map(|s| s.0.id().to_string()).collect();
     let token_file = dir.join("data").join(hotswap_server::ADMIN_TOKEN_FILE);
     let token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("reading {}", token_file.display()))?
@@ -297,6 +472,7 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
 
     writeln!(out, "starting {} simulated devices...", config.devices)?;
     let mut fleet_config = FleetConfig::new(&url, config.devices);
+    fleet_config.replicas = urls[1..].to_vec();
     fleet_config.poll = config.poll;
     fleet_config.wait_seconds = config.wait_seconds;
     fleet_config.steps_per_poll = 1;
@@ -322,8 +498,9 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
     )?;
     let mut progress = crate::progress::Line::stderr();
     let before = (
-        usage(&server_pid),
+        servers_usage(&server_pids),
         usage("self"),
+        postgres_cpu(),
         fleet
             .progress
             .check_ins_answered
@@ -366,7 +543,7 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         use std::sync::atomic::Ordering::Relaxed;
         (
             Instant::now(),
-            usage(&server_pid),
+            servers_usage(&server_pids),
             fleet.progress.check_ins_answered.load(Relaxed),
             fleet.progress.reports.load(Relaxed),
         )
@@ -441,12 +618,12 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
     let rolled_back_after = verdict.map(|(at, u, c, r)| (at.elapsed(), u, c, r));
     let elapsed = started.elapsed();
     progress.done();
-    let after = (usage(&server_pid), usage("self"));
+    let after = (servers_usage(&server_pids), usage("self"), postgres_cpu());
     let check_ins = fleet
         .progress
         .check_ins_answered
         .load(std::sync::atomic::Ordering::Relaxed)
-        - before.2;
+        - before.3;
     let summary = fleet.stop().await;
     let confirmed = confirmed_of(&status);
     let minutes = elapsed.as_secs_f64() / 60.0;
@@ -497,6 +674,16 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
             (a.cpu - b.cpu).as_secs_f64() * 1e3 / config.devices as f64
         )?;
     }
+    if kind.store != Store::Sqlite {
+        let cpu = after.2.saturating_sub(before.2);
+        writeln!(
+            out,
+            "{:<14} CPU {:.1} s during the rollout ({:.2} ms per device), every postgres process",
+            "database",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e3 / config.devices as f64
+        )?;
+    }
     if let Some((took, at_verdict, check_ins_then, reports_then)) = rolled_back_after {
         let sent_back: u32 = status.rollback.values().sum();
         let back = status
@@ -518,7 +705,7 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         if let Some(reason) = &status.deployment.reason {
             writeln!(out, "               verdict: {reason}")?;
         }
-        let requests = (check_ins - (check_ins_then - before.2)) + (summary.reports - reports_then);
+        let requests = (check_ins - (check_ins_then - before.3)) + (summary.reports - reports_then);
         writeln!(
             out,
             "               {requests} requests after the verdict ({:.1} per device sent back, downloads not counted); server CPU {:.1} s ({:.2} ms per device sent back)",
@@ -558,7 +745,8 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
             bytes as f64 / (1 << 20) as f64
         )?;
     }
-    drop(server);
+    drop(servers);
+    drop(database);
     drop(temporary);
     let expected = match config.rollback {
         None => DeploymentState::Completed,
@@ -573,6 +761,10 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
     Ok(Figures {
         elapsed,
         server_cpu_per_device: (after.0.cpu - before.0.cpu) / config.devices.max(1) as u32,
+        database_cpu_per_device: match kind.store {
+            Store::Sqlite => Duration::ZERO,
+            Store::Postgres { .. } => (after.2 - before.2) / config.devices.max(1) as u32,
+        },
         server_peak_rss_bytes: after.0.peak_rss_bytes,
     })
 }

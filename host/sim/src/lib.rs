@@ -41,6 +41,9 @@ pub use transport::{HttpTransport, Transport, TransportError};
 #[derive(Debug, Clone)]
 pub struct FleetConfig {
     pub server: String,
+    /// More addresses of the same service (replicas of the server on one database): the
+    /// devices' connections are dealt out over `server` and these in turn.
+    pub replicas: Vec<String>,
     pub devices: usize,
     pub regions: Vec<String>,
     pub device_model: String,
@@ -83,6 +86,7 @@ impl FleetConfig {
     pub fn new(server: &str, devices: usize) -> FleetConfig {
         FleetConfig {
             server: server.trim_end_matches('/').to_string(),
+            replicas: Vec::new(),
             devices,
             regions: ["eu-west", "us-east", "ap-south"]
                 .map(String::from)
@@ -325,12 +329,15 @@ impl Fleet {
         let connections = if config.http1 {
             vec![client.retrying(Retry::ONCE)]
         } else {
+            let servers: Vec<&String> = std::iter::once(&config.server)
+                .chain(&config.replicas)
+                .collect();
             (0..config.devices.div_ceil(DEVICES_PER_CONNECTION))
-                .map(|_| {
+                .map(|i| {
                     Client::with_config(ClientConfig {
                         http2: true,
                         retry: Retry::ONCE,
-                        ..ClientConfig::new(&config.server)
+                        ..ClientConfig::new(servers[i % servers.len()])
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::db::{Row, Tx, params};
+use crate::db::{Row, ToSql, Tx, params};
 use hotswap_protocol::deployments::MAX_EXCLUDED_SHOWN;
 use hotswap_protocol::{
     AssignmentKind, AssignmentMode, Deployment, DeploymentState, DeploymentStatus, DeviceState,
@@ -136,36 +136,10 @@ impl Store {
                 "INSERT INTO waves (deployment_id, idx, name, mode, gate, max_in_flight) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id, i as u32, w.name, w.mode.to_string(), gate, w.max_in_flight],
             )?;
-            for (device, from) in &w.devices {
-                tx.execute(
-                    "INSERT INTO assignments (deployment_id, kind, wave, device_id, mode, firmware_id, from_version, state, updated_at)
-                     VALUES (?1, 'rollout', ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
-                    params![
-                        id,
-                        i as u32,
-                        device,
-                        AssignmentMode::from(w.mode).as_str(),
-                        d.firmware_id,
-                        from,
-                        now.0
-                    ],
-                )?;
-                let locked = tx.execute(
-                    "INSERT INTO device_locks (device_id, deployment_id) VALUES (?1, ?2) ON CONFLICT (device_id) DO NOTHING",
-                    params![device, id],
-                )?;
-                if locked == 0 {
-                    let other: i64 = tx.query_row(
-                        "SELECT deployment_id FROM device_locks WHERE device_id = ?1",
-                        params![device],
-                        |r| r.get(0),
-                    )?;
-                    if other != id {
-                        return Err(StoreError::Conflict(format!(
-                            "device `{device}` is in deployment {other}, which is still active: deployments to the same device never overlap"
-                        )));
-                    }
-                }
+            let mode = AssignmentMode::from(w.mode).as_str();
+            for chunk in w.devices.chunks(ROWS_PER_INSERT) {
+                insert_assignments(&tx, id, i as u32, mode, d.firmware_id, now, chunk)?;
+                lock_devices(&tx, id, chunk)?;
             }
         }
         for (device, reason) in &d.excluded {
@@ -441,6 +415,72 @@ impl Store {
             handed_out: wake,
         })
     }
+}
+
+/// Rows one statement inserts when a deployment is stored: a wave of 100,000 devices is 200
+/// statements each for its assignments and its device locks, not 100,000 round trips to
+/// PostgreSQL. Under both databases' limits on parameters (2 per row, and 5 shared).
+pub const ROWS_PER_INSERT: usize = 500;
+
+/// The rollout assignments of `devices` (id, the version it runs) in wave `wave`, pending.
+fn insert_assignments(
+    tx: &Tx<'_>,
+    id: i64,
+    wave: u32,
+    mode: &str,
+    firmware_id: i64,
+    now: UnixMillis,
+    devices: &[(String, String)],
+) -> Result<(), StoreError> {
+    let mut sql = String::from(
+        "INSERT INTO assignments (deployment_id, kind, wave, device_id, mode, firmware_id, from_version, state, updated_at) VALUES ",
+    );
+    let mut values: Vec<&dyn ToSql> = vec![&id, &wave, &mode, &firmware_id, &now.0];
+    for (k, (device, from)) in devices.iter().enumerate() {
+        let n = values.len() + 1;
+        let comma = if k == 0 { "" } else { ", " };
+        sql.push_str(&format!(
+            "{comma}(?1, 'rollout', ?2, ?{n}, ?3, ?4, ?{}, 'pending', ?5)",
+            n + 1
+        ));
+        values.push(device);
+        values.push(from);
+    }
+    tx.execute(&sql, &values)?;
+    Ok(())
+}
+
+/// Locks `devices` for deployment `id`; refused, naming the first in order, when one is in
+/// another active deployment.
+fn lock_devices(tx: &Tx<'_>, id: i64, devices: &[(String, String)]) -> Result<(), StoreError> {
+    let mut sql = String::from("INSERT INTO device_locks (device_id, deployment_id) VALUES ");
+    let mut values: Vec<&dyn ToSql> = vec![&id];
+    for (k, (device, _)) in devices.iter().enumerate() {
+        let comma = if k == 0 { "" } else { ", " };
+        sql.push_str(&format!("{comma}(?{}, ?1)", values.len() + 1));
+        values.push(device);
+    }
+    sql.push_str(" ON CONFLICT (device_id) DO NOTHING RETURNING device_id");
+    let locked: std::collections::HashSet<String> = tx
+        .query_map(&sql, &values, |r| r.get(0))?
+        .into_iter()
+        .collect();
+    for (device, _) in devices {
+        if locked.contains(device) {
+            continue;
+        }
+        let other: i64 = tx.query_row(
+            "SELECT deployment_id FROM device_locks WHERE device_id = ?1",
+            params![device],
+            |r| r.get(0),
+        )?;
+        if other != id {
+            return Err(StoreError::Conflict(format!(
+                "device `{device}` is in deployment {other}, which is still active: deployments to the same device never overlap"
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn deployment(conn: &Tx<'_>, id: i64) -> Result<Deployment, StoreError> {

@@ -74,10 +74,24 @@ impl CreatedDatabase {
     /// Makes a new, empty database. Panics, naming the server, when it cannot: the tests that
     /// ask for one need it.
     pub fn new() -> CreatedDatabase {
-        static MADE: AtomicU64 = AtomicU64::new(0);
-        static SWEPT: std::sync::Once = std::sync::Once::new();
         let admin = std::env::var(TEST_POSTGRES_VARIABLE)
             .unwrap_or_else(|_| DEFAULT_TEST_POSTGRES.to_string());
+        CreatedDatabase::on(&admin)
+    }
+
+    /// Makes a new, empty database on the server `admin` names (a URL whose database the
+    /// new one is created from).
+    pub fn on(admin: &str) -> CreatedDatabase {
+        CreatedDatabase::try_on(admin).unwrap_or_else(|e| {
+            panic!("cannot create a test database on {admin} (set {TEST_POSTGRES_VARIABLE}): {e}")
+        })
+    }
+
+    /// [`CreatedDatabase::on`], an error when the server cannot make one.
+    pub fn try_on(admin: &str) -> Result<CreatedDatabase, StoreError> {
+        static MADE: AtomicU64 = AtomicU64::new(0);
+        static SWEPT: std::sync::Once = std::sync::Once::new();
+        let admin = admin.to_string();
         SWEPT.call_once(|| {
             if let Err(e) = sweep(&admin) {
                 eprintln!("could not drop the test databases earlier runs left on {admin}: {e}");
@@ -88,14 +102,12 @@ impl CreatedDatabase {
             std::process::id(),
             MADE.fetch_add(1, Ordering::Relaxed)
         );
-        admin_statement(&admin, &format!("CREATE DATABASE {name}")).unwrap_or_else(|e| {
-            panic!("cannot create a test database on {admin} (set {TEST_POSTGRES_VARIABLE}): {e}")
-        });
-        CreatedDatabase {
+        admin_statement(&admin, &format!("CREATE DATABASE {name}"))?;
+        Ok(CreatedDatabase {
             url: with_database(&admin, &name),
             admin,
             name,
-        }
+        })
     }
 }
 
