@@ -189,7 +189,7 @@ impl Store {
     pub async fn append_audit(&self, e: NewAudit) -> Result<(), StoreError> {
         let at = self.clock.now().seconds().0;
         self.writer
-            .write(move |tx| {
+            .write(crate::writer::key(&e.actor), move |tx| {
                 tx.execute(
                     "INSERT INTO audit (at, actor, token_id, source, action, object, status)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

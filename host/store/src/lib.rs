@@ -59,7 +59,7 @@ pub use plugins::StoredPlugin;
 pub use reports::LAST_SEEN_REFRESH_SECONDS;
 pub use rollout::{Expired, WaveView};
 use writer::BatchWriter;
-pub use writer::MAX_BATCH;
+pub use writer::{MAX_BATCH, WRITER_SHARDS};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -320,7 +320,9 @@ impl Store {
     ) -> Result<Option<Assignment>, StoreError> {
         let now = self.clock.now();
         self.writer
-            .write(move |tx| Store::check_in_tx(tx, &device_id, &c, now))
+            .write(writer::key(&device_id), move |tx| {
+                Store::check_in_tx(tx, &device_id, &c, now)
+            })
             .await
     }
 
@@ -330,7 +332,9 @@ impl Store {
     pub async fn assignment(&self, device_id: String) -> Result<Option<Assignment>, StoreError> {
         let now = self.clock.now();
         self.writer
-            .write(move |tx| Store::assignment_tx(tx, &device_id, now))
+            .write(writer::key(&device_id), move |tx| {
+                Store::assignment_tx(tx, &device_id, now)
+            })
             .await
     }
 
@@ -341,7 +345,7 @@ impl Store {
         device_id: String,
     ) -> Result<Option<String>, StoreError> {
         self.writer
-            .write(move |tx| {
+            .write(writer::key(&device_id), move |tx| {
                 Ok(tx
                     .query_opt(
                         "SELECT token_sha256 FROM devices WHERE device_id = ?1",
@@ -360,7 +364,7 @@ impl Store {
         device_id: String,
     ) -> Result<Option<DeviceStatus>, StoreError> {
         self.writer
-            .write(move |tx| {
+            .write(writer::key(&device_id), move |tx| {
                 tx.query_opt(
                     "SELECT status FROM devices WHERE device_id = ?1",
                     params![device_id],
@@ -379,7 +383,7 @@ impl Store {
         artifact: String,
     ) -> Result<Option<(String, bool)>, StoreError> {
         self.writer
-            .write(move |tx| {
+            .write(writer::key(&sha256), move |tx| {
                 let owner = match known {
                     Some(d) => Some(d),
                     None => tx.query_opt(
@@ -409,7 +413,9 @@ impl Store {
     pub async fn report(&self, device_id: String, r: Report) -> Result<ReportAnswer, StoreError> {
         let now = self.clock.now();
         self.writer
-            .write(move |tx| Store::report_tx(tx, &device_id, &r, now))
+            .write(writer::key(&device_id), move |tx| {
+                Store::report_tx(tx, &device_id, &r, now)
+            })
             .await
     }
 
@@ -422,7 +428,9 @@ impl Store {
     ) -> Result<Vec<ReportAnswer>, StoreError> {
         let now = self.clock.now();
         self.writer
-            .write(move |tx| Store::reports_tx(tx, &device_id, &reports, now))
+            .write(writer::key(&device_id), move |tx| {
+                Store::reports_tx(tx, &device_id, &reports, now)
+            })
             .await
     }
 

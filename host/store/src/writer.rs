@@ -2,6 +2,11 @@
 //! its own savepoint inside a transaction shared with whatever else arrived meanwhile, and every
 //! request is answered only after that transaction is committed and synced. Durable before
 //! acknowledged, at the cost of one sync per batch instead of one per request.
+//!
+//! With PostgreSQL, where each statement is a round trip to the database, [`WRITER_SHARDS`]
+//! writers each batch their own share of the devices on a connection of their own: a device's
+//! writes always go to the same writer, in the order they came. SQLite has one writing
+//! connection, so one writer.
 
 use std::sync::mpsc;
 
@@ -11,29 +16,52 @@ use crate::{Backend, StoreError, WriteLock};
 /// The most requests one transaction carries.
 pub const MAX_BATCH: usize = 1000;
 
+/// How many writers batch the devices' writes at once on PostgreSQL.
+pub const WRITER_SHARDS: usize = 4;
+
+/// The key a write is sharded by: what it is about (its device).
+pub(crate) fn key(of: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    of.hash(&mut h);
+    h.finish()
+}
+
 /// Runs `work` in the transaction and returns what to tell the caller once the commit is known.
 type Job = Box<dyn FnOnce(&Tx<'_>) -> Finish + Send>;
 type Finish = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 #[derive(Clone)]
 pub(crate) struct BatchWriter {
-    jobs: mpsc::Sender<Job>,
+    shards: Vec<mpsc::Sender<Job>>,
 }
 
 impl BatchWriter {
-    /// Starts the writer thread; it ends when the last `BatchWriter` is dropped.
+    /// Starts the writer threads; they end when the last `BatchWriter` is dropped.
     pub(crate) fn start(backend: Backend) -> BatchWriter {
-        let (tx, rx) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("hotswap-store-writer".into())
-            .spawn(move || run(&backend, &rx))
-            .expect("the store writer thread starts");
-        BatchWriter { jobs: tx }
+        let n = match backend {
+            Backend::Sqlite { .. } => 1,
+            Backend::Postgres(_) => WRITER_SHARDS,
+        };
+        let shards = (0..n)
+            .map(|i| {
+                let (tx, rx) = mpsc::channel::<Job>();
+                let backend = backend.clone();
+                std::thread::Builder::new()
+                    .name(format!("hotswap-store-writer-{i}"))
+                    .spawn(move || run(&backend, &rx))
+                    .expect("the store writer thread starts");
+                tx
+            })
+            .collect();
+        BatchWriter { shards }
     }
 
-    /// Runs `work` in the next batch; resolves once its effects are committed (or not).
+    /// Runs `work` in the next batch of the writer for `key` ([`key`]); resolves once its
+    /// effects are committed (or not).
     pub(crate) async fn write<T: Send + 'static>(
         &self,
+        key: u64,
         work: impl FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -47,7 +75,7 @@ impl BatchWriter {
                 let _ = reply.send(outcome);
             })
         });
-        self.jobs
+        self.shards[(key % self.shards.len() as u64) as usize]
             .send(job)
             .map_err(|_| StoreError::Unavailable("the store is closing".into()))?;
         answer
