@@ -47,3 +47,8 @@ check-plugin file config="{}":
 # figures in BENCHMARKS.md, "Traces on and off").
 bench-traces devices="100000" runs="2":
     cargo run --release -- scale --devices {{devices}} --tracing compare --runs {{runs}}
+
+# The scale benchmark on SQLite, on PostgreSQL, and on three replicas on PostgreSQL, side by side
+# (the local PostgreSQL server unless HOTSWAP_BENCH_POSTGRES names another).
+bench-databases devices="100000" runs="1":
+    cargo run --release -- scale --devices {{devices}} --database compare --runs {{runs}}

@@ -57,6 +57,17 @@ impl Store {
     /// A transaction for a step of deployment `id`'s orchestration, its lease held by this
     /// server until `now` + [`LEASE_MS`].
     pub(crate) fn begin_step(&self, id: i64, now: UnixMillis) -> Result<Tx<'_>, StoreError> {
+        // Read first, without the writes lock: a replica that does not orchestrate the
+        // deployment would otherwise stop every device write to learn it, every tick.
+        if let Some(lease) = self.lease(id)?
+            && lease.owner != self.replica
+            && lease.expires_at > now
+        {
+            return Err(StoreError::NotOwner {
+                deployment: id,
+                owner: lease.owner,
+            });
+        }
         let tx = self.begin()?;
         hold(&tx, id, &self.replica, now)?;
         Ok(tx)
