@@ -401,7 +401,7 @@ impl<'c> Tx<'c> {
                 .prepare_cached(sql)?
                 .execute(rusqlite::params_from_iter(values.iter()))?),
             Conn::Postgres(client) => {
-                let stmt = wait(client.prepare_cached(&postgres_sql(sql)))?;
+                let stmt = prepared(client, sql)?;
                 let n = wait(client.execute(&stmt, &pg_params(&values)))?;
                 Ok(usize::try_from(n).unwrap_or(usize::MAX))
             }
@@ -415,25 +415,12 @@ impl<'c> Tx<'c> {
         params: &[&dyn ToSql],
         mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        let values: Vec<Value<'_>> = params.iter().map(|p| p.value()).collect();
-        match self.conn() {
-            Conn::Sqlite(conn) => {
-                let mut stmt = conn.prepare_cached(sql)?;
-                let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next()? {
-                    out.push(f(&Row(RowInner::Sqlite(r)))?);
-                }
-                Ok(out)
-            }
-            Conn::Postgres(client) => {
-                let stmt = wait(client.prepare_cached(&postgres_sql(sql)))?;
-                let rows = wait(client.query(&stmt, &pg_params(&values)))?;
-                rows.iter()
-                    .map(|r| f(&Row(RowInner::Postgres(r))))
-                    .collect()
-            }
-        }
+        let mut out = Vec::new();
+        self.for_each_row(sql, params, |r| {
+            out.push(f(r)?);
+            Ok(true)
+        })?;
+        Ok(out)
     }
 
     /// The first row of a query through `f`, `None` when there is none.
@@ -443,24 +430,45 @@ impl<'c> Tx<'c> {
         params: &[&dyn ToSql],
         f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
+        let mut f = Some(f);
+        let mut first = None;
+        self.for_each_row(sql, params, |r| {
+            if let Some(f) = f.take() {
+                first = Some(f(r)?);
+            }
+            Ok(false)
+        })?;
+        Ok(first)
+    }
+
+    /// Runs a query and hands its rows to `f` in order, while `f` answers that it wants more.
+    fn for_each_row(
+        &self,
+        sql: &str,
+        params: &[&dyn ToSql],
+        mut f: impl FnMut(&Row<'_>) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
         let values: Vec<Value<'_>> = params.iter().map(|p| p.value()).collect();
         match self.conn() {
             Conn::Sqlite(conn) => {
                 let mut stmt = conn.prepare_cached(sql)?;
                 let mut rows = stmt.query(rusqlite::params_from_iter(values.iter()))?;
-                match rows.next()? {
-                    Some(r) => f(&Row(RowInner::Sqlite(r))).map(Some),
-                    None => Ok(None),
+                while let Some(r) = rows.next()? {
+                    if !f(&Row(RowInner::Sqlite(r)))? {
+                        break;
+                    }
                 }
             }
             Conn::Postgres(client) => {
-                let stmt = wait(client.prepare_cached(&postgres_sql(sql)))?;
-                let rows = wait(client.query(&stmt, &pg_params(&values)))?;
-                rows.first()
-                    .map(|r| f(&Row(RowInner::Postgres(r))))
-                    .transpose()
+                let stmt = prepared(client, sql)?;
+                for r in &wait(client.query(&stmt, &pg_params(&values)))? {
+                    if !f(&Row(RowInner::Postgres(r)))? {
+                        break;
+                    }
+                }
             }
         }
+        Ok(())
     }
 
     /// The first row of a query through `f`; a query that returns none is an error naming
@@ -493,6 +501,14 @@ impl Drop for Tx<'_> {
             }
         }
     }
+}
+
+/// `sql` prepared on `client`, from the connection's cache after the first time.
+fn prepared(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, StoreError> {
+    Ok(wait(client.prepare_cached(&postgres_sql(sql)))?)
 }
 
 fn first_line(sql: &str) -> &str {
