@@ -75,6 +75,7 @@ pub const DEVICE_TOKEN_PREFIX: &str = "hsw_dev_";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenRequest {
+    #[schema(schema_with = crate::names::Name::schema)]
     pub name: String,
     pub role: Role,
     /// Days until it expires (1 to 366); it never expires when left out.
@@ -203,6 +204,7 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserRequest {
+    #[schema(schema_with = crate::names::Name::schema)]
     pub name: String,
     pub role: Role,
     pub password: String,

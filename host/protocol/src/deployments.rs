@@ -53,6 +53,65 @@ pub struct RetryPolicy {
     pub retry_backoff_seconds: u32,
 }
 
+/// A whole number's allowed range and the value taken when it is left out: the rule behind
+/// each of [`DeploymentRequest`]'s retry fields, checked by the server and written into the
+/// OpenAPI document from the same constant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: u32,
+    pub max: u32,
+    pub default: u32,
+}
+
+impl Bounds {
+    /// `value`, or the default when it is absent; out of range, a message naming `field`.
+    pub fn check(&self, field: &str, value: Option<u32>) -> Result<u32, String> {
+        let v = value.unwrap_or(self.default);
+        if (self.min..=self.max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "`{field}` must be from {} to {}, found {v}",
+                self.min, self.max
+            ))
+        }
+    }
+}
+
+/// `deviceTimeoutSeconds`: from a second to a day, ten minutes when left out.
+pub const DEVICE_TIMEOUT_SECONDS: Bounds = Bounds {
+    min: 1,
+    max: 86_400,
+    default: 600,
+};
+
+/// `maxAttempts`: the tries per device.
+pub const MAX_ATTEMPTS: Bounds = Bounds {
+    min: 1,
+    max: 10,
+    default: 3,
+};
+
+/// `retryBackoffSeconds`: the first retry's wait.
+pub const RETRY_BACKOFF_SECONDS: Bounds = Bounds {
+    min: 0,
+    max: 3_600,
+    default: 30,
+};
+
+impl DeploymentRequest {
+    /// The retry fields, each checked against its [`Bounds`] and defaulted.
+    pub fn retry_policy(&self) -> Result<RetryPolicy, String> {
+        Ok(RetryPolicy {
+            device_timeout_seconds: DEVICE_TIMEOUT_SECONDS
+                .check("deviceTimeoutSeconds", self.device_timeout_seconds)?,
+            max_attempts: MAX_ATTEMPTS.check("maxAttempts", self.max_attempts)?,
+            retry_backoff_seconds: RETRY_BACKOFF_SECONDS
+                .check("retryBackoffSeconds", self.retry_backoff_seconds)?,
+        })
+    }
+}
+
 /// A deployment as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::device::SlotInfo;
+use crate::names::{Label, Name, Version};
 use crate::state::{AssignmentKind, AssignmentMode, DeviceState, DeviceStatus};
 use crate::time::UnixSeconds;
 
@@ -12,16 +13,22 @@ use crate::time::UnixSeconds;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeviceRegistration {
+    #[schema(schema_with = Name::schema)]
     pub device_id: String,
+    #[schema(schema_with = Name::schema)]
     pub device_model: String,
     #[serde(default)]
+    #[schema(schema_with = Name::optional_schema)]
     pub region: String,
     #[serde(default)]
+    #[schema(schema_with = Name::labels_schema)]
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
+    #[schema(schema_with = Name::list_schema)]
     pub groups: Vec<String>,
     /// The version it runs from the factory; empty when unknown.
     #[serde(default)]
+    #[schema(schema_with = Version::optional_schema)]
     pub firmware_version: String,
 }
 
@@ -108,6 +115,8 @@ pub struct DeviceQuery {
     pub group: Option<String>,
     /// `key=value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = Label::schema)]
+    #[param(schema_with = Label::schema)]
     pub label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware_version: Option<String>,

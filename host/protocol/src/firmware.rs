@@ -9,7 +9,9 @@ use crate::time::UnixSeconds;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FirmwareRegistration {
+    #[schema(schema_with = crate::names::Version::schema)]
     pub version: String,
+    #[schema(schema_with = crate::names::Name::schema)]
     pub device_model: String,
     #[serde(default)]
     pub release_notes: String,

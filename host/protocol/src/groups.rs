@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::names::{Label, Name};
 use crate::time::UnixSeconds;
 
 /// The filter of a dynamic group, and a deployment's `targetFilter`; every field narrows it.
@@ -18,6 +19,7 @@ pub struct GroupFilter {
     pub group: Option<String>,
     /// `key=value`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = Label::schema)]
     pub label: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware_version: Option<String>,
@@ -27,6 +29,7 @@ pub struct GroupFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GroupCreation {
+    #[schema(schema_with = Name::schema)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,

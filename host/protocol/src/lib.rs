@@ -4,7 +4,9 @@
 //! One definition serves the server, the typed client, the simulator and the tests, so the two
 //! ends of a request cannot drift apart. Bodies are camelCase JSON; every enum has one spelling
 //! (kebab-case), the same in JSON, in SQL and in messages, through `strum` and `serde` derived
-//! from one attribute. Depends on serde (and the plan's own serde types) and nothing heavier.
+//! from one attribute. A rule on a value (a name, a version, a label) is a type in [`names`]
+//! whose parsing and whose OpenAPI schema come from one definition. Depends on serde, strum and
+//! utoipa (the plan's own serde types too), and on nothing that does I/O.
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,7 @@ pub mod devices;
 pub mod error;
 pub mod firmware;
 pub mod groups;
+pub mod names;
 pub mod plugins;
 pub mod state;
 pub mod time;
@@ -45,6 +48,7 @@ pub use firmware::{
     CameFrom, Compatibility, Firmware, FirmwareDetail, FirmwareQuery, FirmwareRegistration, Sunset,
 };
 pub use groups::{DeviceGroup, GroupCreation, GroupFilter, ResolvedGroup};
+pub use names::{Label, Name, Version};
 pub use plugins::{PluginInfo, PluginLimitOverrides, PluginLimits};
 pub use state::{
     AssignmentKind, AssignmentMode, DeploymentState, DeviceState, DeviceStatus, FirmwareStatus,

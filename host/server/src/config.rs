@@ -5,8 +5,31 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use hotswap_device_vm::slots::TrustedKey;
 
-use crate::api::ServerLimits;
 use crate::orchestrator::DEFAULT_TICK;
+
+/// Limits on what clients may send.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// The largest request body, in bytes (a firmware upload in base64 included).
+    pub max_body_bytes: usize,
+    /// The largest firmware binary, in bytes.
+    pub max_firmware_bytes: usize,
+    /// Requests one operator token may make: a rate per second and a burst.
+    pub token_rate: crate::credentials::Rate,
+    /// Requests one device may make.
+    pub device_rate: crate::credentials::Rate,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_body_bytes: 4 << 20,
+            max_firmware_bytes: 1 << 20,
+            token_rate: crate::credentials::TOKEN_RATE,
+            device_rate: crate::credentials::DEVICE_RATE,
+        }
+    }
+}
 
 /// How to run a server.
 #[derive(Debug, Clone)]
@@ -200,7 +223,7 @@ pub fn resolve(
         max_firmware_bytes: file
             .max_firmware_bytes
             .unwrap_or(defaults.max_firmware_bytes),
-        token_rate: crate::auth::Rate {
+        token_rate: crate::credentials::Rate {
             per_second: rate(
                 "token-requests-per-second",
                 file.token_requests_per_second,
@@ -208,7 +231,7 @@ pub fn resolve(
             )?,
             burst: rate("token-burst", file.token_burst, defaults.token_rate.burst)?,
         },
-        device_rate: crate::auth::Rate {
+        device_rate: crate::credentials::Rate {
             per_second: rate(
                 "device-requests-per-second",
                 file.device_requests_per_second,

@@ -6,36 +6,53 @@
 //! instant restarts where it stopped. A 500 answer carries an error id, never a database's or a
 //! file system's message; the detail is in the log under that id.
 //!
-//! - [`api`]: the axum router, [`AppState`], [`ApiError`].
-//! - [`orchestrator`]: [`Orchestrator`], given the store, the plugin runtime and the doorbell.
-//! - [`auth`]: who is calling and whether they may: the rule of each route, API and device
-//!   tokens, the audit log, the first start's administrator token.
+//! - [`rollout`]: [`Rollout`], the floor under the API and the orchestrator: starting a
+//!   deployment, the operator's actions, a device's standing, loading a stored plugin.
+//! - [`orchestrator`]: [`Orchestrator`], over the rollout floor: runs deployments wave by wave.
+//! - [`api`]: the axum router, [`AppState`], [`ApiError`]: each handler parses, calls a floor,
+//!   answers; the middleware that holds each request to its route's [`Rule`]
+//!   ([`api::auth`]); the dashboard's page and assets ([`api::dashboard`]).
+//! - [`credentials`]: who a credential names ([`Principal`]), secrets kept as digests, the
+//!   cache of credentials looked up, rate limits per caller.
+//! - [`metrics`]: [`Metrics`], the Prometheus registry every floor counts into.
 //! - [`doorbell`]: [`Doorbell`], per-device wake-ups for long-poll check-ins.
-//! - [`config`]: [`ServerConfig`], `hotswap serve`'s flags, environment and file.
-//! - [`dashboard`]: the web dashboard at `/`, compiled into the binary.
 //! - [`traces`]: [`Traces`], OpenTelemetry spans over OTLP: every request, and each deployment
 //!   as one trace down to its devices' steps.
+//! - [`sessions`]: the dashboard's signed sessions.
+//! - [`config`]: [`ServerConfig`] and [`ServerLimits`], `hotswap serve`'s flags, environment
+//!   and file.
 //! - [`serve`](mod@serve): [`state`] and [`serve()`], running it all on one listener.
+//!
+//! **Architecture invariant:** only `api/` knows HTTP, and [`serve()`], which runs its router.
+//! No other module names axum or a status code, and none imports from `api`; the test
+//! `only_api_knows_http` (in `layering.rs`) keeps it so.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod auth;
 pub mod config;
-pub mod dashboard;
+pub mod credentials;
 pub mod doorbell;
+pub mod metrics;
 pub mod orchestrator;
+pub mod rollout;
 pub mod serve;
 pub mod sessions;
 pub mod traces;
 
-pub use api::{ApiError, AppState, ROUTES, Route, ServerLimits, router};
-pub use auth::{ADMIN_TOKEN_FILE, Principal, Rule};
+#[cfg(test)]
+mod layering;
+
+pub use api::auth::Rule;
+pub use api::{ApiError, AppState, ROUTES, Route, router};
 pub use config::{
-    EnrollmentConfig, FileConfig, Overrides, ServerConfig, TlsFiles, parse_trusted_key, resolve,
-    tls_config,
+    EnrollmentConfig, FileConfig, Overrides, ServerConfig, ServerLimits, TlsFiles,
+    parse_trusted_key, resolve, tls_config,
 };
+pub use credentials::{ADMIN_TOKEN_FILE, Principal};
 pub use doorbell::{Doorbell, MAX_WAITING_DEVICES};
+pub use metrics::Metrics;
 pub use orchestrator::{DEFAULT_TICK, Orchestrator};
+pub use rollout::{Rollout, RolloutError};
 pub use serve::{serve, serve_on, state, state_with_store};
 pub use traces::Traces;

@@ -26,6 +26,8 @@ use hotswap_protocol::{Deployment, DeploymentState, UnixMillis};
 use hotswap_store::{Store, StoreError, WaveView};
 
 use crate::doorbell::Doorbell;
+use crate::metrics::Timings;
+use crate::rollout::{Rollout, RolloutError, plugins};
 use crate::traces::{Judgement, Traces, WaveSummary};
 
 /// How often the orchestrator looks at its deployments when nothing says otherwise.
@@ -77,7 +79,7 @@ pub struct Orchestrator {
     doorbell: Arc<Doorbell>,
     sessions: HashMap<i64, HealthSession>,
     judged: HashMap<i64, Judged>,
-    timings: crate::api::Timings,
+    timings: Timings,
     traces: Traces,
     /// When this orchestrator first saw each wave under way, when traces are on: the store
     /// keeps a wave's start to the second, a span wants the millisecond.
@@ -100,23 +102,18 @@ impl Drop for Running {
 }
 
 impl Orchestrator {
-    /// An orchestrator over `store`; its health-policy calls are timed into `timings`, and
-    /// its deployments' waves, verdicts and rollbacks recorded as spans in `traces`.
-    pub fn new(
-        store: Arc<Store>,
-        runtime: PluginRuntime,
-        doorbell: Arc<Doorbell>,
-        timings: crate::api::Timings,
-        traces: Traces,
-    ) -> Orchestrator {
+    /// An orchestrator over the rollout floor's store, sandbox and doorbell; its health-policy
+    /// calls are timed into the floor's metrics, and its deployments' waves, verdicts and
+    /// rollbacks recorded as spans in its traces.
+    pub fn new(rollout: Rollout) -> Orchestrator {
         Orchestrator {
-            store,
-            runtime,
-            doorbell,
+            timings: rollout.metrics.timings(),
+            store: rollout.store,
+            runtime: rollout.runtime,
+            doorbell: rollout.doorbell,
+            traces: rollout.traces,
             sessions: HashMap::new(),
             judged: HashMap::new(),
-            timings,
-            traces,
             waves_seen: HashMap::new(),
         }
     }
@@ -297,7 +294,11 @@ impl Orchestrator {
         if !self.sessions.contains_key(&d.id) {
             match self.load_policy(d) {
                 Ok(s) => self.sessions.insert(d.id, s),
-                Err(reason) => return Verdict::Pause { reason },
+                Err(e) => {
+                    return Verdict::Pause {
+                        reason: format!("the health policy cannot be loaded: {e}"),
+                    };
+                }
             };
         }
         let session = self.sessions.get_mut(&d.id).expect("inserted above");
@@ -319,36 +320,13 @@ impl Orchestrator {
         }
     }
 
-    fn load_policy(&self, d: &Deployment) -> Result<HealthSession, String> {
-        let runtime = &self.runtime;
-        let policy = match &d.health_sha256 {
-            // A built-in is recorded as `name@version`; its name alone finds it.
-            None => {
-                let name = d.health_policy.split('@').next().unwrap_or_default();
-                runtime.builtin_health_policy(name)
-            }
-            Some(sha) => {
-                let bytes = self
-                    .store
-                    .blobs()
-                    .get(sha)
-                    .map_err(|e| format!("the health policy's component is missing: {e}"))?;
-                // Under the limits it was uploaded with; a plugin deleted since runs under
-                // the server's.
-                let stored = self
-                    .store
-                    .plugin_by_sha256(sha)
-                    .map_err(|e| format!("reading the health policy's record: {e}"))?;
-                let limits = match stored {
-                    Some(p) => crate::api::plugins::limits_of(runtime, &p)
-                        .map_err(|e| format!("the health policy's limits: {}", e.message()))?,
-                    None => *runtime.limits(),
-                };
-                runtime.load_health_policy_with(&bytes, &limits)
-            }
-        };
-        policy
-            .map(|p| p.session())
-            .map_err(|e| format!("the health policy cannot be loaded: {e}"))
+    fn load_policy(&self, d: &Deployment) -> Result<HealthSession, RolloutError> {
+        plugins::recorded_health_policy(
+            &self.store,
+            &self.runtime,
+            &d.health_policy,
+            d.health_sha256.as_deref(),
+        )
+        .map(|p| p.session())
     }
 }

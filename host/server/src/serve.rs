@@ -9,8 +9,11 @@ use tokio::net::TcpListener;
 
 use crate::api::{AppState, router};
 use crate::config::ServerConfig;
+use crate::credentials::Credentials;
 use crate::doorbell::Doorbell;
+use crate::metrics::Metrics;
 use crate::orchestrator::Orchestrator;
+use crate::rollout::{Rollout, RolloutParts};
 
 /// Opens the data directory and builds the shared state.
 pub fn state(config: &ServerConfig) -> Result<Arc<AppState>> {
@@ -28,7 +31,7 @@ pub fn state(config: &ServerConfig) -> Result<Arc<AppState>> {
 
 /// The shared state over a store already open (tests give theirs a clock they move by hand).
 pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppState>> {
-    let admin_token_file = crate::auth::first_start(&store, &config.data_dir)
+    let admin_token_file = crate::credentials::first_start(&store, &config.data_dir)
         .context("making the first administrator token")?;
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: Some(config.data_dir.join("compiled")),
@@ -44,18 +47,31 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
             doorbell.wake(wake);
         }
     });
+    let store = Arc::new(store);
+    let metrics = Arc::new(Metrics::default());
+    let credentials = Arc::new(Credentials::default());
+    let rollout = Rollout::new(RolloutParts {
+        store: store.clone(),
+        runtime: runtime.clone(),
+        doorbell: doorbell.clone(),
+        metrics: metrics.clone(),
+        traces: config.traces.clone(),
+        credentials: credentials.clone(),
+        protected_labels: config.protected_labels.clone(),
+    });
     Ok(Arc::new(AppState {
-        store: Arc::new(store),
+        rollout,
+        store,
         doorbell,
         runtime,
         trusted_keys: config.trusted_keys.clone(),
         limits: config.limits,
-        metrics: Default::default(),
+        metrics,
         tick: config.tick,
         artifacts: Default::default(),
-        credentials: Default::default(),
+        credentials,
         admin_token_file,
-        rate_limits: crate::auth::RateLimits::new(
+        rate_limits: crate::credentials::RateLimits::new(
             config.limits.token_rate,
             config.limits.device_rate,
         ),
@@ -84,14 +100,7 @@ pub async fn serve_on(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let _orchestrator = Orchestrator::new(
-        state.store.clone(),
-        state.runtime.clone(),
-        state.doorbell.clone(),
-        state.metrics.timings(),
-        state.traces.clone(),
-    )
-    .spawn(state.tick);
+    let _orchestrator = Orchestrator::new(state.rollout.clone()).spawn(state.tick);
     // Keys quiet long enough to be back at their full burst are dropped, so the limiters do not
     // grow with every device ever seen.
     let limits = state.clone();

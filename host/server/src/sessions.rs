@@ -59,7 +59,7 @@ impl Sessions {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = vec![0u8; 32];
                 getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
-                crate::auth::write_secret(&path, &key)?;
+                crate::credentials::write_secret(&path, &key)?;
                 key
             }
             Err(e) => return Err(e.into()),

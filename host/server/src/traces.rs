@@ -470,7 +470,7 @@ pub struct Judgement<'a> {
 }
 
 /// The context of a span another process (or an earlier server) started.
-fn remote(p: &TraceParent) -> Context {
+pub(crate) fn remote(p: &TraceParent) -> Context {
     Context::new().with_remote_span_context(SpanContext::new(
         TraceId::from_bytes(p.trace_id),
         SpanId::from_bytes(p.span_id),
@@ -482,53 +482,6 @@ fn remote(p: &TraceParent) -> Context {
 
 fn system_time(at: UnixSeconds) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at.0).unwrap_or(0))
-}
-
-/// Every request a span, `METHOD /route` with its status, the child of the `traceparent`
-/// header when one came; nothing at all when traces are off.
-pub async fn request_span(
-    axum::extract::State(state): axum::extract::State<Arc<crate::AppState>>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use tracing::Instrument;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    if !state.traces.on() {
-        return next.run(req).await;
-    }
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("", |p| p.as_str())
-        .to_string();
-    let span = tracing::info_span!(
-        target: "hotswap_server::http",
-        "request",
-        otel.name = %format_args!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route,
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-    );
-    if let Some(parent) = req
-        .headers()
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<TraceParent>().ok())
-    {
-        let cx = remote(&parent);
-        // Without the layer (traces on in a test of the API alone) there is nothing to join.
-        let _ = span.set_parent(cx);
-    }
-    let response = next.run(req).instrument(span.clone()).await;
-    let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
-    if status.is_server_error() {
-        span.record("otel.status_code", "error");
-    }
-    response
 }
 
 #[cfg(test)]

@@ -51,10 +51,9 @@ pub(crate) fn firmware_status_of_device(now: &str) -> String {
 
 /// Parses a label filter written `key=value`.
 pub fn parse_label(label: &str) -> Result<(String, String), String> {
-    label
-        .split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("`label` must be `key=value`, found {label:?}"))
+    hotswap_protocol::Label::parse("label", label)
+        .map(|l| (l.key.to_string(), l.value))
+        .map_err(|e| e.to_string())
 }
 
 const COLUMNS: &str =

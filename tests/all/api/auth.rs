@@ -333,7 +333,7 @@ async fn tokens_are_shown_once_listed_without_their_secret_revoked_and_audited()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_or_a_device_past_its_rate_gets_429_with_retry_after() {
     use hotswap_server::ServerLimits;
-    use hotswap_server::auth::Rate;
+    use hotswap_server::credentials::Rate;
     let dir = data_dir();
     let slow = Rate {
         per_second: 1,

@@ -30,7 +30,7 @@ async fn the_dashboard_is_served_from_the_binary_and_its_data_needs_a_sign_in() 
         assert!(header("content-type").starts_with(kind), "{path}");
         assert_eq!(
             header("content-security-policy"),
-            hotswap_server::dashboard::CONTENT_SECURITY_POLICY,
+            hotswap_server::api::dashboard::CONTENT_SECURITY_POLICY,
             "{path}"
         );
         assert_eq!(header("x-content-type-options"), "nosniff", "{path}");

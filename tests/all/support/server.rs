@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hotswap_client::Client;
-use hotswap_server::auth::Rate;
+use hotswap_server::credentials::Rate;
 use hotswap_server::{ADMIN_TOKEN_FILE, ServerConfig, ServerLimits, serve, state_with_store};
 use hotswap_store::{Clock, ManualClock, Store, SystemClock};
 use tempfile::TempDir;

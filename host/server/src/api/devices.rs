@@ -7,6 +7,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use hotswap_protocol::auth::DEVICE_TOKEN_PREFIX;
+use hotswap_protocol::names::{Name, Version};
 use hotswap_protocol::{
     BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRegistration,
     DeviceToken, IfRegistered, RegisteredDevice,
@@ -19,61 +20,26 @@ use hotswap_protocol::ErrorBody;
 /// The most devices one page lists.
 pub const MAX_PAGE: usize = 1000;
 
-/// The longest name (id, model, region, group, label key, token or user name), in characters.
-pub const NAME_MAX_CHARS: usize = 128;
-
-/// The longest label value, in bytes.
-pub const MAX_LABEL_VALUE_BYTES: usize = 256;
-
-/// Ids, models, regions, group names and label keys: 1 to [`NAME_MAX_CHARS`] characters of
-/// letters, digits and `-_.:`, so they read the same in URLs, logs and filters.
-pub(super) fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
-    let ok = !value.is_empty()
-        && value.len() <= NAME_MAX_CHARS
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "`{field}` must be 1 to {NAME_MAX_CHARS} letters, digits, `-`, `_`, `.` or `:`, found {value:?}"
-        )))
-    }
-}
-
 /// Checks every field of a registration; the device to store, with a new credential (whose
 /// hash is stored) and the credential.
 pub(super) fn check(r: DeviceRegistration) -> Result<(NewDevice, String), ApiError> {
-    check_name("deviceId", &r.device_id)?;
+    Name::parse("deviceId", &r.device_id)?;
     if r.device_id == "batch" {
         return Err(ApiError::bad_request(
             "`deviceId` cannot be `batch`: /api/v1/devices/batch registers devices in bulk",
         ));
     }
-    check_name("deviceModel", &r.device_model)?;
-    if !r.region.is_empty() {
-        check_name("region", &r.region)?;
-    }
+    Name::parse("deviceModel", &r.device_model)?;
+    Name::parse_optional("region", &r.region)?;
     for g in &r.groups {
-        check_name("groups", g)?;
+        Name::parse("groups", g)?;
     }
     for (k, v) in &r.labels {
-        check_name("labels", k)?;
-        if v.len() > MAX_LABEL_VALUE_BYTES {
-            return Err(ApiError::bad_request(format!(
-                "label `{k}` has a value of {} bytes, the limit is {MAX_LABEL_VALUE_BYTES}",
-                v.len()
-            )));
-        }
+        Name::parse("labels", k)?;
+        Name::check_label_value(k, v)?;
     }
-    if !r.firmware_version.is_empty() && semver::Version::parse(&r.firmware_version).is_err() {
-        return Err(ApiError::bad_request(format!(
-            "`firmwareVersion` must be semver such as 1.2.0, found {:?}",
-            r.firmware_version
-        )));
-    }
-    let token = crate::auth::new_secret(DEVICE_TOKEN_PREFIX)?;
+    Version::parse_optional("firmwareVersion", &r.firmware_version)?;
+    let token = crate::credentials::new_secret(DEVICE_TOKEN_PREFIX)?;
     Ok((
         NewDevice {
             device_id: r.device_id,
@@ -82,7 +48,7 @@ pub(super) fn check(r: DeviceRegistration) -> Result<(NewDevice, String), ApiErr
             labels: r.labels,
             groups: r.groups,
             firmware_version: r.firmware_version,
-            token_sha256: Some(crate::auth::digest(&token)),
+            token_sha256: Some(crate::credentials::digest(&token)),
         },
         token,
     ))

@@ -14,6 +14,7 @@ use hotswap_protocol::devices::ENROLLMENT_CLOCK_SKEW_SECONDS;
 use hotswap_protocol::{DeviceRecord, DeviceStatus, DeviceToken, Enrollment, TokenClaim};
 
 use super::{ApiError, AppState, Body, blocking};
+use crate::rollout::Standing;
 use hotswap_protocol::ErrorBody;
 
 #[utoipa::path(
@@ -149,8 +150,8 @@ pub async fn claim_token(
         }
         _ => {}
     }
-    let token = crate::auth::new_secret(DEVICE_TOKEN_PREFIX)?;
-    let sha = crate::auth::digest(&token);
+    let token = crate::credentials::new_secret(DEVICE_TOKEN_PREFIX)?;
+    let sha = crate::credentials::digest(&token);
     let store = state.store.clone();
     let id = c.device_id.clone();
     let remembered = sha.clone();
@@ -161,30 +162,6 @@ pub async fn claim_token(
         device_id: c.device_id,
         token,
     }))
-}
-
-async fn set_status(
-    state: Arc<AppState>,
-    id: String,
-    from: &'static [DeviceStatus],
-    to: DeviceStatus,
-) -> Result<Json<DeviceRecord>, ApiError> {
-    let credentials_of = id.clone();
-    let store = state.store.clone();
-    let device = blocking(move || {
-        let d = store.device(&id)?;
-        if !from.contains(&d.status) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!("device `{id}` is {}, so it cannot become {to}", d.status),
-            ));
-        }
-        Ok(store.set_device_status(&id, to)?)
-    })
-    .await?;
-    // A credential taken away stops at the very next request.
-    state.credentials.forget_device(&credentials_of);
-    Ok(Json(device))
 }
 
 /// `POST /api/v1/devices/{id}/accept`: a pending device may claim its credential.
@@ -205,13 +182,7 @@ pub async fn accept(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceRecord>, ApiError> {
-    set_status(
-        state,
-        id,
-        &[DeviceStatus::Pending],
-        DeviceStatus::Registered,
-    )
-    .await
+    set_standing(state, id, Standing::Accept).await
 }
 
 /// `POST /api/v1/devices/{id}/reject`: a pending (or any) device is refused from now on.
@@ -232,14 +203,7 @@ pub async fn reject(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceRecord>, ApiError> {
-    use DeviceStatus::*;
-    set_status(
-        state,
-        id,
-        &[Pending, Registered, Online, Quarantined],
-        Rejected,
-    )
-    .await
+    set_standing(state, id, Standing::Reject).await
 }
 
 /// `POST /api/v1/devices/{id}/decommission`: the device leaves the fleet; its credential ends.
@@ -260,12 +224,15 @@ pub async fn decommission(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<DeviceRecord>, ApiError> {
-    use DeviceStatus::*;
-    set_status(
-        state,
-        id,
-        &[Registered, Online, Quarantined],
-        Decommissioned,
-    )
-    .await
+    set_standing(state, id, Standing::Decommission).await
+}
+
+async fn set_standing(
+    state: Arc<AppState>,
+    id: String,
+    change: Standing,
+) -> Result<Json<DeviceRecord>, ApiError> {
+    Ok(Json(
+        blocking(move || Ok(state.rollout.set_standing(&id, change)?)).await?,
+    ))
 }

@@ -38,7 +38,7 @@ pub async fn create(
     State(state): State<Arc<AppState>>,
     Body(c): Body<GroupCreation>,
 ) -> Result<(StatusCode, Json<ResolvedGroup>), ApiError> {
-    super::devices::check_name("name", &c.name)?;
+    hotswap_protocol::Name::parse("name", &c.name)?;
     blocking(move || {
         let group = match (c.devices, c.filter) {
             (Some(_), Some(_)) => {

@@ -1,11 +1,13 @@
 //! The HTTP API (axum on hyper): operators' `/api/v1/...` endpoints, the device protocol,
 //! `/metrics`, `/healthz`. Every error is JSON, `{"error": {"status": 400, "message": "..."}}`
 //! ([`hotswap_protocol::ErrorBody`]), with a message that says what is wrong; request bodies are
-//! capped at [`ServerLimits::max_body_bytes`]. Every handler that touches SQLite does so on the
+//! capped at [`ServerLimits::max_body_bytes`](crate::config::ServerLimits::max_body_bytes). Every handler that touches SQLite does so on the
 //! blocking pool ([`blocking`]) or through the store's batched writer, never on an async worker.
 
 mod artifacts;
 mod audit;
+pub mod auth;
+pub mod dashboard;
 mod deployments;
 mod devices;
 mod enroll;
@@ -13,8 +15,9 @@ mod firmware;
 mod groups;
 mod metrics;
 pub mod openapi;
-pub(crate) mod plugins;
+mod plugins;
 mod protocol;
+mod spans;
 mod tokens;
 mod users;
 
@@ -33,39 +36,20 @@ use hotswap_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 
 pub use devices::{MAX_BATCH, MAX_PAGE};
-pub use metrics::{Metrics, Timings};
 pub use protocol::POLL_SECONDS;
 
-use crate::auth::{Credentials, Rule};
+use crate::config::ServerLimits;
+use crate::credentials::{Credentials, NoRandomness};
 use crate::doorbell::Doorbell;
+use crate::metrics::Metrics;
+use crate::rollout::{Rollout, RolloutError};
+use auth::Rule;
 use hotswap_protocol::Permission::*;
-
-/// Limits on what clients may send.
-#[derive(Debug, Clone, Copy)]
-pub struct ServerLimits {
-    /// The largest request body, in bytes (a firmware upload in base64 included).
-    pub max_body_bytes: usize,
-    /// The largest firmware binary, in bytes.
-    pub max_firmware_bytes: usize,
-    /// Requests one operator token may make: a rate per second and a burst.
-    pub token_rate: crate::auth::Rate,
-    /// Requests one device may make.
-    pub device_rate: crate::auth::Rate,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            max_body_bytes: 4 << 20,
-            max_firmware_bytes: 1 << 20,
-            token_rate: crate::auth::TOKEN_RATE,
-            device_rate: crate::auth::DEVICE_RATE,
-        }
-    }
-}
 
 /// What every handler shares.
 pub struct AppState {
+    /// The rollout floor the handlers call: deployments, operator actions, device standing.
+    pub rollout: Rollout,
     pub store: Arc<Store>,
     /// Devices waiting in long-poll check-ins, woken when the store hands them something.
     pub doorbell: Arc<Doorbell>,
@@ -73,17 +57,17 @@ pub struct AppState {
     /// Release keys whose signatures firmware must carry.
     pub trusted_keys: Vec<TrustedKey>,
     pub limits: ServerLimits,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// How often the orchestrator advances the deployments.
     pub tick: std::time::Duration,
     /// Artifacts served from memory.
     pub artifacts: artifacts::Artifacts,
     /// Credentials already checked.
-    pub credentials: Credentials,
+    pub credentials: Arc<Credentials>,
     /// Where the first start wrote the administrator token, when this start made one.
     pub admin_token_file: Option<std::path::PathBuf>,
     /// Requests per operator token and per device.
-    pub rate_limits: crate::auth::RateLimits,
+    pub rate_limits: crate::credentials::RateLimits,
     /// Labels (`key`, `value`) whose devices a deployment reaches only after an approval.
     pub protected_labels: Vec<(String, String)>,
     /// Signs and checks the sessions sign-ins give.
@@ -152,8 +136,8 @@ routes! {
     DELETE "/api/v1/plugins/{name}/{version}" => plugins::delete, Rule::Operator(Release);
     POST "/api/v1/deployments" => deployments::create, Rule::Operator(CreateDeployment);
     GET "/api/v1/deployments" => deployments::list, Rule::Operator(Read);
-    GET "/api/v1/deployments/{id}" => deployments::status, Rule::Operator(Read);
-    GET "/api/v1/deployments/{id}/status" => deployments::status_again, Rule::Operator(Read);
+    GET "/api/v1/deployments/{id}" => deployments::get, Rule::Operator(Read);
+    GET "/api/v1/deployments/{id}/status" => deployments::status, Rule::Operator(Read);
     GET "/api/v1/deployments/{id}/decisions" => deployments::decisions, Rule::Operator(Read);
     POST "/api/v1/deployments/{id}/approve" => deployments::approve, Rule::Operator(ApproveDeployment);
     POST "/api/v1/deployments/{id}/deny" => deployments::deny, Rule::Operator(ApproveDeployment);
@@ -182,7 +166,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // request's span covers them all.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::auth::check,
+            auth::check,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -190,14 +174,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            crate::traces::request_span,
+            spans::request_span,
         ))
         // After the layers: the dashboard's page and assets take no credential (a span each
         // all the same).
         .merge(
-            crate::dashboard::router().route_layer(axum::middleware::from_fn_with_state(
+            dashboard::router().route_layer(axum::middleware::from_fn_with_state(
                 state.clone(),
-                crate::traces::request_span,
+                spans::request_span,
             )),
         )
         .fallback(|method: Method, uri: axum::http::Uri| async move {
@@ -352,6 +336,41 @@ impl From<PluginError> for ApiError {
             | PluginError::BadPlan { .. }
             | PluginError::BadDescription { .. } => ApiError::bad_request(err.to_string()),
         }
+    }
+}
+
+/// Every refusal of the rollout floor's, mapped to HTTP here and nowhere else.
+impl From<RolloutError> for ApiError {
+    fn from(err: RolloutError) -> Self {
+        match err {
+            RolloutError::Invalid(m) => ApiError::bad_request(m),
+            RolloutError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, m),
+            RolloutError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+            RolloutError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, m),
+            // The policy refused the configuration: say which one.
+            RolloutError::HealthConfig(e) => match ApiError::from(e) {
+                refused if refused.status() == StatusCode::BAD_REQUEST => {
+                    refused.prefixed("invalid `healthConfig`")
+                }
+                other => other,
+            },
+            RolloutError::Plugin(e) => e.into(),
+            RolloutError::Store(e) => e.into(),
+            RolloutError::Corrupt(detail) => ApiError::internal(detail),
+        }
+    }
+}
+
+/// A value that breaks its field's rule is the client's to fix.
+impl From<hotswap_protocol::names::Refused> for ApiError {
+    fn from(err: hotswap_protocol::names::Refused) -> Self {
+        ApiError::bad_request(err.0)
+    }
+}
+
+impl From<NoRandomness> for ApiError {
+    fn from(err: NoRandomness) -> Self {
+        ApiError::internal(err)
     }
 }
 

@@ -12,9 +12,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use super::auth::Rule;
 use super::{ROUTES, artifacts, audit, deployments, devices, enroll, firmware, groups};
 use super::{metrics, plugins, protocol, tokens, users};
-use crate::auth::Rule;
 
 /// The security schemes, by the names the document gives them.
 pub const OPERATOR_SCHEME: &str = "operatorToken";
@@ -57,8 +57,8 @@ pub const DEVICE_CERTIFICATE_SCHEME: &str = "deviceCertificate";
         plugins::delete,
         deployments::create,
         deployments::list,
+        deployments::get,
         deployments::status,
-        deployments::status_again,
         deployments::decisions,
         deployments::approve,
         deployments::deny,
@@ -112,12 +112,6 @@ pub fn document() -> &'static Value {
     })
 }
 
-/// A name the API takes (ids, models, regions, groups, label keys, token and user names), as
-/// [`super::devices::check_name`] checks it.
-fn name_pattern() -> String {
-    format!("^[A-Za-z0-9._:-]{{1,{}}}$", devices::NAME_MAX_CHARS)
-}
-
 /// Merges `fields` into the schema of `property` of the component schema `schema`.
 fn constrain(doc: &mut Value, schema: &str, property: &str, fields: Value) {
     let target = doc
@@ -167,49 +161,11 @@ fn merge(target: &mut Value, fields: Value) {
 /// The limits the handlers check, in the schemas, so a client generated from the document (and
 /// the fuzzer) knows them: each value comes from the constant the handler uses.
 fn constraints(doc: &mut Value) {
-    use super::deployments::{DEVICE_TIMEOUT_SECONDS, MAX_ATTEMPTS, RETRY_BACKOFF_SECONDS};
     use hotswap_protocol::DeviceState;
+    use hotswap_protocol::deployments::{
+        DEVICE_TIMEOUT_SECONDS, MAX_ATTEMPTS, RETRY_BACKOFF_SECONDS,
+    };
     use strum::VariantArray;
-    let name = json!({"pattern": name_pattern()});
-    let maybe_name = json!({"pattern": format!("^$|{}", name_pattern())});
-    let version = json!({"pattern": r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$"});
-    for (schema, property) in [
-        ("DeviceRegistration", "deviceId"),
-        ("DeviceRegistration", "deviceModel"),
-        ("GroupCreation", "name"),
-        ("TokenRequest", "name"),
-        ("UserRequest", "name"),
-        ("FirmwareRegistration", "deviceModel"),
-    ] {
-        constrain(doc, schema, property, name.clone());
-    }
-    constrain(doc, "DeviceRegistration", "region", maybe_name.clone());
-    constrain(
-        doc,
-        "DeviceRegistration",
-        "groups",
-        json!({"items": {"type": "string", "pattern": name_pattern()}}),
-    );
-    constrain(
-        doc,
-        "DeviceRegistration",
-        "labels",
-        json!({
-            "propertyNames": {"pattern": name_pattern()},
-            "additionalProperties": {"type": "string", "maxLength": devices::MAX_LABEL_VALUE_BYTES},
-        }),
-    );
-    constrain(
-        doc,
-        "DeviceRegistration",
-        "firmwareVersion",
-        json!({"pattern": format!("^$|{}", version["pattern"].as_str().unwrap_or_default())}),
-    );
-    constrain(doc, "FirmwareRegistration", "version", version.clone());
-    let label =
-        json!({"pattern": format!("^{}=.*$", &name_pattern()[1..name_pattern().len() - 1])});
-    constrain(doc, "GroupFilter", "label", label.clone());
-    constrain_parameter(doc, "/api/v1/devices", "label", label);
     constrain(doc, "GroupCreation", "devices", json!({"minItems": 1}));
     for property in ["config", "healthConfig"] {
         constrain(
@@ -253,7 +209,7 @@ fn constraints(doc: &mut Value) {
     // Devices report the states from `downloading` on: the schema says which.
     *doc.pointer_mut("/components/schemas/Report/properties/state")
         .expect("the document has Report.state") = json!({"type": "string", "enum": reportable});
-    for (property, (min, max, _)) in [
+    for (property, bounds) in [
         ("deviceTimeoutSeconds", DEVICE_TIMEOUT_SECONDS),
         ("maxAttempts", MAX_ATTEMPTS),
         ("retryBackoffSeconds", RETRY_BACKOFF_SECONDS),
@@ -262,7 +218,7 @@ fn constraints(doc: &mut Value) {
             doc,
             "DeploymentRequest",
             property,
-            json!({"minimum": min, "maximum": max}),
+            json!({"minimum": bounds.min, "maximum": bounds.max}),
         );
     }
     constrain(

@@ -21,26 +21,8 @@ use hotswap_store::StoredPlugin;
 use serde_json::Value;
 
 use super::{ApiError, AppState, blocking};
+use crate::rollout::plugins::asked;
 use hotswap_protocol::ErrorBody;
-
-/// The limits a stored plugin asked for at upload.
-fn asked(p: &StoredPlugin) -> Result<PluginLimitOverrides, ApiError> {
-    serde_json::from_str(&p.limits).map_err(|e| {
-        ApiError::internal(format!(
-            "stored limits of plugin {}@{}: {e}",
-            p.name, p.version
-        ))
-    })
-}
-
-/// What a stored plugin runs under: the server's limits with its own over them, each at most
-/// the ceilings (lowered since it was uploaded, a ceiling wins).
-pub(crate) fn limits_of(
-    runtime: &hotswap_plugin_host::PluginRuntime,
-    p: &StoredPlugin,
-) -> Result<hotswap_plugin_host::Limits, ApiError> {
-    Ok(runtime.limits().with(&asked(p)?).capped(runtime.ceilings()))
-}
 
 /// An uploaded plugin as operators see it. Its schema was checked to be a JSON object when it
 /// was uploaded; one that no longer reads is the store's failure, never shown as null.

@@ -12,7 +12,7 @@ use hotswap_protocol::{CreatedToken, TokenInfo, TokenRequest};
 use hotswap_store::NewToken;
 
 use super::{ApiError, AppState, Body, blocking};
-use crate::auth::{Principal, digest, expiry, hint, new_secret};
+use crate::credentials::{Principal, digest, expiry, hint, new_secret};
 use hotswap_protocol::ErrorBody;
 
 /// The longest a token may live, in days.
@@ -35,7 +35,7 @@ pub async fn create(
     Extension(by): Extension<Principal>,
     Body(r): Body<TokenRequest>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    super::devices::check_name("name", &r.name)?;
+    hotswap_protocol::Name::parse("name", &r.name)?;
     if let Some(days) = r.expires_in_days
         && !(1..=MAX_TOKEN_DAYS).contains(&days)
     {

@@ -11,7 +11,7 @@ use hotswap_protocol::{LoginRequest, Session, UserInfo, UserRequest};
 use hotswap_store::NewAudit;
 
 use super::{ApiError, AppState, Body, blocking};
-use crate::auth::Principal;
+use crate::credentials::Principal;
 use crate::sessions::{MIN_PASSWORD_CHARS, hash_password, password_matches};
 use hotswap_protocol::ErrorBody;
 
@@ -94,7 +94,7 @@ pub async fn create(
     Extension(_by): Extension<Principal>,
     Body(r): Body<UserRequest>,
 ) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
-    super::devices::check_name("name", &r.name)?;
+    hotswap_protocol::Name::parse("name", &r.name)?;
     if r.password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(ApiError::bad_request(format!(
             "`password` must be at least {MIN_PASSWORD_CHARS} characters, found {}",

@@ -9,9 +9,9 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-const INDEX: &str = include_str!("../dashboard/index.html");
-const SCRIPT: &str = include_str!("../dashboard/app.js");
-const STYLE: &str = include_str!("../dashboard/app.css");
+const INDEX: &str = include_str!("../../dashboard/index.html");
+const SCRIPT: &str = include_str!("../../dashboard/app.js");
+const STYLE: &str = include_str!("../../dashboard/app.css");
 
 /// Where the dashboard lives; the API keeps `/api/`, `/metrics` and `/healthz`.
 pub const DASHBOARD_PATHS: [&str; 3] = ["/", "/dashboard/app.js", "/dashboard/app.css"];
