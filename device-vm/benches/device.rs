@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use criterion::{Criterion, criterion_group, criterion_main};
 use hotswap_device_vm::agent::{self, Agent, AgentLimits, RecordingHost};
 use hotswap_device_vm::layout::DEFAULT_SLOT_SIZE;
-use hotswap_device_vm::sim::{Release, ReleaseKey, SimFlash};
+use hotswap_device_vm::release::{Release, ReleaseKey};
+use hotswap_device_vm::sim::SimFlash;
 use hotswap_device_vm::{Device, DeviceConfig, Layout, TrialOutcome, Version};
 
 struct Counting;

@@ -12,9 +12,10 @@
 //! - [`mcuboot`]: agents as MCUboot image files, with the signed manifest in the header area.
 //! - [`smp`]: MCUmgr's Simple Management Protocol and its serial transport, so third-party
 //!   tools manage the device.
+//! - [`release`] (with `std`): a release key and the signed releases it makes.
 //! - [`sim`] (with `std`): simulated flash that enforces NOR rules and injects faults.
 //!
-//! The core (everything but [`sim`]) is `no_std` with `alloc`, so the same code can run on a
+//! The core (everything but [`release`] and [`sim`]) is `no_std` with `alloc`, so the same code can run on a
 //! microcontroller.
 
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -28,6 +29,8 @@ pub mod image;
 pub mod journal;
 pub mod layout;
 pub mod mcuboot;
+#[cfg(feature = "std")]
+pub mod release;
 #[cfg(feature = "std")]
 pub mod sim;
 pub mod slots;

@@ -303,7 +303,7 @@ mod tests {
     use super::*;
 
     fn release() -> (SignedManifest, Vec<u8>) {
-        let key = crate::sim::ReleaseKey::from_seed([7; 32]);
+        let key = crate::release::ReleaseKey::from_seed([7; 32]);
         let body: Vec<u8> = (0..14_336u32).map(|i| (i * 13 % 251) as u8).collect();
         let r = key.release(Version::parse("2.1.3").unwrap(), &body, 4);
         (

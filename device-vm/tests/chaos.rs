@@ -116,7 +116,7 @@ fn a_manifest_changed_after_signing_is_refused() {
 #[test]
 fn an_unknown_key_is_refused() {
     let mut device = device_with(&release(v(1), alarm(), 0));
-    let stranger = hotswap_device_vm::sim::ReleaseKey::from_seed([9; 32]);
+    let stranger = hotswap_device_vm::release::ReleaseKey::from_seed([9; 32]);
     let err = refused(&mut device, &stranger.release(v(2), &alarm_variant(2), 0));
     assert!(
         matches!(err, UpdateError::Slot(SlotError::UnknownKey(_))),

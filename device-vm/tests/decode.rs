@@ -4,7 +4,8 @@
 
 use hotswap_device_vm::image::{HEADER_SIZE, SlotHeader};
 use hotswap_device_vm::journal::{RECORD_SIZE, Record};
-use hotswap_device_vm::sim::{ReleaseKey, SimFlash};
+use hotswap_device_vm::release::ReleaseKey;
+use hotswap_device_vm::sim::SimFlash;
 use hotswap_device_vm::{Device, DeviceConfig, Layout};
 use proptest::prelude::*;
 

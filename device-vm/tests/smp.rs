@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use hotswap_device_vm::mcuboot::{self, SignedManifest};
-use hotswap_device_vm::sim::ReleaseKey;
+use hotswap_device_vm::release::ReleaseKey;
 use hotswap_device_vm::smp::serial::{self, Decoder, MAX_LINE};
 use hotswap_device_vm::smp::server::{BUFFER_SIZE, rc};
 use hotswap_device_vm::smp::{Effect, ResetOutcome, Server, reset};

@@ -176,7 +176,7 @@ fn push_deploys_tries_confirms_and_rolls_back_over_the_devices_pty() {
 
 #[test]
 fn a_damaged_packet_is_dropped_by_the_device_and_sent_again_by_push() {
-    use hotswap::push_bench::{LineFault, relay, tool_pty};
+    use hotswap::push::bench::{LineFault, relay, tool_pty};
     let dir = setup();
     let d = dir.path();
     let _device = start(d);
@@ -386,11 +386,7 @@ fn a_device_on_a_serial_port_answers_smp() {
     }
     let log = std::fs::read_to_string(d.join("device.log")).unwrap();
     assert_eq!(images.len(), 1, "{log}");
-    assert_eq!(
-        images[0].get("version"),
-        Some(&hotswap::push::Value::Text("1.0.0".into())),
-        "{log}"
-    );
+    assert_eq!(images[0].version, "1.0.0", "{log}");
     assert!(log.contains("at 115200 baud"), "{log}");
 }
 
@@ -424,7 +420,7 @@ const GRPC_AUTH: [&str; 8] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_over_grpc_with_tls_and_the_device_credential_deploys_resumes_and_rolls_back() {
-    use hotswap::grpc::proto::UploadChunk;
+    use hotswap::proto::UploadChunk;
     let dir = setup();
     let d = dir.path().to_path_buf();
     grpc_credentials(&d);
@@ -445,7 +441,7 @@ async fn push_over_grpc_with_tls_and_the_device_credential_deploys_resumes_and_r
             &addr,
         ],
     );
-    let target = hotswap::grpc::Target {
+    let target = hotswap::push::grpc::Target {
         addr: addr.clone(),
         token: Some("hsw_dev_0123456789abcdef".into()),
         ca_cert: Some(d.join("ca.pem")),
@@ -453,7 +449,7 @@ async fn push_over_grpc_with_tls_and_the_device_credential_deploys_resumes_and_r
     };
     let mut client = None;
     for _ in 0..100 {
-        if let Ok(c) = hotswap::grpc::connect(&target).await {
+        if let Ok(c) = hotswap::push::grpc::connect(&target).await {
             client = Some(c);
             break;
         }
@@ -529,7 +525,8 @@ async fn push_over_grpc_with_tls_and_the_device_credential_deploys_resumes_and_r
         .await
         .unwrap();
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("1.0.0 tried and kept"), "{out}");
+    assert!(out.contains("rolled back to 1.0.0"), "{out}");
+    assert!(out.contains("slot 0: 1.0.0 active, confirmed"), "{out}");
 
     image(&d, "example:failing-self-test", "3.0.0");
     let (code, out) = run(
@@ -544,6 +541,22 @@ async fn push_over_grpc_with_tls_and_the_device_credential_deploys_resumes_and_r
         .unwrap();
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("slot 0: 1.0.0 active, confirmed"), "{out}");
+    // The service's own rollback says what happened as an enum: the failing 3.0.0 in the other
+    // slot is tried and reverts.
+    let reply = client
+        .rollback(hotswap::proto::RollbackRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reply.outcome(),
+        hotswap::proto::Outcome::Reverted,
+        "{reply:?}"
+    );
+    assert_eq!(
+        (reply.tried.as_str(), reply.version.as_str()),
+        ("3.0.0", "1.0.0")
+    );
 }
 
 #[test]
@@ -579,8 +592,8 @@ fn grpc_needs_the_device_credential_and_tls_beyond_loopback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_killed_during_a_grpc_upload_keeps_its_agent() {
-    use hotswap::grpc::proto::UploadChunk;
-    use hotswap::grpc::proto::device_client::DeviceClient;
+    use hotswap::proto::UploadChunk;
+    use hotswap::proto::device_client::DeviceClient;
     let dir = setup();
     let d = dir.path().to_path_buf();
     let port = crate::support::process::free_port();
@@ -622,7 +635,7 @@ async fn a_device_killed_during_a_grpc_upload_keeps_its_agent() {
     let _device = spawn();
     let mut client = connect().await;
     let state = client
-        .image_state(hotswap::grpc::proto::ImageStateRequest {})
+        .image_state(hotswap::proto::ImageStateRequest {})
         .await
         .unwrap()
         .into_inner();

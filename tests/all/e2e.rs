@@ -3,11 +3,11 @@
 //! fleet, every built-in strategy once, and a mix of injected faults after which no device is
 //! without a valid agent.
 
-use hotswap::demo::DemoConfig;
+use hotswap::operator::demo::DemoConfig;
 use hotswap_client::Client;
 use hotswap_device_vm::Version;
 use hotswap_device_vm::device::DeviceConfig;
-use hotswap_device_vm::sim::Release;
+use hotswap_device_vm::release::Release;
 use hotswap_protocol::DeploymentState;
 use hotswap_sim::{Fleet, FleetConfig, registration, tagged};
 use reqwest::StatusCode;
@@ -50,12 +50,13 @@ fn fleet_config(server: &Server, devices: usize) -> FleetConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_story_runs_end_to_end() {
     let mut out = Vec::new();
-    let outcome = hotswap::demo::run(
+    let outcome = hotswap::operator::demo::run(
         DemoConfig {
             devices: 60,
             data_dir: None,
             progress_bars: false,
             soak_seconds: 0,
+            keep_serving: true,
         },
         &mut out,
     )
@@ -83,6 +84,25 @@ async fn the_demo_story_runs_end_to_end() {
         "devices reverted 3.0.0 on their own: {printed}"
     );
     assert!(printed.contains("rolling back: wave 1"), "{printed}");
+    // `--keep-serving`: the server goes on, and its dashboard's user signs in and sees both
+    // deployments.
+    let serving = outcome.serving.expect("the server kept serving");
+    let http = reqwest::Client::new();
+    let page = http.get(format!("{}/", serving.url)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let session = Client::new(&serving.url)
+        .unwrap()
+        .login(&serving.user, &serving.password)
+        .await
+        .unwrap();
+    let listed = Client::new(&serving.url)
+        .unwrap()
+        .with_token(&session.token)
+        .deployments()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    serving.stop().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

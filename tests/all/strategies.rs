@@ -358,7 +358,7 @@ fn descriptions_carry_a_json_schema_of_the_parameters() {
 
 #[test]
 fn an_empty_fleet_gives_an_empty_plan() {
-    for (name, config) in hotswap::plans::EXAMPLES {
+    for (name, config) in hotswap::kit::plans::EXAMPLES {
         if name == "direct" {
             continue; // it names devices that an empty fleet does not have
         }

@@ -1,5 +1,5 @@
 //! OpenTelemetry: the real `hotswap serve` process sends its spans over OTLP/HTTP to a receiver
-//! in this test process (`hotswap::otlp`, decoding with opentelemetry-proto), configured only by
+//! in this test process (`hotswap::bench::otlp`, decoding with opentelemetry-proto), configured only by
 //! the standard `OTEL_*` variables. After a canary rollout over simulated devices and a broken
 //! version rolled back, each deployment is one trace: the operator's request, the deployment,
 //! its plan, waves and verdicts, and every device's steps below its wave.
@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use hotswap::otlp::{ReceivedSpan, Receiver};
+use hotswap::bench::otlp::{ReceivedSpan, Receiver};
 use hotswap_client::Client;
 use hotswap_device_vm::Version;
 use hotswap_device_vm::device::DeviceConfig;

@@ -2,7 +2,8 @@
 //! flash error, and never panics.
 #![no_main]
 
-use hotswap_device_vm::sim::{ReleaseKey, SimFlash};
+use hotswap_device_vm::release::ReleaseKey;
+use hotswap_device_vm::sim::SimFlash;
 use hotswap_device_vm::{Device, DeviceConfig, Layout};
 use libfuzzer_sys::fuzz_target;
 

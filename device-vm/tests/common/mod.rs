@@ -4,7 +4,8 @@
 
 use hotswap_device_vm::agent::{self, AgentLimits, RecordingHost};
 use hotswap_device_vm::layout::DEFAULT_SLOT_SIZE;
-use hotswap_device_vm::sim::{ReleaseKey, SimFlash};
+use hotswap_device_vm::release::ReleaseKey;
+use hotswap_device_vm::sim::SimFlash;
 use hotswap_device_vm::{Device, DeviceConfig, Layout, TrialOutcome, Version};
 
 /// 4-byte words, 1 KiB sectors: two journal sectors and two 14 KiB slots.
@@ -15,7 +16,7 @@ pub fn layout() -> Layout {
     Layout::new(1024, DEFAULT_SLOT_SIZE, 4, CAPACITY as u32).unwrap()
 }
 
-pub use hotswap_device_vm::sim::Release;
+pub use hotswap_device_vm::release::Release;
 
 pub fn release_key() -> ReleaseKey {
     ReleaseKey::from_seed([7; 32])

@@ -1,42 +1,42 @@
-//! The `hotswap` command: one clap `Args` struct per subcommand ([`args`]), each turned into the
-//! configuration the library crates take and run on one tokio runtime.
+//! The `hotswap` command. The binary is thin: [`cli`] parses the command line once and hands
+//! each subcommand to the room that runs it. Each room serves one kind of user and holds its
+//! commands' arguments beside the code that runs them:
 //!
-//! - `serve`: [`hotswap_server`] on a data directory.
-//! - `demo`: [`demo`], the README's main command: server, signed releases, simulated fleet, a
-//!   good canary and a broken one rolled back.
-//! - `sim`: [`hotswap_sim`]'s fleet against a server.
-//! - `scale`: [`scale`], the scale benchmark (server and fleet in two processes); with
-//!   `--tracing`, the server's spans sent to [`otlp`], a receiver of OTLP/HTTP that counts them.
-//! - `release`: [`release`], sign an agent and register it.
-//! - `plans`, `plan`, `plugin check`: [`plans`], plans printed wave by wave.
-//! - `device`: [`device`], one device VM on flash in a file, managed over SMP on a pty or a
-//!   serial port, and over gRPC ([`grpc`]).
-//! - `push`: [`push`], an agent to one device over SMP on a serial line; `push-bench`:
-//!   [`push_bench`], its stress and line-fault suites.
-//! - `login`, `logout`: [`login`], servers remembered by name ([`contexts`]).
-//! - `firmware`, `devices`, `groups`, `plugins`, `deployments`, `tokens`, `users`, `audit`:
-//!   [`ops`], a command for every action of the API, `--json` on each.
+//! - [`operator`]: `serve`, `demo`, `sim`, `release`, `keys`, `login`, and a command for every
+//!   action of the API.
+//! - [`device`]: `hotswap device`, one device you can run (the device VM on flash in a file),
+//!   managed over SMP on a line and over gRPC, checking in with a server.
+//! - [`push`]: `hotswap push` and `push-bench`, an agent to one device over SMP or gRPC.
+//! - [`kit`]: the plugin author's kit: `plugin new`, `build`, `check`, `simulate`, `replay`;
+//!   `plans` and `plan`.
+//! - [`bench`]: `hotswap scale` and its OTLP receiver.
+//!
+//! Below the rooms, what several of them share: [`connection`] (the server a command talks to,
+//! remembered in [`contexts`]), [`keys`] (a release key's secret), [`proto`] (the device's gRPC
+//! code), [`progress`], [`signals`] and [`usage`] (exit codes).
+//!
+//! **Architecture invariant:** no room imports another, and nothing below the rooms imports a
+//! room; a device never imports its managers' code. The test `rooms_do_not_import_each_other`
+//! (in `layering.rs`) keeps it so.
 
 #![forbid(unsafe_code)]
 
-pub mod agent_kit;
-pub mod args;
-pub mod checkin;
+pub mod bench;
+pub mod cli;
+pub mod connection;
 pub mod contexts;
-pub mod demo;
 pub mod device;
-pub mod grpc;
+pub mod keys;
 pub mod kit;
-pub mod link;
-pub mod login;
-pub mod ops;
-pub mod otlp;
-pub mod plans;
+pub mod operator;
 pub mod progress;
+pub mod proto;
 pub mod push;
-pub mod push_bench;
-pub mod release;
-mod run;
-pub mod scale;
+pub mod signals;
+pub mod usage;
 
-pub use run::{main, stopped};
+#[cfg(test)]
+mod layering;
+
+pub use cli::main;
+pub use signals::stopped;

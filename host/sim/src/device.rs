@@ -11,7 +11,8 @@ use hotswap_device_vm::agent::{self, Agent, AgentError, AgentLimits, RecordingHo
 use hotswap_device_vm::device::{DeviceConfig, TrialOutcome};
 use hotswap_device_vm::image::{KeyId, Manifest};
 use hotswap_device_vm::layout::{DEFAULT_SLOT_SIZE, Layout, Slot};
-use hotswap_device_vm::sim::{Release, SimFlash};
+use hotswap_device_vm::release::Release;
+use hotswap_device_vm::sim::SimFlash;
 use hotswap_device_vm::{Device, Version};
 use hotswap_protocol::{
     Assignment, AssignmentMode, CheckIn, DeviceState, Health, Report, ReportAnswer, SlotInfo,

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use hotswap_client::{Client, ClientConfig, ClientError, Device, Retry};
 use hotswap_device_vm::device::DeviceConfig;
-use hotswap_device_vm::sim::Release;
+use hotswap_device_vm::release::Release;
 use hotswap_protocol::{
     CheckIn, CheckInAnswer, DeviceBatch, DeviceRegistration, IfRegistered, Report, ReportAnswer,
 };

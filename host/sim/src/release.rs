@@ -2,7 +2,7 @@
 //! tagged per version, and the registration a signed release is sent to a server with.
 
 use base64::Engine as _;
-use hotswap_device_vm::sim::Release;
+use hotswap_device_vm::release::Release;
 use hotswap_protocol::FirmwareRegistration;
 
 /// `image` with a custom section naming `tag`: the same agent, distinct bytes per version.

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use hotswap_device_vm::Version;
 use hotswap_device_vm::device::DeviceConfig;
-use hotswap_device_vm::sim::{Release, ReleaseKey};
+use hotswap_device_vm::release::{Release, ReleaseKey};
 use hotswap_protocol::{
     Assignment, AssignmentMode, CheckIn, CheckInAnswer, DeviceState, Report, ReportAnswer,
 };

@@ -2,7 +2,7 @@
 //! its status and a message that names what is wrong; kept across a restart.
 
 use hotswap_device_vm::Version;
-use hotswap_device_vm::sim::ReleaseKey;
+use hotswap_device_vm::release::ReleaseKey;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -14,7 +14,7 @@ pub mod server;
 use std::sync::OnceLock;
 
 use hotswap_device_vm::Version;
-use hotswap_device_vm::sim::ReleaseKey;
+use hotswap_device_vm::release::ReleaseKey;
 use hotswap_plugin_host::{Fleet, PluginRuntime, RuntimeConfig};
 use hotswap_protocol::FirmwareRegistration;
 

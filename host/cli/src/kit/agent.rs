@@ -9,7 +9,7 @@ use hotswap_device_vm::agent::{Agent, AgentError, AgentLimits, LogLevel, Recordi
 use hotswap_device_vm::image::HEADER_SIZE;
 use hotswap_device_vm::layout::DEFAULT_SLOT_SIZE;
 
-use crate::ops::UsageError;
+use crate::usage::UsageError;
 
 /// The largest agent a device's slot holds: the slot less the image header.
 pub const MAX_AGENT_BYTES: usize = DEFAULT_SLOT_SIZE as usize - HEADER_SIZE;

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use hotswap_device_vm::Version;
 use hotswap_device_vm::mcuboot::{self, SignedManifest};
-use hotswap_device_vm::sim::ReleaseKey;
+use hotswap_device_vm::release::ReleaseKey;
 
-use crate::push::{Pushed, Smp, confirm, push_agent};
+use super::{Pushed, Smp, confirm, push_agent};
 
 #[derive(clap::Args)]
 pub struct PushBenchArgs {
@@ -297,11 +297,8 @@ pub fn run(a: PushBenchArgs, out: &mut dyn Write) -> Result<()> {
         };
         let now = images
             .iter()
-            .find(|i| i.get("slot") == Some(&crate::push::Value::Int(0)))
-            .and_then(|i| match i.get("hash") {
-                Some(crate::push::Value::Bytes(h)) => Some(h.clone()),
-                _ => None,
-            });
+            .find(|i| i.slot == 0 && !i.hash.is_empty())
+            .map(|i| i.hash.clone());
         if !now.as_ref().is_some_and(|h| genuine.contains(h)) {
             wrong += 1;
             eprintln!(

@@ -69,7 +69,7 @@ pub async fn run(
         .progress_chars("=> ");
     let mut wave_bars: Vec<ProgressBar> = Vec::new();
     let mut seen = Seen::default();
-    let mut stop = std::pin::pin!(crate::stopped());
+    let mut stop = std::pin::pin!(crate::signals::stopped());
     let mut pause = every;
     let mut lost_since: Option<std::time::Instant> = None;
     loop {

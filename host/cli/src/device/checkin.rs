@@ -13,7 +13,9 @@ use hotswap_protocol::{Assignment, AssignmentMode, CheckIn, DeviceState, SlotInf
 use hotswap_sim::{Answer, HttpTransport, Transport, TransportError};
 use sha2::{Digest, Sha256};
 
-use crate::link::{Link, LinkError, SlotImage};
+use hotswap_device_vm::smp::codec::SlotImage;
+
+use super::link::{Link, LinkError};
 
 /// Tries of one download before the job is reported failed.
 pub const DOWNLOAD_ATTEMPTS: u32 = 5;
@@ -255,7 +257,7 @@ async fn upload(link: &Link, file: &[u8]) -> Result<(), String> {
     let sha: [u8; 32] = Sha256::digest(file).into();
     let mut off = 0u64;
     loop {
-        let end = (off as usize + crate::grpc::MAX_CHUNK as usize).min(file.len());
+        let end = (off as usize + super::grpc::MAX_CHUNK as usize).min(file.len());
         let answer = link
             .upload(off, &file[off as usize..end], file.len() as u64, &sha)
             .await

@@ -12,7 +12,7 @@ use crate::contexts::{Contexts, Remembered};
 #[derive(Args)]
 pub struct LoginArgs {
     /// The server's URL.
-    #[arg(long, env = "HOTSWAP_SERVER", default_value = crate::args::DEFAULT_SERVER)]
+    #[arg(long, env = "HOTSWAP_SERVER", default_value = crate::connection::DEFAULT_SERVER)]
     pub server: String,
     /// The name to remember it by [default: its host and port].
     #[arg(long)]
@@ -57,7 +57,7 @@ pub fn password(prompt: &str) -> Result<String> {
         line.trim_end_matches(['\r', '\n']).to_string()
     };
     if p.is_empty() {
-        anyhow::bail!(super::ops::UsageError("no password given".into()));
+        anyhow::bail!(crate::usage::UsageError("no password given".into()));
     }
     Ok(p)
 }
@@ -95,7 +95,7 @@ pub async fn login(a: LoginArgs, out: &mut dyn Write) -> Result<()> {
                 .with_context(|| format!("reading the token file {}", path.display()))?
                 .trim()
                 .to_string(),
-            _ => anyhow::bail!(super::ops::UsageError(
+            _ => anyhow::bail!(crate::usage::UsageError(
                 "log in with --user NAME, or an API token from HOTSWAP_TOKEN, --token-file or --token".into()
             )),
         };
@@ -155,7 +155,7 @@ pub fn logout(a: LogoutArgs, out: &mut dyn Write) -> Result<()> {
     let path = crate::contexts::path()?;
     let mut contexts = Contexts::load(&path)?;
     let Some((name, _)) = contexts.chosen(a.context.as_deref())? else {
-        anyhow::bail!(super::ops::UsageError(
+        anyhow::bail!(crate::usage::UsageError(
             "not logged in anywhere: no context to forget".into()
         ));
     };

@@ -20,22 +20,9 @@ use hotswap_protocol::{
 };
 use serde::Serialize;
 
-use crate::args::ServerArgs;
+use crate::connection::ServerArgs;
+use crate::usage::usage;
 pub use watch::{CANCELLED_OR_PAUSED, ROLLED_BACK};
-
-/// The exit code of a command the server refused (or could not be reached for).
-pub const REFUSED: u8 = 1;
-/// The exit code of a command given wrongly (clap's own for a malformed command line).
-pub const USAGE: u8 = 2;
-
-/// A command given wrongly: exit code [`USAGE`].
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-fn usage(message: impl Into<String>) -> anyhow::Error {
-    UsageError(message.into()).into()
-}
 
 /// What every operator command takes: where to connect, and how to print.
 #[derive(Args, Clone)]
@@ -79,7 +66,7 @@ pub struct FirmwareArgs {
 #[derive(Subcommand)]
 pub enum FirmwareCommand {
     /// Sign an agent as a version with a release key and register it.
-    Register(crate::args::SignArgs),
+    Register(crate::operator::release::SignArgs),
     /// The versions, newest first.
     List {
         #[arg(long)]
@@ -486,7 +473,7 @@ pub async fn firmware(a: FirmwareArgs, out: &mut dyn Write) -> Result<ExitCode> 
     let api = &a.api;
     match a.command {
         FirmwareCommand::Register(r) => {
-            crate::release::run(r, &api.server, api.json, out).await?;
+            crate::operator::release::run(r, &api.server, api.json, out).await?;
             Ok(ExitCode::SUCCESS)
         }
         FirmwareCommand::List { model, all } => {
@@ -928,7 +915,7 @@ pub async fn users(a: UsersArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let api = &a.api;
     match a.command {
         UsersCommand::Create { name, role } => {
-            let password = crate::login::password(&format!("password for {name}: "))?;
+            let password = crate::operator::login::password(&format!("password for {name}: "))?;
             let u = api
                 .client()?
                 .create_user(&UserRequest {

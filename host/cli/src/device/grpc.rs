@@ -1,6 +1,6 @@
 //! The device's network path: the `hotswap.device.v1` gRPC service (`proto/`), served by
 //! `hotswap device --grpc ADDR`. Each call becomes the SMP request of the same meaning, handed to
-//! the device's loop ([`crate::device::Event::Smp`]), so the serial and the network paths share
+//! the device's loop ([`super::emulated::Event::Smp`]), so the serial and the network paths share
 //! one implementation of every rule: upload checks, test, reset, confirm, the watchdog.
 
 use std::pin::Pin;
@@ -9,18 +9,13 @@ use sha2::{Digest, Sha256};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::link::{Link, LinkError, SlotImage};
+use super::link::{Link, LinkError, ResetReport};
+use hotswap_device_vm::smp::codec::SlotImage;
 
-/// The code tonic generates from the `.proto`; its style is tonic's, not the project's.
-#[allow(unused_qualifications, rust_2018_idioms, clippy::all, clippy::pedantic)]
-pub mod proto {
-    tonic::include_proto!("hotswap.device.v1");
-}
-
-use proto::device_server::{Device, DeviceServer};
-use proto::{
-    Image, ImageStateReply, ImageStateRequest, InfoReply, InfoRequest, ResetReply, ResetRequest,
-    RollbackRequest, SetStateRequest, UploadChunk, UploadProgress,
+use crate::proto::device_server::{Device, DeviceServer};
+use crate::proto::{
+    Image, ImageStateReply, ImageStateRequest, InfoReply, InfoRequest, Outcome, ResetReply,
+    ResetRequest, RollbackRequest, SetStateRequest, UploadChunk, UploadProgress,
 };
 
 /// The largest chunk of an upload, in bytes: what fits the device's SMP buffer.
@@ -111,9 +106,21 @@ impl Service {
     async fn reset_and_report(&self) -> Result<ResetReply, Status> {
         let report = self.link.reset().await.map_err(status)?;
         Ok(ResetReply {
-            outcome: report.describe(),
+            description: report.describe(),
+            outcome: outcome(&report) as i32,
+            tried: report.tried.clone().unwrap_or_default(),
             version: report.version,
         })
+    }
+}
+
+/// What a reset did, as the `.proto` names it.
+fn outcome(r: &ResetReport) -> Outcome {
+    match (&r.tried, r.took, r.kept) {
+        (None, _, _) => Outcome::Booted,
+        (Some(_), true, true) => Outcome::Kept,
+        (Some(_), true, false) => Outcome::OnTrial,
+        (Some(_), false, _) => Outcome::Reverted,
     }
 }
 
@@ -265,80 +272,4 @@ impl Device for Service {
             .map_err(status)?;
         Ok(Response::new(self.reset_and_report().await?))
     }
-}
-
-/// Where a client reaches a device's gRPC service, and with what.
-#[derive(Debug, Clone, Default)]
-pub struct Target {
-    /// HOST:PORT.
-    pub addr: String,
-    /// The device's credential, sent with every call.
-    pub token: Option<String>,
-    /// Speak TLS, trusting this CA certificate (PEM) for the device's certificate.
-    pub ca_cert: Option<std::path::PathBuf>,
-    /// A client certificate and its key (PEM), for a device that asks for one.
-    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
-}
-
-/// Puts the device's credential on every call.
-#[derive(Clone)]
-pub struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(b) = &self.0 {
-            request.metadata_mut().insert("authorization", b.clone());
-        }
-        Ok(request)
-    }
-}
-
-/// A client of the device service.
-pub type Client = proto::device_client::DeviceClient<
-    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
->;
-
-/// Connects to the device at `t.addr`, over TLS when a CA to trust is given.
-pub async fn connect(t: &Target) -> anyhow::Result<Client> {
-    use anyhow::Context;
-    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
-    let read = |p: &std::path::Path, what: &str| {
-        std::fs::read(p).with_context(|| format!("reading the {what} {}", p.display()))
-    };
-    let addr = &t.addr;
-    let scheme = if t.ca_cert.is_some() { "https" } else { "http" };
-    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
-        .map_err(|e| crate::ops::UsageError(format!("--device {addr}: {e}")))?;
-    if let Some(ca) = &t.ca_cert {
-        // The name the device's certificate must carry: the host the address names.
-        let host = addr
-            .rsplit_once(':')
-            .map_or(addr.as_str(), |(h, _)| h)
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let mut tls = ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?))
-            .domain_name(host);
-        if let Some((cert, key)) = &t.identity {
-            tls = tls.identity(Identity::from_pem(
-                read(cert, "client certificate")?,
-                read(key, "client key")?,
-            ));
-        }
-        endpoint = endpoint.tls_config(tls)?;
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("connecting to the device at {scheme}://{addr}"))?;
-    let bearer = t
-        .token
-        .as_ref()
-        .map(|t| format!("Bearer {t}").parse())
-        .transpose()
-        .map_err(|_| crate::ops::UsageError("the device token is not a valid header".into()))?;
-    Ok(proto::device_client::DeviceClient::with_interceptor(
-        channel,
-        Bearer(bearer),
-    ))
 }

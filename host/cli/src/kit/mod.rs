@@ -3,6 +3,12 @@
 //! it into a component of the right world, `plugin simulate` runs a strategy over a fleet or a
 //! health policy over a scenario, and `plugin replay` runs a health policy over every decision a
 //! real deployment recorded and shows where it would have decided otherwise.
+//!
+//! - [`agent`]: the same for device agents (core modules), run in the device VM itself.
+//! - [`plans`]: plans printed wave by wave; `hotswap plans`, `plan` and `plugin check`.
+
+pub mod agent;
+pub mod plans;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,21 +19,27 @@ use anyhow::{Context, Result};
 use hotswap_plugin_host::{Fleet, HealthSample, Plugin, PluginRuntime, RuntimeConfig, WaveStats};
 use serde::{Deserialize, Serialize};
 
-use crate::ops::UsageError;
+use crate::usage::UsageError;
 
 /// The WIT of the plugin worlds, as this binary links them: written into every new project.
 pub const PLUGIN_WIT: [(&str, &str); 3] = [
-    ("types.wit", include_str!("../../../wit/plugin/types.wit")),
+    (
+        "types.wit",
+        include_str!("../../../../wit/plugin/types.wit"),
+    ),
     (
         "strategy.wit",
-        include_str!("../../../wit/plugin/strategy.wit"),
+        include_str!("../../../../wit/plugin/strategy.wit"),
     ),
-    ("health.wit", include_str!("../../../wit/plugin/health.wit")),
+    (
+        "health.wit",
+        include_str!("../../../../wit/plugin/health.wit"),
+    ),
 ];
 
 /// The WIT of the agent world, as devices run it: written into every new agent project.
 pub const AGENT_WIT: [(&str, &str); 1] =
-    [("agent.wit", include_str!("../../../wit/agent/agent.wit"))];
+    [("agent.wit", include_str!("../../../../wit/agent/agent.wit"))];
 
 /// The wit-bindgen a new Rust project uses: the version this workspace builds its own plugins
 /// with (a test holds the two together).
@@ -183,7 +195,7 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
         (lang, Kind::Agent) => anyhow::bail!(UsageError(format!(
             "--lang {}: agents are written in Rust, as they must fit a {}-byte device slot with the code that runs them (an interpreter of {} does not)",
             lang.name(),
-            crate::agent_kit::MAX_AGENT_BYTES,
+            agent::MAX_AGENT_BYTES,
             if lang == Lang::Python {
                 "Python"
             } else {
@@ -201,16 +213,16 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
     let file = format!("{DIST}/{}.wasm", a.name);
     let (source, simulate, use_flag) = match a.kind {
         Kind::Strategy => (
-            include_str!("../templates/rust/strategy.rs"),
+            include_str!("../../templates/rust/strategy.rs"),
             "--devices 1000 --regions 3",
             "strategy",
         ),
         Kind::HealthPolicy => (
-            include_str!("../templates/rust/health-policy.rs"),
+            include_str!("../../templates/rust/health-policy.rs"),
             "--scenario scenario.json",
             "health-policy",
         ),
-        Kind::Agent => (include_str!("../templates/agent/lib.rs"), "", ""),
+        Kind::Agent => (include_str!("../../templates/agent/lib.rs"), "", ""),
     };
     let (limits, needs) = match a.lang {
         Lang::Python => (
@@ -254,8 +266,8 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
         ("componentize_js", COMPONENTIZE_JS_VERSION),
     ];
     let readme = match a.kind {
-        Kind::Agent => include_str!("../templates/agent/README.md.tmpl"),
-        _ => include_str!("../templates/README.md.tmpl"),
+        Kind::Agent => include_str!("../../templates/agent/README.md.tmpl"),
+        _ => include_str!("../../templates/README.md.tmpl"),
     };
     let mut files: Vec<(PathBuf, String)> = vec![
         (PathBuf::from("README.md"), fill(readme, &values)),
@@ -276,14 +288,14 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
         Lang::Python => {
             let code = match a.kind {
                 Kind::HealthPolicy => [
-                    include_str!("../templates/python/health/app.py"),
-                    include_str!("../templates/python/health/logic.py"),
-                    include_str!("../templates/python/health/test_logic.py"),
+                    include_str!("../../templates/python/health/app.py"),
+                    include_str!("../../templates/python/health/logic.py"),
+                    include_str!("../../templates/python/health/test_logic.py"),
                 ],
                 _ => [
-                    include_str!("../templates/python/app.py"),
-                    include_str!("../templates/python/logic.py"),
-                    include_str!("../templates/python/test_logic.py"),
+                    include_str!("../../templates/python/app.py"),
+                    include_str!("../../templates/python/logic.py"),
+                    include_str!("../../templates/python/test_logic.py"),
                 ],
             };
             for (name, text) in [
@@ -292,7 +304,7 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
                 ("test_logic.py", code[2]),
                 (
                     "hotswap.toml",
-                    include_str!("../templates/python/hotswap.toml"),
+                    include_str!("../../templates/python/hotswap.toml"),
                 ),
             ] {
                 files.push((PathBuf::from(name), fill(text, &values)));
@@ -301,22 +313,28 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
         Lang::Js => {
             let code = match a.kind {
                 Kind::HealthPolicy => [
-                    include_str!("../templates/js/health/app.js"),
-                    include_str!("../templates/js/health/logic.js"),
-                    include_str!("../templates/js/health/logic.test.js"),
+                    include_str!("../../templates/js/health/app.js"),
+                    include_str!("../../templates/js/health/logic.js"),
+                    include_str!("../../templates/js/health/logic.test.js"),
                 ],
                 _ => [
-                    include_str!("../templates/js/app.js"),
-                    include_str!("../templates/js/logic.js"),
-                    include_str!("../templates/js/logic.test.js"),
+                    include_str!("../../templates/js/app.js"),
+                    include_str!("../../templates/js/logic.js"),
+                    include_str!("../../templates/js/logic.test.js"),
                 ],
             };
             for (name, text) in [
                 ("app.js", code[0]),
                 ("logic.js", code[1]),
                 ("logic.test.js", code[2]),
-                ("package.json", include_str!("../templates/js/package.json")),
-                ("hotswap.toml", include_str!("../templates/js/hotswap.toml")),
+                (
+                    "package.json",
+                    include_str!("../../templates/js/package.json"),
+                ),
+                (
+                    "hotswap.toml",
+                    include_str!("../../templates/js/hotswap.toml"),
+                ),
             ] {
                 files.push((PathBuf::from(name), fill(text, &values)));
             }
@@ -324,18 +342,24 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
         Lang::Rust if a.kind == Kind::Agent => {
             files.push((
                 PathBuf::from("Cargo.toml"),
-                fill(include_str!("../templates/agent/Cargo.toml.tmpl"), &values),
+                fill(
+                    include_str!("../../templates/agent/Cargo.toml.tmpl"),
+                    &values,
+                ),
             ));
             files.push((
                 PathBuf::from(".cargo/config.toml"),
-                include_str!("../templates/agent/config.toml").into(),
+                include_str!("../../templates/agent/config.toml").into(),
             ));
             files.push((PathBuf::from("src/lib.rs"), fill(source, &values)));
         }
         Lang::Rust => {
             files.push((
                 PathBuf::from("Cargo.toml"),
-                fill(include_str!("../templates/rust/Cargo.toml.tmpl"), &values),
+                fill(
+                    include_str!("../../templates/rust/Cargo.toml.tmpl"),
+                    &values,
+                ),
             ));
             files.push((PathBuf::from("src/lib.rs"), fill(source, &values)));
         }
@@ -350,7 +374,7 @@ pub fn new(a: NewArgs, out: &mut dyn Write) -> Result<()> {
     if a.kind == Kind::HealthPolicy {
         files.push((
             PathBuf::from("scenario.json"),
-            include_str!("../templates/scenario.json").into(),
+            include_str!("../../templates/scenario.json").into(),
         ));
     }
     for (path, text) in &files {
@@ -393,8 +417,8 @@ pub fn build(a: BuildArgs, out: &mut dyn Write) -> Result<()> {
     let path = dist.join(format!("{}.wasm", manifest.name));
     if manifest.kind == Kind::Agent {
         let module = build_rust(&a.dir, &manifest)?;
-        let sensors = crate::agent_kit::sensors(&[])?;
-        crate::agent_kit::check(&module, "{}", &sensors, out)
+        let sensors = agent::sensors(&[])?;
+        agent::check(&module, "{}", &sensors, out)
             .context("the built agent, checked as a device checks it")?;
         std::fs::write(&path, &module).with_context(|| format!("writing {}", path.display()))?;
         writeln!(
@@ -716,10 +740,10 @@ fn generated(a: &SimulateArgs) -> Result<Vec<hotswap_plan::fleet::Device>> {
 /// `hotswap plugin simulate`.
 pub fn simulate(a: SimulateArgs, out: &mut dyn Write) -> Result<()> {
     let bytes = read(&a.file)?;
-    if crate::agent_kit::is_core_module(&bytes) {
-        let sensors = crate::agent_kit::sensors(&a.sensor)?;
+    if agent::is_core_module(&bytes) {
+        let sensors = agent::sensors(&a.sensor)?;
         let config = a.config.as_deref().unwrap_or("{}");
-        return crate::agent_kit::simulate(&bytes, config, &sensors, a.steps, out);
+        return agent::simulate(&bytes, config, &sensors, a.steps, out);
     }
     match a.limits.runtime()?.load(&bytes)? {
         Plugin::Strategy(strategy) => {
@@ -775,7 +799,7 @@ pub fn simulate(a: SimulateArgs, out: &mut dyn Write) -> Result<()> {
                 devices.len(),
                 took.as_secs_f64() * 1e3
             )?;
-            crate::plans::print_plan(out, &plan, &fleet)
+            plans::print_plan(out, &plan, &fleet)
         }
         Plugin::HealthPolicy(policy) => {
             let Some(path) = &a.scenario else {
@@ -835,7 +859,7 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
-    pub server: crate::args::ServerArgs,
+    pub server: crate::connection::ServerArgs,
     #[command(flatten)]
     pub limits: LimitsArgs,
 }
@@ -940,7 +964,7 @@ pub async fn replay(a: ReplayArgs, out: &mut dyn Write) -> Result<()> {
 mod tests {
     #[test]
     fn new_projects_use_the_wit_bindgen_this_workspace_builds_with() {
-        let workspace = include_str!("../../../Cargo.toml");
+        let workspace = include_str!("../../../../Cargo.toml");
         let line = workspace
             .lines()
             .find(|l| l.starts_with("wit-bindgen ="))

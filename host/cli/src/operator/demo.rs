@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use clap::Args;
 use hotswap_client::Client;
 use hotswap_device_vm::Version;
 use hotswap_device_vm::device::DeviceConfig;
-use hotswap_device_vm::sim::ReleaseKey;
+use hotswap_device_vm::release::ReleaseKey;
 use hotswap_protocol::{
     DeploymentRequest, DeploymentState, DeploymentStatus, DeviceState, GroupFilter,
 };
@@ -30,15 +31,43 @@ pub struct DemoConfig {
     pub progress_bars: bool,
     /// Soak time of each canary wave, in seconds.
     pub soak_seconds: u32,
+    /// Leave the server running once the demo is done, with a user to sign in to its
+    /// dashboard as.
+    pub keep_serving: bool,
 }
 
 /// How the demo ended.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DemoOutcome {
     pub v2: DeploymentStatus,
     pub v3: DeploymentStatus,
     pub fleet: Summary,
+    /// The server, still running, with `keep_serving`.
+    pub serving: Option<Serving>,
 }
+
+/// The demo's server left running: its dashboard's address and sign-in, and what stops it.
+#[derive(Debug)]
+pub struct Serving {
+    pub url: String,
+    pub user: String,
+    pub password: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<()>>,
+    /// The temporary data directory, removed when the server stops.
+    _data: Option<tempfile::TempDir>,
+}
+
+impl Serving {
+    /// Stops the server once its requests in flight are answered.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.server.await?
+    }
+}
+
+/// The user `--keep-serving` makes to sign in to the dashboard as.
+pub const DASHBOARD_USER: &str = "demo";
 
 /// Runs the demo, writing what happens to `out`.
 pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<DemoOutcome> {
@@ -189,9 +218,30 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
     tokio::time::sleep(Duration::from_millis(600)).await;
     let summary = fleet.stop().await;
     writeln!(out, "\n== the fleet at the end\n{summary}")?;
-    let _ = stop_server.send(());
-    server.await??;
-    drop(temporary);
+    let serving = if config.keep_serving {
+        let password = hex::encode(rand_bytes()?);
+        client
+            .create_user(&hotswap_protocol::UserRequest {
+                name: DASHBOARD_USER.to_string(),
+                role: hotswap_protocol::Role::Admin,
+                password: password.clone(),
+            })
+            .await
+            .context("making the dashboard's user")?;
+        Some(Serving {
+            url,
+            user: DASHBOARD_USER.to_string(),
+            password,
+            stop: stop_server,
+            server,
+            _data: temporary,
+        })
+    } else {
+        let _ = stop_server.send(());
+        server.await??;
+        drop(temporary);
+        None
+    };
     let [v2, v3]: [DeploymentStatus; 2] = outcomes
         .try_into()
         .map_err(|_| anyhow::anyhow!("two deployments were followed"))?;
@@ -199,7 +249,15 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
         v2,
         v3,
         fleet: summary,
+        serving,
     })
+}
+
+/// Twelve random bytes: the dashboard user's password, in hex.
+fn rand_bytes() -> Result<[u8; 12]> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
+    Ok(bytes)
 }
 
 /// Follows a deployment to its end with a progress bar per wave.
@@ -249,4 +307,85 @@ async fn follow(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[derive(Args)]
+pub struct DemoArgs {
+    #[arg(long, default_value_t = 1000)]
+    pub devices: usize,
+    /// Soak time of each canary wave, in seconds.
+    #[arg(long, default_value_t = 2)]
+    pub soak_seconds: u32,
+    /// Keep the server's data here instead of a temporary directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Once done, keep the server running and print where its dashboard is and how to sign
+    /// in, until Ctrl-C.
+    #[arg(long)]
+    pub keep_serving: bool,
+}
+
+impl From<DemoArgs> for DemoConfig {
+    fn from(a: DemoArgs) -> Self {
+        DemoConfig {
+            devices: a.devices,
+            data_dir: a.data_dir,
+            progress_bars: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            soak_seconds: a.soak_seconds,
+            keep_serving: a.keep_serving,
+        }
+    }
+}
+
+/// Runs the demo and checks it went as it should: 2.0.0 completed, 3.0.0 rolled back, no
+/// device bricked.
+pub async fn execute(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<()> {
+    use hotswap_protocol::DeploymentState;
+    // Ctrl-C or SIGTERM stop it as they stop every long-running command: saying so, and how far
+    // it got (the lines above). Its server and fleet are dropped with it.
+    let outcome = tokio::select! {
+        outcome = run(config, &mut *out) => outcome?,
+        r = crate::signals::stopped() => {
+            r?;
+            anyhow::bail!("the demo was stopped by a signal before it finished");
+        }
+    };
+    let mut wrong = Vec::new();
+    if outcome.v2.deployment.state != DeploymentState::Completed {
+        wrong.push(format!(
+            "the rollout of 2.0.0 ended {}",
+            outcome.v2.deployment.state
+        ));
+    }
+    if outcome.v3.deployment.state != DeploymentState::RolledBack {
+        wrong.push(format!(
+            "the rollout of 3.0.0 ended {}",
+            outcome.v3.deployment.state
+        ));
+    }
+    if outcome.fleet.bricked > 0 {
+        wrong.push(format!("{} devices bricked", outcome.fleet.bricked));
+    }
+    if !wrong.is_empty() {
+        anyhow::bail!("the demo did not go as it should: {}", wrong.join("; "));
+    }
+    writeln!(
+        out,
+        "\nok: 2.0.0 went out wave by wave; the broken 3.0.0 was stopped in its canary wave and rolled back; no device bricked"
+    )?;
+    let Some(serving) = outcome.serving else {
+        writeln!(
+            out,
+            "to see both deployments in the web dashboard, run the demo with --keep-serving"
+        )?;
+        return Ok(());
+    };
+    writeln!(
+        out,
+        "the dashboard: {}/ (user `{}`, password {}); Ctrl-C stops the server",
+        serving.url, serving.user, serving.password
+    )?;
+    out.flush()?;
+    crate::signals::stopped().await?;
+    serving.stop().await
 }

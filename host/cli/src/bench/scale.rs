@@ -8,13 +8,70 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 use hotswap_client::Client;
 use hotswap_device_vm::Version;
 use hotswap_device_vm::device::DeviceConfig;
-use hotswap_device_vm::sim::ReleaseKey;
+use hotswap_device_vm::release::ReleaseKey;
 use hotswap_protocol::{DeploymentRequest, DeploymentState, DeviceState, GroupFilter};
 use hotswap_sim::{Fleet, FleetConfig, registration, tagged};
 use serde_json::json;
+
+#[derive(Args)]
+pub struct ScaleArgs {
+    #[arg(long, default_value_t = 10_000)]
+    pub devices: usize,
+    /// Milliseconds between a device's check-ins while it has nothing to do and does not wait
+    /// in a long poll.
+    #[arg(long, default_value_t = 2000)]
+    pub poll_ms: u64,
+    /// Seconds a check-in waits for an assignment (long poll, at most 60); 0 polls every
+    /// `--poll-ms` instead.
+    #[arg(long, default_value_t = 60)]
+    pub wait_seconds: u32,
+    /// The canary's first wave, in percent of the devices.
+    #[arg(long, default_value_t = 1.0)]
+    pub canary_percent: f64,
+    /// Devices authenticated (`on`), not (`off`), or runs of both to compare (`compare`).
+    #[arg(long, value_enum, default_value_t = Authentication::On)]
+    pub authentication: Authentication,
+    /// The server's traces sent to a receiver in this process (`on`), none (`off`), or runs
+    /// of both to compare (`compare`).
+    #[arg(long, value_enum, default_value_t = Tracing::Off)]
+    pub tracing: Tracing,
+    /// Runs of each kind.
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+    /// Roll the last wave back and time it: by the `health` policy (some devices' new agent
+    /// crashes in its trial) or by the `operator` (once most devices confirmed).
+    #[arg(long, value_enum)]
+    pub rollback: Option<Rollback>,
+    /// Where the server keeps its state: `sqlite`, `postgres`, `replicas` (three servers on
+    /// one PostgreSQL database), or `compare` (a run of each, side by side).
+    #[arg(long, value_enum, default_value_t = Database::Sqlite)]
+    pub database: Database,
+    /// The PostgreSQL server runs on PostgreSQL make a database of their own on (dropped
+    /// after each run).
+    #[arg(long, env = "HOTSWAP_BENCH_POSTGRES", default_value = hotswap_store::testing::DEFAULT_TEST_POSTGRES)]
+    pub postgres: String,
+}
+
+impl From<ScaleArgs> for ScaleConfig {
+    fn from(a: ScaleArgs) -> Self {
+        ScaleConfig {
+            devices: a.devices,
+            poll: Duration::from_millis(a.poll_ms),
+            wait_seconds: a.wait_seconds,
+            canary_percent: a.canary_percent,
+            authentication: a.authentication,
+            tracing: a.tracing,
+            runs: a.runs,
+            rollback: a.rollback,
+            database: a.database,
+            postgres: a.postgres,
+        }
+    }
+}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -106,7 +163,7 @@ pub enum Authentication {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Tracing {
     /// The server sends its spans over OTLP/HTTP to a receiver in the benchmark's process
-    /// ([`crate::otlp`]), which counts them.
+    /// ([`super::otlp`]), which counts them.
     On,
     /// No endpoint: traces off.
     Off,
@@ -245,7 +302,7 @@ pub async fn run(config: ScaleConfig, out: &mut impl Write) -> Result<()> {
         config.database == Database::Compare,
     ];
     if comparing.iter().filter(|c| **c).count() > 1 {
-        bail!(crate::ops::UsageError(
+        bail!(crate::usage::UsageError(
             "compare one thing at a time: --authentication, --tracing or --database compare".into()
         ));
     }
@@ -401,7 +458,7 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
     let authenticated = kind.authenticated;
     // The server's spans come here, counted; none when the run is not traced.
     let receiver = match kind.traced {
-        true => Some(crate::otlp::Receiver::start().await?),
+        true => Some(super::otlp::Receiver::start().await?),
         false => None,
     };
     // Removed when the benchmark ends, however it ends.
@@ -549,7 +606,7 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         )
     };
     // Ctrl-C or SIGTERM ends the run early, with what it got to.
-    let mut stop = std::pin::pin!(crate::stopped());
+    let mut stop = std::pin::pin!(crate::signals::stopped());
     let mut confirmed = 0;
     // How long each look at the status took: what a dashboard polling it pays.
     let mut status_reads: Vec<Duration> = Vec::new();

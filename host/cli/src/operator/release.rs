@@ -2,20 +2,67 @@
 //! server, or prints the registration.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use hotswap_device_vm::sim::ReleaseKey;
+use clap::{Args, Subcommand};
+use hotswap_device_vm::release::ReleaseKey;
 use hotswap_sim::{registration, tagged};
 
-use crate::args::{ServerArgs, SignArgs};
+use crate::connection::ServerArgs;
+use crate::keys::ReleaseKeyArgs;
 
-/// Parses a release key's secret given as 64 hex digits.
-pub fn parse_release_key(hex_secret: &str) -> Result<ReleaseKey> {
-    let seed: [u8; 32] = hex::decode(hex_secret.trim())
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .context("a release key's secret is 64 hex digits (the Ed25519 secret key)")?;
-    Ok(ReleaseKey::from_seed(seed))
+#[derive(Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub sign: SignArgs,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// An agent to sign as a version, and how.
+#[derive(Args)]
+pub struct SignArgs {
+    /// The agent: a core WebAssembly module file, or `example:threshold-alarm` /
+    /// `example:failing-self-test` (the example agents, as `hotswap sim` devices run them).
+    pub agent: String,
+    /// Its version, major.minor.patch.
+    #[arg(long)]
+    pub version: String,
+    /// The release key to sign with (the server trusts its public key).
+    #[command(flatten)]
+    pub key: ReleaseKeyArgs,
+    #[arg(long, default_value = "sensor-v1")]
+    pub device_model: String,
+    /// Devices refuse an agent whose counter is below the one they run.
+    #[arg(long, default_value_t = 0)]
+    pub security_counter: u32,
+    #[arg(long, default_value = "")]
+    pub notes: String,
+    /// Print the registration body (JSON) instead of sending it.
+    #[arg(long)]
+    pub print: bool,
+    /// Write the signed agent as an MCUboot image file (for `hotswap push`, `smpmgr`, `mcumgr`)
+    /// instead of registering it.
+    #[arg(long, conflicts_with = "print")]
+    pub image_out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Make a release key pair: the secret to a file only you may read (mode 0600), the public
+    /// key printed, for `hotswap serve --trusted-key`.
+    Generate {
+        /// Where to write the secret; an existing file is not overwritten.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Signs the agent and registers it (or prints the registration with `--print`).
