@@ -7,6 +7,7 @@ mod api;
 mod cli;
 mod crash;
 mod device;
+mod docs;
 mod e2e;
 mod health;
 mod hostile;
