@@ -22,7 +22,7 @@ use hotswap_protocol::{
     PluginInfo, RegisteredDevice, Report, ReportAnswer, ReportBatch, ResolvedGroup, TokenInfo,
     TokenRequest,
 };
-use hotswap_protocol::{LoginRequest, Session, UserInfo, UserRequest};
+use hotswap_protocol::{LoginRequest, Session, UserInfo, UserRequest, routes};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -40,12 +40,12 @@ pub enum Action {
 }
 
 impl Action {
-    fn path(self) -> &'static str {
+    fn route(self) -> &'static str {
         match self {
-            Action::Pause => "pause",
-            Action::Resume => "resume",
-            Action::Cancel => "cancel",
-            Action::Rollback => "rollback",
+            Action::Pause => routes::DEPLOYMENT_PAUSE,
+            Action::Resume => routes::DEPLOYMENT_RESUME,
+            Action::Cancel => routes::DEPLOYMENT_CANCEL,
+            Action::Rollback => routes::DEPLOYMENT_ROLLBACK,
         }
     }
 }
@@ -62,11 +62,11 @@ pub enum Standing {
 }
 
 impl Standing {
-    fn path(self) -> &'static str {
+    fn route(self) -> &'static str {
         match self {
-            Standing::Accept => "accept",
-            Standing::Reject => "reject",
-            Standing::Decommission => "decommission",
+            Standing::Accept => routes::DEVICE_ACCEPT,
+            Standing::Reject => routes::DEVICE_REJECT,
+            Standing::Decommission => routes::DEVICE_DECOMMISSION,
         }
     }
 }
@@ -264,7 +264,7 @@ impl Client {
 
     /// `GET /healthz`.
     pub async fn healthz(&self) -> Result<serde_json::Value, ClientError> {
-        self.get("/healthz").await
+        self.get(routes::HEALTHZ).await
     }
 
     /// Waits until the server answers `/healthz` (a server starting up), asking every
@@ -303,17 +303,18 @@ impl Client {
         &self,
         f: &FirmwareRegistration,
     ) -> Result<Firmware, ClientError> {
-        self.post("/api/v1/firmware", f).await
+        self.post(routes::FIRMWARE, f).await
     }
 
     pub async fn list_firmware(&self, q: &FirmwareQuery) -> Result<Vec<Firmware>, ClientError> {
-        self.call(Method::GET, "/api/v1/firmware", Some(q), Body::None)
+        self.call(Method::GET, routes::FIRMWARE, Some(q), Body::None)
             .await
     }
 
     /// A version, with how many devices came to it from which version.
     pub async fn firmware(&self, id: i64) -> Result<FirmwareDetail, ClientError> {
-        self.get(&format!("/api/v1/firmware/{id}")).await
+        self.get(&routes::fill(routes::FIRMWARE_VERSION, &[&id]))
+            .await
     }
 
     /// After `at`, the version can no longer be deployed.
@@ -323,14 +324,14 @@ impl Client {
         at: hotswap_protocol::UnixSeconds,
     ) -> Result<Firmware, ClientError> {
         self.post(
-            &format!("/api/v1/firmware/{id}/sunset"),
+            &routes::fill(routes::FIRMWARE_SUNSET, &[&id]),
             &hotswap_protocol::Sunset { at },
         )
         .await
     }
 
     pub async fn deprecate_firmware(&self, id: i64) -> Result<Firmware, ClientError> {
-        self.post(&format!("/api/v1/firmware/{id}/deprecate"), &())
+        self.post(&routes::fill(routes::FIRMWARE_DEPRECATE, &[&id]), &())
             .await
     }
 
@@ -339,27 +340,27 @@ impl Client {
         &self,
         d: &DeviceRegistration,
     ) -> Result<RegisteredDevice, ClientError> {
-        self.post("/api/v1/devices", d).await
+        self.post(routes::DEVICES, d).await
     }
 
     /// Registers a batch of devices in one transaction (`POST /api/v1/devices/batch`).
     pub async fn register_devices(&self, batch: &DeviceBatch) -> Result<BatchAnswer, ClientError> {
-        self.post("/api/v1/devices/batch", batch).await
+        self.post(routes::DEVICES_BATCH, batch).await
     }
 
     pub async fn devices(&self, q: &DeviceQuery) -> Result<DevicePage, ClientError> {
-        self.call(Method::GET, "/api/v1/devices", Some(q), Body::None)
+        self.call(Method::GET, routes::DEVICES, Some(q), Body::None)
             .await
     }
 
     /// The versions a device went through, oldest first.
     pub async fn lineage(&self, device_id: &str) -> Result<Lineage, ClientError> {
-        self.get(&format!("/api/v1/devices/{device_id}/lineage"))
+        self.get(&routes::fill(routes::DEVICE_LINEAGE, &[&device_id]))
             .await
     }
 
     pub async fn device(&self, device_id: &str) -> Result<DeviceDetail, ClientError> {
-        self.get(&format!("/api/v1/devices/{device_id}")).await
+        self.get(&routes::fill(routes::DEVICE, &[&device_id])).await
     }
 
     /// Accepts, rejects or decommissions a device.
@@ -368,28 +369,25 @@ impl Client {
         device_id: &str,
         standing: Standing,
     ) -> Result<DeviceRecord, ClientError> {
-        self.post(
-            &format!("/api/v1/devices/{device_id}/{}", standing.path()),
-            &(),
-        )
-        .await
+        self.post(&routes::fill(standing.route(), &[&device_id]), &())
+            .await
     }
 
     pub async fn create_group(&self, g: &GroupCreation) -> Result<ResolvedGroup, ClientError> {
-        self.post("/api/v1/device-groups", g).await
+        self.post(routes::GROUPS, g).await
     }
 
     /// `GET /api/v1/fleet`: the fleet counted by version, status and region.
     pub async fn fleet_summary(&self) -> Result<hotswap_protocol::FleetSummary, ClientError> {
-        self.get("/api/v1/fleet").await
+        self.get(routes::FLEET).await
     }
 
     pub async fn groups(&self) -> Result<Vec<DeviceGroup>, ClientError> {
-        self.get("/api/v1/device-groups").await
+        self.get(routes::GROUPS).await
     }
 
     pub async fn group(&self, name: &str) -> Result<ResolvedGroup, ClientError> {
-        self.get(&format!("/api/v1/device-groups/{name}")).await
+        self.get(&routes::fill(routes::GROUP, &[&name])).await
     }
 
     /// Uploads a plugin component (`POST /api/v1/plugins`, the bytes as the body).
@@ -406,7 +404,7 @@ impl Client {
     ) -> Result<PluginInfo, ClientError> {
         self.call(
             Method::POST,
-            "/api/v1/plugins",
+            routes::PLUGINS,
             Some(limits),
             Body::Bytes(component),
         )
@@ -414,18 +412,18 @@ impl Client {
     }
 
     pub async fn plugins(&self) -> Result<Vec<PluginInfo>, ClientError> {
-        self.get("/api/v1/plugins").await
+        self.get(routes::PLUGINS).await
     }
 
     /// `GET /api/v1/plugin-limits`: what every plugin runs under on this server.
     pub async fn plugin_limits(&self) -> Result<hotswap_protocol::PluginLimits, ClientError> {
-        self.get("/api/v1/plugin-limits").await
+        self.get(routes::PLUGIN_LIMITS).await
     }
 
     pub async fn delete_plugin(&self, name: &str, version: &str) -> Result<(), ClientError> {
         self.send(
             Method::DELETE,
-            &format!("/api/v1/plugins/{name}/{version}"),
+            &routes::fill(routes::PLUGIN, &[&name, &version]),
             None,
             Body::None,
             self.token.as_deref(),
@@ -436,15 +434,16 @@ impl Client {
 
     /// Makes an API token; the answer holds its secret, shown this once.
     pub async fn create_token(&self, t: &TokenRequest) -> Result<CreatedToken, ClientError> {
-        self.post("/api/v1/tokens", t).await
+        self.post(routes::TOKENS, t).await
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
-        self.get("/api/v1/tokens").await
+        self.get(routes::TOKENS).await
     }
 
     pub async fn revoke_token(&self, id: i64) -> Result<TokenInfo, ClientError> {
-        self.post(&format!("/api/v1/tokens/{id}/revoke"), &()).await
+        self.post(&routes::fill(routes::TOKEN_REVOKE, &[&id]), &())
+            .await
     }
 
     /// Signs in with a name and a password; the session's token is for [`Client::with_token`].
@@ -453,24 +452,24 @@ impl Client {
             name: name.to_string(),
             password: password.to_string(),
         };
-        self.post("/api/v1/auth/login", &body).await
+        self.post(routes::LOGIN, &body).await
     }
 
     pub async fn create_user(&self, u: &UserRequest) -> Result<UserInfo, ClientError> {
-        self.post("/api/v1/users", u).await
+        self.post(routes::USERS, u).await
     }
 
     pub async fn users(&self) -> Result<Vec<UserInfo>, ClientError> {
-        self.get("/api/v1/users").await
+        self.get(routes::USERS).await
     }
 
     pub async fn disable_user(&self, name: &str) -> Result<UserInfo, ClientError> {
-        self.post(&format!("/api/v1/users/{name}/disable"), &())
+        self.post(&routes::fill(routes::USER_DISABLE, &[&name]), &())
             .await
     }
 
     pub async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, ClientError> {
-        self.call(Method::GET, "/api/v1/audit", Some(q), Body::None)
+        self.call(Method::GET, routes::AUDIT, Some(q), Body::None)
             .await
     }
 
@@ -479,14 +478,14 @@ impl Client {
         &self,
         d: &DeploymentRequest,
     ) -> Result<DeploymentStatus, ClientError> {
-        self.post("/api/v1/deployments", d).await
+        self.post(routes::DEPLOYMENTS, d).await
     }
 
     /// The plan a deployment would follow, with nothing started.
     pub async fn dry_run(&self, d: &DeploymentRequest) -> Result<DryRun, ClientError> {
         self.call(
             Method::POST,
-            "/api/v1/deployments",
+            routes::DEPLOYMENTS,
             Some(&[("dryRun", "true")]),
             Body::Json(d),
         )
@@ -494,11 +493,12 @@ impl Client {
     }
 
     pub async fn deployments(&self) -> Result<Vec<Deployment>, ClientError> {
-        self.get("/api/v1/deployments").await
+        self.get(routes::DEPLOYMENTS).await
     }
 
     pub async fn status(&self, id: i64) -> Result<DeploymentStatus, ClientError> {
-        self.get(&format!("/api/v1/deployments/{id}/status")).await
+        self.get(&routes::fill(routes::DEPLOYMENT_STATUS, &[&id]))
+            .await
     }
 
     pub async fn decisions(
@@ -508,7 +508,7 @@ impl Client {
     ) -> Result<Vec<Decision>, ClientError> {
         self.call(
             Method::GET,
-            &format!("/api/v1/deployments/{id}/decisions"),
+            &routes::fill(routes::DEPLOYMENT_DECISIONS, &[&id]),
             Some(q),
             Body::None,
         )
@@ -523,9 +523,13 @@ impl Client {
         approve: bool,
         remark: &str,
     ) -> Result<Deployment, ClientError> {
-        let verb = if approve { "approve" } else { "deny" };
+        let route = if approve {
+            routes::DEPLOYMENT_APPROVE
+        } else {
+            routes::DEPLOYMENT_DENY
+        };
         self.post(
-            &format!("/api/v1/deployments/{id}/{verb}"),
+            &routes::fill(route, &[&id]),
             &hotswap_protocol::ApprovalRequest {
                 remark: remark.to_string(),
             },
@@ -534,8 +538,7 @@ impl Client {
     }
 
     pub async fn act(&self, id: i64, action: Action) -> Result<Deployment, ClientError> {
-        self.post(&format!("/api/v1/deployments/{id}/{}", action.path()), &())
-            .await
+        self.post(&routes::fill(action.route(), &[&id]), &()).await
     }
 
     // The device protocol.
@@ -548,7 +551,7 @@ impl Client {
         c: &CheckIn,
         wait: u32,
     ) -> Result<CheckInAnswer, ClientError> {
-        let path = format!("/api/v1/devices/{}/check-in", device.id);
+        let path = routes::fill(routes::CHECK_IN, &[&device.id]);
         let query: Option<&(dyn ErasedQuery + Sync)> = match wait {
             0 => None,
             _ => Some(&[("wait", wait)]),
@@ -562,7 +565,7 @@ impl Client {
         device: Device<'_>,
         r: &Report,
     ) -> Result<ReportAnswer, ClientError> {
-        let path = format!("/api/v1/devices/{}/reports", device.id);
+        let path = routes::fill(routes::REPORTS, &[&device.id]);
         self.as_device(device, Method::POST, &path, None, Body::Json(r))
             .await
     }
@@ -573,7 +576,7 @@ impl Client {
         device: Device<'_>,
         batch: &ReportBatch,
     ) -> Result<Vec<ReportAnswer>, ClientError> {
-        let path = format!("/api/v1/devices/{}/reports/batch", device.id);
+        let path = routes::fill(routes::REPORTS_BATCH, &[&device.id]);
         self.as_device(device, Method::POST, &path, None, Body::Json(batch))
             .await
     }

@@ -19,6 +19,7 @@ pub mod firmware;
 pub mod groups;
 pub mod names;
 pub mod plugins;
+pub mod routes;
 pub mod state;
 pub mod time;
 pub mod trace;

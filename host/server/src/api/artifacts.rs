@@ -16,6 +16,7 @@ use sha2::Digest;
 
 use super::{ApiError, AppState};
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::routes;
 use hotswap_store::{Store, StoreError};
 
 /// The most artifact bytes kept in memory.
@@ -91,7 +92,7 @@ async fn load(store: &Arc<Store>, sha256: &str) -> Result<Bytes, Option<ApiError
 /// Serves an artifact's bytes; a `Range` request for one range gets `206 Partial Content`.
 #[utoipa::path(
     get,
-    path = "/api/v1/artifacts/{sha256}",
+    path = routes::ARTIFACT,
     operation_id = "getArtifact",
     tag = "device-protocol",
     summary = "An agent's bytes; one Range gives 206",

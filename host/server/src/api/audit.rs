@@ -9,10 +9,11 @@ use axum::extract::{Query, State};
 use hotswap_protocol::{AuditPage, AuditQuery};
 
 use super::{ApiError, AppState, blocking};
+use hotswap_protocol::routes;
 
 #[utoipa::path(
     get,
-    path = "/api/v1/audit",
+    path = routes::AUDIT,
     operation_id = "listAudit",
     tag = "audit",
     summary = "The audit log, newest first",

@@ -21,6 +21,7 @@ use crate::credentials::Principal;
 use crate::rollout::Action;
 use crate::rollout::actions::Approval;
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::routes;
 
 /// `POST /api/v1/deployments`'s query.
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -34,7 +35,7 @@ pub struct DryRunQuery {
 
 #[utoipa::path(
     post,
-    path = "/api/v1/deployments",
+    path = routes::DEPLOYMENTS,
     operation_id = "createDeployment",
     tag = "deployments",
     summary = "Start a deployment, or plan one with dryRun=true",
@@ -71,7 +72,7 @@ fn to_json(value: impl serde::Serialize) -> Result<Value, ApiError> {
 /// `GET /api/v1/deployments`: the newest first.
 #[utoipa::path(
     get,
-    path = "/api/v1/deployments",
+    path = routes::DEPLOYMENTS,
     operation_id = "listDeployments",
     tag = "deployments",
     summary = "The newest deployments first",
@@ -91,7 +92,7 @@ fn id(raw: &str) -> Result<i64, ApiError> {
 /// state, recent events and decisions.
 #[utoipa::path(
     get,
-    path = "/api/v1/deployments/{id}",
+    path = routes::DEPLOYMENT,
     operation_id = "getDeployment",
     tag = "deployments",
     summary = "A deployment, wave by wave",
@@ -112,7 +113,7 @@ pub async fn get(
 /// `GET /api/v1/deployments/{id}/status`: the same as `GET /api/v1/deployments/{id}`.
 #[utoipa::path(
     get,
-    path = "/api/v1/deployments/{id}/status",
+    path = routes::DEPLOYMENT_STATUS,
     operation_id = "getDeploymentStatus",
     tag = "deployments",
     summary = "The same as GET /api/v1/deployments/{id}",
@@ -133,7 +134,7 @@ pub async fn status(
 /// newest verdicts with what it was shown, oldest first, for replay.
 #[utoipa::path(
     get,
-    path = "/api/v1/deployments/{id}/decisions",
+    path = routes::DEPLOYMENT_DECISIONS,
     operation_id = "getDecisions",
     tag = "deployments",
     summary = "The health policy's verdicts with what it was shown",
@@ -166,7 +167,7 @@ pub async fn decisions(
 /// Declares one handler per operator action, each with its own OpenAPI operation, from one
 /// line each: the action, its path, its operation id and its summary.
 macro_rules! actions {
-    ($($(#[$doc:meta])* $handler:ident: $action:expr, $path:literal, $operation:literal, $summary:literal;)*) => {$(
+    ($($(#[$doc:meta])* $handler:ident: $action:expr, $path:expr, $operation:literal, $summary:literal;)*) => {$(
         $(#[$doc])*
         #[utoipa::path(
             post,
@@ -193,17 +194,17 @@ macro_rules! actions {
 
 actions! {
     /// `POST /api/v1/deployments/{id}/pause`: a running deployment hands out nothing more.
-    pause: Action::Pause, "/api/v1/deployments/{id}/pause", "pauseDeployment",
+    pause: Action::Pause, routes::DEPLOYMENT_PAUSE, "pauseDeployment",
         "Pause a running deployment";
     /// `POST /api/v1/deployments/{id}/resume`.
-    resume: Action::Resume, "/api/v1/deployments/{id}/resume", "resumeDeployment",
+    resume: Action::Resume, routes::DEPLOYMENT_RESUME, "resumeDeployment",
         "Resume a paused deployment";
     /// `POST /api/v1/deployments/{id}/cancel`: devices not yet updated are left as they are.
-    cancel: Action::Cancel, "/api/v1/deployments/{id}/cancel", "cancelDeployment",
+    cancel: Action::Cancel, routes::DEPLOYMENT_CANCEL, "cancelDeployment",
         "Cancel a deployment";
     /// `POST /api/v1/deployments/{id}/rollback`: every device the deployment updated is sent
     /// back.
-    rollback: Action::Rollback, "/api/v1/deployments/{id}/rollback", "rollbackDeployment",
+    rollback: Action::Rollback, routes::DEPLOYMENT_ROLLBACK, "rollbackDeployment",
         "Send every updated device back";
 }
 
@@ -211,7 +212,7 @@ actions! {
 /// eyes: never by the credential that created it.
 #[utoipa::path(
     post,
-    path = "/api/v1/deployments/{id}/approve",
+    path = routes::DEPLOYMENT_APPROVE,
     operation_id = "approveDeployment",
     tag = "deployments",
     summary = "Approve a deployment (not by its creator)",
@@ -235,7 +236,7 @@ pub async fn approve(
 /// `POST /api/v1/deployments/{id}/deny`: a deployment waiting for an approval ends, cancelled.
 #[utoipa::path(
     post,
-    path = "/api/v1/deployments/{id}/deny",
+    path = routes::DEPLOYMENT_DENY,
     operation_id = "denyDeployment",
     tag = "deployments",
     summary = "Deny a deployment; it is cancelled",

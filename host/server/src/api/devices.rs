@@ -16,6 +16,7 @@ use hotswap_store::{DeviceFilter, NewDevice, parse_label};
 
 use super::{ApiError, AppState, Body, blocking};
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::routes;
 
 /// The most devices one page lists.
 pub const MAX_PAGE: usize = 1000;
@@ -56,7 +57,7 @@ pub(super) fn check(r: DeviceRegistration) -> Result<(NewDevice, String), ApiErr
 
 #[utoipa::path(
     post,
-    path = "/api/v1/devices",
+    path = routes::DEVICES,
     operation_id = "registerDevice",
     tag = "devices",
     summary = "Register one device; the answer carries its token, once",
@@ -88,7 +89,7 @@ pub const MAX_BATCH: usize = 10_000;
 /// none. Each error names the device's place in the batch.
 #[utoipa::path(
     post,
-    path = "/api/v1/devices/batch",
+    path = routes::DEVICES_BATCH,
     operation_id = "registerDevices",
     tag = "devices",
     summary = "Register up to MAX_BATCH devices, all or none",
@@ -190,7 +191,7 @@ pub async fn register_batch(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/fleet",
+    path = routes::FLEET,
     operation_id = "fleetSummary",
     tag = "devices",
     summary = "The fleet counted by agent version, status and region",
@@ -208,7 +209,7 @@ pub async fn summary(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/devices",
+    path = routes::DEVICES,
     operation_id = "listDevices",
     tag = "devices",
     summary = "One page of devices",
@@ -256,7 +257,7 @@ pub async fn list(
 /// step with its deployment, how it came about and how it ended.
 #[utoipa::path(
     get,
-    path = "/api/v1/devices/{id}/lineage",
+    path = routes::DEVICE_LINEAGE,
     operation_id = "getDeviceLineage",
     tag = "devices",
     summary = "The versions a device went through",
@@ -276,7 +277,7 @@ pub async fn lineage(
 /// A device with its inventory: slots, last health, deployment history.
 #[utoipa::path(
     get,
-    path = "/api/v1/devices/{id}",
+    path = routes::DEVICE,
     operation_id = "getDevice",
     tag = "devices",
     summary = "A device with its slots, health and history",

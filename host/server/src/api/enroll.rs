@@ -16,10 +16,11 @@ use hotswap_protocol::{DeviceRecord, DeviceStatus, DeviceToken, Enrollment, Toke
 use super::{ApiError, AppState, Body, blocking};
 use crate::rollout::Standing;
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::routes;
 
 #[utoipa::path(
     post,
-    path = "/api/v1/enroll",
+    path = routes::ENROLL,
     operation_id = "enroll",
     tag = "enrollment",
     summary = "A device enrolls itself with the fleet secret",
@@ -84,7 +85,7 @@ fn public_key(hex_key: &str) -> Result<ed25519_dalek::VerifyingKey, ApiError> {
 /// gives a new credential and ends the one before.
 #[utoipa::path(
     post,
-    path = "/api/v1/enroll/token",
+    path = routes::ENROLL_TOKEN,
     operation_id = "claimDeviceToken",
     tag = "enrollment",
     summary = "An accepted device claims its credential by signature",
@@ -167,7 +168,7 @@ pub async fn claim_token(
 /// `POST /api/v1/devices/{id}/accept`: a pending device may claim its credential.
 #[utoipa::path(
     post,
-    path = "/api/v1/devices/{id}/accept",
+    path = routes::DEVICE_ACCEPT,
     operation_id = "acceptDevice",
     tag = "devices",
     summary = "Accept a pending device",
@@ -188,7 +189,7 @@ pub async fn accept(
 /// `POST /api/v1/devices/{id}/reject`: a pending (or any) device is refused from now on.
 #[utoipa::path(
     post,
-    path = "/api/v1/devices/{id}/reject",
+    path = routes::DEVICE_REJECT,
     operation_id = "rejectDevice",
     tag = "devices",
     summary = "Refuse a device from now on",
@@ -209,7 +210,7 @@ pub async fn reject(
 /// `POST /api/v1/devices/{id}/decommission`: the device leaves the fleet; its credential ends.
 #[utoipa::path(
     post,
-    path = "/api/v1/devices/{id}/decommission",
+    path = routes::DEVICE_DECOMMISSION,
     operation_id = "decommissionDevice",
     tag = "devices",
     summary = "Take a device out of the fleet",

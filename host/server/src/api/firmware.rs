@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::{ApiError, AppState, Body, blocking};
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::routes;
 
 /// Parses a version devices can hold: `major.minor.patch`, each at most 65535, no pre-release.
 fn device_version(s: &str) -> Result<Version, ApiError> {
@@ -43,7 +44,7 @@ fn device_version(s: &str) -> Result<Version, ApiError> {
 
 #[utoipa::path(
     post,
-    path = "/api/v1/firmware",
+    path = routes::FIRMWARE,
     operation_id = "registerFirmware",
     tag = "firmware",
     summary = "Register a signed agent version",
@@ -171,7 +172,7 @@ pub async fn register(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/firmware",
+    path = routes::FIRMWARE,
     operation_id = "listFirmware",
     tag = "firmware",
     summary = "List firmware versions",
@@ -197,7 +198,7 @@ pub async fn list(
 /// A version, with how many devices came to it from which version.
 #[utoipa::path(
     get,
-    path = "/api/v1/firmware/{id}",
+    path = routes::FIRMWARE_VERSION,
     operation_id = "getFirmware",
     tag = "firmware",
     summary = "A version, with where its devices came from",
@@ -226,7 +227,7 @@ pub async fn get(
 /// `POST /api/v1/firmware/{id}/sunset`: after `at`, the version can no longer be deployed.
 #[utoipa::path(
     post,
-    path = "/api/v1/firmware/{id}/sunset",
+    path = routes::FIRMWARE_SUNSET,
     operation_id = "sunsetFirmware",
     tag = "firmware",
     summary = "Set when a version stops being deployable",
@@ -250,7 +251,7 @@ pub async fn sunset(
 
 #[utoipa::path(
     post,
-    path = "/api/v1/firmware/{id}/deprecate",
+    path = routes::FIRMWARE_DEPRECATE,
     operation_id = "deprecateFirmware",
     tag = "firmware",
     summary = "Stop new deployments of a version",

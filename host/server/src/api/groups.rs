@@ -10,6 +10,7 @@ use hotswap_store::DeviceFilter;
 
 use super::{ApiError, AppState, Body, blocking};
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::routes;
 
 /// A group with the ids of the devices it stands for now.
 fn resolved(state: &AppState, group: DeviceGroup) -> Result<ResolvedGroup, ApiError> {
@@ -24,7 +25,7 @@ fn resolved(state: &AppState, group: DeviceGroup) -> Result<ResolvedGroup, ApiEr
 
 #[utoipa::path(
     post,
-    path = "/api/v1/device-groups",
+    path = routes::GROUPS,
     operation_id = "createGroup",
     tag = "groups",
     summary = "Create a static or dynamic device group",
@@ -94,7 +95,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/device-groups",
+    path = routes::GROUPS,
     operation_id = "listGroups",
     tag = "groups",
     summary = "List device groups",
@@ -110,7 +111,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<DeviceG
 
 #[utoipa::path(
     get,
-    path = "/api/v1/device-groups/{name}",
+    path = routes::GROUP,
     operation_id = "getGroup",
     tag = "groups",
     summary = "A group with its members",

@@ -9,6 +9,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
+use hotswap_protocol::routes;
 
 /// Counts every answered request of a matched route.
 pub async fn track(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
@@ -37,7 +38,7 @@ pub struct Liveness {
 
 #[utoipa::path(
     get,
-    path = "/healthz",
+    path = routes::HEALTHZ,
     operation_id = "healthz",
     tag = "system",
     summary = "Liveness",
@@ -51,7 +52,7 @@ pub async fn healthz() -> axum::Json<Liveness> {
 
 #[utoipa::path(
     get,
-    path = "/metrics",
+    path = routes::METRICS,
     operation_id = "metrics",
     tag = "system",
     summary = "Prometheus metrics",

@@ -31,7 +31,7 @@ use axum::routing::{MethodFilter, on};
 use axum::{Json, Router};
 use hotswap_device_vm::slots::TrustedKey;
 use hotswap_plugin_host::{PluginError, PluginRuntime};
-use hotswap_protocol::{ErrorBody, ErrorDetail};
+use hotswap_protocol::{ErrorBody, ErrorDetail, routes};
 use hotswap_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 
@@ -93,7 +93,7 @@ pub struct Route {
 /// Declares the routes once: the table of rules ([`ROUTES`]) and the router are made from the
 /// same lines, so no route can exist without a rule.
 macro_rules! routes {
-    ($($method:ident $path:literal => $handler:expr, $rule:expr;)*) => {
+    ($($method:ident $path:expr => $handler:expr, $rule:expr;)*) => {
         /// Every route of the API with who may call it.
         pub const ROUTES: &[Route] = &[
             $(Route { method: Method::$method, path: $path, rule: $rule },)*
@@ -106,57 +106,57 @@ macro_rules! routes {
 }
 
 routes! {
-    GET "/healthz" => metrics::healthz, Rule::Open;
-    GET "/metrics" => metrics::scrape, Rule::Operator(Read);
-    GET "/api/v1/openapi.json" => openapi::openapi, Rule::Open;
-    POST "/api/v1/firmware" => firmware::register, Rule::Operator(Release);
-    GET "/api/v1/firmware" => firmware::list, Rule::Operator(Read);
-    GET "/api/v1/firmware/{id}" => firmware::get, Rule::Operator(Read);
-    POST "/api/v1/firmware/{id}/deprecate" => firmware::deprecate, Rule::Operator(Release);
-    POST "/api/v1/firmware/{id}/sunset" => firmware::sunset, Rule::Operator(Release);
-    POST "/api/v1/devices" => devices::register, Rule::Operator(ManageDevices);
-    GET "/api/v1/fleet" => devices::summary, Rule::Operator(Read);
-    GET "/api/v1/devices" => devices::list, Rule::Operator(Read);
-    POST "/api/v1/devices/batch" => devices::register_batch, Rule::Operator(ManageDevices);
-    GET "/api/v1/devices/{id}" => devices::get, Rule::Operator(Read);
-    GET "/api/v1/devices/{id}/lineage" => devices::lineage, Rule::Operator(Read);
-    POST "/api/v1/devices/{id}/accept" => enroll::accept, Rule::Operator(ManageDevices);
-    POST "/api/v1/devices/{id}/reject" => enroll::reject, Rule::Operator(ManageDevices);
-    POST "/api/v1/devices/{id}/decommission" => enroll::decommission, Rule::Operator(ManageDevices);
-    POST "/api/v1/enroll" => enroll::enroll, Rule::Enroll;
-    POST "/api/v1/enroll/token" => enroll::claim_token, Rule::Enroll;
-    POST "/api/v1/device-groups" => groups::create, Rule::Operator(ManageDevices);
-    GET "/api/v1/device-groups" => groups::list, Rule::Operator(Read);
-    GET "/api/v1/device-groups/{name}" => groups::get, Rule::Operator(Read);
+    GET routes::HEALTHZ => metrics::healthz, Rule::Open;
+    GET routes::METRICS => metrics::scrape, Rule::Operator(Read);
+    GET routes::OPENAPI => openapi::openapi, Rule::Open;
+    POST routes::FIRMWARE => firmware::register, Rule::Operator(Release);
+    GET routes::FIRMWARE => firmware::list, Rule::Operator(Read);
+    GET routes::FIRMWARE_VERSION => firmware::get, Rule::Operator(Read);
+    POST routes::FIRMWARE_DEPRECATE => firmware::deprecate, Rule::Operator(Release);
+    POST routes::FIRMWARE_SUNSET => firmware::sunset, Rule::Operator(Release);
+    POST routes::DEVICES => devices::register, Rule::Operator(ManageDevices);
+    GET routes::FLEET => devices::summary, Rule::Operator(Read);
+    GET routes::DEVICES => devices::list, Rule::Operator(Read);
+    POST routes::DEVICES_BATCH => devices::register_batch, Rule::Operator(ManageDevices);
+    GET routes::DEVICE => devices::get, Rule::Operator(Read);
+    GET routes::DEVICE_LINEAGE => devices::lineage, Rule::Operator(Read);
+    POST routes::DEVICE_ACCEPT => enroll::accept, Rule::Operator(ManageDevices);
+    POST routes::DEVICE_REJECT => enroll::reject, Rule::Operator(ManageDevices);
+    POST routes::DEVICE_DECOMMISSION => enroll::decommission, Rule::Operator(ManageDevices);
+    POST routes::ENROLL => enroll::enroll, Rule::Enroll;
+    POST routes::ENROLL_TOKEN => enroll::claim_token, Rule::Enroll;
+    POST routes::GROUPS => groups::create, Rule::Operator(ManageDevices);
+    GET routes::GROUPS => groups::list, Rule::Operator(Read);
+    GET routes::GROUP => groups::get, Rule::Operator(Read);
     // A component may be larger than other bodies: the upload reads it under the plugin
     // runtime's own `max-component-bytes`.
-    POST "/api/v1/plugins" => axum::handler::Handler::layer(plugins::upload, DefaultBodyLimit::disable()), Rule::Operator(Release);
-    GET "/api/v1/plugins" => plugins::list, Rule::Operator(Read);
-    GET "/api/v1/plugin-limits" => plugins::limits, Rule::Operator(Read);
-    DELETE "/api/v1/plugins/{name}/{version}" => plugins::delete, Rule::Operator(Release);
-    POST "/api/v1/deployments" => deployments::create, Rule::Operator(CreateDeployment);
-    GET "/api/v1/deployments" => deployments::list, Rule::Operator(Read);
-    GET "/api/v1/deployments/{id}" => deployments::get, Rule::Operator(Read);
-    GET "/api/v1/deployments/{id}/status" => deployments::status, Rule::Operator(Read);
-    GET "/api/v1/deployments/{id}/decisions" => deployments::decisions, Rule::Operator(Read);
-    POST "/api/v1/deployments/{id}/approve" => deployments::approve, Rule::Operator(ApproveDeployment);
-    POST "/api/v1/deployments/{id}/deny" => deployments::deny, Rule::Operator(ApproveDeployment);
-    POST "/api/v1/deployments/{id}/pause" => deployments::pause, Rule::Operator(HandleDeployment);
-    POST "/api/v1/deployments/{id}/resume" => deployments::resume, Rule::Operator(HandleDeployment);
-    POST "/api/v1/deployments/{id}/cancel" => deployments::cancel, Rule::Operator(HandleDeployment);
-    POST "/api/v1/deployments/{id}/rollback" => deployments::rollback, Rule::Operator(HandleDeployment);
-    POST "/api/v1/tokens" => tokens::create, Rule::Operator(ManageTokens);
-    GET "/api/v1/tokens" => tokens::list, Rule::Operator(ManageTokens);
-    POST "/api/v1/tokens/{id}/revoke" => tokens::revoke, Rule::Operator(ManageTokens);
-    GET "/api/v1/audit" => audit::list, Rule::Operator(ReadAudit);
-    POST "/api/v1/auth/login" => users::login, Rule::Login;
-    POST "/api/v1/users" => users::create, Rule::Operator(ManageUsers);
-    GET "/api/v1/users" => users::list, Rule::Operator(ManageUsers);
-    POST "/api/v1/users/{name}/disable" => users::disable, Rule::Operator(ManageUsers);
-    POST "/api/v1/devices/{id}/check-in" => protocol::check_in, Rule::Device;
-    POST "/api/v1/devices/{id}/reports" => protocol::report, Rule::Device;
-    POST "/api/v1/devices/{id}/reports/batch" => protocol::report_batch, Rule::Device;
-    GET "/api/v1/artifacts/{sha256}" => artifacts::artifact, Rule::Artifact;
+    POST routes::PLUGINS => axum::handler::Handler::layer(plugins::upload, DefaultBodyLimit::disable()), Rule::Operator(Release);
+    GET routes::PLUGINS => plugins::list, Rule::Operator(Read);
+    GET routes::PLUGIN_LIMITS => plugins::limits, Rule::Operator(Read);
+    DELETE routes::PLUGIN => plugins::delete, Rule::Operator(Release);
+    POST routes::DEPLOYMENTS => deployments::create, Rule::Operator(CreateDeployment);
+    GET routes::DEPLOYMENTS => deployments::list, Rule::Operator(Read);
+    GET routes::DEPLOYMENT => deployments::get, Rule::Operator(Read);
+    GET routes::DEPLOYMENT_STATUS => deployments::status, Rule::Operator(Read);
+    GET routes::DEPLOYMENT_DECISIONS => deployments::decisions, Rule::Operator(Read);
+    POST routes::DEPLOYMENT_APPROVE => deployments::approve, Rule::Operator(ApproveDeployment);
+    POST routes::DEPLOYMENT_DENY => deployments::deny, Rule::Operator(ApproveDeployment);
+    POST routes::DEPLOYMENT_PAUSE => deployments::pause, Rule::Operator(HandleDeployment);
+    POST routes::DEPLOYMENT_RESUME => deployments::resume, Rule::Operator(HandleDeployment);
+    POST routes::DEPLOYMENT_CANCEL => deployments::cancel, Rule::Operator(HandleDeployment);
+    POST routes::DEPLOYMENT_ROLLBACK => deployments::rollback, Rule::Operator(HandleDeployment);
+    POST routes::TOKENS => tokens::create, Rule::Operator(ManageTokens);
+    GET routes::TOKENS => tokens::list, Rule::Operator(ManageTokens);
+    POST routes::TOKEN_REVOKE => tokens::revoke, Rule::Operator(ManageTokens);
+    GET routes::AUDIT => audit::list, Rule::Operator(ReadAudit);
+    POST routes::LOGIN => users::login, Rule::Login;
+    POST routes::USERS => users::create, Rule::Operator(ManageUsers);
+    GET routes::USERS => users::list, Rule::Operator(ManageUsers);
+    POST routes::USER_DISABLE => users::disable, Rule::Operator(ManageUsers);
+    POST routes::CHECK_IN => protocol::check_in, Rule::Device;
+    POST routes::REPORTS => protocol::report, Rule::Device;
+    POST routes::REPORTS_BATCH => protocol::report_batch, Rule::Device;
+    GET routes::ARTIFACT => artifacts::artifact, Rule::Artifact;
 }
 
 pub fn router(state: Arc<AppState>) -> Router {

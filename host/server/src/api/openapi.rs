@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
 use super::auth::Rule;
 use super::{ROUTES, artifacts, audit, deployments, devices, enroll, firmware, groups};
 use super::{metrics, plugins, protocol, tokens, users};
+use hotswap_protocol::routes;
 
 /// The security schemes, by the names the document gives them.
 pub const OPERATOR_SCHEME: &str = "operatorToken";
@@ -262,24 +263,24 @@ fn constraints(doc: &mut Value) {
     *enrollment = flat;
     constrain_parameter(
         doc,
-        "/api/v1/devices/{id}/check-in",
+        routes::CHECK_IN,
         "wait",
         json!({"maximum": hotswap_protocol::device::MAX_WAIT_SECONDS}),
     );
     for (path, max) in [
-        ("/api/v1/devices", super::MAX_PAGE),
-        ("/api/v1/audit", hotswap_store::MAX_AUDIT_PAGE),
+        (routes::DEVICES, super::MAX_PAGE),
+        (routes::AUDIT, hotswap_store::MAX_AUDIT_PAGE),
         (
-            "/api/v1/deployments/{id}/decisions",
+            routes::DEPLOYMENT_DECISIONS,
             hotswap_protocol::deployments::MAX_DECISIONS,
         ),
     ] {
         constrain_parameter(doc, path, "limit", json!({"minimum": 1, "maximum": max}));
     }
     for path in [
-        "/api/v1/firmware/{id}",
-        "/api/v1/deployments/{id}",
-        "/api/v1/tokens/{id}/revoke",
+        routes::FIRMWARE_VERSION,
+        routes::DEPLOYMENT,
+        routes::TOKEN_REVOKE,
     ] {
         constrain_parameter(
             doc,
@@ -292,7 +293,7 @@ fn constraints(doc: &mut Value) {
 
 #[utoipa::path(
     get,
-    path = "/api/v1/openapi.json",
+    path = routes::OPENAPI,
     operation_id = "openapi",
     tag = "system",
     summary = "This document",

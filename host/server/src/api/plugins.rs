@@ -23,6 +23,7 @@ use serde_json::Value;
 use super::{ApiError, AppState, blocking};
 use crate::rollout::plugins::asked;
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::routes;
 
 /// An uploaded plugin as operators see it. Its schema was checked to be a JSON object when it
 /// was uploaded; one that no longer reads is the store's failure, never shown as null.
@@ -48,7 +49,7 @@ fn info(p: StoredPlugin) -> Result<PluginInfo, ApiError> {
 
 #[utoipa::path(
     post,
-    path = "/api/v1/plugins",
+    path = routes::PLUGINS,
     operation_id = "uploadPlugin",
     tag = "plugins",
     summary = "Upload a strategy or health policy component",
@@ -134,7 +135,7 @@ pub async fn upload(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/plugin-limits",
+    path = routes::PLUGIN_LIMITS,
     operation_id = "pluginLimits",
     tag = "plugins",
     summary = "The limits plugins run under on this server, and the most one may ask for",
@@ -161,7 +162,7 @@ pub async fn limits(State(state): State<Arc<AppState>>) -> Json<hotswap_protocol
 
 #[utoipa::path(
     get,
-    path = "/api/v1/plugins",
+    path = routes::PLUGINS,
     operation_id = "listPlugins",
     tag = "plugins",
     summary = "The built-in and uploaded plugins",
@@ -198,7 +199,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<PluginI
 
 #[utoipa::path(
     delete,
-    path = "/api/v1/plugins/{name}/{version}",
+    path = routes::PLUGIN,
     operation_id = "deletePlugin",
     tag = "plugins",
     summary = "Delete an uploaded plugin",

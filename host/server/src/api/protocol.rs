@@ -28,6 +28,7 @@ use hotswap_protocol::{CheckIn, CheckInAnswer, CheckInQuery, Report, ReportAnswe
 
 use super::{ApiError, AppState, Body};
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::routes;
 
 /// How long a device waits between check-ins while it has nothing to do, in seconds.
 pub const POLL_SECONDS: u32 = 30;
@@ -38,7 +39,7 @@ pub const POLL_SECONDS: u32 = 30;
 /// itself (what the device runs, its slots and health) is written before the wait.
 #[utoipa::path(
     post,
-    path = "/api/v1/devices/{id}/check-in",
+    path = routes::CHECK_IN,
     operation_id = "checkIn",
     tag = "device-protocol",
     summary = "A device checks in; with wait, a long poll",
@@ -100,7 +101,7 @@ pub async fn check_in(
 
 #[utoipa::path(
     post,
-    path = "/api/v1/devices/{id}/reports",
+    path = routes::REPORTS,
     operation_id = "report",
     tag = "device-protocol",
     summary = "A device reports an assignment's progress",
@@ -134,7 +135,7 @@ pub async fn report(
 
 #[utoipa::path(
     post,
-    path = "/api/v1/devices/{id}/reports/batch",
+    path = routes::REPORTS_BATCH,
     operation_id = "reportBatch",
     tag = "device-protocol",
     summary = "Several reports in one request, in order",

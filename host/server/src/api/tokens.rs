@@ -14,13 +14,14 @@ use hotswap_store::NewToken;
 use super::{ApiError, AppState, Body, blocking};
 use crate::credentials::{Principal, digest, expiry, hint, new_secret};
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::routes;
 
 /// The longest a token may live, in days.
 pub const MAX_TOKEN_DAYS: u32 = 366;
 
 #[utoipa::path(
     post,
-    path = "/api/v1/tokens",
+    path = routes::TOKENS,
     operation_id = "createToken",
     tag = "tokens",
     summary = "Make an API token; its secret is shown once",
@@ -64,7 +65,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/tokens",
+    path = routes::TOKENS,
     operation_id = "listTokens",
     tag = "tokens",
     summary = "List API tokens (never their secrets)",
@@ -78,7 +79,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<TokenIn
 
 #[utoipa::path(
     post,
-    path = "/api/v1/tokens/{id}/revoke",
+    path = routes::TOKEN_REVOKE,
     operation_id = "revokeToken",
     tag = "tokens",
     summary = "Revoke an API token",

@@ -14,10 +14,11 @@ use super::{ApiError, AppState, Body, blocking};
 use crate::credentials::Principal;
 use crate::sessions::{MIN_PASSWORD_CHARS, hash_password, password_matches};
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::routes;
 
 #[utoipa::path(
     post,
-    path = "/api/v1/auth/login",
+    path = routes::LOGIN,
     operation_id = "login",
     tag = "users",
     summary = "Sign in with a name and a password for a session token",
@@ -79,7 +80,7 @@ pub async fn login(
 
 #[utoipa::path(
     post,
-    path = "/api/v1/users",
+    path = routes::USERS,
     operation_id = "createUser",
     tag = "users",
     summary = "Create a user",
@@ -111,7 +112,7 @@ pub async fn create(
 
 #[utoipa::path(
     get,
-    path = "/api/v1/users",
+    path = routes::USERS,
     operation_id = "listUsers",
     tag = "users",
     summary = "List users",
@@ -125,7 +126,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<UserInf
 
 #[utoipa::path(
     post,
-    path = "/api/v1/users/{name}/disable",
+    path = routes::USER_DISABLE,
     operation_id = "disableUser",
     tag = "users",
     summary = "Disable a user; its sessions end",
