@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use hotswap_device_vm::device::DeviceConfig;
-use hotswap_sim::{Fleet, FleetConfig, tagged};
+use hotswap_sim::{FleetConfig, SimulatedFleet, tagged};
 use serde_json::Value;
 
 use crate::support::process::{Ran, free_port, hotswap_with, serve};
@@ -22,7 +22,7 @@ pub(crate) async fn example_fleet(
     admin: &str,
     devices: usize,
     failing_trial_percent: f64,
-) -> Fleet {
+) -> SimulatedFleet {
     let mut config = FleetConfig::new(url, devices);
     config.token = Some(admin.to_string());
     config.poll = std::time::Duration::from_millis(50);
@@ -36,7 +36,9 @@ pub(crate) async fn example_fleet(
         keys: vec![release_key().trusted()],
         allow_downgrade: false,
     };
-    Fleet::start(config, device_config, &factory).await.unwrap()
+    SimulatedFleet::start(config, device_config, &factory)
+        .await
+        .unwrap()
 }
 
 /// An operator's own configuration directory and working directory.

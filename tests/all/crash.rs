@@ -9,9 +9,9 @@ use hotswap_client::Client;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::device::{Behaviour, Fleet, passed_waves, wait_for};
 use crate::support::http::{get, post};
 use crate::support::process::{free_port, serve};
+use crate::support::scripted::{Behaviour, ScriptedFleet, passed_waves, wait_for};
 use crate::support::server::{bearer_client, data_dir, register_devices, register_firmware};
 use hotswap_server::ADMIN_TOKEN_FILE;
 
@@ -55,7 +55,7 @@ async fn a_deployment_survives_sigkill_at_several_points() {
     register_firmware(&api, "1.0.0").await;
     register_firmware(&api, "2.0.0").await;
     let devices = register_devices(&api, 24, "1.0.0").await;
-    let fleet = Fleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
+    let fleet = ScriptedFleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
 
     let body = json!({
         "firmwareVersion": "2.0.0", "deviceModel": "sensor-v1", "targetFilter": {},

@@ -9,13 +9,13 @@ use hotswap_device_vm::Version;
 use hotswap_device_vm::device::DeviceConfig;
 use hotswap_device_vm::release::Release;
 use hotswap_protocol::DeploymentState;
-use hotswap_sim::{Fleet, FleetConfig, registration, tagged};
+use hotswap_sim::{FleetConfig, SimulatedFleet, registration, tagged};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::device::{deploy, wait_for};
 use crate::support::http::{get, message, post};
 use crate::support::process::hotswap;
+use crate::support::scripted::{deploy, wait_for};
 use crate::support::server::{Server, data_dir};
 use crate::support::{hex, release_key};
 
@@ -116,7 +116,7 @@ async fn every_built_in_strategy_rolls_out_to_simulated_devices() {
     for v in versions {
         register(&api, &good(v)).await;
     }
-    let fleet = Fleet::start(fleet_config(&server, 30), device_config(), &good("1.0.0"))
+    let fleet = SimulatedFleet::start(fleet_config(&server, 30), device_config(), &good("1.0.0"))
         .await
         .unwrap();
     let gate = json!({"soakSeconds": 0});
@@ -193,7 +193,7 @@ async fn injected_faults_leave_every_device_with_a_valid_agent() {
     // HTTP/2): both ways of talking to the server are covered.
     config.http1 = true;
     config.wait_seconds = 0;
-    let fleet = Fleet::start(config, device_config(), &good("1.0.0"))
+    let fleet = SimulatedFleet::start(config, device_config(), &good("1.0.0"))
         .await
         .unwrap();
 
@@ -267,7 +267,7 @@ async fn uploaded_example_plugins_drive_a_rollout() {
         ("maintenance-window".into(), "22-04".into()),
         ("maintenance-window".into(), "10-14".into()),
     ];
-    let fleet = Fleet::start(config, device_config(), &good("1.0.0"))
+    let fleet = SimulatedFleet::start(config, device_config(), &good("1.0.0"))
         .await
         .unwrap();
     let body = |version: &str| {

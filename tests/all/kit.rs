@@ -800,12 +800,12 @@ async fn a_rust_agent_goes_from_plugin_new_to_a_device_that_confirms_it() {
     assert!(simulated.contains("20 steps: 0 failed"), "{simulated}");
 
     // Signed as a version and pushed to a device over its pty: tried and confirmed.
-    let dir = crate::device::setup();
+    let dir = crate::device_tools::setup();
     let d = dir.path();
-    let _device = crate::device::start(d);
+    let _device = crate::device_tools::start(d);
     let agent = op.path("fan-control").join(file);
-    crate::device::image(d, agent.to_str().unwrap(), "1.1.0");
-    let (code, out) = crate::device::hotswap(
+    crate::device_tools::image(d, agent.to_str().unwrap(), "1.1.0");
+    let (code, out) = crate::device_tools::hotswap(
         d,
         &[
             "push",
@@ -817,7 +817,7 @@ async fn a_rust_agent_goes_from_plugin_new_to_a_device_that_confirms_it() {
         ],
     );
     assert_eq!(code, Some(0), "{out}");
-    assert!(crate::device::status(d).contains("slot 0: 1.1.0 active, confirmed"));
+    assert!(crate::device_tools::status(d).contains("slot 0: 1.1.0 active, confirmed"));
 }
 
 /// A health policy from `plugin new health-policy --lang LANG`: its own tests, the real build,

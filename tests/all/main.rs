@@ -6,7 +6,7 @@
 mod api;
 mod cli;
 mod crash;
-mod device;
+mod device_tools;
 mod docs;
 mod e2e;
 mod health;

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::support::balancer::Balancer;
-use crate::support::device::{Behaviour, Fleet, passed_waves, wait_for};
 use crate::support::http::{get, post};
 use crate::support::process::{Process, free_port, serve_with_env};
+use crate::support::scripted::{Behaviour, ScriptedFleet, passed_waves, wait_for};
 use crate::support::server::{bearer_client, data_dir, register_devices, register_firmware};
 use hotswap_server::ADMIN_TOKEN_FILE;
 
@@ -99,7 +99,7 @@ impl Cluster {
 
 /// Registers the versions and the fleet through the balancer, starts the devices and a canary
 /// rollout of 2.0.0 to all of them; the deployment's id.
-async fn rollout(cluster: &Cluster) -> (reqwest::Client, Client, Fleet, i64) {
+async fn rollout(cluster: &Cluster) -> (reqwest::Client, Client, ScriptedFleet, i64) {
     let token = cluster.token();
     let client = bearer_client(&token);
     let api = Client::new(&cluster.balancer.url)
@@ -108,7 +108,7 @@ async fn rollout(cluster: &Cluster) -> (reqwest::Client, Client, Fleet, i64) {
     register_firmware(&api, "1.0.0").await;
     register_firmware(&api, "2.0.0").await;
     let devices = register_devices(&api, DEVICES, "1.0.0").await;
-    let fleet = Fleet::start(&cluster.balancer.url, &devices, "1.0.0", |_, _| {
+    let fleet = ScriptedFleet::start(&cluster.balancer.url, &devices, "1.0.0", |_, _| {
         Behaviour::Good
     });
     let body = json!({
@@ -162,7 +162,7 @@ async fn completed(
     cluster: &Cluster,
     client: &reqwest::Client,
     api: &Client,
-    fleet: Fleet,
+    fleet: ScriptedFleet,
     id: i64,
 ) {
     let done = wait_for(api, id, &["completed", "rolled-back", "paused"]).await;

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use hotswap_plan::{Mode, Plan};
-use hotswap_plugin_host::{Fleet, PluginError};
+use hotswap_plugin_host::{FleetRecord, PluginError};
 
 use crate::{fleet, runtime};
 
@@ -365,7 +365,7 @@ fn an_empty_fleet_gives_an_empty_plan() {
         let plan = runtime()
             .builtin_strategy(name)
             .unwrap()
-            .plan(config, &Fleet::from(&hotswap_plan::Fleet::default()))
+            .plan(config, &FleetRecord::from(&hotswap_plan::Fleet::default()))
             .unwrap();
         assert!(plan.waves.is_empty(), "{name}");
     }

@@ -11,12 +11,12 @@ use hotswap::bench::otlp::{ReceivedSpan, Receiver};
 use hotswap_client::Client;
 use hotswap_device_vm::Version;
 use hotswap_device_vm::device::DeviceConfig;
-use hotswap_sim::{Fleet, FleetConfig, registration, tagged};
+use hotswap_sim::{FleetConfig, SimulatedFleet, registration, tagged};
 use serde_json::{Value, json};
 
-use crate::support::device::{deploy, wait_for};
 use crate::support::process::{free_port, serve_with_env};
 use crate::support::release_key;
+use crate::support::scripted::{deploy, wait_for};
 use crate::support::server::bearer_client;
 
 const DEVICES: usize = 20;
@@ -96,7 +96,7 @@ async fn each_deployment_is_one_trace_from_the_request_to_its_devices() {
     let mut config = FleetConfig::new(&url, DEVICES);
     config.token = Some(token.clone());
     config.poll = Duration::from_millis(50);
-    let fleet = Fleet::start(
+    let fleet = SimulatedFleet::start(
         config,
         DeviceConfig {
             keys: vec![release_key().trusted()],

@@ -544,7 +544,7 @@ impl Client {
     // The device protocol.
 
     /// A device's check-in; with `wait` seconds (at most
-    /// [`hotswap_protocol::device::MAX_WAIT_SECONDS`]) a long poll.
+    /// [`hotswap_protocol::device_protocol::MAX_WAIT_SECONDS`]) a long poll.
     pub async fn check_in(
         &self,
         device: Device<'_>,

@@ -7,13 +7,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hotswap_plugin_host::{Fleet, PluginRuntime, RuntimeConfig, WaveStats};
+use hotswap_plugin_host::{FleetRecord, PluginRuntime, RuntimeConfig, WaveStats};
 
 const CANARY: &str = r#"{"initialPercentage": 10, "increments": [30, 50, 100], "seed": 7}"#;
 
 fn plugins(c: &mut Criterion) {
     let runtime = PluginRuntime::new(RuntimeConfig::default()).unwrap();
-    let fleet = Fleet::from(&hotswap_plan::fleet::generate(100_000, 3));
+    let fleet = FleetRecord::from(&hotswap_plan::fleet::generate(100_000, 3));
     let canary = runtime.builtin_strategy("canary").unwrap();
 
     let mut group = c.benchmark_group("canary plan, 100k devices");

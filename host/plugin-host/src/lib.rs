@@ -30,9 +30,11 @@ mod strategy;
 
 use std::sync::Arc;
 
+/// The WIT `fleet` record a strategy is handed (`From<&hotswap_plan::Fleet>`), as the
+/// sandbox passes it; named apart from the planning logic's own `Fleet`.
+pub use bindings::Fleet as FleetRecord;
 pub use bindings::{
-    Description, Fleet, Gate, Group, HealthSample, Label, Metric, Mode, Plan, Verdict, Wave,
-    WaveStats,
+    Description, Gate, Group, HealthSample, Label, Metric, Mode, Plan, Verdict, Wave, WaveStats,
 };
 pub use builtin::{BUILTINS, Builtin, builtin};
 pub use cache::CACHE_KEY_FILE;

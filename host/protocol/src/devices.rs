@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::device::SlotInfo;
+use crate::device_protocol::SlotInfo;
 use crate::names::{Label, Name, Version};
 use crate::state::{AssignmentKind, AssignmentMode, DeviceState, DeviceStatus};
 use crate::time::UnixSeconds;

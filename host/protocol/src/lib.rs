@@ -12,7 +12,7 @@
 
 pub mod auth;
 pub mod deployments;
-pub mod device;
+pub mod device_protocol;
 pub mod devices;
 pub mod error;
 pub mod firmware;
@@ -35,7 +35,7 @@ pub use deployments::{
     ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus,
     DryRun, Event, Excluded, PlannedWave, RetryPolicy, WaveStatus,
 };
-pub use device::{
+pub use device_protocol::{
     Assignment, CheckIn, CheckInAnswer, CheckInQuery, Health, Report, ReportAnswer, ReportBatch,
     SlotInfo,
 };

@@ -2,19 +2,19 @@
 //! tokio, with faults injected into a share of them. `hotswap sim`, the demo and the scale
 //! benchmark run it.
 //!
-//! - [`device`]: one device, [`SimDevice`], a state machine over a [`Transport`].
+//! - [`sim_device`]: one device, [`SimDevice`], a state machine over a [`Transport`].
 //! - [`transport`]: the device protocol as a trait; [`HttpTransport`] speaks it through the
 //!   typed client.
 //! - [`release`]: the example agent tagged per version, and a release's registration.
-//! - [`Fleet`]: N devices on tokio with live [`Progress`] and a [`Summary`] (bricked must be 0).
+//! - [`SimulatedFleet`]: N devices on tokio with live [`Progress`] and a [`Summary`] (bricked must be 0).
 //!
 //! Neither wasmtime nor rusqlite is in its dependency tree: it is a client, and its devices run
 //! on the device VM alone.
 
 #![forbid(unsafe_code)]
 
-pub mod device;
 pub mod release;
+pub mod sim_device;
 pub mod transport;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,11 +30,11 @@ use hotswap_protocol::{
 };
 use rand::{Rng, SeedableRng};
 
-pub use device::{
+pub use release::{registration, tagged};
+pub use sim_device::{
     Answer, FactoryError, Faults, Modules, Outcome, SimDevice, UpdateError, reports,
     signed_manifest,
 };
-pub use release::{registration, tagged};
 pub use transport::{HttpTransport, Transport, TransportError};
 
 /// What to simulate.
@@ -302,7 +302,7 @@ const REGISTRATION_BATCH: usize = 5_000;
 pub const DEVICES_PER_CONNECTION: usize = 128;
 
 /// A running fleet.
-pub struct Fleet {
+pub struct SimulatedFleet {
     pub progress: Arc<Progress>,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<Option<SimDevice>>>,
@@ -310,14 +310,14 @@ pub struct Fleet {
     devices: usize,
 }
 
-impl Fleet {
+impl SimulatedFleet {
     /// Registers the devices with the server (already registered ones are taken as they are)
     /// and starts them, each with `factory` installed.
     pub async fn start(
         config: FleetConfig,
         device_config: DeviceConfig,
         factory: &Release,
-    ) -> Result<Fleet, FleetError> {
+    ) -> Result<SimulatedFleet, FleetError> {
         let client = Client::with_config(ClientConfig {
             token: config.token.clone(),
             ..ClientConfig::new(&config.server)
@@ -434,7 +434,7 @@ impl Fleet {
                 start_after,
             )));
         }
-        Ok(Fleet {
+        Ok(SimulatedFleet {
             progress,
             stop,
             tasks,

@@ -10,8 +10,8 @@ use hotswap_protocol::{
     Assignment, AssignmentMode, CheckIn, CheckInAnswer, DeviceState, Report, ReportAnswer,
 };
 
-use crate::device::{Modules, Outcome, SimDevice, UpdateError};
 use crate::release::tagged;
+use crate::sim_device::{Modules, Outcome, SimDevice, UpdateError};
 use crate::transport::{Transport, TransportError};
 
 /// Serves one artifact and records every report request; answers each report `answer` (or as

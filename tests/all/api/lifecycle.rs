@@ -9,8 +9,8 @@ use hotswap_protocol::{
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::device::{Behaviour, Fleet, wait_for};
 use crate::support::http::{message, post};
+use crate::support::scripted::{Behaviour, ScriptedFleet, wait_for};
 use crate::support::server::{Rig, Server, data_dir, register_firmware};
 use crate::support::{image, registration, release_key};
 
@@ -353,7 +353,7 @@ async fn a_devices_lineage_reads_back_every_step() {
         ids: _,
         devices,
     } = Rig::start(&["1.0.0", "2.0.0", "3.0.0"], 2).await;
-    let fleet = Fleet::start(&url, &devices, "1.0.0", |_, v| {
+    let fleet = ScriptedFleet::start(&url, &devices, "1.0.0", |_, v| {
         if v == "3.0.0" {
             Behaviour::FailsSelfTest
         } else {

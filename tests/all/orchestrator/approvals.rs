@@ -7,8 +7,8 @@ use hotswap_protocol::{Role, TokenRequest};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::device::{Behaviour, Fleet, wait_for};
 use crate::support::http::{get, message, post, post_as};
+use crate::support::scripted::{Behaviour, ScriptedFleet, wait_for};
 use crate::support::server::Rig;
 
 use super::canary;
@@ -32,7 +32,7 @@ async fn a_protected_deployment_waits_for_someone_else_to_approve_it() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{group}");
     assert_eq!(group["requiresApproval"], true);
-    let fleet = Fleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
+    let fleet = ScriptedFleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
 
     let (status, started) = post(
         &client,

@@ -9,8 +9,8 @@ use hotswap_store::ManualClock;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::device::{Behaviour, Fleet, wait_for};
 use crate::support::http::{get, post};
+use crate::support::scripted::{Behaviour, ScriptedFleet, wait_for};
 use crate::support::server::Rig;
 
 use super::canary;
@@ -27,7 +27,7 @@ async fn a_silent_device_is_retried_with_backoff_then_quarantined() {
         ids,
         devices,
     } = Rig::with_clock(&["1.0.0", "2.0.0"], 3, clock.clone()).await;
-    let fleet = Fleet::start(&url, &devices, "1.0.0", |device, _| {
+    let fleet = ScriptedFleet::start(&url, &devices, "1.0.0", |device, _| {
         if device == "d-002" {
             Behaviour::Silent
         } else {

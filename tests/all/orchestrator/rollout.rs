@@ -6,8 +6,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::device::{Behaviour, Fleet, versions_on_server, wait_for};
 use crate::support::http::{get, message, post, post_as};
+use crate::support::scripted::{Behaviour, ScriptedFleet, versions_on_server, wait_for};
 use crate::support::server::Rig;
 
 use super::{canary, metrics_text};
@@ -40,7 +40,7 @@ async fn a_canary_rollout_completes_wave_by_wave() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{paused}");
-    let fleet = Fleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
+    let fleet = ScriptedFleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
     // Every device has asked twice while paused, and finished what it was given: nothing.
     fleet.check_in_rounds(2).await;
     let status = get(&client, format!("{url}/api/v1/deployments/{id}/status")).await;
@@ -175,7 +175,7 @@ async fn a_failing_rollout_rolls_back_and_every_device_ends_on_its_previous_vers
     // to timing: whichever way it goes, no device keeps 3.0.0.
     // 4.0.0 installs and confirms everywhere, then traps: its health samples stop it, and every
     // device of the canary wave is sent back.
-    let fleet = Fleet::start(&url, &devices, "1.0.0", |device, version| {
+    let fleet = ScriptedFleet::start(&url, &devices, "1.0.0", |device, version| {
         let n: usize = device[2..].parse().unwrap();
         match (version, n % 2) {
             ("3.0.0", 0) | ("4.0.0", _) => Behaviour::Unhealthy,
@@ -501,7 +501,7 @@ async fn the_grafana_dashboard_queries_only_series_a_rollout_exports() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let fleet = Fleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
+    let fleet = ScriptedFleet::start(&url, &devices, "1.0.0", |_, _| Behaviour::Good);
     fleet.check_in_rounds(1).await;
     let running = metrics_text(&client, &url).await;
     assert!(

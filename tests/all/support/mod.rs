@@ -6,16 +6,16 @@
 
 pub mod balancer;
 pub mod database;
-pub mod device;
 pub mod http;
 pub mod process;
+pub mod scripted;
 pub mod server;
 
 use std::sync::OnceLock;
 
 use hotswap_device_vm::Version;
 use hotswap_device_vm::release::ReleaseKey;
-use hotswap_plugin_host::{Fleet, PluginRuntime, RuntimeConfig};
+use hotswap_plugin_host::{FleetRecord, PluginRuntime, RuntimeConfig};
 use hotswap_protocol::FirmwareRegistration;
 
 /// The key every test release is signed with; the test servers trust it.
@@ -60,9 +60,9 @@ pub fn runtime() -> &'static PluginRuntime {
 }
 
 /// The generated test fleet: natively, and as the host hands it to plugins.
-pub fn fleet(n: usize, regions: usize) -> (hotswap_plan::Fleet, Fleet) {
+pub fn fleet(n: usize, regions: usize) -> (hotswap_plan::Fleet, FleetRecord) {
     let native = hotswap_plan::fleet::generate(n, regions);
-    let wit = Fleet::from(&native);
+    let wit = FleetRecord::from(&native);
     (native, wit)
 }
 

@@ -14,7 +14,7 @@ use hotswap_device_vm::Version;
 use hotswap_device_vm::device::DeviceConfig;
 use hotswap_device_vm::release::ReleaseKey;
 use hotswap_protocol::{DeploymentRequest, DeploymentState, DeviceState, GroupFilter};
-use hotswap_sim::{Fleet, FleetConfig, registration, tagged};
+use hotswap_sim::{FleetConfig, SimulatedFleet, registration, tagged};
 use serde_json::json;
 
 #[derive(Args)]
@@ -539,7 +539,7 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         fleet_config.failing_trial_percent = FAILING_TRIAL_PERCENT;
     }
     let registering = Instant::now();
-    let fleet = Fleet::start(
+    let fleet = SimulatedFleet::start(
         fleet_config,
         DeviceConfig {
             keys: vec![key.trusted()],

@@ -65,7 +65,7 @@ impl CheckIns {
 
 /// Checks in until the device stops.
 pub async fn run(c: CheckIns, link: Link) {
-    let wait = (c.poll.as_secs() as u32).min(hotswap_protocol::device::MAX_WAIT_SECONDS);
+    let wait = (c.poll.as_secs() as u32).min(hotswap_protocol::device_protocol::MAX_WAIT_SECONDS);
     let mut last_error = None;
     loop {
         let body = match check_in_body(&link).await {

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use hotswap_plugin_host::{Fleet, HealthSample, Plugin, PluginRuntime, RuntimeConfig, WaveStats};
+use hotswap_plugin_host::{
+    FleetRecord, HealthSample, Plugin, PluginRuntime, RuntimeConfig, WaveStats,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::usage::UsageError;
@@ -764,7 +766,7 @@ pub fn simulate(a: SimulateArgs, out: &mut dyn Write) -> Result<()> {
                 }
                 None => generated(&a)?,
             };
-            let fleet = Fleet::from(&hotswap_plan::Fleet::from_devices(&devices));
+            let fleet = FleetRecord::from(&hotswap_plan::Fleet::from_devices(&devices));
             let config = a.config.as_deref().unwrap_or("{}");
             let started = std::time::Instant::now();
             let plan = strategy.plan(config, &fleet)?;

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use hotswap_plugin_host::{Fleet, Plugin, PluginRuntime, RuntimeConfig, StrategyPlugin, WaveStats};
+use hotswap_plugin_host::{
+    FleetRecord, Plugin, PluginRuntime, RuntimeConfig, StrategyPlugin, WaveStats,
+};
 
 /// Each built-in strategy with a configuration that shows what it does.
 pub const EXAMPLES: [(&str, &str); 5] = [
@@ -41,7 +43,7 @@ pub fn run(
     regions: usize,
     out: &mut impl Write,
 ) -> Result<()> {
-    let wit_fleet = Fleet::from(&hotswap_plan::fleet::generate(devices, regions));
+    let wit_fleet = FleetRecord::from(&hotswap_plan::fleet::generate(devices, regions));
     writeln!(
         out,
         "HotSwap: planning a rollout over {devices} generated devices in {regions} regions"
@@ -115,7 +117,7 @@ pub fn run(
 pub fn print_plan(
     out: &mut (impl Write + ?Sized),
     plan: &hotswap_plan::Plan,
-    fleet: &Fleet,
+    fleet: &FleetRecord,
 ) -> Result<()> {
     for (i, wave) in plan.waves.iter().enumerate() {
         let mut per_region: BTreeMap<&str, usize> = BTreeMap::new();
@@ -154,7 +156,7 @@ pub fn plan_generated(
     regions: usize,
     out: &mut impl Write,
 ) -> Result<()> {
-    let fleet = Fleet::from(&hotswap_plan::fleet::generate(devices, regions));
+    let fleet = FleetRecord::from(&hotswap_plan::fleet::generate(devices, regions));
     let started = Instant::now();
     let plan = strategy.plan(config, &fleet)?;
     let took = started.elapsed();

@@ -17,7 +17,7 @@ use hotswap_protocol::{
     DeploymentRequest, DeploymentState, DeploymentStatus, DeviceState, GroupFilter,
 };
 use hotswap_server::{ServerConfig, ServerLimits, serve, state};
-use hotswap_sim::{Fleet, FleetConfig, Summary, registration, tagged};
+use hotswap_sim::{FleetConfig, SimulatedFleet, Summary, registration, tagged};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
@@ -150,7 +150,7 @@ pub async fn run(config: DemoConfig, out: &mut (impl Write + Send)) -> Result<De
         keys: vec![key.trusted()],
         allow_downgrade: false,
     };
-    let fleet = Fleet::start(fleet_config, device_config, &releases[0].0).await?;
+    let fleet = SimulatedFleet::start(fleet_config, device_config, &releases[0].0).await?;
     writeln!(
         out,
         "started {} simulated devices in 3 regions, each on the device VM running agent 1.0.0",

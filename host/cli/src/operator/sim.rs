@@ -108,7 +108,7 @@ pub async fn execute(a: SimArgs) -> Result<()> {
         hex::encode(key.trusted().key.as_bytes())
     );
     let server = config.server.clone();
-    let fleet = hotswap_sim::Fleet::start(config, device_config, &factory)
+    let fleet = hotswap_sim::SimulatedFleet::start(config, device_config, &factory)
         .await
         .with_context(|| format!("starting the fleet against {server}"))?;
     let progress = fleet.progress.clone();

@@ -200,7 +200,7 @@ fn constraints(doc: &mut Value) {
         doc,
         "ReportBatch",
         "reports",
-        json!({"minItems": 1, "maxItems": hotswap_protocol::device::MAX_BATCH_REPORTS}),
+        json!({"minItems": 1, "maxItems": hotswap_protocol::device_protocol::MAX_BATCH_REPORTS}),
     );
     let reportable: Vec<&str> = DeviceState::VARIANTS
         .iter()
@@ -265,7 +265,7 @@ fn constraints(doc: &mut Value) {
         doc,
         routes::CHECK_IN,
         "wait",
-        json!({"maximum": hotswap_protocol::device::MAX_WAIT_SECONDS}),
+        json!({"maximum": hotswap_protocol::device_protocol::MAX_WAIT_SECONDS}),
     );
     for (path, max) in [
         (routes::DEVICES, super::MAX_PAGE),

@@ -23,7 +23,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use hotswap_protocol::device::{MAX_BATCH_REPORTS, MAX_WAIT_SECONDS};
+use hotswap_protocol::device_protocol::{MAX_BATCH_REPORTS, MAX_WAIT_SECONDS};
 use hotswap_protocol::{CheckIn, CheckInAnswer, CheckInQuery, Report, ReportAnswer, ReportBatch};
 
 use super::{ApiError, AppState, Body};

@@ -6,7 +6,7 @@
 //! four-eyes rule for protected devices. [`Rollout::plan`] stops before storing and answers with
 //! the plan; [`Rollout::start`] stores it and the orchestrator runs it.
 
-use hotswap_plugin_host::{Fleet, PluginKind};
+use hotswap_plugin_host::{FleetRecord, PluginKind};
 use hotswap_protocol::deployments::MAX_EXCLUDED_SHOWN;
 use hotswap_protocol::{
     DeploymentRequest, DeploymentStatus, DeviceRecord, DryRun, Excluded, Firmware, PlannedWave,
@@ -182,7 +182,9 @@ impl Rollout {
             self.metrics
                 .timings()
                 .time(PluginKind::Strategy, "plan", || {
-                    strategy.plugin.plan_metered(&config, &Fleet::from(&fleet))
+                    strategy
+                        .plugin
+                        .plan_metered(&config, &FleetRecord::from(&fleet))
                 })?;
         self.traces.planned(
             trace,

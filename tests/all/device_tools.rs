@@ -652,7 +652,7 @@ async fn a_device_killed_during_a_grpc_upload_keeps_its_agent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_checking_in_with_a_server_takes_a_rollout_and_reverts_a_failing_agent() {
-    use crate::support::device::wait_for;
+    use crate::support::scripted::wait_for;
     use crate::support::server::{Server, data_dir};
     use crate::support::{registration, release_key};
     use hotswap_protocol::{DeploymentRequest, DeviceRegistration};

@@ -178,18 +178,18 @@ pub async fn scripted_device(
 }
 
 /// A fleet of scripted devices running in the background.
-pub struct Fleet {
+pub struct ScriptedFleet {
     stop: Arc<AtomicBool>,
     devices: Vec<(String, tokio::task::JoinHandle<String>, Arc<AtomicU64>)>,
 }
 
-impl Fleet {
+impl ScriptedFleet {
     pub fn start(
         url: &str,
         devices: &[(String, String)],
         version: &str,
         behaviour: impl Fn(&str, &str) -> Behaviour + Clone + Send + Sync + 'static,
-    ) -> Fleet {
+    ) -> ScriptedFleet {
         let stop = Arc::new(AtomicBool::new(false));
         let devices = devices
             .iter()
@@ -208,7 +208,7 @@ impl Fleet {
                 (id.clone(), task, rounds)
             })
             .collect();
-        Fleet { stop, devices }
+        ScriptedFleet { stop, devices }
     }
 
     /// Waits until every device has checked in `n` more times from now and finished whatever
