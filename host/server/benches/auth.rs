@@ -7,7 +7,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hotswap_protocol::Permission;
-use hotswap_server::auth::{Rule, authenticate, digest, new_secret};
+use hotswap_server::api::auth::{Rule, authenticate};
+use hotswap_server::credentials::{digest, new_secret};
 use hotswap_server::{ServerConfig, ServerLimits};
 use hotswap_store::NewDevice;
 

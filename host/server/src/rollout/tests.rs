@@ -24,7 +24,10 @@ struct Floor {
     _db: TestDatabase,
 }
 
-fn floor(devices: &[(&str, &str, &[(&str, &str)])]) -> Floor {
+/// A device's labels, `(key, value)`.
+type Labels<'a> = &'a [(&'a str, &'a str)];
+
+fn floor(devices: &[(&str, &str, Labels<'_>)]) -> Floor {
     let db = TestDatabase::sqlite();
     let store = Arc::new(db.open(Arc::new(SystemClock)).expect("a store"));
     let new: Vec<NewDevice> = devices
