@@ -453,9 +453,70 @@ fn servers_usage(pids: &[String]) -> Usage {
         })
 }
 
-/// One run: a server of its own, a fleet, a rollout to every device.
+/// The servers of one run, with what they share: their URLs (the first made the administrator
+/// token), the operator's token, and the run's PostgreSQL database, dropped after them.
+struct Servers {
+    processes: Vec<Server>,
+    urls: Vec<String>,
+    token: String,
+    _database: Option<hotswap_store::testing::CreatedDatabase>,
+}
+
+impl Servers {
+    fn pids(&self) -> Vec<String> {
+        self.processes
+            .iter()
+            .map(|s| s.0.id().to_string())
+            .collect()
+    }
+}
+
+/// What the processes had used, and the devices had been answered, at one moment of a run.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    at: Instant,
+    servers: Usage,
+    simulator: Usage,
+    /// Every PostgreSQL process's CPU (zero on SQLite).
+    database_cpu: Duration,
+    check_ins: u64,
+    reports: u64,
+}
+
+impl Reading {
+    fn take(servers: &[String], fleet: &SimulatedFleet, database: bool) -> Reading {
+        use std::sync::atomic::Ordering::Relaxed;
+        Reading {
+            at: Instant::now(),
+            servers: servers_usage(servers),
+            simulator: usage("self"),
+            database_cpu: if database {
+                postgres_cpu()
+            } else {
+                Duration::ZERO
+            },
+            check_ins: fleet.progress.check_ins_answered.load(Relaxed),
+            reports: fleet.progress.reports.load(Relaxed),
+        }
+    }
+}
+
+/// How a deployment was followed to its end.
+struct Followed {
+    status: hotswap_protocol::DeploymentStatus,
+    /// From the request to its answer: planned and stored.
+    planned: Duration,
+    /// From the request to the end.
+    elapsed: Duration,
+    /// When the last wave was seen started, from the request.
+    last_wave_at: Option<Duration>,
+    /// When a rollback was decided, with what had been used until then.
+    verdict: Option<Reading>,
+    /// How long each look at the status took: what a dashboard polling it pays.
+    status_reads: Vec<Duration>,
+}
+
 async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> Result<Figures> {
-    let authenticated = kind.authenticated;
     // The server's spans come here, counted; none when the run is not traced.
     let receiver = match kind.traced {
         true => Some(super::otlp::Receiver::start().await?),
@@ -465,11 +526,78 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
     let temporary = tempfile::Builder::new()
         .prefix("hotswap-scale-")
         .tempdir()?;
-    let dir = temporary.path();
     let key = ReleaseKey::from_seed(*b"hotswap scale benchmark key, 32.");
+    let servers = start_servers(
+        config,
+        kind,
+        temporary.path(),
+        &key,
+        receiver.as_ref().map(|r| r.endpoint()).as_deref(),
+    )
+    .await?;
+    let client = Client::new(&servers.urls[0])?.with_token(&servers.token);
+    let agent = hotswap_agents::THRESHOLD_ALARM;
+    let v1 = key.release(Version::new(1, 0, 0), &tagged(agent, "1.0.0"), 0);
+    let v2 = key.release(Version::new(2, 0, 0), &tagged(agent, "2.0.0"), 0);
+    for r in [&v1, &v2] {
+        client
+            .register_firmware(&registration(r, "sensor-v1", "scale"))
+            .await
+            .context("registering firmware")?;
+    }
+    let fleet = start_fleet(config, kind, &servers, &key, &v1, out).await?;
+    let pids = servers.pids();
+    let on_postgres = kind.store != Store::Sqlite;
+    let before = Reading::take(&pids, &fleet, on_postgres);
+    let Some(followed) = follow(config, &client, &fleet, &pids, out).await? else {
+        writeln!(out, "{}", fleet.stop().await)?;
+        bail!("the scale run was stopped before its rollout ended");
+    };
+    let after = Reading::take(&pids, &fleet, on_postgres);
+    let summary = fleet.stop().await;
+    report(config, kind, &followed, &before, &after, &summary, out)?;
+    if let Some(receiver) = &receiver {
+        // What the server still queues is sent within its batch delay.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let spans = receiver.count();
+        let (requests, bytes) = receiver.requests();
+        writeln!(
+            out,
+            "traces         {spans} spans received ({:.1} per device) in {requests} OTLP requests, {:.1} MiB",
+            spans as f64 / config.devices as f64,
+            bytes as f64 / (1 << 20) as f64
+        )?;
+    }
+    drop(servers);
+    drop(temporary);
+    let expected = match config.rollback {
+        None => DeploymentState::Completed,
+        Some(_) => DeploymentState::RolledBack,
+    };
+    let state = followed.status.deployment.state;
+    if summary.bricked > 0 || state != expected {
+        bail!("the rollout did not complete cleanly: {state}");
+    }
+    let devices = config.devices.max(1) as u32;
+    Ok(Figures {
+        elapsed: followed.elapsed,
+        server_cpu_per_device: (after.servers.cpu - before.servers.cpu) / devices,
+        database_cpu_per_device: after.database_cpu.saturating_sub(before.database_cpu) / devices,
+        server_peak_rss_bytes: after.servers.peak_rss_bytes,
+    })
+}
+
+/// Starts the run's servers one after the other (the first makes the administrator token), on
+/// a database of the run's own when it is on PostgreSQL, each waited for until it answers.
+async fn start_servers(
+    config: &ScaleConfig,
+    kind: Variant,
+    dir: &std::path::Path,
+    key: &ReleaseKey,
+    traces: Option<&str>,
+) -> Result<Servers> {
     let config_file = dir.join("hotswap.toml");
     std::fs::write(&config_file, "orchestrator-tick-ms = 200\n")?;
-    // A database of the run's own on PostgreSQL, dropped when the run ends.
     let database = match kind.store {
         Store::Sqlite => None,
         Store::Postgres { .. } => Some(
@@ -481,27 +609,26 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         Store::Sqlite => 1,
         Store::Postgres { replicas } => replicas,
     };
-    let mut servers = Vec::new();
+    let mut processes = Vec::new();
     let mut urls = Vec::new();
     for i in 0..replicas {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let url = format!("http://127.0.0.1:{port}");
-        // One after the other: the first makes the administrator token.
         let data = dir.join(if i == 0 {
             "data".into()
         } else {
             format!("data-{i}")
         });
-        servers.push(start_server(
+        processes.push(start_server(
             &data,
             port,
             &config_file,
-            &key,
+            key,
             kind,
             database.as_ref().map(|d| d.url.as_str()),
-            receiver.as_ref().map(|r| r.endpoint()).as_deref(),
+            traces,
         )?);
         Client::new(&url)?
             .wait_until_up(Duration::from_millis(100), Duration::from_secs(30))
@@ -509,32 +636,36 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
             .context("the server did not start within 30 s")?;
         urls.push(url);
     }
-    let url = urls[0].clone();
-    let server_pids: Vec<String> = servers.iter().map(|s| s.0.id().to_string()).collect();
     let token_file = dir.join("data").join(hotswap_server::ADMIN_TOKEN_FILE);
     let token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("reading {}", token_file.display()))?
         .trim()
         .to_string();
-    let client = Client::new(&url)?.with_token(&token);
-    let agent = hotswap_agents::THRESHOLD_ALARM;
-    let v1 = key.release(Version::new(1, 0, 0), &tagged(agent, "1.0.0"), 0);
-    let v2 = key.release(Version::new(2, 0, 0), &tagged(agent, "2.0.0"), 0);
-    for r in [&v1, &v2] {
-        client
-            .register_firmware(&registration(r, "sensor-v1", "scale"))
-            .await
-            .context("registering firmware")?;
-    }
+    Ok(Servers {
+        processes,
+        urls,
+        token,
+        _database: database,
+    })
+}
 
+/// Registers and boots the simulated devices on `factory`, dealt out over the servers.
+async fn start_fleet(
+    config: &ScaleConfig,
+    kind: Variant,
+    servers: &Servers,
+    key: &ReleaseKey,
+    factory: &hotswap_device_vm::release::Release,
+    out: &mut impl Write,
+) -> Result<SimulatedFleet> {
     writeln!(out, "starting {} simulated devices...", config.devices)?;
-    let mut fleet_config = FleetConfig::new(&url, config.devices);
-    fleet_config.replicas = urls[1..].to_vec();
+    let mut fleet_config = FleetConfig::new(&servers.urls[0], config.devices);
+    fleet_config.replicas = servers.urls[1..].to_vec();
     fleet_config.poll = config.poll;
     fleet_config.wait_seconds = config.wait_seconds;
     fleet_config.steps_per_poll = 1;
-    fleet_config.token = Some(token);
-    fleet_config.device_credentials = authenticated;
+    fleet_config.token = Some(servers.token.clone());
+    fleet_config.device_credentials = kind.authenticated;
     if config.rollback == Some(Rollback::Health) {
         fleet_config.failing_trial_percent = FAILING_TRIAL_PERCENT;
     }
@@ -545,7 +676,7 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
             keys: vec![key.trusted()],
             allow_downgrade: false,
         },
-        &v1,
+        factory,
     )
     .await?;
     writeln!(
@@ -553,17 +684,13 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         "registered and booted in {:.1} s",
         registering.elapsed().as_secs_f64()
     )?;
-    let mut progress = crate::progress::Line::stderr();
-    let before = (
-        servers_usage(&server_pids),
-        usage("self"),
-        postgres_cpu(),
-        fleet
-            .progress
-            .check_ins_answered
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    let request = DeploymentRequest {
+    Ok(fleet)
+}
+
+/// The run's deployment: a canary of `canary_percent`, then the rest; with a rollback by the
+/// health policy, a failure budget the last wave goes over.
+fn deployment(config: &ScaleConfig) -> DeploymentRequest {
+    DeploymentRequest {
         firmware_version: "2.0.0".into(),
         device_model: "sensor-v1".into(),
         target_filter: Some(GroupFilter::default()),
@@ -582,47 +709,46 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         })),
         health_config: Some(json!({"pollSeconds": 1})),
         ..DeploymentRequest::default()
-    };
+    }
+}
+
+/// Starts the deployment and follows it to its end, reading its status every 250 ms (as the
+/// dashboard does); the operator's rollback, when asked for, once most devices confirmed.
+/// `None` when a signal stopped it first.
+async fn follow(
+    config: &ScaleConfig,
+    client: &Client,
+    fleet: &SimulatedFleet,
+    servers: &[String],
+    out: &mut impl Write,
+) -> Result<Option<Followed>> {
+    let mut progress = crate::progress::Line::stderr();
     let started = Instant::now();
     let id = client
-        .create_deployment(&request)
+        .create_deployment(&deployment(config))
         .await
         .context("starting the deployment")?
         .deployment
         .id;
     let planned = started.elapsed();
-    // When the last wave started: the canary wave and its judgement come before it.
     let mut last_wave_at = None;
-    // When the rollback was decided: the time, the server's usage, check-ins answered and
-    // reports sent until then.
-    let mut verdict: Option<(Instant, Usage, u64, u64)> = None;
-    let now = || {
-        use std::sync::atomic::Ordering::Relaxed;
-        (
-            Instant::now(),
-            servers_usage(&server_pids),
-            fleet.progress.check_ins_answered.load(Relaxed),
-            fleet.progress.reports.load(Relaxed),
-        )
-    };
+    let mut verdict = None;
     // Ctrl-C or SIGTERM ends the run early, with what it got to.
     let mut stop = std::pin::pin!(crate::signals::stopped());
     let mut confirmed = 0;
-    // How long each look at the status took: what a dashboard polling it pays.
     let mut status_reads: Vec<Duration> = Vec::new();
     let status = loop {
         tokio::select! {
             r = &mut stop => {
                 r?;
                 progress.done();
-                let summary = fleet.stop().await;
                 writeln!(
                     out,
-                    "stopped after {:.0} s with {confirmed}/{} devices confirmed\n{summary}",
+                    "stopped after {:.0} s with {confirmed}/{} devices confirmed",
                     started.elapsed().as_secs_f64(),
                     config.devices
                 )?;
-                anyhow::bail!("the scale run was stopped before its rollout ended");
+                return Ok(None);
             }
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
         }
@@ -644,14 +770,16 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
                                 >= config.devices as u64
                                     * u64::from(OPERATOR_ROLLBACK_AT_PERCENT)) =>
                 {
-                    verdict = Some(now());
+                    verdict = Some(Reading::take(servers, fleet, false));
                     client
                         .act(id, hotswap_client::Action::Rollback)
                         .await
                         .context("rolling back")?;
                     continue;
                 }
-                Some(_) if d.state == DeploymentState::RollingBack => verdict = Some(now()),
+                Some(_) if d.state == DeploymentState::RollingBack => {
+                    verdict = Some(Reading::take(servers, fleet, false));
+                }
                 _ => {}
             }
         }
@@ -672,26 +800,40 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
             break status;
         }
     };
-    let rolled_back_after = verdict.map(|(at, u, c, r)| (at.elapsed(), u, c, r));
-    let elapsed = started.elapsed();
     progress.done();
-    let after = (servers_usage(&server_pids), usage("self"), postgres_cpu());
-    let check_ins = fleet
-        .progress
-        .check_ins_answered
-        .load(std::sync::atomic::Ordering::Relaxed)
-        - before.3;
-    let summary = fleet.stop().await;
-    let confirmed = confirmed_of(&status);
-    let minutes = elapsed.as_secs_f64() / 60.0;
+    Ok(Some(Followed {
+        status,
+        planned,
+        elapsed: started.elapsed(),
+        last_wave_at,
+        verdict,
+        status_reads,
+    }))
+}
+
+/// Prints the run's figures: the rollout, the requests, each process's memory and CPU during
+/// it, the rollback, the status reads, where the devices ended.
+fn report(
+    config: &ScaleConfig,
+    kind: Variant,
+    followed: &Followed,
+    before: &Reading,
+    after: &Reading,
+    summary: &hotswap_sim::Summary,
+    out: &mut impl Write,
+) -> Result<()> {
+    let status = &followed.status;
+    let confirmed = confirmed_of(status);
+    let minutes = followed.elapsed.as_secs_f64() / 60.0;
+    let per_device = |d: Duration| d.as_secs_f64() * 1e3 / config.devices as f64;
     writeln!(
         out,
         "deployment     {} ({} waves), planned and stored in {:.2} s",
         status.deployment.state,
         status.deployment.waves,
-        planned.as_secs_f64()
+        followed.planned.as_secs_f64()
     )?;
-    if let Some(at) = last_wave_at {
+    if let Some(at) = followed.last_wave_at {
         writeln!(
             out,
             "last wave      started {:.1} s after the deployment (seen within 250 ms)",
@@ -702,7 +844,7 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         out,
         "updated        {confirmed} of {} devices end to end in {:.1} s: {:.0} devices/minute",
         config.devices,
-        elapsed.as_secs_f64(),
+        followed.elapsed.as_secs_f64(),
         confirmed as f64 / minutes
     )?;
     if let Some((p50, p99)) = summary.latency {
@@ -713,6 +855,7 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
             p99.as_secs_f64() * 1e3
         )?;
     }
+    let check_ins = after.check_ins - before.check_ins;
     writeln!(
         out,
         "requests       {check_ins} check-ins answered and {} report requests during the rollout ({:.1} requests per device, downloads not counted)",
@@ -720,35 +863,34 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         (check_ins + summary.reports) as f64 / config.devices as f64
     )?;
     for (name, b, a) in [
-        ("server", before.0, after.0),
-        ("simulator", before.1, after.1),
+        ("server", before.servers, after.servers),
+        ("simulator", before.simulator, after.simulator),
     ] {
         writeln!(
             out,
             "{name:<14} peak RSS {:.0} MiB, CPU {:.1} s during the rollout ({:.2} ms per device)",
             a.peak_rss_bytes as f64 / (1 << 20) as f64,
             (a.cpu - b.cpu).as_secs_f64(),
-            (a.cpu - b.cpu).as_secs_f64() * 1e3 / config.devices as f64
+            per_device(a.cpu - b.cpu)
         )?;
     }
     if kind.store != Store::Sqlite {
-        let cpu = after.2.saturating_sub(before.2);
+        let cpu = after.database_cpu.saturating_sub(before.database_cpu);
         writeln!(
             out,
             "{:<14} CPU {:.1} s during the rollout ({:.2} ms per device), every postgres process",
             "database",
             cpu.as_secs_f64(),
-            cpu.as_secs_f64() * 1e3 / config.devices as f64
+            per_device(cpu)
         )?;
     }
-    if let Some((took, at_verdict, check_ins_then, reports_then)) = rolled_back_after {
+    if let Some(verdict) = &followed.verdict {
         let sent_back: u32 = status.rollback.values().sum();
         let back = status
             .rollback
             .get(&DeviceState::RolledBack)
             .copied()
             .unwrap_or(0);
-        let server_now = after.0;
         writeln!(
             out,
             "rollback       {:?} by the {}: {back} of {sent_back} devices sent back confirmed back on their previous version {:.1} s after the verdict (target: under {ROLLBACK_TARGET_SECONDS:.0} s)",
@@ -757,29 +899,31 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
                 Some(Rollback::Health) => "health policy",
                 _ => "operator",
             },
-            took.as_secs_f64()
+            (after.at - verdict.at).as_secs_f64()
         )?;
         if let Some(reason) = &status.deployment.reason {
             writeln!(out, "               verdict: {reason}")?;
         }
-        let requests = (check_ins - (check_ins_then - before.3)) + (summary.reports - reports_then);
+        let requests = (after.check_ins - verdict.check_ins) + (summary.reports - verdict.reports);
+        let server_cpu = after.servers.cpu - verdict.servers.cpu;
         writeln!(
             out,
             "               {requests} requests after the verdict ({:.1} per device sent back, downloads not counted); server CPU {:.1} s ({:.2} ms per device sent back)",
             requests as f64 / f64::from(sent_back.max(1)),
-            (server_now.cpu - at_verdict.cpu).as_secs_f64(),
-            (server_now.cpu - at_verdict.cpu).as_secs_f64() * 1e3 / f64::from(sent_back.max(1))
+            server_cpu.as_secs_f64(),
+            server_cpu.as_secs_f64() * 1e3 / f64::from(sent_back.max(1))
         )?;
     }
-    status_reads.sort();
-    if let Some(max) = status_reads.last() {
+    let mut reads = followed.status_reads.clone();
+    reads.sort();
+    if let Some(max) = reads.last() {
         writeln!(
             out,
             "status         {} reads during the rollout: median {:.1} ms, max {:.1} ms; {} bytes of JSON for {} devices",
-            status_reads.len(),
-            status_reads[status_reads.len() / 2].as_secs_f64() * 1e3,
+            reads.len(),
+            reads[reads.len() / 2].as_secs_f64() * 1e3,
             max.as_secs_f64() * 1e3,
-            serde_json::to_vec(&status)?.len(),
+            serde_json::to_vec(status)?.len(),
             config.devices
         )?;
     }
@@ -790,40 +934,7 @@ async fn run_once(config: &ScaleConfig, kind: Variant, out: &mut impl Write) -> 
         .collect();
     writeln!(out, "versions       {}", versions.join(", "))?;
     writeln!(out, "bricked        {}", summary.bricked)?;
-    if let Some(receiver) = &receiver {
-        // What the server still queues is sent within its batch delay.
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        let spans = receiver.count();
-        let (requests, bytes) = receiver.requests();
-        writeln!(
-            out,
-            "traces         {spans} spans received ({:.1} per device) in {requests} OTLP requests, {:.1} MiB",
-            spans as f64 / config.devices as f64,
-            bytes as f64 / (1 << 20) as f64
-        )?;
-    }
-    drop(servers);
-    drop(database);
-    drop(temporary);
-    let expected = match config.rollback {
-        None => DeploymentState::Completed,
-        Some(_) => DeploymentState::RolledBack,
-    };
-    if summary.bricked > 0 || status.deployment.state != expected {
-        bail!(
-            "the rollout did not complete cleanly: {}",
-            status.deployment.state
-        );
-    }
-    Ok(Figures {
-        elapsed,
-        server_cpu_per_device: (after.0.cpu - before.0.cpu) / config.devices.max(1) as u32,
-        database_cpu_per_device: match kind.store {
-            Store::Sqlite => Duration::ZERO,
-            Store::Postgres { .. } => (after.2 - before.2) / config.devices.max(1) as u32,
-        },
-        server_peak_rss_bytes: after.0.peak_rss_bytes,
-    })
+    Ok(())
 }
 
 fn confirmed_of(status: &hotswap_protocol::DeploymentStatus) -> u32 {
