@@ -165,67 +165,44 @@ pub async fn claim_token(
     }))
 }
 
-/// `POST /api/v1/devices/{id}/accept`: a pending device may claim its credential.
-#[utoipa::path(
-    post,
-    path = routes::DEVICE_ACCEPT,
-    operation_id = "acceptDevice",
-    tag = "devices",
-    summary = "Accept a pending device",
-    params(("id" = String, Path, description = "The device id")),
-    responses(
-        (status = 200, description = "Done", body = DeviceRecord),
-        (status = 404, description = "No such device", body = ErrorBody),
-        (status = 409, description = "The device is not in a state this applies to", body = ErrorBody),
-    )
-)]
-pub async fn accept(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<DeviceRecord>, ApiError> {
-    set_standing(state, id, Standing::Accept).await
+/// Declares one handler per change of a device's standing, each with its own OpenAPI
+/// operation, from one line each: the change, its path, its operation id and its summary.
+macro_rules! standing_changes {
+    ($($(#[$doc:meta])* $handler:ident: $change:expr, $path:expr, $operation:literal, $summary:literal;)*) => {$(
+        $(#[$doc])*
+        #[utoipa::path(
+            post,
+            path = $path,
+            operation_id = $operation,
+            tag = "devices",
+            summary = $summary,
+            params(("id" = String, Path, description = "The device id")),
+            responses(
+                (status = 200, description = "Done", body = DeviceRecord),
+                (status = 404, description = "No such device", body = ErrorBody),
+                (status = 409, description = "The device is not in a state this applies to", body = ErrorBody),
+            )
+        )]
+        pub async fn $handler(
+            State(state): State<Arc<AppState>>,
+            Path(id): Path<String>,
+        ) -> Result<Json<DeviceRecord>, ApiError> {
+            set_standing(state, id, $change).await
+        }
+    )*};
 }
 
-/// `POST /api/v1/devices/{id}/reject`: a pending (or any) device is refused from now on.
-#[utoipa::path(
-    post,
-    path = routes::DEVICE_REJECT,
-    operation_id = "rejectDevice",
-    tag = "devices",
-    summary = "Refuse a device from now on",
-    params(("id" = String, Path, description = "The device id")),
-    responses(
-        (status = 200, description = "Done", body = DeviceRecord),
-        (status = 404, description = "No such device", body = ErrorBody),
-        (status = 409, description = "The device is not in a state this applies to", body = ErrorBody),
-    )
-)]
-pub async fn reject(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<DeviceRecord>, ApiError> {
-    set_standing(state, id, Standing::Reject).await
-}
-
-/// `POST /api/v1/devices/{id}/decommission`: the device leaves the fleet; its credential ends.
-#[utoipa::path(
-    post,
-    path = routes::DEVICE_DECOMMISSION,
-    operation_id = "decommissionDevice",
-    tag = "devices",
-    summary = "Take a device out of the fleet",
-    params(("id" = String, Path, description = "The device id")),
-    responses(
-        (status = 200, description = "Done", body = DeviceRecord),
-        (status = 404, description = "No such device", body = ErrorBody),
-        (status = 409, description = "The device is not in a state this applies to", body = ErrorBody),
-    )
-)]
-pub async fn decommission(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<DeviceRecord>, ApiError> {
-    set_standing(state, id, Standing::Decommission).await
+standing_changes! {
+    /// `POST /api/v1/devices/{id}/accept`: a pending device may claim its credential.
+    accept: Standing::Accept, routes::DEVICE_ACCEPT, "acceptDevice",
+        "Accept a pending device";
+    /// `POST /api/v1/devices/{id}/reject`: a pending (or any) device is refused from now on.
+    reject: Standing::Reject, routes::DEVICE_REJECT, "rejectDevice",
+        "Refuse a device from now on";
+    /// `POST /api/v1/devices/{id}/decommission`: the device leaves the fleet; its credential
+    /// ends.
+    decommission: Standing::Decommission, routes::DEVICE_DECOMMISSION, "decommissionDevice",
+        "Take a device out of the fleet";
 }
 
 async fn set_standing(
