@@ -394,7 +394,10 @@ async fn an_operator_drives_every_part_of_the_api_with_the_hotswap_command() {
     let refused = server
         .client()
         .with_token(&secret)
-        .act(id.parse().unwrap(), hotswap_client::Action::Cancel)
+        .act(
+            id.parse().unwrap(),
+            hotswap_protocol::DeploymentAction::Cancel,
+        )
         .await
         .unwrap_err()
         .to_string();

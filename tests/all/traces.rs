@@ -112,7 +112,9 @@ async fn each_deployment_is_one_trace_from_the_request_to_its_devices() {
     assert_eq!(good["state"], "completed", "{good:#}");
     // Found wanting later: the operator sends every device back to 1.0.0.
     let id = good["id"].as_i64().unwrap();
-    api.act(id, hotswap_client::Action::Rollback).await.unwrap();
+    api.act(id, hotswap_protocol::DeploymentAction::Rollback)
+        .await
+        .unwrap();
     let sent_back = wait_for(&api, id, &["rolled-back"]).await;
     assert_eq!(
         sent_back["rollback"]["rolled-back"], DEVICES,

@@ -22,54 +22,15 @@ use hotswap_protocol::{
     PluginInfo, RegisteredDevice, Report, ReportAnswer, ReportBatch, ResolvedGroup, TokenInfo,
     TokenRequest,
 };
-use hotswap_protocol::{LoginRequest, Session, UserInfo, UserRequest, routes};
+use hotswap_protocol::{
+    DeploymentAction, LoginRequest, Session, StandingChange, UserInfo, UserRequest, routes,
+};
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::ClientError;
 pub use retry::Retry;
-
-/// What an operator can do to a running deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Pause,
-    Resume,
-    Cancel,
-    Rollback,
-}
-
-impl Action {
-    fn route(self) -> &'static str {
-        match self {
-            Action::Pause => routes::DEPLOYMENT_PAUSE,
-            Action::Resume => routes::DEPLOYMENT_RESUME,
-            Action::Cancel => routes::DEPLOYMENT_CANCEL,
-            Action::Rollback => routes::DEPLOYMENT_ROLLBACK,
-        }
-    }
-}
-
-/// What an operator can do to a device's standing in the fleet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
-    /// A pending (enrolled) device may claim its credential.
-    Accept,
-    /// A pending or registered device is refused; its credential stops at once.
-    Reject,
-    /// A device is taken out of the fleet; its credential stops at once.
-    Decommission,
-}
-
-impl Standing {
-    fn route(self) -> &'static str {
-        match self {
-            Standing::Accept => routes::DEVICE_ACCEPT,
-            Standing::Reject => routes::DEVICE_REJECT,
-            Standing::Decommission => routes::DEVICE_DECOMMISSION,
-        }
-    }
-}
 
 /// How to connect.
 #[derive(Debug, Clone)]
@@ -367,9 +328,9 @@ impl Client {
     pub async fn set_standing(
         &self,
         device_id: &str,
-        standing: Standing,
+        change: StandingChange,
     ) -> Result<DeviceRecord, ClientError> {
-        self.post(&routes::fill(standing.route(), &[&device_id]), &())
+        self.post(&routes::fill(change.route(), &[&device_id]), &())
             .await
     }
 
@@ -537,7 +498,7 @@ impl Client {
         .await
     }
 
-    pub async fn act(&self, id: i64, action: Action) -> Result<Deployment, ClientError> {
+    pub async fn act(&self, id: i64, action: DeploymentAction) -> Result<Deployment, ClientError> {
         self.post(&routes::fill(action.route(), &[&id]), &()).await
     }
 

@@ -112,6 +112,31 @@ impl DeploymentRequest {
     }
 }
 
+/// An operator's action on a deployment, each a route of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentAction {
+    /// A running deployment hands out nothing more.
+    Pause,
+    /// A paused deployment goes on.
+    Resume,
+    /// Devices not yet updated are left as they are.
+    Cancel,
+    /// Every device the deployment updated is sent back.
+    Rollback,
+}
+
+impl DeploymentAction {
+    /// Its route.
+    pub fn route(self) -> &'static str {
+        match self {
+            DeploymentAction::Pause => crate::routes::DEPLOYMENT_PAUSE,
+            DeploymentAction::Resume => crate::routes::DEPLOYMENT_RESUME,
+            DeploymentAction::Cancel => crate::routes::DEPLOYMENT_CANCEL,
+            DeploymentAction::Rollback => crate::routes::DEPLOYMENT_ROLLBACK,
+        }
+    }
+}
+
 /// A deployment as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -32,6 +32,28 @@ pub struct DeviceRegistration {
     pub firmware_version: String,
 }
 
+/// An operator's change of a device's standing in the fleet, each a route of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandingChange {
+    /// A pending (enrolled) device may claim its credential.
+    Accept,
+    /// A device (pending or not) is refused from now on; its credential stops at once.
+    Reject,
+    /// The device leaves the fleet; its credential stops at once.
+    Decommission,
+}
+
+impl StandingChange {
+    /// Its route.
+    pub fn route(self) -> &'static str {
+        match self {
+            StandingChange::Accept => crate::routes::DEVICE_ACCEPT,
+            StandingChange::Reject => crate::routes::DEVICE_REJECT,
+            StandingChange::Decommission => crate::routes::DEVICE_DECOMMISSION,
+        }
+    }
+}
+
 /// What to do with devices of a batch that are registered already.
 #[derive(Debug, Deserialize, Serialize, Default, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]

@@ -32,8 +32,8 @@ pub use auth::{
     Session, TokenInfo, TokenRequest, UserInfo, UserRequest,
 };
 pub use deployments::{
-    ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus,
-    DryRun, Event, Excluded, PlannedWave, RetryPolicy, WaveStatus,
+    ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentAction, DeploymentRequest,
+    DeploymentStatus, DryRun, Event, Excluded, PlannedWave, RetryPolicy, WaveStatus,
 };
 pub use device_protocol::{
     Assignment, CheckIn, CheckInAnswer, CheckInQuery, Health, Report, ReportAnswer, ReportBatch,
@@ -42,7 +42,7 @@ pub use device_protocol::{
 pub use devices::{
     BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRecord,
     DeviceRegistration, Enrollment, FleetSummary, HistoryEntry, IfRegistered, Inventory, Lineage,
-    LineageStep, RegisteredDevice, TokenClaim,
+    LineageStep, RegisteredDevice, StandingChange, TokenClaim,
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use firmware::{

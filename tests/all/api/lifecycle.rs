@@ -1,7 +1,8 @@
 //! Firmware lifecycle: compatibility (the models a version runs on, the installed versions it
 //! may go over), sunset and deprecation with who is left behind, and each device's lineage.
 
-use hotswap_client::{Action, Client, Device};
+use hotswap_client::{Client, Device};
+use hotswap_protocol::DeploymentAction;
 use hotswap_protocol::{
     CheckIn, Compatibility, DeploymentRequest, DeviceQuery, DeviceRegistration, FirmwareQuery,
     FirmwareRegistration, FirmwareStatus, LineageHow, UnixMillis,
@@ -274,7 +275,7 @@ async fn sunset_and_deprecated_versions_are_not_deployed_and_their_devices_are_l
     let now = UnixMillis::now().seconds();
     let refused = api.sunset_firmware(two, now).await.unwrap_err();
     assert_eq!(refused.status(), Some(409));
-    api.act(running, Action::Cancel).await.unwrap();
+    api.act(running, DeploymentAction::Cancel).await.unwrap();
 
     // 1.0.0 sunset yesterday: refused with its date; its devices are left behind, and counted.
     let yesterday = hotswap_protocol::UnixSeconds(now.0 - 86_400);
@@ -378,7 +379,7 @@ async fn a_devices_lineage_reads_back_every_step() {
         .id;
     wait_for(&api, to_three, &["rolled-back", "failed"]).await;
     // The 2.0.0 rollout, completed, is rolled back: both devices still run 2.0.0.
-    api.act(to_two, Action::Rollback).await.unwrap();
+    api.act(to_two, DeploymentAction::Rollback).await.unwrap();
     wait_for(&api, to_two, &["rolled-back"]).await;
     let versions = fleet.stop().await;
     assert_eq!(versions["d-000"], "1.0.0");

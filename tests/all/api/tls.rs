@@ -309,7 +309,7 @@ async fn a_device_with_a_client_certificate_needs_no_token_and_acts_only_for_its
 
     // Decommissioned: its certificate stops counting at the next request.
     admin
-        .set_standing("d-000", hotswap_client::Standing::Decommission)
+        .set_standing("d-000", hotswap_protocol::StandingChange::Decommission)
         .await
         .unwrap();
     let r = check_in(&d0, "d-000").await.unwrap();

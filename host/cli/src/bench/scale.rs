@@ -772,7 +772,7 @@ async fn follow(
                 {
                     verdict = Some(Reading::take(servers, fleet, false));
                     client
-                        .act(id, hotswap_client::Action::Rollback)
+                        .act(id, hotswap_protocol::DeploymentAction::Rollback)
                         .await
                         .context("rolling back")?;
                     continue;

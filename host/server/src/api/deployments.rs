@@ -18,8 +18,8 @@ use serde_json::Value;
 
 use super::{ApiError, AppState, Body, blocking};
 use crate::credentials::Principal;
-use crate::rollout::Action;
 use crate::rollout::actions::Approval;
+use hotswap_protocol::DeploymentAction;
 use hotswap_protocol::ErrorBody;
 use hotswap_protocol::routes;
 
@@ -194,17 +194,17 @@ macro_rules! actions {
 
 actions! {
     /// `POST /api/v1/deployments/{id}/pause`: a running deployment hands out nothing more.
-    pause: Action::Pause, routes::DEPLOYMENT_PAUSE, "pauseDeployment",
+    pause: DeploymentAction::Pause, routes::DEPLOYMENT_PAUSE, "pauseDeployment",
         "Pause a running deployment";
     /// `POST /api/v1/deployments/{id}/resume`.
-    resume: Action::Resume, routes::DEPLOYMENT_RESUME, "resumeDeployment",
+    resume: DeploymentAction::Resume, routes::DEPLOYMENT_RESUME, "resumeDeployment",
         "Resume a paused deployment";
     /// `POST /api/v1/deployments/{id}/cancel`: devices not yet updated are left as they are.
-    cancel: Action::Cancel, routes::DEPLOYMENT_CANCEL, "cancelDeployment",
+    cancel: DeploymentAction::Cancel, routes::DEPLOYMENT_CANCEL, "cancelDeployment",
         "Cancel a deployment";
     /// `POST /api/v1/deployments/{id}/rollback`: every device the deployment updated is sent
     /// back.
-    rollback: Action::Rollback, routes::DEPLOYMENT_ROLLBACK, "rollbackDeployment",
+    rollback: DeploymentAction::Rollback, routes::DEPLOYMENT_ROLLBACK, "rollbackDeployment",
         "Send every updated device back";
 }
 

@@ -14,8 +14,8 @@ use hotswap_protocol::devices::ENROLLMENT_CLOCK_SKEW_SECONDS;
 use hotswap_protocol::{DeviceRecord, DeviceStatus, DeviceToken, Enrollment, TokenClaim};
 
 use super::{ApiError, AppState, Body, blocking};
-use crate::rollout::Standing;
 use hotswap_protocol::ErrorBody;
+use hotswap_protocol::StandingChange;
 use hotswap_protocol::routes;
 
 #[utoipa::path(
@@ -194,21 +194,21 @@ macro_rules! standing_changes {
 
 standing_changes! {
     /// `POST /api/v1/devices/{id}/accept`: a pending device may claim its credential.
-    accept: Standing::Accept, routes::DEVICE_ACCEPT, "acceptDevice",
+    accept: StandingChange::Accept, routes::DEVICE_ACCEPT, "acceptDevice",
         "Accept a pending device";
     /// `POST /api/v1/devices/{id}/reject`: a pending (or any) device is refused from now on.
-    reject: Standing::Reject, routes::DEVICE_REJECT, "rejectDevice",
+    reject: StandingChange::Reject, routes::DEVICE_REJECT, "rejectDevice",
         "Refuse a device from now on";
     /// `POST /api/v1/devices/{id}/decommission`: the device leaves the fleet; its credential
     /// ends.
-    decommission: Standing::Decommission, routes::DEVICE_DECOMMISSION, "decommissionDevice",
+    decommission: StandingChange::Decommission, routes::DEVICE_DECOMMISSION, "decommissionDevice",
         "Take a device out of the fleet";
 }
 
 async fn set_standing(
     state: Arc<AppState>,
     id: String,
-    change: Standing,
+    change: StandingChange,
 ) -> Result<Json<DeviceRecord>, ApiError> {
     Ok(Json(
         blocking(move || Ok(state.rollout.set_standing(&id, change)?)).await?,

@@ -3,24 +3,10 @@
 //! it. Every transition is recorded in the deployment's trace when it ends the wave under way
 //! or the deployment itself, and the devices it hands something to are woken.
 
-use hotswap_protocol::{Deployment, DeploymentState};
+use hotswap_protocol::{Deployment, DeploymentAction, DeploymentState};
 use hotswap_store::Transitioned;
 
 use super::{Rollout, RolloutError};
-
-/// An operator's action on a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter, strum::IntoStaticStr)]
-#[strum(serialize_all = "lowercase")]
-pub enum Action {
-    /// A running deployment hands out nothing more.
-    Pause,
-    /// A paused deployment goes on.
-    Resume,
-    /// Devices not yet updated are left as they are.
-    Cancel,
-    /// Every device the deployment updated is sent back.
-    Rollback,
-}
 
 /// One row of the transition table: the states an action applies in, the state it leads to,
 /// and the reason recorded.
@@ -31,39 +17,32 @@ pub struct Transition {
     pub reason: &'static str,
 }
 
-impl Action {
-    /// The transition table, one row per action.
-    pub fn transition(self) -> Transition {
-        use DeploymentState::*;
-        match self {
-            Action::Pause => Transition {
-                from: &[Running],
-                to: Paused,
-                reason: "paused by the operator",
-            },
-            Action::Resume => Transition {
-                from: &[Paused],
-                to: Running,
-                reason: "resumed by the operator",
-            },
-            Action::Cancel => Transition {
-                from: &[WaitingForApproval, Running, Paused],
-                to: Cancelled,
-                reason: "cancelled by the operator",
-            },
-            // A completed deployment too: a problem found later sends back every device that
-            // still runs its version.
-            Action::Rollback => Transition {
-                from: &[Running, Paused, Completed],
-                to: RollingBack,
-                reason: "rollback asked by the operator",
-            },
-        }
-    }
-
-    /// The path segment and CLI word: `pause`, `resume`, `cancel`, `rollback`.
-    pub fn name(self) -> &'static str {
-        self.into()
+/// The transition table, one row per action.
+pub fn transition(action: DeploymentAction) -> Transition {
+    use DeploymentState::*;
+    match action {
+        DeploymentAction::Pause => Transition {
+            from: &[Running],
+            to: Paused,
+            reason: "paused by the operator",
+        },
+        DeploymentAction::Resume => Transition {
+            from: &[Paused],
+            to: Running,
+            reason: "resumed by the operator",
+        },
+        DeploymentAction::Cancel => Transition {
+            from: &[WaitingForApproval, Running, Paused],
+            to: Cancelled,
+            reason: "cancelled by the operator",
+        },
+        // A completed deployment too: a problem found later sends back every device that
+        // still runs its version.
+        DeploymentAction::Rollback => Transition {
+            from: &[Running, Paused, Completed],
+            to: RollingBack,
+            reason: "rollback asked by the operator",
+        },
     }
 }
 
@@ -79,8 +58,8 @@ pub enum Approval {
 impl Rollout {
     /// Applies `action` to deployment `id`; a deployment not in a state it applies to is a
     /// [`RolloutError::Store`] conflict naming both.
-    pub fn act(&self, id: i64, action: Action) -> Result<Deployment, RolloutError> {
-        let t = action.transition();
+    pub fn act(&self, id: i64, action: DeploymentAction) -> Result<Deployment, RolloutError> {
+        let t = transition(action);
         self.transition(id, t.from, t.to, t.reason)
     }
 

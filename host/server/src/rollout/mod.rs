@@ -12,8 +12,8 @@
 //! - [`Rollout`]: the floor, over the store, the plugin sandbox, the doorbell, the metrics, the
 //!   traces and the credential cache.
 //! - [`start`](mod@start): [`Rollout::start`] and [`Rollout::plan`], one way to a deployment.
-//! - [`actions`]: [`Action`], the operator's transitions and their table; approvals.
-//! - [`standing`]: [`Standing`], accepting, rejecting and decommissioning a device.
+//! - [`actions`]: the table of the operator's transitions ([`actions::transition`]); approvals.
+//! - [`standing`]: accepting, rejecting and decommissioning a device.
 //! - [`plugins`]: a strategy or health policy by name, built-in or stored, under its limits.
 
 pub mod actions;
@@ -29,8 +29,6 @@ use std::sync::Arc;
 use hotswap_plugin_host::{PluginError, PluginRuntime};
 use hotswap_store::{Store, StoreError};
 
-pub use actions::Action;
-pub use standing::Standing;
 pub use start::{ONLINE_WITHIN_SECONDS, Started};
 
 use crate::credentials::Credentials;

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hotswap_plugin_host::{PluginRuntime, RuntimeConfig};
-use hotswap_protocol::{DeploymentRequest, DeploymentState, DeviceStatus, GroupFilter};
+use hotswap_protocol::{
+    DeploymentAction, DeploymentRequest, DeploymentState, DeviceStatus, GroupFilter, StandingChange,
+};
 use hotswap_store::testing::TestDatabase;
 use hotswap_store::{NewDevice, NewFirmware, StoreError, SystemClock};
 
 use super::actions::Approval;
-use super::{Action, Rollout, RolloutError, RolloutParts, Standing};
+use super::actions::transition;
+use super::{Rollout, RolloutError, RolloutParts};
 use crate::credentials::Credentials;
 use crate::doorbell::Doorbell;
 use crate::metrics::Metrics;
@@ -248,27 +251,27 @@ fn each_action_moves_a_deployment_only_from_the_states_its_row_names() {
         .id;
     // (action, the state it is applied in, the state after; `None`: refused as a conflict).
     let steps = [
-        (Action::Resume, Running, None),
-        (Action::Pause, Running, Some(Paused)),
-        (Action::Pause, Paused, None),
-        (Action::Resume, Paused, Some(Running)),
-        (Action::Pause, Running, Some(Paused)),
-        (Action::Rollback, Paused, Some(RollingBack)),
-        (Action::Cancel, RollingBack, None),
-        (Action::Pause, RollingBack, None),
+        (DeploymentAction::Resume, Running, None),
+        (DeploymentAction::Pause, Running, Some(Paused)),
+        (DeploymentAction::Pause, Paused, None),
+        (DeploymentAction::Resume, Paused, Some(Running)),
+        (DeploymentAction::Pause, Running, Some(Paused)),
+        (DeploymentAction::Rollback, Paused, Some(RollingBack)),
+        (DeploymentAction::Cancel, RollingBack, None),
+        (DeploymentAction::Pause, RollingBack, None),
     ];
     for (action, from, to) in steps {
         let before = f.rollout.store().deployment(id).unwrap().state;
         assert_eq!(before, from, "before {action:?}");
-        assert_eq!(action.transition().from.contains(&from), to.is_some());
+        assert_eq!(transition(action).from.contains(&from), to.is_some());
         match (f.rollout.act(id, action), to) {
             (Ok(d), Some(to)) => {
                 assert_eq!(d.state, to);
-                assert_eq!(d.state, action.transition().to);
-                assert_eq!(d.reason.as_deref(), Some(action.transition().reason));
+                assert_eq!(d.state, transition(action).to);
+                assert_eq!(d.reason.as_deref(), Some(transition(action).reason));
             }
             (Err(RolloutError::Store(StoreError::Conflict(m))), None) => {
-                let to = action.transition().to;
+                let to = transition(action).to;
                 assert_eq!(
                     m,
                     format!("deployment {id} is {from}, so it cannot become {to}")
@@ -284,21 +287,24 @@ fn each_action_moves_a_deployment_only_from_the_states_its_row_names() {
         .deployment
         .id;
     assert_eq!(
-        f.rollout.act(other, Action::Cancel).unwrap().state,
+        f.rollout
+            .act(other, DeploymentAction::Cancel)
+            .unwrap()
+            .state,
         Cancelled
     );
     for action in [
-        Action::Pause,
-        Action::Resume,
-        Action::Cancel,
-        Action::Rollback,
+        DeploymentAction::Pause,
+        DeploymentAction::Resume,
+        DeploymentAction::Cancel,
+        DeploymentAction::Rollback,
     ] {
         assert!(
             f.rollout.act(other, action).is_err(),
             "{action:?} after cancel"
         );
     }
-    let missing = f.rollout.act(9999, Action::Pause).unwrap_err();
+    let missing = f.rollout.act(9999, DeploymentAction::Pause).unwrap_err();
     assert!(
         matches!(missing, RolloutError::Store(StoreError::NotFound(_))),
         "{missing:?}"
@@ -320,12 +326,15 @@ fn a_device_changes_standing_only_from_the_statuses_the_change_names() {
     };
     store.enroll_device(&new, &"11".repeat(32)).unwrap();
     let steps = [
-        (Standing::Decommission, None),
-        (Standing::Accept, Some(DeviceStatus::Registered)),
-        (Standing::Accept, None),
-        (Standing::Decommission, Some(DeviceStatus::Decommissioned)),
-        (Standing::Reject, None),
-        (Standing::Accept, None),
+        (StandingChange::Decommission, None),
+        (StandingChange::Accept, Some(DeviceStatus::Registered)),
+        (StandingChange::Accept, None),
+        (
+            StandingChange::Decommission,
+            Some(DeviceStatus::Decommissioned),
+        ),
+        (StandingChange::Reject, None),
+        (StandingChange::Accept, None),
     ];
     for (change, to) in steps {
         match (f.rollout.set_standing("kiosk-7", change), to) {
@@ -338,7 +347,7 @@ fn a_device_changes_standing_only_from_the_statuses_the_change_names() {
     }
     let err = f
         .rollout
-        .set_standing("nobody", Standing::Reject)
+        .set_standing("nobody", StandingChange::Reject)
         .unwrap_err();
     assert!(
         matches!(err, RolloutError::Store(StoreError::NotFound(_))),

@@ -12,12 +12,13 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use hotswap_client::{Action, Client, Standing};
+use hotswap_client::Client;
 use hotswap_protocol::{
     AuditQuery, DecisionsQuery, DeploymentRequest, DeviceQuery, DeviceRegistration, DeviceStatus,
     FirmwareQuery, FirmwareStatus, GroupCreation, GroupFilter, Role, Spelling, TokenRequest,
     UnixSeconds, UserRequest,
 };
+use hotswap_protocol::{DeploymentAction, StandingChange};
 use serde::Serialize;
 
 use crate::connection::ServerArgs;
@@ -594,13 +595,20 @@ pub async fn devices(a: DevicesArgs, out: &mut dyn Write) -> Result<ExitCode> {
             api.print(out, &l, show::lineage)
         }
         DevicesCommand::Accept { id } => {
-            standing(api, &id, Standing::Accept, "accepted", out).await
+            standing(api, &id, StandingChange::Accept, "accepted", out).await
         }
         DevicesCommand::Reject { id } => {
-            standing(api, &id, Standing::Reject, "rejected", out).await
+            standing(api, &id, StandingChange::Reject, "rejected", out).await
         }
         DevicesCommand::Decommission { id } => {
-            standing(api, &id, Standing::Decommission, "decommissioned", out).await
+            standing(
+                api,
+                &id,
+                StandingChange::Decommission,
+                "decommissioned",
+                out,
+            )
+            .await
         }
     }
 }
@@ -608,7 +616,7 @@ pub async fn devices(a: DevicesArgs, out: &mut dyn Write) -> Result<ExitCode> {
 async fn standing(
     api: &Api,
     id: &str,
-    standing: Standing,
+    standing: StandingChange,
     done: &str,
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
@@ -790,10 +798,10 @@ pub async fn deployments(a: DeploymentsArgs, out: &mut dyn Write) -> Result<Exit
             )
             .await
         }
-        DeploymentsCommand::Pause { id } => act(api, id, Action::Pause, out).await,
-        DeploymentsCommand::Resume { id } => act(api, id, Action::Resume, out).await,
-        DeploymentsCommand::Cancel { id } => act(api, id, Action::Cancel, out).await,
-        DeploymentsCommand::Rollback { id } => act(api, id, Action::Rollback, out).await,
+        DeploymentsCommand::Pause { id } => act(api, id, DeploymentAction::Pause, out).await,
+        DeploymentsCommand::Resume { id } => act(api, id, DeploymentAction::Resume, out).await,
+        DeploymentsCommand::Cancel { id } => act(api, id, DeploymentAction::Cancel, out).await,
+        DeploymentsCommand::Rollback { id } => act(api, id, DeploymentAction::Rollback, out).await,
         DeploymentsCommand::Approve { id, remark } => {
             let d = api.client()?.decide(id, true, &remark).await?;
             api.print(out, &d, show::deployment_line)
@@ -822,7 +830,12 @@ pub async fn deployments(a: DeploymentsArgs, out: &mut dyn Write) -> Result<Exit
     }
 }
 
-async fn act(api: &Api, id: i64, action: Action, out: &mut dyn Write) -> Result<ExitCode> {
+async fn act(
+    api: &Api,
+    id: i64,
+    action: DeploymentAction,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
     let d = api.client()?.act(id, action).await?;
     api.print(out, &d, show::deployment_line)
 }
