@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use hotswap_protocol::deployments::MAX_DECISIONS;
 use hotswap_protocol::{
-    ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentRequest, DeploymentStatus,
-    DryRun,
+    ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentAction, DeploymentRequest,
+    DeploymentStatus, DryRun, ErrorBody, routes,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -19,9 +19,6 @@ use serde_json::Value;
 use super::{ApiError, AppState, Body, blocking};
 use crate::credentials::Principal;
 use crate::rollout::actions::Approval;
-use hotswap_protocol::DeploymentAction;
-use hotswap_protocol::ErrorBody;
-use hotswap_protocol::routes;
 
 /// `POST /api/v1/deployments`'s query.
 #[derive(Deserialize, utoipa::IntoParams)]
