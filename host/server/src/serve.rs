@@ -13,7 +13,7 @@ use crate::credentials::Credentials;
 use crate::doorbell::Doorbell;
 use crate::metrics::Metrics;
 use crate::orchestrator::Orchestrator;
-use crate::rollout::{Rollout, RolloutParts};
+use crate::rollout::Rollout;
 
 /// Opens the data directory and builds the shared state.
 pub fn state(config: &ServerConfig) -> Result<Arc<AppState>> {
@@ -50,15 +50,15 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
     let store = Arc::new(store);
     let metrics = Arc::new(Metrics::default());
     let credentials = Arc::new(Credentials::default());
-    let rollout = Rollout::new(RolloutParts {
+    let rollout = Rollout {
         store: store.clone(),
         runtime: runtime.clone(),
         doorbell: doorbell.clone(),
         metrics: metrics.clone(),
         traces: config.traces.clone(),
         credentials: credentials.clone(),
-        protected_labels: config.protected_labels.clone(),
-    });
+        protected_labels: config.protected_labels.clone().into(),
+    };
     Ok(Arc::new(AppState {
         rollout,
         store,
@@ -75,7 +75,6 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
             config.limits.token_rate,
             config.limits.device_rate,
         ),
-        protected_labels: config.protected_labels.clone(),
         sessions,
         enrollment: config.enrollment.clone(),
         unchecked_devices: config.unchecked_devices,

@@ -68,8 +68,6 @@ pub struct AppState {
     pub admin_token_file: Option<std::path::PathBuf>,
     /// Requests per operator token and per device.
     pub rate_limits: crate::credentials::RateLimits,
-    /// Labels (`key`, `value`) whose devices a deployment reaches only after an approval.
-    pub protected_labels: Vec<(String, String)>,
     /// Signs and checks the sessions sign-ins give.
     pub sessions: crate::sessions::Sessions,
     /// How devices may enroll themselves; `None`: they cannot.

@@ -67,45 +67,14 @@ pub enum RolloutError {
 /// The floor, shared by the API's handlers and the orchestrator. Cheap to clone.
 #[derive(Clone)]
 pub struct Rollout {
-    pub(crate) store: Arc<Store>,
-    pub(crate) runtime: PluginRuntime,
-    pub(crate) doorbell: Arc<Doorbell>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) traces: Traces,
-    pub(crate) credentials: Arc<Credentials>,
-    /// Labels (`key`, `value`) whose devices a deployment reaches only after an approval.
-    pub(crate) protected_labels: Arc<[(String, String)]>,
-}
-
-/// What [`Rollout::new`] is built from.
-pub struct RolloutParts {
     pub store: Arc<Store>,
     pub runtime: PluginRuntime,
+    /// Rung for the devices a change hands something to.
     pub doorbell: Arc<Doorbell>,
     pub metrics: Arc<Metrics>,
     pub traces: Traces,
+    /// Forgotten for a device whose standing changes.
     pub credentials: Arc<Credentials>,
-    pub protected_labels: Vec<(String, String)>,
-}
-
-impl Rollout {
-    pub fn new(parts: RolloutParts) -> Rollout {
-        Rollout {
-            store: parts.store,
-            runtime: parts.runtime,
-            doorbell: parts.doorbell,
-            metrics: parts.metrics,
-            traces: parts.traces,
-            credentials: parts.credentials,
-            protected_labels: parts.protected_labels.into(),
-        }
-    }
-
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
-    pub fn runtime(&self) -> &PluginRuntime {
-        &self.runtime
-    }
+    /// Labels (`key`, `value`) whose devices a deployment reaches only after an approval.
+    pub protected_labels: Arc<[(String, String)]>,
 }

@@ -147,11 +147,11 @@ impl Rollout {
 
     fn prepare(
         &self,
-        r: DeploymentRequest,
+        mut r: DeploymentRequest,
         trace: Option<&TraceParent>,
     ) -> Result<Prepared, RolloutError> {
-        let config = config_text("config", r.config.clone())?;
-        let health_config = config_text("healthConfig", r.health_config.clone())?;
+        let config = config_text("config", r.config.take())?;
+        let health_config = config_text("healthConfig", r.health_config.take())?;
         let retry = r.retry_policy().map_err(RolloutError::Invalid)?;
         let firmware = self.deployable_firmware(&r.device_model, &r.firmware_version)?;
         let matching = self.targets(&r)?;

@@ -13,7 +13,7 @@ use hotswap_store::{NewDevice, NewFirmware, StoreError, SystemClock};
 
 use super::actions::Approval;
 use super::actions::transition;
-use super::{Rollout, RolloutError, RolloutParts};
+use super::{Rollout, RolloutError};
 use crate::credentials::Credentials;
 use crate::doorbell::Doorbell;
 use crate::metrics::Metrics;
@@ -67,15 +67,15 @@ fn floor(devices: &[(&str, &str, Labels<'_>)]) -> Floor {
             .expect("firmware");
     }
     let runtime = PluginRuntime::new(RuntimeConfig::default()).expect("a plugin runtime");
-    let rollout = Rollout::new(RolloutParts {
+    let rollout = Rollout {
         store,
         runtime,
         doorbell: Arc::new(Doorbell::default()),
         metrics: Arc::new(Metrics::default()),
         traces: Traces::off(),
         credentials: Arc::new(Credentials::default()),
-        protected_labels: vec![("tier".into(), "critical".into())],
-    });
+        protected_labels: vec![("tier".into(), "critical".into())].into(),
+    };
     Floor { rollout, _db: db }
 }
 
@@ -110,7 +110,7 @@ fn starting_leaves_out_the_targets_the_firmware_may_not_go_over() {
     let planned_devices: usize = planned.waves.iter().map(|w| w.devices.len()).sum();
     assert_eq!(planned_devices, 2);
     // A dry run stores nothing.
-    assert!(f.rollout.store().list_deployments(10).unwrap().is_empty());
+    assert!(f.rollout.store.list_deployments(10).unwrap().is_empty());
 
     let started = f
         .rollout
@@ -176,7 +176,7 @@ fn a_deployment_that_would_reach_no_device_is_refused_with_the_reason() {
         "{err}"
     );
     // Nothing of any refusal was stored.
-    assert!(f.rollout.store().list_deployments(10).unwrap().is_empty());
+    assert!(f.rollout.store.list_deployments(10).unwrap().is_empty());
 }
 
 #[test]
@@ -213,7 +213,7 @@ fn a_deployment_reaching_a_protected_device_waits_for_someone_else_to_approve_it
             .unwrap_err();
         assert!(matches!(err, RolloutError::Forbidden(_)), "{err:?}");
         assert_eq!(
-            f.rollout.store().deployment(id).unwrap().state,
+            f.rollout.store.deployment(id).unwrap().state,
             DeploymentState::WaitingForApproval
         );
         let decided = f
@@ -261,7 +261,7 @@ fn each_action_moves_a_deployment_only_from_the_states_its_row_names() {
         (DeploymentAction::Pause, RollingBack, None),
     ];
     for (action, from, to) in steps {
-        let before = f.rollout.store().deployment(id).unwrap().state;
+        let before = f.rollout.store.deployment(id).unwrap().state;
         assert_eq!(before, from, "before {action:?}");
         assert_eq!(transition(action).from.contains(&from), to.is_some());
         match (f.rollout.act(id, action), to) {
@@ -314,7 +314,7 @@ fn each_action_moves_a_deployment_only_from_the_states_its_row_names() {
 #[test]
 fn a_device_changes_standing_only_from_the_statuses_the_change_names() {
     let f = floor(&[]);
-    let store = f.rollout.store();
+    let store = &f.rollout.store;
     let new = NewDevice {
         device_id: "kiosk-7".into(),
         device_model: MODEL.into(),
