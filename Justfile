@@ -13,6 +13,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# The dependency audit CI runs: advisories, licenses, duplicates, sources (.ci/deny.toml).
+deny:
+    bash .ci/deny
+
 # Test coverage per file (cargo-llvm-cov, installed with the llvm-tools component if missing);
 # the figures go into BENCHMARKS.md.
 coverage *args:
@@ -24,7 +28,8 @@ bench:
     cargo bench -p hotswap-store --bench store
     cargo bench -p hotswap-device-vm --bench device
 
-# Fuzz the device VM (`metadata` or `boot`) for a while; needs the nightly toolchain.
+# Fuzz the device VM (`metadata`, `boot`, `smp` or `mcuboot`) for a while; needs the nightly
+# toolchain (CI runs the same properties as proptests in device-vm/tests/decode.rs).
 fuzz target="metadata" seconds="60":
     cargo install cargo-fuzz --locked
     cd device-vm && cargo +nightly fuzz run {{target}} -- -max_total_time={{seconds}}

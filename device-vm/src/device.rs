@@ -417,7 +417,10 @@ impl<F: NorFlash> Device<F> {
                 found: offset,
             });
         }
-        let end = offset + data.len() as u32;
+        let end = u32::try_from(data.len())
+            .ok()
+            .and_then(|n| offset.checked_add(n))
+            .unwrap_or(u32::MAX);
         if end > manifest.size {
             return Err(UpdateError::Overflow {
                 end,

@@ -1,13 +1,54 @@
 //! The fuzz targets' properties (device-vm/fuzz) as property tests, so every test run checks
-//! them: metadata parsing never panics and round-trips, and a device boots from any flash image
-//! without panicking.
+//! them: metadata parsing never panics and round-trips, a device boots from any flash image
+//! without panicking, MCUboot headers parse or are refused, and the SMP server answers any
+//! conversation (uploads with any offsets and sizes included) without panicking.
 
 use hotswap_device_vm::image::{HEADER_SIZE, SlotHeader};
 use hotswap_device_vm::journal::{RECORD_SIZE, Record};
 use hotswap_device_vm::release::ReleaseKey;
 use hotswap_device_vm::sim::SimFlash;
 use hotswap_device_vm::{Device, DeviceConfig, Layout};
+use hotswap_device_vm::mcuboot;
+use hotswap_device_vm::smp::{Header, Server};
 use proptest::prelude::*;
+
+/// An SMP request the fuzzer shapes: mostly image uploads, with any offsets, lengths and data,
+/// and the other commands with any bodies.
+fn smp_request() -> impl Strategy<Value = Vec<u8>> {
+    let upload = (any::<u32>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..600), any::<bool>())
+        .prop_map(|(off, len, data, first)| {
+            let mut body = Vec::new();
+            let mut e = minicbor::Encoder::new(&mut body);
+            let off = if first { 0 } else { off };
+            e.map(if off == 0 { 3 } else { 2 }).unwrap();
+            e.str("off").unwrap().u32(off).unwrap();
+            e.str("data").unwrap().bytes(&data).unwrap();
+            if off == 0 {
+                e.str("len").unwrap().u32(len).unwrap();
+            }
+            Header::request(true, 1, 0, 1, &body)
+        });
+    let header_first = (any::<u32>(), any::<u32>()).prop_map(|(size, len)| {
+        // A header area that parses as far as its sizes: MCUboot's magic and header size, the
+        // manifest's tag, and a body size of the fuzzer's choosing.
+        let mut h = [0u8; mcuboot::IMAGE_HEADER_SIZE];
+        h[0..4].copy_from_slice(&mcuboot::IMAGE_MAGIC.to_le_bytes());
+        h[8..10].copy_from_slice(&(mcuboot::IMAGE_HEADER_SIZE as u16).to_le_bytes());
+        h[12..16].copy_from_slice(&size.to_le_bytes());
+        h[32..36].copy_from_slice(b"HSMF");
+        h[42..46].copy_from_slice(&size.to_le_bytes());
+        let mut body = Vec::new();
+        let mut e = minicbor::Encoder::new(&mut body);
+        e.map(3).unwrap();
+        e.str("off").unwrap().u8(0).unwrap();
+        e.str("data").unwrap().bytes(&h).unwrap();
+        e.str("len").unwrap().u32(len).unwrap();
+        Header::request(true, 1, 0, 1, &body)
+    });
+    let other = (any::<bool>(), 0u16..3, 0u8..8, prop::collection::vec(any::<u8>(), 0..64))
+        .prop_map(|(write, group, command, body)| Header::request(write, group, 0, command, &body));
+    prop_oneof![4 => upload, 2 => header_first, 1 => other, 1 => prop::collection::vec(any::<u8>(), 0..32)]
+}
 
 const SECTOR: usize = 256;
 const SLOT: u32 = 4 * SECTOR as u32;
@@ -63,4 +104,32 @@ fn a_valid_record_survives_being_embedded_in_garbage() {
     let mut torn = bytes;
     torn[10] ^= 0x40;
     assert_eq!(Record::decode(&torn), None, "a torn record must not parse");
+}
+
+proptest! {
+    #[test]
+    fn mcuboot_headers_parse_or_refuse(bytes in prop::collection::vec(any::<u8>(), 0..400), size in any::<u32>()) {
+        let mut bytes = bytes;
+        if bytes.len() >= mcuboot::IMAGE_HEADER_SIZE {
+            bytes[0..4].copy_from_slice(&mcuboot::IMAGE_MAGIC.to_le_bytes());
+            bytes[8..10].copy_from_slice(&(mcuboot::IMAGE_HEADER_SIZE as u16).to_le_bytes());
+            bytes[12..16].copy_from_slice(&size.to_le_bytes());
+        }
+        let _ = mcuboot::parse_header(&bytes);
+        let _ = mcuboot::parse(&bytes);
+    }
+
+    #[test]
+    fn the_smp_server_answers_any_conversation(requests in prop::collection::vec(smp_request(), 1..12)) {
+        const BIG_SLOT: u32 = 16 * SECTOR as u32;
+        const BIG: usize = 2 * SECTOR + 2 * BIG_SLOT as usize;
+        let layout = Layout::new(SECTOR as u32, BIG_SLOT, 4, BIG as u32).unwrap();
+        let config = DeviceConfig { keys: vec![ReleaseKey::from_seed([7; 32]).trusted()], allow_downgrade: false };
+        let mut device = Device::boot(SimFlash::<4, SECTOR>::new(BIG), layout, config).map_err(|f| f.error).unwrap();
+        let mut server = Server::new();
+        for r in &requests {
+            let _ = server.handle(&mut device, r, 0);
+        }
+        prop_assert!(device.active().is_none(), "nothing unsigned ever runs");
+    }
 }

@@ -402,3 +402,37 @@ fn an_upload_resumes_from_the_devices_offset_and_bad_images_are_refused() {
     assert!(line.upload(&old, 87, 512).get("rc").is_some());
     assert_eq!(running(line.device.as_mut().unwrap()), v(1));
 }
+
+// An upload's header is read before its signature is checked, so its size may be anything:
+// a size near 4 GiB used to overflow the addition of the header and trailer sizes (a panic in
+// a debug build, a wrapped length in a release one). It is refused, and the device runs on.
+#[test]
+fn an_unsigned_header_announcing_a_huge_size_is_refused_without_overflow() {
+    let factory = release(v(1), alarm(), 0);
+    let mut line = Line::new(device_with(&factory));
+    let r = release_key().release(Version::new(2, 0, 0), &alarm_variant(2), 0);
+    let mut manifest = r.manifest;
+    manifest.size = u32::MAX - 8;
+    let header = mcuboot::header(&SignedManifest {
+        manifest,
+        key_id: r.key_id,
+        signature: [0; 64],
+    })
+    .unwrap();
+    let first = map(
+        |e| {
+            e.str("off").unwrap().u8(0).unwrap();
+            e.str("data").unwrap().bytes(&header).unwrap();
+            e.str("image").unwrap().u8(0).unwrap();
+            e.str("len").unwrap().u64(4096).unwrap();
+        },
+        4,
+    );
+    let (answer, _) = line.call(1, 1, true, &first);
+    match answer.get("rsn") {
+        Some(V::S(reason)) => assert!(reason.contains("no image file that large"), "{reason}"),
+        other => panic!("not refused: {answer:?} {other:?}"),
+    }
+    assert_eq!(line.state().len(), 1, "nothing staged");
+    assert_eq!(running(line.device.as_mut().unwrap()), v(1));
+}

@@ -438,7 +438,15 @@ fn feed<F: NorFlash>(
         if u.head.len() == IMAGE_HEADER_SIZE {
             let signed =
                 mcuboot::parse_header(&u.head).map_err(|e| invalid(alloc::format!("{e}")))?;
-            let expected = (IMAGE_HEADER_SIZE + TRAILER_SIZE) as u32 + signed.manifest.size;
+            // The header is not yet checked against its signature: any size may be in it.
+            let expected = ((IMAGE_HEADER_SIZE + TRAILER_SIZE) as u32)
+                .checked_add(signed.manifest.size)
+                .ok_or_else(|| {
+                    invalid(alloc::format!(
+                        "the image header says its body is {} bytes: no image file that large fits",
+                        signed.manifest.size
+                    ))
+                })?;
             if u.len != expected {
                 return Err(invalid(alloc::format!(
                     "the image file is {} bytes; its header says {expected}",
