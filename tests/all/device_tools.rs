@@ -429,7 +429,7 @@ async fn push_over_grpc_with_tls_and_the_device_credential_deploys_resumes_and_r
     let _device = spawn_device(
         &d,
         &[
-            "--credential-file",
+            "--grpc-token-file",
             "credential",
             "--grpc-tls-cert",
             "device.pem",
@@ -571,11 +571,23 @@ fn grpc_needs_the_device_credential_and_tls_beyond_loopback() {
         "--release-key-file",
         "release.key",
     ];
-    let cases: [(&[&str], &str); 3] = [
-        (&["--grpc", "127.0.0.1:0"], "--grpc needs --credential-file"),
+    let cases: [(&[&str], &str); 4] = [
+        (&["--grpc", "127.0.0.1:0"], "--grpc needs --grpc-token-file"),
         (
-            &["--grpc", "0.0.0.0:0", "--credential-file", "credential"],
+            &["--grpc", "0.0.0.0:0", "--grpc-token-file", "credential"],
             "needs --grpc-tls-cert and --grpc-tls-key",
+        ),
+        // The gRPC token is the device's own: never its credential with the server.
+        (
+            &[
+                "--grpc",
+                "127.0.0.1:0",
+                "--grpc-token-file",
+                "credential",
+                "--credential-file",
+                "credential",
+            ],
+            "holds the device's server credential",
         ),
         (
             &["--grpc", "0.0.0.0:0", "--grpc-unauthenticated"],

@@ -115,3 +115,34 @@ fn every_link_between_the_docs_leads_to_a_file() {
         broken.join("\n")
     );
 }
+
+#[test]
+fn every_constant_security_md_names_is_in_the_code() {
+    let mut sources = Vec::new();
+    for dir in ["host", "device-vm"] {
+        rust_sources(&root().join(dir), &mut sources);
+    }
+    let code: String = sources
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect();
+    let text = std::fs::read_to_string(root().join("SECURITY.md")).unwrap();
+    let mut missing = Vec::new();
+    for quoted in text.split('`').skip(1).step_by(2) {
+        let name = quoted.rsplit("::").next().unwrap_or(quoted);
+        // Environment variables (`HOTSWAP_...`) are the test above's.
+        let constant = name.len() > 3
+            && name.contains('_')
+            && !name.starts_with("HOTSWAP_")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        if constant && !code.contains(&format!("const {name}:")) {
+            missing.push(name.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "SECURITY.md names constants the code does not have: {missing:?}"
+    );
+}

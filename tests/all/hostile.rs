@@ -13,6 +13,7 @@ fn runtime_with(limits: Limits) -> PluginRuntime {
         limits,
         ceilings: None,
         cache_dir: None,
+        cache_key_file: None,
     })
     .unwrap()
 }
@@ -297,6 +298,30 @@ fn a_log_flood_is_cut_to_the_per_call_limit() {
     // And the limit is per call: a second flood drops as many again.
     plugin.plan("\"log-flood\"", &devices).unwrap();
     assert_eq!(rt.log_lines_dropped(), 2 * dropped);
+}
+
+// The per-call limit alone let a plugin called many times a second write its allowance each
+// time. Across calls, a plugin writes at most its burst, then its rate.
+#[test]
+fn a_log_flood_across_many_calls_is_held_to_the_plugins_rate() {
+    let (_, devices) = fleet(10, 1);
+    let rt = runtime_with(Limits::default());
+    let plugin = rt.load_strategy(fixtures::HOSTILE).unwrap();
+    // The fixture logs this many lines a call.
+    let flood_per_call = 10_000u64;
+    let calls = 20u64;
+    let began = Instant::now();
+    for _ in 0..calls {
+        plugin.plan("\"log-flood\"", &devices).unwrap();
+    }
+    let seconds = began.elapsed().as_secs() + 1;
+    let written = calls * flood_per_call - rt.log_lines_dropped();
+    let most = u64::from(hotswap_plugin_host::LOG_LINES_BURST)
+        + seconds * u64::from(hotswap_plugin_host::LOG_LINES_PER_SECOND);
+    assert!(
+        written <= most,
+        "{written} lines written in {seconds} s; the rate allows {most}"
+    );
 }
 
 #[test]

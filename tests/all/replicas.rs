@@ -254,3 +254,131 @@ async fn a_rolling_restart_of_every_replica_during_a_rollout_loses_nothing() {
     }
     completed(&cluster, &client, &api, fleet, id).await;
 }
+
+/// How long a change of credential may take to reach another replica in the tests: the
+/// notification normally arrives in milliseconds; this is room for a loaded machine.
+const REACHES_WITHIN: Duration = Duration::from_secs(10);
+
+/// Polls `status` until it gives `wanted`, for at most [`REACHES_WITHIN`]; what it gave last.
+async fn becomes<F, Fut>(wanted: u16, status: F) -> u16
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = u16>,
+{
+    let began = Instant::now();
+    loop {
+        let s = status().await;
+        if s == wanted || began.elapsed() > REACHES_WITHIN {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// Credentials are cached per replica: a token revoked on one, a device's credential replaced
+// or taken away on one, must stop working on the other that cached it, and a new credential
+// must work there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_changed_on_one_replica_changes_on_every_replica() {
+    use hotswap_protocol::{
+        CheckIn, DeviceBatch, DeviceRegistration, IfRegistered, Role, StandingChange, TokenRequest,
+    };
+    let db = CreatedDatabase::new();
+    let (dir_a, dir_b) = (data_dir(), data_dir());
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = replica(dir_a.path(), port_a, &db.url).await;
+    let _b = replica(dir_b.path(), port_b, &db.url).await;
+    let (url_a, url_b) = (
+        format!("http://127.0.0.1:{port_a}"),
+        format!("http://127.0.0.1:{port_b}"),
+    );
+    let admin = std::fs::read_to_string(dir_a.path().join("data").join(ADMIN_TOKEN_FILE))
+        .unwrap()
+        .trim()
+        .to_string();
+    let on_a = Client::new(&url_a).unwrap().with_token(&admin);
+
+    // A token used on B, revoked on A: refused on B.
+    let made = on_a
+        .create_token(&TokenRequest {
+            name: "script".into(),
+            role: Role::Viewer,
+            expires_in_days: None,
+        })
+        .await
+        .unwrap();
+    let viewer = bearer_client(&made.token);
+    let list_on_b = || async {
+        viewer
+            .get(format!("{url_b}/api/v1/devices"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(list_on_b().await, 200);
+    on_a.revoke_token(made.info.id).await.unwrap();
+    assert_eq!(
+        becomes(401, list_on_b).await,
+        401,
+        "revoked on A, still good on B"
+    );
+
+    // A device's credential used on B, replaced on A: the old one refused on B, the new one
+    // taken there.
+    let registration = DeviceRegistration {
+        device_id: "d-1".into(),
+        device_model: "sensor-v1".into(),
+        firmware_version: "1.0.0".into(),
+        ..Default::default()
+    };
+    register_firmware(&on_a, "1.0.0").await;
+    let first = on_a.register_device(&registration).await.unwrap().token;
+    let check_in_on_b = |token: String| {
+        let url = url_b.clone();
+        async move {
+            let device = hotswap_client::Device {
+                id: "d-1",
+                token: &token,
+            };
+            match Client::new(&url)
+                .unwrap()
+                .check_in(device, &CheckIn::default(), 0)
+                .await
+            {
+                Ok(_) => 200,
+                Err(e) => e.status().unwrap_or(0),
+            }
+        }
+    };
+    assert_eq!(check_in_on_b(first.clone()).await, 200);
+    let reissued = on_a
+        .register_devices(&DeviceBatch {
+            devices: vec![registration],
+            if_registered: IfRegistered::Reissue,
+        })
+        .await
+        .unwrap();
+    let second = reissued.tokens[0].token.clone();
+    assert_eq!(
+        becomes(403, || check_in_on_b(first.clone())).await,
+        403,
+        "replaced on A, the old credential still good on B"
+    );
+    assert_eq!(
+        becomes(200, || check_in_on_b(second.clone())).await,
+        200,
+        "the new credential refused on B"
+    );
+
+    // Decommissioned on A: refused on B.
+    on_a.set_standing("d-1", StandingChange::Decommission)
+        .await
+        .unwrap();
+    assert_ne!(
+        becomes(403, || check_in_on_b(second.clone())).await,
+        200,
+        "decommissioned on A, still good on B"
+    );
+}

@@ -29,7 +29,7 @@ fn every_builtin_loads_as_its_kind() {
 #[test]
 fn compiled_components_are_cached_on_disk_and_damaged_entries_recompiled() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
+    let dir = tmp.path().join("compiled");
     let config = RuntimeConfig {
         cache_dir: Some(dir.clone()),
         ..RuntimeConfig::default()
@@ -77,7 +77,7 @@ fn compiled_components_are_cached_on_disk_and_damaged_entries_recompiled() {
     );
 }
 
-/// The compiled components in a cache directory (its key file aside).
+/// The compiled components in a cache directory.
 fn cache_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     fs::read_dir(dir)
         .unwrap()
@@ -93,8 +93,9 @@ fn cache_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn a_forged_cache_entry_with_a_valid_plain_hash_is_recompiled() {
     use sha2::Digest;
     let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("compiled");
     let config = RuntimeConfig {
-        cache_dir: Some(tmp.path().to_path_buf()),
+        cache_dir: Some(dir.clone()),
         ..RuntimeConfig::default()
     };
     let (_, devices) = fleet(20, 2);
@@ -105,7 +106,7 @@ fn a_forged_cache_entry_with_a_valid_plain_hash_is_recompiled() {
         .plan("{}", &devices)
         .unwrap();
     assert_eq!(first.compilations(), 1);
-    let [entry] = cache_entries(tmp.path()).try_into().unwrap();
+    let [entry] = cache_entries(&dir).try_into().unwrap();
     let written = fs::read(&entry).unwrap();
     let serialized = &written[..written.len() - 32];
 
@@ -182,4 +183,69 @@ fn a_plugin_loaded_twice_is_compiled_once_and_identical() {
     assert_eq!(runtime.compilations(), 1);
     runtime.load(BUILTINS[1].bytes).unwrap();
     assert_eq!(runtime.compilations(), 2, "another component is compiled");
+}
+
+// The cache's key used to sit in the directory it protects, so whoever could write there could
+// plant a key and entries tagged with it. The key is now kept apart, and a key file that
+// another user owns, others may read or write, or that is a link, is not used: nothing is
+// cached on disk under it.
+#[test]
+fn the_cache_key_is_kept_apart_and_used_only_when_it_is_the_servers_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_, devices) = fleet(10, 1);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("compiled");
+    let key = tmp.path().join(hotswap_plugin_host::CACHE_KEY_FILE);
+    let config = RuntimeConfig {
+        cache_dir: Some(dir.clone()),
+        cache_key_file: Some(key.clone()),
+        ..RuntimeConfig::default()
+    };
+    let made = PluginRuntime::new(config.clone()).unwrap();
+    made.builtin_strategy("direct")
+        .unwrap()
+        .plan("{}", &devices)
+        .unwrap();
+    assert!(!dir.join(hotswap_plugin_host::CACHE_KEY_FILE).exists());
+    let mode = fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(cache_entries(&dir).len(), 1);
+    // Only new files of random names were ever made in the directory, all renamed into place.
+    let names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| n.ends_with(".cwasm")), "{names:?}");
+
+    // A key others may read: not used, nothing is written to disk, and plans still run.
+    for e in cache_entries(&dir) {
+        fs::remove_file(e).unwrap();
+    }
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let loose = PluginRuntime::new(config.clone()).unwrap();
+    loose
+        .builtin_strategy("direct")
+        .unwrap()
+        .plan("{}", &devices)
+        .unwrap();
+    assert!(
+        cache_entries(&dir).is_empty(),
+        "cached under a key others can read"
+    );
+
+    // A link to a key: not used either.
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let link = tmp.path().join("linked.key");
+    std::os::unix::fs::symlink(&key, &link).unwrap();
+    let linked = PluginRuntime::new(RuntimeConfig {
+        cache_key_file: Some(link),
+        ..config
+    })
+    .unwrap();
+    linked
+        .builtin_strategy("direct")
+        .unwrap()
+        .plan("{}", &devices)
+        .unwrap();
+    assert!(cache_entries(&dir).is_empty(), "cached under a linked key");
 }

@@ -94,6 +94,23 @@ impl ServerArgs {
         })
     }
 
+    /// A client of the server without a credential, for what needs none (a user changing
+    /// their own password proves it with the current one).
+    pub fn anonymous_client(&self) -> anyhow::Result<hotswap_client::Client> {
+        let contexts = crate::contexts::Contexts::load(&crate::contexts::path()?)?;
+        let (url, remembered) = self.pick(&contexts)?;
+        let ca_certificate = self
+            .ca_cert
+            .clone()
+            .or_else(|| remembered.and_then(|c| c.ca_cert));
+        Ok(hotswap_client::Client::with_config(
+            hotswap_client::ClientConfig {
+                ca_certificate,
+                ..hotswap_client::ClientConfig::new(&url)
+            },
+        )?)
+    }
+
     /// The token alone.
     pub fn token(&self) -> anyhow::Result<String> {
         Ok(self.connection()?.token)

@@ -330,8 +330,26 @@ impl Client {
         device_id: &str,
         change: StandingChange,
     ) -> Result<DeviceRecord, ClientError> {
-        self.post(&routes::fill(change.route(), &[&device_id]), &())
-            .await
+        self.set_standing_of_key(device_id, change, None).await
+    }
+
+    /// [`Client::set_standing`], only if the device enrolled with the key of `fingerprint`.
+    pub async fn set_standing_of_key(
+        &self,
+        device_id: &str,
+        change: StandingChange,
+        fingerprint: Option<&str>,
+    ) -> Result<DeviceRecord, ClientError> {
+        let q = hotswap_protocol::StandingQuery {
+            fingerprint: fingerprint.map(str::to_string),
+        };
+        self.call(
+            Method::POST,
+            &routes::fill(change.route(), &[&device_id]),
+            Some(&q),
+            Body::Json(&()),
+        )
+        .await
     }
 
     pub async fn create_group(&self, g: &GroupCreation) -> Result<ResolvedGroup, ClientError> {
@@ -425,8 +443,39 @@ impl Client {
     }
 
     pub async fn disable_user(&self, name: &str) -> Result<UserInfo, ClientError> {
-        self.post(&routes::fill(routes::USER_DISABLE, &[&name]), &())
-            .await
+        self.disable_user_revoking(name, false).await
+    }
+
+    /// Disables a user and, with `revoke_tokens`, revokes every API token they made.
+    pub async fn disable_user_revoking(
+        &self,
+        name: &str,
+        revoke_tokens: bool,
+    ) -> Result<UserInfo, ClientError> {
+        let q = hotswap_protocol::DisableQuery { revoke_tokens };
+        self.call(
+            Method::POST,
+            &routes::fill(routes::USER_DISABLE, &[&name]),
+            Some(&q),
+            Body::Json(&()),
+        )
+        .await
+    }
+
+    /// Changes a user's own password, proving the current one (no credential needed).
+    pub async fn change_password(
+        &self,
+        change: &hotswap_protocol::PasswordChange,
+    ) -> Result<(), ClientError> {
+        self.send(
+            Method::POST,
+            routes::PASSWORD,
+            None,
+            Body::Json(change),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn audit(&self, q: &AuditQuery) -> Result<AuditPage, ClientError> {
@@ -602,7 +651,7 @@ pub fn install_crypto_provider() {
     ONCE.call_once(|| {
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             // Another thread may have installed one meanwhile: theirs is as good.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            let _ = crypto_provider().install_default();
         }
     });
 }
@@ -639,13 +688,12 @@ fn tls(ca: Option<&std::path::Path>, server: &str) -> Result<rustls::ClientConfi
             }
         }
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| bad(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(crypto_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -695,4 +743,12 @@ async fn refused(url: &str, r: reqwest::Response) -> ClientError {
         message,
         id,
     }
+}
+
+/// The TLS crypto provider: *ring*'s. rustls 0.23.48 deprecates it for lacking post-quantum key
+/// exchange, which aws-lc-rs has; that one needs a C toolchain and CMake in every build, a move
+/// of its own to make. Until then *ring* stays, and this is the one place that says so.
+#[allow(deprecated)]
+pub fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }

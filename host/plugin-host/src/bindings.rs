@@ -163,8 +163,12 @@ impl From<Verdict> for hotswap_plan::health::Verdict {
         match v {
             Verdict::Proceed => hotswap_plan::health::Verdict::Proceed,
             Verdict::Wait(seconds) => hotswap_plan::health::Verdict::Wait { seconds },
-            Verdict::Pause(reason) => hotswap_plan::health::Verdict::Pause { reason },
-            Verdict::RollBack(reason) => hotswap_plan::health::Verdict::RollBack { reason },
+            Verdict::Pause(reason) => hotswap_plan::health::Verdict::Pause {
+                reason: crate::bounded(reason),
+            },
+            Verdict::RollBack(reason) => hotswap_plan::health::Verdict::RollBack {
+                reason: crate::bounded(reason),
+            },
         }
     }
 }

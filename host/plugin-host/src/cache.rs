@@ -3,11 +3,17 @@
 //! In memory always; on disk too when the runtime has a cache directory. A file on disk is the
 //! engine's serialization of a component this host compiled itself, followed by an HMAC-SHA256
 //! of the content hash and the serialization under a secret key that only this install has
-//! (`cache.key` in the directory, 32 random bytes, mode 0600, made on first use). A plain digest
-//! would prove a file intact, not that this host wrote it: anyone able to write the directory
-//! could have native code of their choosing deserialized and run. A file whose tag does not
-//! verify (a torn write, a stray or forged file, an entry under another component's name) is
-//! recompiled, never deserialized.
+//! ([`CACHE_KEY_FILE`], 32 random bytes, made on first use). A plain digest would prove a file
+//! intact, not that this host wrote it: anyone able to write the directory could have native
+//! code of their choosing deserialized and run. A file whose tag does not verify (a torn write,
+//! a stray or forged file, an entry under another component's name) is recompiled, never
+//! deserialized.
+//!
+//! The key is kept outside the directory it protects (a server keeps it with its other secrets
+//! in its data directory), and is used only from a plain file of this process's user that no
+//! one else may read or write (mode 0600, no symbolic link): whoever can write the cache
+//! directory cannot plant a key of their own. Entries are written to new files of random names,
+//! created exclusively, then renamed.
 
 use std::collections::HashMap;
 use std::fs;
@@ -42,10 +48,11 @@ pub(crate) struct ComponentCache {
 }
 
 impl ComponentCache {
-    /// A cache in memory and, when `dir` is given, on disk under it. A directory whose key
-    /// cannot be read or made is not used (the cache only saves time).
-    pub fn new(dir: Option<PathBuf>) -> Self {
-        let disk = dir.and_then(|dir| match key(&dir) {
+    /// A cache in memory and, when `dir` is given, on disk under it, its key in `key_file`.
+    /// A directory whose key cannot be read or made, or is not safe, is not used (the cache
+    /// only saves time).
+    pub fn new(dir: Option<(PathBuf, PathBuf)>) -> Self {
+        let disk = dir.and_then(|(dir, key_file)| match key(&dir, &key_file) {
             Ok(key) => Some((dir, key)),
             Err(err) => {
                 tracing::warn!(dir = %dir.display(), error = %err, "compiled plugins will not be cached on disk");
@@ -131,9 +138,13 @@ impl ComponentCache {
             let mut bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
             let tag = tagger(key, hash, &bytes).finalize().into_bytes();
             bytes.extend_from_slice(&tag);
-            let tmp = path.with_extension("cwasm.tmp");
-            fs::write(&tmp, &bytes)?;
-            fs::rename(&tmp, &path)?;
+            let dir = path.parent().expect("an entry is in the cache directory");
+            let mut tmp = tempfile::Builder::new()
+                .prefix(".cwasm-")
+                .suffix(".tmp")
+                .tempfile_in(dir)?;
+            tmp.write_all(&bytes)?;
+            tmp.persist(&path)?;
             Ok(())
         })();
         if let Err(err) = result {
@@ -151,11 +162,10 @@ fn tagger(key: &[u8; 32], hash: &ContentHash, serialized: &[u8]) -> Hmac<Sha256>
     mac
 }
 
-/// The cache directory's secret key: read, or made and written with mode 0600.
-fn key(dir: &Path) -> std::io::Result<[u8; 32]> {
+/// The cache's secret key, in `path`: read, or made and written with mode 0600.
+fn key(dir: &Path, path: &Path) -> std::io::Result<[u8; 32]> {
     fs::create_dir_all(dir)?;
-    let path = dir.join(CACHE_KEY_FILE);
-    match key_file(&path) {
+    match key_file(path) {
         Ok(key) => Ok(key),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = [0u8; 32];
@@ -164,14 +174,14 @@ fn key(dir: &Path) -> std::io::Result<[u8; 32]> {
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(&path) {
+            match options.open(path) {
                 Ok(mut file) => {
                     file.write_all(&key)?;
                     file.sync_all()?;
                     Ok(key)
                 }
                 // Another runtime on the same directory made it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(&path),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(path),
                 Err(e) => Err(e),
             }
         }
@@ -179,7 +189,35 @@ fn key(dir: &Path) -> std::io::Result<[u8; 32]> {
     }
 }
 
+/// Reads a key file, if it is one this process's user owns, a plain file (not a link), that no
+/// one else may read or write.
 fn key_file(path: &Path) -> std::io::Result<[u8; 32]> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.file_type().is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a plain file (a link, or a directory): not used as the cache key",
+            path.display()
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(std::io::Error::other(format!(
+                "{} belongs to user {}, not this server's ({me}): not used as the cache key",
+                path.display(),
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} has mode {:o}: others may read or write it, so it is not used as the cache key (make it 0600)",
+                path.display(),
+                meta.mode() & 0o777
+            )));
+        }
+    }
     fs::read(path)?.try_into().map_err(|b: Vec<u8>| {
         std::io::Error::other(format!(
             "{} holds {} bytes, expected 32",

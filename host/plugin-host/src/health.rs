@@ -115,6 +115,16 @@ pub struct HealthSession {
 }
 
 impl HealthSession {
+    /// Gives its instance back to the pool; the next call makes a fresh one.
+    pub fn release(&mut self) {
+        self.warm = None;
+    }
+
+    /// Whether it holds an instance of the pool.
+    pub fn is_warm(&self) -> bool {
+        self.warm.is_some()
+    }
+
     /// The fuel the last call used (a fresh instance's instantiation included).
     pub fn fuel_used(&self) -> u64 {
         self.fuel_used
@@ -132,8 +142,8 @@ impl HealthSession {
         verdict
             .map(Into::into)
             .map_err(|message| PluginError::Rejected {
+                message: crate::bounded(message),
                 plugin: self.plugin.loaded.name.to_string(),
-                message,
             })
     }
 

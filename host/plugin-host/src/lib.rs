@@ -42,8 +42,27 @@ pub use error::PluginError;
 pub use health::{HealthPolicyPlugin, HealthSession};
 pub use hotswap_protocol::PluginKind;
 pub use limits::{EPOCH_TICK, Limits};
-pub use runtime::{ALLOWED_IMPORTS, LOG_IMPORT, Plugin, PluginRuntime, RuntimeConfig};
+pub use runtime::{
+    ALLOWED_IMPORTS, LOG_IMPORT, LOG_LINES_BURST, LOG_LINES_PER_SECOND, Plugin, PluginRuntime,
+    RuntimeConfig,
+};
 pub use strategy::StrategyPlugin;
+
+/// The most bytes of text a plugin's answer may carry into the store (a verdict's reason, a
+/// refusal's message): longer ones are cut at a character boundary and end in `…`, as device
+/// report reasons are. Every status read serves them, so a plugin cannot make them large.
+pub const MAX_PLUGIN_TEXT_BYTES: usize = 1024;
+
+/// The most bytes of a plugin's `params-schema` (the dashboard draws a form from it).
+pub const MAX_PARAMS_SCHEMA_BYTES: usize = 64 * 1024;
+
+/// `text` cut to [`MAX_PLUGIN_TEXT_BYTES`].
+pub(crate) fn bounded(text: String) -> String {
+    if text.len() <= MAX_PLUGIN_TEXT_BYTES {
+        return text;
+    }
+    hotswap_protocol::names::cut(&text, MAX_PLUGIN_TEXT_BYTES)
+}
 
 impl PluginRuntime {
     /// The built-in strategy called `name` (`canary`, `Canary`, `blue-green`, `BlueGreen`, ...).
@@ -103,6 +122,12 @@ fn check_description(fallback: &str, d: &Description) -> Result<Arc<str>, Plugin
             d.summary.len()
         )));
     }
+    if d.params_schema.len() > MAX_PARAMS_SCHEMA_BYTES {
+        return Err(bad(format!(
+            "params-schema is {} bytes, the limit is {MAX_PARAMS_SCHEMA_BYTES}",
+            d.params_schema.len()
+        )));
+    }
     match serde_json::from_str::<serde_json::Value>(&d.params_schema) {
         Ok(serde_json::Value::Object(_)) => {}
         Ok(other) => {
@@ -113,4 +138,40 @@ fn check_description(fallback: &str, d: &Description) -> Result<Arc<str>, Plugin
         Err(e) => return Err(bad(format!("params-schema is not JSON: {e}"))),
     }
     Ok(Arc::from(format!("{}@{}", d.name, d.version)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A health policy's pause reason of any size (100 MiB, say) used to be stored and served on every status
+    // read; a refusal's message the same.
+    #[test]
+    fn texts_a_plugin_returns_are_cut_at_the_bound() {
+        let huge = "é".repeat(5 << 20);
+        let verdict: hotswap_plan::health::Verdict = Verdict::Pause(huge).into();
+        let hotswap_plan::health::Verdict::Pause { reason } = verdict else {
+            panic!("a pause");
+        };
+        assert!(reason.len() <= MAX_PLUGIN_TEXT_BYTES && reason.ends_with('…'));
+        assert_eq!(bounded("short".into()), "short");
+    }
+
+    // A `params-schema` of any size was accepted at upload and served to every dashboard.
+    #[test]
+    fn a_params_schema_over_the_bound_is_refused_with_its_size() {
+        let description = |schema: String| Description {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            summary: String::new(),
+            params_schema: schema,
+        };
+        let padded = format!(
+            r#"{{"description": "{}"}}"#,
+            "x".repeat(MAX_PARAMS_SCHEMA_BYTES)
+        );
+        let err = check_description("p", &description(padded)).unwrap_err();
+        assert!(err.to_string().contains("params-schema is"), "{err}");
+        check_description("p", &description("{}".into())).unwrap();
+    }
 }

@@ -83,6 +83,12 @@ pub struct RuntimeConfig {
     pub ceilings: Option<Limits>,
     /// Where compiled plugins are kept between runs; none keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// The file of the key that proves cache entries this host's ([`CACHE_KEY_FILE`]): kept
+    /// apart from the directory it protects. None: `CACHE_KEY_FILE` beside `cache_dir` (in its
+    /// parent directory).
+    ///
+    /// [`CACHE_KEY_FILE`]: crate::CACHE_KEY_FILE
+    pub cache_key_file: Option<PathBuf>,
 }
 
 /// Runs strategy and health-policy plugins in a sandbox. Cheap to clone; share one per process.
@@ -102,7 +108,17 @@ pub(crate) struct Inner {
     ticker: Arc<AtomicBool>,
     /// Log lines dropped over the per-call limit, by every plugin of this runtime.
     log_dropped: Arc<AtomicU64>,
+    /// Each plugin's log lines across its calls ([`LOG_LINES_PER_SECOND`]).
+    log_rate: Arc<governor::DefaultKeyedRateLimiter<Arc<str>>>,
 }
+
+/// The log lines one plugin (by name and version) may write a second, across all its calls and
+/// instances: a plugin called every tick for many deployments cannot flood the server's log
+/// with its per-call allowance each time.
+pub const LOG_LINES_PER_SECOND: u32 = 20;
+
+/// The log lines one plugin may write at once before [`LOG_LINES_PER_SECOND`] holds it.
+pub const LOG_LINES_BURST: u32 = 200;
 
 impl PluginRuntime {
     /// How many components this runtime compiled (rather than found in its cache).
@@ -133,13 +149,14 @@ pub(crate) struct PluginState {
     log_line_bytes: usize,
     /// The runtime's count of dropped lines.
     log_dropped_total: Arc<AtomicU64>,
+    log_rate: Arc<governor::DefaultKeyedRateLimiter<Arc<str>>>,
 }
 
 impl PluginState {
     /// Starts a new call: the log allowance is per call.
     pub fn reset_log(&mut self) {
         if self.log_dropped > 0 {
-            tracing::warn!(plugin = %self.plugin, dropped = self.log_dropped, "plugin log lines over the per-call limit were dropped");
+            tracing::warn!(plugin = %self.plugin, dropped = self.log_dropped, "plugin log lines over the per-call limit or the plugin's rate were dropped");
             self.log_dropped_total
                 .fetch_add(u64::from(self.log_dropped), Ordering::Relaxed);
         }
@@ -156,7 +173,9 @@ impl Drop for PluginState {
 
 impl strategy::hotswap::plugin::log::Host for PluginState {
     fn log(&mut self, level: Level, message: String) {
-        if self.log_lines >= self.log_lines_per_call {
+        if self.log_lines >= self.log_lines_per_call
+            || self.log_rate.check_key(&self.plugin).is_err()
+        {
             self.log_dropped += 1;
             return;
         }
@@ -239,10 +258,23 @@ impl PluginRuntime {
                 linker,
                 limits: defaults,
                 ceilings: limits,
-                cache: ComponentCache::new(config.cache_dir),
+                cache: ComponentCache::new(config.cache_dir.map(|dir| {
+                    let key = config.cache_key_file.unwrap_or_else(|| {
+                        dir.parent()
+                            .unwrap_or(&dir)
+                            .join(crate::cache::CACHE_KEY_FILE)
+                    });
+                    (dir, key)
+                })),
                 loaded: Mutex::new(HashMap::new()),
                 ticker: stop,
                 log_dropped: Arc::default(),
+                log_rate: Arc::new(governor::RateLimiter::keyed(
+                    governor::Quota::per_second(
+                        std::num::NonZeroU32::new(LOG_LINES_PER_SECOND).expect("not zero"),
+                    )
+                    .allow_burst(std::num::NonZeroU32::new(LOG_LINES_BURST).expect("not zero")),
+                )),
             }),
         })
     }
@@ -476,6 +508,7 @@ impl PluginRuntime {
                 log_lines_per_call: limits.log_lines_per_call,
                 log_line_bytes: limits.log_line_bytes,
                 log_dropped_total: self.inner.log_dropped.clone(),
+                log_rate: self.inner.log_rate.clone(),
             },
         );
         store.limiter(|s| &mut s.limiter);

@@ -105,8 +105,8 @@ impl StrategyPlugin {
         )?;
         let plan: hotswap_plan::Plan = result
             .map_err(|message| PluginError::Rejected {
+                message: crate::bounded(message),
                 plugin: self.loaded.name.to_string(),
-                message,
             })?
             .into();
         plan.check(fleet.id_ends.len())

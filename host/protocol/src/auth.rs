@@ -125,6 +125,9 @@ pub struct AuditEntry {
     pub object: Option<String>,
     /// The HTTP status of the answer.
     pub status: u16,
+    /// How many like requests this entry stands for: 1, or, for credentials refused to an
+    /// anonymous caller, how many one source made in that minute after its first.
+    pub count: u32,
 }
 
 /// `GET /api/v1/audit`'s query; every field narrows it. Newest first.
@@ -183,8 +186,35 @@ pub struct DeviceToken {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(schema_with = crate::names::Name::schema)]
     pub name: String,
+    #[schema(max_length = 1024)]
     pub password: String,
+}
+
+/// The longest password the server hashes, in bytes.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// `POST /api/v1/auth/password`: a user changes their own password, proving the current one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordChange {
+    #[schema(schema_with = crate::names::Name::schema)]
+    pub name: String,
+    #[schema(max_length = 1024)]
+    pub password: String,
+    #[schema(max_length = 1024)]
+    pub new_password: String,
+}
+
+/// `POST /api/v1/users/{name}/disable`'s query.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DisableQuery {
+    /// Also revoke every API token the user made.
+    #[serde(default)]
+    pub revoke_tokens: bool,
 }
 
 /// A session: a short-lived token (a JWT) to send as `Authorization: Bearer`.

@@ -64,6 +64,34 @@ fn yes() -> bool {
     true
 }
 
+/// The most metrics a health report keeps; a device sending more keeps the first, by name.
+pub const MAX_HEALTH_METRICS: usize = 32;
+
+/// The longest metric name a health report keeps, in bytes.
+pub const HEALTH_METRIC_NAME_MAX_BYTES: usize = 64;
+
+impl Health {
+    /// The health as the server keeps it: at most [`MAX_HEALTH_METRICS`] metrics, each named
+    /// in at most [`HEALTH_METRIC_NAME_MAX_BYTES`] and finite. It is copied into every decision
+    /// of its wave, so a device cannot make those large; the rest is dropped, not refused, so
+    /// the report it came with is not lost.
+    pub fn bounded(mut self) -> Health {
+        if self.metrics.len() > MAX_HEALTH_METRICS
+            || self
+                .metrics
+                .iter()
+                .any(|(k, v)| k.len() > HEALTH_METRIC_NAME_MAX_BYTES || !v.is_finite())
+        {
+            self.metrics = std::mem::take(&mut self.metrics)
+                .into_iter()
+                .filter(|(k, v)| k.len() <= HEALTH_METRIC_NAME_MAX_BYTES && v.is_finite())
+                .take(MAX_HEALTH_METRICS)
+                .collect();
+        }
+        self
+    }
+}
+
 /// The query of a check-in.
 #[derive(
     Debug, Clone, Copy, Default, Deserialize, Serialize, utoipa::ToSchema, utoipa::IntoParams,

@@ -32,6 +32,17 @@ pub struct DeviceRegistration {
     pub firmware_version: String,
 }
 
+/// The query of a change of standing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StandingQuery {
+    /// Change it only if the device enrolled with the key of this fingerprint (`sha256:...`,
+    /// as `keyFingerprint` shows it).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+}
+
 /// An operator's change of a device's standing in the fleet, each a route of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StandingChange {
@@ -82,10 +93,12 @@ pub struct DeviceBatch {
 #[serde(rename_all = "camelCase")]
 pub struct BatchAnswer {
     pub created: usize,
-    /// Devices left as they were because they were registered already (`ifRegistered: skip`).
+    /// Devices left as they were: registered already (`ifRegistered: skip`), or, with
+    /// `ifRegistered: reissue`, not in the fleet (pending, rejected or decommissioned devices
+    /// are given no credential this way).
     pub skipped: Vec<String>,
     /// The credential of each device created (and, with `ifRegistered: reissue`, of each one
-    /// registered before), shown this once: the server keeps only its hash.
+    /// in the fleet registered before), shown this once: the server keeps only its hash.
     pub tokens: Vec<crate::auth::DeviceToken>,
 }
 
@@ -112,6 +125,10 @@ pub struct DeviceRecord {
     pub status: DeviceStatus,
     pub last_seen: Option<UnixSeconds>,
     pub created_at: UnixSeconds,
+    /// For a device that enrolled itself: `sha256:` and the SHA-256 of its public key, to
+    /// compare with what the device shows before accepting it.
+    #[serde(default)]
+    pub key_fingerprint: Option<String>,
 }
 
 /// `GET /api/v1/devices`'s query; every field narrows the list.

@@ -28,8 +28,9 @@ pub use hotswap_plan::health::{HealthSample, Verdict, WaveStats};
 pub use hotswap_plan::{Gate, Mode};
 
 pub use auth::{
-    AuditEntry, AuditPage, AuditQuery, CreatedToken, DeviceToken, LoginRequest, Permission, Role,
-    Session, TokenInfo, TokenRequest, UserInfo, UserRequest,
+    AuditEntry, AuditPage, AuditQuery, CreatedToken, DeviceToken, DisableQuery, LoginRequest,
+    MAX_PASSWORD_BYTES, PasswordChange, Permission, Role, Session, TokenInfo, TokenRequest,
+    UserInfo, UserRequest,
 };
 pub use deployments::{
     ApprovalRequest, Decision, DecisionsQuery, Deployment, DeploymentAction, DeploymentRequest,
@@ -42,7 +43,7 @@ pub use device_protocol::{
 pub use devices::{
     BatchAnswer, DeviceBatch, DeviceDetail, DevicePage, DeviceQuery, DeviceRecord,
     DeviceRegistration, Enrollment, FleetSummary, HistoryEntry, IfRegistered, Inventory, Lineage,
-    LineageStep, RegisteredDevice, StandingChange, TokenClaim,
+    LineageStep, RegisteredDevice, StandingChange, StandingQuery, TokenClaim,
 };
 pub use error::{ErrorBody, ErrorDetail};
 pub use firmware::{

@@ -218,6 +218,21 @@ impl Label {
     }
 }
 
+/// `text` cut to at most `max_bytes` bytes at a character boundary, ending in `…` when cut:
+/// how a text the server keeps from a client or a plugin is bounded where refusing it would
+/// lose what came with it.
+pub fn cut(text: &str, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text.to_string();
+    }
+    let mark = '…';
+    let mut end = max_bytes.saturating_sub(mark.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{mark}", &text[..end])
+}
+
 /// A string schema with `pattern`.
 fn string(pattern: String) -> utoipa::openapi::schema::Object {
     ObjectBuilder::new()

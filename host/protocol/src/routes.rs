@@ -74,6 +74,8 @@ pub const TOKEN_REVOKE: &str = "/api/v1/tokens/{id}/revoke";
 pub const AUDIT: &str = "/api/v1/audit";
 /// Sign in.
 pub const LOGIN: &str = "/api/v1/auth/login";
+/// A user changes their own password.
+pub const PASSWORD: &str = "/api/v1/auth/password";
 /// Users: create, list.
 pub const USERS: &str = "/api/v1/users";
 /// Disable a user.

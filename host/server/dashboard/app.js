@@ -274,6 +274,7 @@ async function devicePage(id) {
     el("td", {}, h.reason || ""), el("td", {}, when(h.updatedAt))));
   return [el("h1", {}, `Device ${d.deviceId}`),
     el("p", {}, `${d.deviceModel} in ${d.region}, runs ${d.firmwareVersion}, ${d.status}; last check-in ${when(d.lastSeen)}.`),
+    d.keyFingerprint ? el("p", {}, "Enrolled with the key ", el("code", {}, d.keyFingerprint), ": compare with what the device shows before accepting it.") : null,
     el("h2", {}, "Slots"), slots.length ? el("table", { id: "slots" }, el("tr", {}, ["Slot", "Version", "State"].map((h) => el("th", {}, h))), slots) : el("p", { class: "muted" }, "Not reported yet."),
     el("h2", {}, "Health"), d.health ? el("pre", {}, JSON.stringify(d.health, null, 2)) : el("p", { class: "muted" }, "Not reported yet."),
     el("h2", {}, "History"), history.length ? el("table", { id: "history" }, el("tr", {}, ["Deployment", "Kind", "Versions", "State", "Reason", "Updated"].map((h) => el("th", {}, h))), history) : el("p", { class: "muted" }, "No assignments yet.")];

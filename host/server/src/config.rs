@@ -18,6 +18,11 @@ pub struct ServerLimits {
     pub token_rate: crate::credentials::Rate,
     /// Requests one device may make.
     pub device_rate: crate::credentials::Rate,
+    /// Requests one client address may make without a good credential (credentials refused,
+    /// sign-ins, enrollments).
+    pub address_rate: crate::credentials::Rate,
+    /// Requests one operator (token or user) may have in flight at once.
+    pub operator_in_flight: usize,
 }
 
 impl Default for ServerLimits {
@@ -27,6 +32,8 @@ impl Default for ServerLimits {
             max_firmware_bytes: 1 << 20,
             token_rate: crate::credentials::TOKEN_RATE,
             device_rate: crate::credentials::DEVICE_RATE,
+            address_rate: crate::credentials::ADDRESS_RATE,
+            operator_in_flight: crate::credentials::MAX_IN_FLIGHT_PER_OPERATOR,
         }
     }
 }
@@ -91,6 +98,9 @@ pub const DEFAULT_DATA_DIR: &str = "./hotswap-data";
 /// token-burst = 500
 /// device-requests-per-second = 20
 /// device-burst = 100
+/// address-requests-per-second = 20
+/// address-burst = 100
+/// operator-requests-in-flight = 16
 /// protected-labels = ["env=production"]
 /// tls-cert = "/etc/hotswap/cert.pem"
 /// tls-key = "/etc/hotswap/key.pem"
@@ -125,6 +135,9 @@ pub struct FileConfig {
     pub token_burst: Option<u32>,
     pub device_requests_per_second: Option<u32>,
     pub device_burst: Option<u32>,
+    pub address_requests_per_second: Option<u32>,
+    pub address_burst: Option<u32>,
+    pub operator_requests_in_flight: Option<u32>,
     #[serde(default)]
     pub protected_labels: Vec<String>,
     pub tls_cert: Option<PathBuf>,
@@ -243,6 +256,23 @@ pub fn resolve(
                 defaults.device_rate.burst,
             )?,
         },
+        address_rate: crate::credentials::Rate {
+            per_second: rate(
+                "address-requests-per-second",
+                file.address_requests_per_second,
+                defaults.address_rate.per_second,
+            )?,
+            burst: rate(
+                "address-burst",
+                file.address_burst,
+                defaults.address_rate.burst,
+            )?,
+        },
+        operator_in_flight: rate(
+            "operator-requests-in-flight",
+            file.operator_requests_in_flight,
+            defaults.operator_in_flight as u32,
+        )? as usize,
     };
     let tick = match file.orchestrator_tick_ms {
         None => DEFAULT_TICK,
@@ -358,19 +388,18 @@ pub fn tls_config(files: &TlsFiles) -> Result<std::sync::Arc<rustls::ServerConfi
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .with_context(|| format!("reading the private key {}", files.key.display()))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_client_cert_verifier(client_verifier(files.client_ca.as_deref())?)
-    .with_single_cert(certs, key)
-    .with_context(|| {
-        format!(
-            "the key {} does not go with the certificate {}",
-            files.key.display(),
-            files.cert.display()
-        )
-    })?;
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(crypto_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_client_cert_verifier(client_verifier(files.client_ca.as_deref())?)
+            .with_single_cert(certs, key)
+            .with_context(|| {
+                format!(
+                    "the key {} does not go with the certificate {}",
+                    files.key.display(),
+                    files.cert.display()
+                )
+            })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(std::sync::Arc::new(config))
 }
@@ -400,7 +429,7 @@ fn client_verifier(
     }
     rustls::server::WebPkiClientVerifier::builder_with_provider(
         std::sync::Arc::new(roots),
-        std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        std::sync::Arc::new(crypto_provider()),
     )
     .allow_unauthenticated()
     .build()
@@ -420,6 +449,14 @@ pub fn parse_trusted_key(hex_key: &str) -> Result<TrustedKey> {
     let key = ed25519_dalek::VerifyingKey::from_bytes(&bytes)
         .with_context(|| format!("{hex_key} is not an Ed25519 public key"))?;
     Ok(TrustedKey::new(key))
+}
+
+/// The TLS crypto provider: *ring*'s. rustls 0.23.48 deprecates it for lacking post-quantum key
+/// exchange, which aws-lc-rs has; that one needs a C toolchain and CMake in every build, a move
+/// of its own to make. Until then *ring* stays, and this is the one place that says so.
+#[allow(deprecated)]
+pub(crate) fn crypto_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
 }
 
 #[cfg(test)]

@@ -68,11 +68,13 @@ impl Doorbell {
         }
     }
 
-    /// What another replica announced: its devices rung here, or everyone.
-    pub fn wake(&self, wake: hotswap_store::Wake) {
-        match wake {
-            hotswap_store::Wake::Devices(ids) => self.ring_here(ids.iter().map(String::as_str)),
-            hotswap_store::Wake::Everyone => self.ring_all(),
+    /// What another replica announced: its devices rung here; or, once the listener listens
+    /// again after missing announcements, everyone.
+    pub fn wake(&self, heard: &hotswap_store::Heard) {
+        match heard {
+            hotswap_store::Heard::Devices(ids) => self.ring_here(ids.iter().map(String::as_str)),
+            hotswap_store::Heard::Listening => self.ring_all(),
+            hotswap_store::Heard::Credentials(_) | hotswap_store::Heard::Deaf => {}
         }
     }
 

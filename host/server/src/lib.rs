@@ -14,6 +14,7 @@
 //!   ([`api::auth`]); the dashboard's page and assets ([`api::dashboard`]).
 //! - [`credentials`]: who a credential names ([`Principal`]), secrets kept as digests, the
 //!   cache of credentials looked up, rate limits per caller.
+//! - [`refusals`]: credentials refused to anonymous callers, counted for the audit log.
 //! - [`metrics`]: [`Metrics`], the Prometheus registry every floor counts into.
 //! - [`doorbell`]: [`Doorbell`], per-device wake-ups for long-poll check-ins.
 //! - [`traces`]: [`Traces`], OpenTelemetry spans over OTLP: every request, and each deployment
@@ -35,6 +36,7 @@ pub mod credentials;
 pub mod doorbell;
 pub mod metrics;
 pub mod orchestrator;
+pub mod refusals;
 pub mod rollout;
 pub mod serve;
 pub mod sessions;

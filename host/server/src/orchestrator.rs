@@ -71,6 +71,12 @@ struct Judged {
     progress_at: UnixMillis,
 }
 
+/// The share of the plugin pool (`pool-instances`) the orchestrator keeps warm between
+/// verdicts, as its divisor (a quarter): the deployments judged most recently keep their
+/// health-policy instances, the others make a fresh one when next asked, and the rest of the
+/// pool serves new deployments, dry runs and uploads.
+pub const WARM_SHARE_OF_POOL: u32 = 4;
+
 /// What the orchestrator works with: the store (the truth), the sandbox the health policies run
 /// in, and the doorbell it rings for the devices each step hands something to.
 pub struct Orchestrator {
@@ -78,6 +84,8 @@ pub struct Orchestrator {
     runtime: PluginRuntime,
     doorbell: Arc<Doorbell>,
     sessions: HashMap<i64, HealthSession>,
+    /// When each deployment's policy was last asked, to give back the coldest instances.
+    last_judged: HashMap<i64, UnixMillis>,
     judged: HashMap<i64, Judged>,
     timings: Timings,
     traces: Traces,
@@ -113,6 +121,7 @@ impl Orchestrator {
             doorbell: rollout.doorbell,
             traces: rollout.traces,
             sessions: HashMap::new(),
+            last_judged: HashMap::new(),
             judged: HashMap::new(),
             waves_seen: HashMap::new(),
         }
@@ -158,6 +167,7 @@ impl Orchestrator {
         }
         let mine = |id: &i64| active.iter().any(|d| d.id == *id) && !others.contains(id);
         self.sessions.retain(|id, _| mine(id));
+        self.last_judged.retain(|id, _| mine(id));
         self.judged.retain(|id, _| mine(id));
         self.waves_seen.retain(|(id, _), _| mine(id));
         Ok(())
@@ -210,7 +220,10 @@ impl Orchestrator {
             let judging = std::time::Instant::now();
             let judged_at = std::time::SystemTime::now();
             view.samples = store.wave_samples(&d, view.index)?;
-            let verdict = self.judge(&d, &view);
+            let Some(verdict) = self.judge(&d, &view, now) else {
+                // The plugin pool is full: asked again next tick, nothing decided.
+                return Ok(());
+            };
             let sent_back = store.decide(&d, &view, &verdict, now)?;
             self.doorbell.ring(sent_back.iter().map(String::as_str));
             if self.traces.on() {
@@ -289,15 +302,16 @@ impl Orchestrator {
     }
 
     /// The health policy's verdict; a policy that fails pauses the deployment, it never lets it
-    /// go on unjudged.
-    fn judge(&mut self, d: &Deployment, view: &WaveView) -> Verdict {
+    /// go on unjudged. `None` when the plugin pool has no instance free: a full pool is the
+    /// server's moment, not the policy's failure, so the deployment is judged next tick.
+    fn judge(&mut self, d: &Deployment, view: &WaveView, now: UnixMillis) -> Option<Verdict> {
         if !self.sessions.contains_key(&d.id) {
             match self.load_policy(d) {
                 Ok(s) => self.sessions.insert(d.id, s),
                 Err(e) => {
-                    return Verdict::Pause {
+                    return Some(Verdict::Pause {
                         reason: format!("the health policy cannot be loaded: {e}"),
-                    };
+                    });
                 }
             };
         }
@@ -309,13 +323,48 @@ impl Orchestrator {
             "evaluate",
             || session.evaluate(&d.health_config, &stats, &samples),
         );
-        match verdict {
+        self.last_judged.insert(d.id, now);
+        let verdict = match verdict {
             Ok(verdict) => verdict,
+            Err(hotswap_plugin_host::PluginError::Busy(e)) => {
+                tracing::warn!(deployment = d.id, error = %e, "the plugin pool is full; the health policy is asked again next tick");
+                return None;
+            }
             Err(e) => {
                 self.sessions.remove(&d.id);
                 Verdict::Pause {
                     reason: format!("the health policy failed: {e}"),
                 }
+            }
+        };
+        if !matches!(verdict, Verdict::Proceed | Verdict::Wait { .. })
+            && let Some(s) = self.sessions.get_mut(&d.id)
+        {
+            // A paused or rolled-back deployment is not judged again soon: its instance goes
+            // back to the pool.
+            s.release();
+        }
+        self.release_coldest();
+        Some(verdict)
+    }
+
+    /// Keeps at most a [`WARM_SHARE_OF_POOL`] share of the pool warm, giving back the instances
+    /// judged longest ago.
+    fn release_coldest(&mut self) {
+        let most = (self.runtime.limits().pool_instances / WARM_SHARE_OF_POOL).max(1) as usize;
+        let mut warm: Vec<(UnixMillis, i64)> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.is_warm())
+            .map(|(id, _)| (self.last_judged.get(id).copied().unwrap_or_default(), *id))
+            .collect();
+        if warm.len() <= most {
+            return;
+        }
+        warm.sort();
+        for (_, id) in &warm[..warm.len() - most] {
+            if let Some(s) = self.sessions.get_mut(id) {
+                s.release();
             }
         }
     }

@@ -35,21 +35,28 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
         .context("making the first administrator token")?;
     let runtime = PluginRuntime::new(RuntimeConfig {
         cache_dir: Some(config.data_dir.join("compiled")),
+        // With the server's other secrets, not in the directory it protects.
+        cache_key_file: Some(config.data_dir.join(hotswap_plugin_host::CACHE_KEY_FILE)),
         limits: config.plugin_limits,
         ceilings: Some(config.plugin_ceilings),
     })?;
     let sessions = crate::sessions::Sessions::open(&config.data_dir, &store)
         .context("opening the session key")?;
-    let doorbell = Arc::new(Doorbell::announcing(store.announcer()));
+    let announcer = store.announcer();
+    let doorbell = Arc::new(Doorbell::announcing(announcer.clone()));
+    let credentials = Arc::new(Credentials::new(announcer));
     let woken = Arc::downgrade(&doorbell);
-    store.listen(move |wake| {
+    let forgetting = Arc::downgrade(&credentials);
+    store.listen(move |heard| {
+        if let Some(credentials) = forgetting.upgrade() {
+            credentials.heard(&heard);
+        }
         if let Some(doorbell) = woken.upgrade() {
-            doorbell.wake(wake);
+            doorbell.wake(&heard);
         }
     });
     let store = Arc::new(store);
     let metrics = Arc::new(Metrics::default());
-    let credentials = Arc::new(Credentials::default());
     let rollout = Rollout {
         store: store.clone(),
         runtime: runtime.clone(),
@@ -74,6 +81,12 @@ pub fn state_with_store(config: &ServerConfig, store: Store) -> Result<Arc<AppSt
         rate_limits: crate::credentials::RateLimits::new(
             config.limits.token_rate,
             config.limits.device_rate,
+            config.limits.address_rate,
+        ),
+        refusals: Default::default(),
+        in_flight: crate::credentials::InFlight::new(config.limits.operator_in_flight),
+        password_checks: tokio::sync::Semaphore::new(
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         ),
         sessions,
         enrollment: config.enrollment.clone(),
@@ -110,6 +123,17 @@ pub async fn serve_on(
             limits.rate_limits.shrink();
         }
     });
+    // The counts of anonymous refusals, written once their minute is over.
+    let counted = state.clone();
+    let counting = tokio::spawn(async move {
+        let mut every = tokio::time::interval(crate::refusals::FLUSH_EVERY);
+        loop {
+            every.tick().await;
+            let now = counted.store.clock().now().seconds().0;
+            write_refusals(&counted, Some(now)).await;
+        }
+    });
+    let state_at_end = state.clone();
     let closing = state.clone();
     // Check-ins waiting for an assignment are answered at once, so shutting down does not wait
     // for their long polls to run out.
@@ -143,5 +167,16 @@ pub async fn serve_on(
         }
     };
     shrinking.abort();
+    counting.abort();
+    write_refusals(&state_at_end, None).await;
     served
+}
+
+/// Writes the counts of anonymous refusals whose minute is over by `now` (all, when `None`).
+async fn write_refusals(state: &AppState, now: Option<i64>) {
+    for entry in state.refusals.due(now) {
+        if let Err(e) = state.store.append_audit(entry).await {
+            tracing::warn!(error = %e, "writing a count of refused credentials to the audit log failed");
+        }
+    }
 }

@@ -29,6 +29,9 @@ struct Claims {
 pub struct Sessions {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// A hash no password matches, made as users' are: what an unknown name is checked
+    /// against, so it costs what a known one does.
+    dummy_hash: String,
 }
 
 impl Sessions {
@@ -47,10 +50,7 @@ impl Sessions {
                 "the shared session key holds {} bytes, expected 32",
                 key.len()
             );
-            return Ok(Sessions {
-                encoding: EncodingKey::from_secret(&key),
-                decoding: DecodingKey::from_secret(&key),
-            });
+            return Sessions::with_key(&key);
         }
         let path = dir.join(SESSION_KEY_FILE);
         let key = match std::fs::read(&path) {
@@ -64,10 +64,22 @@ impl Sessions {
             }
             Err(e) => return Err(e.into()),
         };
+        Sessions::with_key(&key)
+    }
+
+    fn with_key(key: &[u8]) -> anyhow::Result<Sessions> {
+        let mut unguessable = [0u8; 32];
+        getrandom::fill(&mut unguessable).map_err(|e| anyhow::anyhow!("randomness: {e}"))?;
         Ok(Sessions {
-            encoding: EncodingKey::from_secret(&key),
-            decoding: DecodingKey::from_secret(&key),
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
+            dummy_hash: hash_password(&hex::encode(unguessable))?,
         })
+    }
+
+    /// The hash an unknown or disabled user's sign-in is checked against.
+    pub fn dummy_hash(&self) -> &str {
+        &self.dummy_hash
     }
 
     /// A session token for `name` in `role`, made `now`; and when it expires.

@@ -119,7 +119,7 @@ impl Traces {
         // here): ring's, as the rest of the server uses, whether the endpoint is https or not.
         if rustls::crypto::CryptoProvider::get_default().is_none() {
             // Another thread may have installed one meanwhile: theirs is as good.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            let _ = crate::config::crypto_provider().install_default();
         }
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()

@@ -1,6 +1,8 @@
 //! Operator API tokens and the audit log. A token is kept as the SHA-256 of its secret, never
 //! the secret; the audit log only grows (triggers refuse to change or remove a row).
 
+use hotswap_protocol::names::cut;
+
 use crate::db::{Dialect, Row, params};
 use crate::{Store, StoreError, decode};
 use hotswap_protocol::{
@@ -19,7 +21,8 @@ pub struct NewToken {
     pub expires_at: Option<UnixSeconds>,
 }
 
-/// An entry to append to the audit log.
+/// An entry to append to the audit log. Each text is cut to [`AUDIT_FIELD_MAX_BYTES`] when
+/// stored, so no request can make the log keep more than that of what it sent.
 #[derive(Debug, Clone)]
 pub struct NewAudit {
     pub actor: String,
@@ -28,10 +31,37 @@ pub struct NewAudit {
     pub action: String,
     pub object: Option<String>,
     pub status: u16,
+    /// How many like requests the entry stands for (anonymous refusals are counted, not
+    /// written one by one).
+    pub count: u32,
 }
 
+impl NewAudit {
+    /// An entry of one request that names no token and no object: a sign-in, an enrollment.
+    pub fn of(actor: String, source: Option<std::net::IpAddr>, action: &str, status: u16) -> Self {
+        NewAudit {
+            actor,
+            token_id: None,
+            source: source.map(|a| a.to_string()),
+            action: action.to_string(),
+            object: None,
+            status,
+            count: 1,
+        }
+    }
+}
+
+/// The most bytes of each text an audit entry keeps (actor, source, action, object); longer
+/// ones are cut at a character boundary and end in `…`.
+pub const AUDIT_FIELD_MAX_BYTES: usize = 256;
+
+/// The most bytes of entries one page of the audit log holds (as stored; the JSON adds its
+/// field names), whatever its `limit`.
+pub const AUDIT_PAGE_MAX_BYTES: usize = 256 * 1024;
+
 /// A page of the audit log; `strpos` is `instr` in SQLite.
-const AUDIT_PAGE: &str = "SELECT id, at, actor, token_id, source, action, object, status FROM audit
+const AUDIT_PAGE: &str =
+    "SELECT id, at, actor, token_id, source, action, object, status, count FROM audit
      WHERE (CAST(?1 AS TEXT) IS NULL OR actor = ?1)
        AND (CAST(?2 AS TEXT) IS NULL OR strpos(action, ?2) > 0)
        AND (CAST(?3 AS TEXT) IS NULL OR strpos(object, ?3) > 0)
@@ -188,13 +218,25 @@ impl Store {
     /// Appends to the audit log, durably, before the answer it records is sent.
     pub async fn append_audit(&self, e: NewAudit) -> Result<(), StoreError> {
         let at = self.clock.now().seconds().0;
+        let field = |t: &str| cut(t, AUDIT_FIELD_MAX_BYTES);
+        let actor = field(&e.actor);
+        let source = e.source.as_deref().map(field);
+        let action = field(&e.action);
+        let object = e.object.as_deref().map(field);
         self.writer
-            .write(crate::writer::key(&e.actor), move |tx| {
+            .write(crate::writer::key(&actor), move |tx| {
                 tx.execute(
-                    "INSERT INTO audit (at, actor, token_id, source, action, object, status)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "INSERT INTO audit (at, actor, token_id, source, action, object, status, count)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     params![
-                        at, e.actor, e.token_id, e.source, e.action, e.object, e.status
+                        at,
+                        actor,
+                        e.token_id,
+                        source,
+                        action,
+                        object,
+                        e.status,
+                        e.count.max(1)
                     ],
                 )?;
                 Ok(())
@@ -215,7 +257,7 @@ impl Store {
             Dialect::Sqlite => AUDIT_PAGE.replace("strpos", "instr"),
             Dialect::Postgres => AUDIT_PAGE.to_string(),
         };
-        let entries = conn.query_map(
+        let mut entries = conn.query_map(
             &sql,
             params![
                 q.actor,
@@ -236,10 +278,23 @@ impl Store {
                     action: r.get(5)?,
                     object: r.get(6)?,
                     status: r.get(7)?,
+                    count: r.get(8)?,
                 })
             },
         )?;
-        let next = (entries.len() == limit)
+        // Bounded in bytes too: a page ends early, with the place to go on from, once its
+        // entries hold AUDIT_PAGE_MAX_BYTES.
+        let mut bytes = 0;
+        let full = entries.iter().position(|e| {
+            bytes += e.actor.len()
+                + e.action.len()
+                + e.source.as_ref().map_or(0, String::len)
+                + e.object.as_ref().map_or(0, String::len)
+                + 32;
+            bytes > AUDIT_PAGE_MAX_BYTES
+        });
+        let cut_short = full.map(|at| entries.truncate(at.max(1))).is_some();
+        let next = (cut_short || entries.len() == limit)
             .then(|| entries.last().map(|e| e.id))
             .flatten();
         Ok(AuditPage { entries, next })
@@ -313,6 +368,26 @@ impl Store {
                     disabled: r.get(3)?,
                 })
             },
+        )
+    }
+
+    /// Sets a user's password (its argon2 hash).
+    pub fn set_password(&self, name: &str, password_hash: &str) -> Result<(), StoreError> {
+        let changed = self.conn()?.execute(
+            "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+            params![name, password_hash],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NotFound(format!("no user `{name}`")));
+        }
+        Ok(())
+    }
+
+    /// Revokes every token `created_by` made that is not revoked yet; how many.
+    pub fn revoke_tokens_made_by(&self, created_by: &str) -> Result<usize, StoreError> {
+        self.conn()?.execute(
+            "UPDATE api_tokens SET revoked_at = ?2 WHERE created_by = ?1 AND revoked_at IS NULL",
+            params![created_by, self.clock.now().seconds().0],
         )
     }
 

@@ -10,7 +10,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -89,16 +88,16 @@ impl BlobStore {
             path: path.clone(),
             source,
         };
-        // A name of its own per write: two requests may keep the same bytes at once.
-        static WRITES: AtomicU64 = AtomicU64::new(0);
-        let n = WRITES.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .dir
-            .join(format!("{hash}.{}.{n}.tmp", std::process::id()));
-        let mut file = fs::File::create(&tmp).map_err(io)?;
+        // A new file of a random name (created exclusively, never through a link someone left
+        // at a name they guessed), then renamed: two requests may keep the same bytes at once.
+        let mut file = tempfile::Builder::new()
+            .prefix(".blob-")
+            .suffix(".tmp")
+            .tempfile_in(&self.dir)
+            .map_err(io)?;
         file.write_all(bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-        fs::rename(&tmp, &path).map_err(io)?;
+        file.as_file().sync_all().map_err(io)?;
+        file.persist(&path).map_err(|e| io(e.error))?;
         Ok(())
     }
 

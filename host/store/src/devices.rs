@@ -57,7 +57,18 @@ pub fn parse_label(label: &str) -> Result<(String, String), String> {
 }
 
 const COLUMNS: &str =
-    "device_id, model, region, labels, groups, version, status, last_seen, created_at";
+    "device_id, model, region, labels, groups, version, status, last_seen, created_at, public_key";
+
+/// How an operator tells an enrolled device's key: `sha256:` and the SHA-256 of the key's 32
+/// bytes, in hex. `None` for a key that is not hex (none is stored).
+pub fn key_fingerprint(public_key_hex: &str) -> Option<String> {
+    use sha2::Digest;
+    let bytes = hex::decode(public_key_hex).ok()?;
+    Some(format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(bytes))
+    ))
+}
 
 fn from_row(r: &Row<'_>) -> Result<DeviceRecord, StoreError> {
     Ok(DeviceRecord {
@@ -70,6 +81,10 @@ fn from_row(r: &Row<'_>) -> Result<DeviceRecord, StoreError> {
         status: decode(6, &r.get::<String>(6)?)?,
         last_seen: r.get::<Option<i64>>(7)?.map(UnixSeconds),
         created_at: UnixSeconds(r.get(8)?),
+        key_fingerprint: r
+            .get::<Option<String>>(9)?
+            .as_deref()
+            .and_then(key_fingerprint),
     })
 }
 
@@ -232,6 +247,25 @@ impl Store {
         self.device(&d.device_id)
     }
 
+    /// Gives an accepted device the credential whose SHA-256 is `sha`, for a claim signed at
+    /// `timestamp`: once per claim, since a claim must be later than the last one used (a
+    /// captured claim replayed gives nothing). False when the claim was used, or the device is
+    /// not in the fleet.
+    pub fn claim_device_token(
+        &self,
+        device_id: &str,
+        timestamp: i64,
+        sha: &str,
+    ) -> Result<bool, StoreError> {
+        let changed = self.conn()?.execute(
+            "UPDATE devices SET token_sha256 = ?2, last_claim_at = ?3
+             WHERE device_id = ?1 AND status IN ('registered', 'online', 'quarantined')
+               AND (last_claim_at IS NULL OR last_claim_at < ?3)",
+            params![device_id, sha, timestamp],
+        )?;
+        Ok(changed > 0)
+    }
+
     /// The public key a device enrolled with.
     pub fn device_public_key(&self, device_id: &str) -> Result<Option<String>, StoreError> {
         Ok(self
@@ -265,8 +299,10 @@ impl Store {
         self.device(device_id)
     }
 
-    /// Gives registered devices new credentials (the old ones stop working): `(device, SHA-256
-    /// of its new credential)`. Devices not registered are left out of the answer.
+    /// Gives devices in the fleet new credentials (the old ones stop working): `(device, SHA-256
+    /// of its new credential)`. Devices not registered, or not in the fleet (pending, rejected,
+    /// decommissioned: a credential for them would undo an operator's decision), are left out of
+    /// the answer.
     pub fn reissue_device_tokens(
         &self,
         devices: &[(String, String)],
@@ -275,7 +311,8 @@ impl Store {
         let mut changed = Vec::new();
         for (device, sha) in devices {
             let n = tx.execute(
-                "UPDATE devices SET token_sha256 = ?2 WHERE device_id = ?1",
+                "UPDATE devices SET token_sha256 = ?2
+                 WHERE device_id = ?1 AND status IN ('registered', 'online', 'quarantined')",
                 params![device, sha],
             )?;
             if n > 0 {

@@ -20,6 +20,7 @@ mod blobs;
 mod clock;
 mod db;
 mod decisions;
+pub use decisions::DECISIONS_SAMPLES_MAX_BYTES;
 mod deployments;
 mod devices;
 mod firmware;
@@ -45,18 +46,23 @@ use rusqlite::Connection;
 
 use crate::db::{Postgres, Tx, params};
 
-pub use auth::{MAX_AUDIT_PAGE, NewAudit, NewToken, UserRow};
+pub use auth::{
+    AUDIT_FIELD_MAX_BYTES, AUDIT_PAGE_MAX_BYTES, MAX_AUDIT_PAGE, NewAudit, NewToken, UserRow,
+};
 pub use blobs::BlobStore;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::{Dialect, POOL_SIZE};
 pub use deployments::{NewDeployment, NewWave, Progress, Transitioned};
-pub use devices::{DeviceFilter, NewDevice, parse_label};
+pub use devices::{DeviceFilter, NewDevice, key_fingerprint, parse_label};
 pub use firmware::{FirmwareFilter, InstalledVersions, NewFirmware};
 pub use inventory::MAX_LINEAGE_STEPS;
 pub use leases::{LEASE_MS, Lease};
-pub use notify::{Announcer, DOORBELL_CHANNEL, MAX_NOTIFICATION_BYTES, RECONNECT_AFTER, Wake};
+pub use notify::{
+    Announcer, CREDENTIALS_CHANNEL, DOORBELL_CHANNEL, Heard, MAX_NOTIFICATION_BYTES,
+    RECONNECT_AFTER,
+};
 pub use plugins::StoredPlugin;
-pub use reports::LAST_SEEN_REFRESH_SECONDS;
+pub use reports::{LAST_SEEN_REFRESH_SECONDS, REPORT_REASON_MAX_CHARS};
 pub use rollout::{Expired, WaveView};
 use writer::BatchWriter;
 pub use writer::{MAX_BATCH, WRITER_SHARDS};
@@ -149,8 +155,9 @@ pub(crate) enum Backend {
     Sqlite {
         /// The connection every write goes through, shared with the batched writer's thread.
         writes: Arc<Mutex<Connection>>,
-        /// Reads only, beside the writes.
-        reads: Arc<Mutex<Connection>>,
+        /// Reads only, beside the writes: several, so one slow read (a list filtered by a
+        /// label scans the fleet) does not hold every other read behind it.
+        reads: Arc<Readers>,
     },
     Postgres(Arc<Postgres>),
 }
@@ -197,7 +204,7 @@ impl Backend {
     /// A connection for reads.
     pub(crate) fn reader(&self) -> Result<Tx<'_>, StoreError> {
         match self {
-            Backend::Sqlite { reads, .. } => Ok(Tx::held_sqlite(lock_conn(reads))),
+            Backend::Sqlite { reads, .. } => Ok(Tx::held_sqlite(reads.any())),
             Backend::Postgres(pg) => Ok(Tx::held_postgres(pg.client()?)),
         }
     }
@@ -205,6 +212,32 @@ impl Backend {
 
 fn lock_conn(conn: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     conn.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How many connections an SQLite store reads through (WAL lets them read at once, beside the
+/// writer); [`Store::open_with_readers`] takes another count.
+pub const SQLITE_READERS: usize = 4;
+
+/// An SQLite store's read connections.
+pub(crate) struct Readers {
+    conns: Vec<Mutex<Connection>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Readers {
+    /// A free connection, or, when every one is busy, the next in turn once it is free.
+    fn any(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.conns.len();
+        for i in 0..n {
+            match self.conns[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        lock_conn(&self.conns[start % n])
+    }
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -249,6 +282,14 @@ pub enum Database {
     Postgres(String),
 }
 
+/// Who asks for an artifact: a device credential, by its SHA-256, or a device a client
+/// certificate names (already found in the fleet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArtifactHolder {
+    Token(String),
+    Device(String),
+}
+
 impl Store {
     /// Opens (creating if needed) the store under `dir`, on the wall clock, and brings its
     /// schema up to date.
@@ -268,6 +309,17 @@ impl Store {
         dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Store, StoreError> {
+        Store::open_with_readers(database, dir, clock, SQLITE_READERS)
+    }
+
+    /// [`Store::open_in`], reading SQLite through `readers` connections (at least one; the
+    /// readers benchmark compares counts).
+    pub fn open_with_readers(
+        database: &Database,
+        dir: &Path,
+        clock: Arc<dyn Clock>,
+        readers: usize,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
@@ -277,11 +329,18 @@ impl Store {
                 let path = dir.join("hotswap.db");
                 let mut conn = connect(&path)?;
                 migrations::migrate(&mut conn)?;
-                let reader = connect(&path)?;
-                reader.pragma_update(None, "query_only", true)?;
+                let mut conns = Vec::new();
+                for _ in 0..readers.max(1) {
+                    let reader = connect(&path)?;
+                    reader.pragma_update(None, "query_only", true)?;
+                    conns.push(Mutex::new(reader));
+                }
                 Backend::Sqlite {
                     writes: Arc::new(Mutex::new(conn)),
-                    reads: Arc::new(Mutex::new(reader)),
+                    reads: Arc::new(Readers {
+                        conns,
+                        next: Default::default(),
+                    }),
                 }
             }
             Database::Postgres(url) => {
@@ -374,19 +433,24 @@ impl Store {
             .await
     }
 
-    /// The device whose credential hashes to `sha256`, and whether an open assignment hands it
-    /// the artifact `artifact`; read in the batched writer's transaction.
+    /// The device `holder` stands for, and whether an open assignment hands it the artifact
+    /// `artifact`; read in the batched writer's transaction.
     pub async fn artifact_owner(
         &self,
-        sha256: String,
-        known: Option<String>,
+        holder: ArtifactHolder,
         artifact: String,
     ) -> Result<Option<(String, bool)>, StoreError> {
+        let key = match &holder {
+            ArtifactHolder::Token(sha) | ArtifactHolder::Device(sha) => writer::key(sha),
+        };
         self.writer
-            .write(writer::key(&sha256), move |tx| {
-                let owner = match known {
-                    Some(d) => Some(d),
-                    None => tx.query_opt(
+            .write(key, move |tx| {
+                let owner = match holder {
+                    // The certificate's device was found in the fleet by the caller.
+                    ArtifactHolder::Device(d) => Some(d),
+                    // Whatever the caller remembers of this credential, the store says whose
+                    // it is now: a credential replaced or taken away belongs to nobody.
+                    ArtifactHolder::Token(sha256) => tx.query_opt(
                         "SELECT device_id FROM devices WHERE token_sha256 = ?1",
                         params![sha256],
                         |r| r.get::<String>(0),

@@ -22,11 +22,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0012_plugin_limits.sql"),
     include_str!("../migrations/0013_deployment_trace.sql"),
     include_str!("../migrations/0014_deployment_leases.sql"),
+    include_str!("../migrations/0015_security.sql"),
 ];
 
 /// PostgreSQL's, begun when the store had SQLite's first 14.
-pub(crate) const POSTGRES_MIGRATIONS: &[&str] =
-    &[include_str!("../migrations/postgres/0001_schema.sql")];
+pub(crate) const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_schema.sql"),
+    include_str!("../migrations/postgres/0002_security.sql"),
+];
 
 /// The advisory lock a replica holds while it migrates, so replicas started together migrate
 /// once (`hotswap-m` in ASCII).

@@ -397,7 +397,10 @@ impl Store {
         if ends.is_none() && r.state <= current {
             return unchanged;
         }
-        let reason = r.reason.as_deref().map(|s| truncate(s, 500));
+        let reason = r
+            .reason
+            .as_deref()
+            .map(|s| truncate(s, REPORT_REASON_MAX_CHARS));
         tx.execute("UPDATE assignments SET state = ?2, outcome = ?3, reason = COALESCE(?4, reason), deadline = ?5, updated_at = ?6 WHERE id = ?1", params![
             r.assignment_id,
             r.state.as_str(),
@@ -500,6 +503,10 @@ impl StoredHealth {
             && self.metrics == health.metrics
     }
 }
+
+/// The most characters of a report's reason the store keeps; longer ones are cut and end in
+/// `…` (every status read serves them).
+pub const REPORT_REASON_MAX_CHARS: usize = 500;
 
 fn truncate(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {

@@ -10,4 +10,5 @@ mod firmware;
 mod lifecycle;
 mod metrics;
 mod plugins;
+mod security;
 mod tls;

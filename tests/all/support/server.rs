@@ -63,6 +63,8 @@ impl Server {
             max_firmware_bytes: 64 << 10,
             token_rate: unlimited,
             device_rate: unlimited,
+            address_rate: unlimited,
+            ..ServerLimits::default()
         };
         Server::with_limits(dir, limits, clock).await
     }

@@ -55,12 +55,17 @@ pub struct DeviceArgs {
     /// device gives it up.
     #[arg(long, default_value_t = 30)]
     pub watchdog_seconds: u64,
-    /// The device's credential in a file: its `hsw_dev_...` token, as `devices register` gave
-    /// it. gRPC callers must present it (`authorization: Bearer`); `--server` check-ins send it.
+    /// The device's credential with the server, in a file: its `hsw_dev_...` token, as
+    /// `devices register` gave it; `--server` check-ins send it.
     #[arg(long)]
     pub credential_file: Option<PathBuf>,
+    /// The token gRPC callers must present (`authorization: Bearer`), in a file: a secret of
+    /// the device's gRPC service alone, never its server credential (whoever drives the device
+    /// over gRPC could otherwise act as the device on the server).
+    #[arg(long, requires = "grpc")]
+    pub grpc_token_file: Option<PathBuf>,
     /// Serve gRPC to any caller that reaches the port, with no credential (loopback only).
-    #[arg(long, requires = "grpc", conflicts_with = "credential_file")]
+    #[arg(long, requires = "grpc", conflicts_with = "grpc_token_file")]
     pub grpc_unauthenticated: bool,
     /// Serve gRPC over TLS with this certificate chain (PEM) and `--grpc-tls-key`; needed on
     /// any address but loopback.
@@ -114,18 +119,24 @@ pub async fn execute(a: DeviceArgs) -> Result<()> {
         step: std::time::Duration::from_secs(1),
     };
     let credential = a.credential_file.as_deref().map(read_token).transpose()?;
+    let grpc_token = a.grpc_token_file.as_deref().map(read_token).transpose()?;
+    if grpc_token.is_some() && grpc_token == credential {
+        anyhow::bail!(UsageError(
+            "--grpc-token-file holds the device's server credential (--credential-file): give gRPC callers a token of its own, so whoever drives the device cannot act as it on the server".into()
+        ));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let (events, inbox) = std::sync::mpsc::channel();
     let link = link::Link::new(events.clone());
     if let Some(addr) = a.grpc {
-        let guard = match (&credential, a.grpc_unauthenticated) {
+        let guard = match (&grpc_token, a.grpc_unauthenticated) {
             (Some(token), _) => grpc::Credential::token(token),
             (None, true) if addr.ip().is_loopback() => grpc::Credential::none(),
             (None, true) => anyhow::bail!(UsageError(format!(
-                "--grpc-unauthenticated serves loopback only, not {addr}: give the device its --credential-file"
+                "--grpc-unauthenticated serves loopback only, not {addr}: give the device a --grpc-token-file"
             ))),
             (None, false) => anyhow::bail!(UsageError(
-                "--grpc needs --credential-file (callers must present the device's credential), or --grpc-unauthenticated on loopback".into()
+                "--grpc needs --grpc-token-file (callers must present the device's gRPC token), or --grpc-unauthenticated on loopback".into()
             )),
         };
         let mut builder = tonic::transport::Server::builder();
@@ -153,8 +164,8 @@ pub async fn execute(a: DeviceArgs) -> Result<()> {
             } else {
                 ""
             },
-            if credential.is_some() {
-                ", callers need the device's credential"
+            if grpc_token.is_some() {
+                ", callers need the device's gRPC token"
             } else {
                 ", open to any caller"
             },

@@ -160,6 +160,8 @@ impl LimitsArgs {
             limits,
             ceilings: None,
             cache_dir: compiled_cache(),
+            // Beside the directory, in the user's own cache directory.
+            cache_key_file: None,
         })?)
     }
 }

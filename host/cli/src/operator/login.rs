@@ -44,7 +44,13 @@ pub struct LogoutArgs {
 /// A password: `HOTSWAP_PASSWORD`, else read from the terminal without echo, else a line of
 /// standard input.
 pub fn password(prompt: &str) -> Result<String> {
-    if let Ok(p) = std::env::var("HOTSWAP_PASSWORD") {
+    password_from("HOTSWAP_PASSWORD", prompt)
+}
+
+/// A password: the variable `var`, else read from the terminal without echo, else a line of
+/// standard input.
+pub fn password_from(var: &str, prompt: &str) -> Result<String> {
+    if let Ok(p) = std::env::var(var) {
         return Ok(p);
     }
     let p = if std::io::stdin().is_terminal() {

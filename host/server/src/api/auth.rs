@@ -19,7 +19,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hotswap_protocol::auth::{API_TOKEN_PREFIX, DEVICE_TOKEN_PREFIX};
 use hotswap_protocol::{Permission, TokenInfo};
-use hotswap_store::NewAudit;
+use hotswap_store::{ArtifactHolder, NewAudit};
 
 use crate::api::{ApiError, AppState, ROUTES};
 use crate::credentials::{Principal, digest};
@@ -115,17 +115,19 @@ pub async fn check(State(state): State<Arc<AppState>>, mut req: Request, next: N
         .get::<Arc<axum_server::tls::TlsInfo>>()
         .and_then(|info| info.peer_certificates.first().map(Vec::as_slice));
     let checked = authenticate(&state, rule, bearer, certificate, req.uri().path()).await;
+    let address = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
     // What the audit log would say of this request; built only for a request it records.
     let entry = |req: &Request, actor: String, token_id: Option<i64>, action: String| NewAudit {
         actor,
         token_id,
-        source: req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string()),
+        source: address.map(|a| a.to_string()),
         action,
         object: Some(req.uri().path().to_string()),
         status: 0,
+        count: 1,
     };
     let action = || format!("{method} {}", route.as_str());
     let principal = match checked {
@@ -140,8 +142,19 @@ pub async fn check(State(state): State<Arc<AppState>>, mut req: Request, next: N
                     format!("credential refused: {}", action()),
                 )
             };
-            if let Err(err) = state.store.append_audit(audit).await {
+            // Counted, not written one by one: the first of its source's minute is written
+            // now, the rest as one entry when the minute is over.
+            let now = state.store.clock().now().seconds().0;
+            if let Some(first) = state.refusals.refused(now, audit)
+                && let Err(err) = state.store.append_audit(first).await
+            {
                 return ApiError::from(err).into_response();
+            }
+            if let Some(address) = address
+                && let Err(limited) = state.rate_limits.check_address(address)
+            {
+                return ApiError::too_many(limited.message, limited.retry_after_seconds)
+                    .into_response();
             }
             let mut response = e.into_response();
             if response.status() == StatusCode::UNAUTHORIZED {
@@ -167,6 +180,14 @@ pub async fn check(State(state): State<Arc<AppState>>, mut req: Request, next: N
     {
         return ApiError::too_many(limited.message, limited.retry_after_seconds).into_response();
     }
+    let _slot = match principal.as_ref().map(|p| state.in_flight.enter(p)) {
+        Some(Err(limited)) => {
+            return ApiError::too_many(limited.message, limited.retry_after_seconds)
+                .into_response();
+        }
+        Some(Ok(slot)) => slot,
+        None => None,
+    };
     if let Some(p) = principal {
         req.extensions_mut().insert(p);
     }
@@ -273,14 +294,16 @@ pub async fn authenticate(
 /// Checks a session token: this install's, not expired, its user not disabled.
 async fn session(state: &Arc<AppState>, secret: &str, rule: Rule) -> Result<Principal, ApiError> {
     let now = state.store.clock().now().seconds();
-    let (name, role) = state.sessions.check(secret, now).map_err(unauthorized)?;
+    let (name, _signed_in_as) = state.sessions.check(secret, now).map_err(unauthorized)?;
     let store = state.store.clone();
     let looked_up = name.clone();
     let user = crate::api::blocking(move || Ok(store.user(&looked_up)?)).await?;
-    match user {
-        Some(u) if !u.info.disabled => {}
+    // The role is the user's now, not the one the session was signed in with: a user whose
+    // role changed has the new one from their next request.
+    let role = match user {
+        Some(u) if !u.info.disabled => u.info.role,
         _ => return Err(unauthorized(format!("user `{name}` is disabled or gone"))),
-    }
+    };
     match rule {
         Rule::Operator(p) if role.allows(p) => Ok(Principal::User { name, role }),
         Rule::Operator(p) => Err(forbidden(format!(
@@ -304,9 +327,10 @@ fn device_of(path: &str, rule: Rule) -> Option<&str> {
 
 async fn operator_token(state: &Arc<AppState>, secret: &str) -> Result<Arc<TokenInfo>, ApiError> {
     let sha = digest(secret);
-    if let Some(t) = state.credentials.tokens.get(&sha) {
+    if let Some(t) = state.credentials.token(&sha) {
         return Ok(t);
     }
+    let since = state.credentials.generation();
     let store = state.store.clone();
     let looked_up = sha.clone();
     let found = crate::api::blocking(move || {
@@ -318,7 +342,7 @@ async fn operator_token(state: &Arc<AppState>, secret: &str) -> Result<Arc<Token
     })
     .await?;
     let token = Arc::new(found.ok_or_else(|| unauthorized("unknown token"))?);
-    state.credentials.tokens.insert(sha, token.clone());
+    state.credentials.cache_token(since, sha, token.clone());
     Ok(token)
 }
 
@@ -332,6 +356,7 @@ async fn device(
     path: &str,
 ) -> Result<Principal, ApiError> {
     let sha = digest(secret);
+    let since = state.credentials.generation();
     match (rule, device_id) {
         (Rule::Device, Some(id)) => {
             let expected = device_token(state, id).await?;
@@ -341,8 +366,8 @@ async fn device(
                 )));
             }
             // Its downloads name no device: remember whose credential this is.
-            if state.credentials.owners.get(&sha).is_none() {
-                state.credentials.owners.insert(sha, Arc::from(id));
+            if state.credentials.owner(&sha).is_none() {
+                state.credentials.cache_owner(since, sha, id);
             }
             Ok(Principal::Device {
                 device_id: id.to_string(),
@@ -352,7 +377,7 @@ async fn device(
             let artifact = path.rsplit('/').next().unwrap_or_default().to_string();
             // Whose credential this is: the artifact route names no device. A download right
             // after the check-in that handed it out needs nothing from the store.
-            let known = state.credentials.owners.get(&sha);
+            let known = state.credentials.owner(&sha);
             if let Some(d) = &known
                 && state.credentials.granted(d, &artifact)
             {
@@ -362,15 +387,12 @@ async fn device(
             }
             let found = state
                 .store
-                .artifact_owner(sha.clone(), known.map(|d| d.to_string()), artifact)
+                .artifact_owner(ArtifactHolder::Token(sha.clone()), artifact)
                 .await?;
             let Some((device_id, assigned)) = found else {
                 return Err(unauthorized("unknown device credential"));
             };
-            state
-                .credentials
-                .owners
-                .insert(sha, Arc::from(device_id.as_str()));
+            state.credentials.cache_owner(since, sha, &device_id);
             if !assigned {
                 return Err(forbidden(format!(
                     "no open assignment hands this artifact to device `{device_id}`"
@@ -420,7 +442,7 @@ async fn certified(
             if !state.credentials.granted(&d, &artifact) {
                 let found = state
                     .store
-                    .artifact_owner(String::new(), Some(d.clone()), artifact)
+                    .artifact_owner(ArtifactHolder::Device(d.clone()), artifact)
                     .await?;
                 if !found.is_some_and(|(_, assigned)| assigned) {
                     return Err(forbidden(format!(
@@ -468,35 +490,33 @@ fn certificate_names(der: &[u8]) -> Result<Vec<String>, ApiError> {
 /// Whether `device_id` is a device of the fleet, one a credential may speak for.
 async fn in_fleet(state: &Arc<AppState>, device_id: &str) -> Result<bool, ApiError> {
     use hotswap_protocol::DeviceStatus::*;
-    if state.credentials.certified.get(device_id).is_some() {
+    if state.credentials.certified(device_id) {
         return Ok(true);
     }
+    let since = state.credentials.generation();
     let status = state
         .store
         .device_status_async(device_id.to_string())
         .await?;
     let in_fleet = matches!(status, Some(Registered | Online | Quarantined));
     if in_fleet {
-        state
-            .credentials
-            .certified
-            .insert(device_id.to_string(), ());
+        state.credentials.cache_certified(since, device_id);
     }
     Ok(in_fleet)
 }
 
 /// The SHA-256 of a device's credential, from memory or the store.
 async fn device_token(state: &Arc<AppState>, id: &str) -> Result<Option<Arc<str>>, ApiError> {
-    if let Some(t) = state.credentials.devices.get(id) {
+    if let Some(t) = state.credentials.device_credential(id) {
         return Ok(Some(t));
     }
+    let since = state.credentials.generation();
     let found = state.store.device_token_async(id.to_string()).await?;
     Ok(found.map(|sha| {
         let sha: Arc<str> = Arc::from(sha);
         state
             .credentials
-            .devices
-            .insert(id.to_string(), sha.clone());
+            .cache_device_credential(since, id, sha.clone());
         sha
     }))
 }

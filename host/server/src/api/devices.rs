@@ -140,8 +140,9 @@ pub async fn register_batch(
         })
         .collect();
     let store = state.store.clone();
-    let (created, skipped) = blocking(move || {
-        let (created, skipped) = store.add_devices(&devices, mode != IfRegistered::Fail)?;
+    let (created, skipped, registered_before) = blocking(move || {
+        let (created, mut skipped) = store.add_devices(&devices, mode != IfRegistered::Fail)?;
+        let registered_before = skipped.clone();
         if mode == IfRegistered::Reissue && !skipped.is_empty() {
             let again: std::collections::HashSet<&String> = skipped.iter().collect();
             let reissued: Vec<(String, String)> = devices
@@ -154,31 +155,34 @@ pub async fn register_batch(
                     )
                 })
                 .collect();
-            store.reissue_device_tokens(&reissued)?;
+            // Only devices in the fleet get a new credential; the rest stay skipped.
+            let changed: std::collections::HashSet<String> = store
+                .reissue_device_tokens(&reissued)?
+                .into_iter()
+                .collect();
+            skipped.retain(|d| !changed.contains(d));
         }
-        Ok((created, skipped))
+        Ok((created, skipped, registered_before))
     })
     .await?;
-    let kept: std::collections::HashSet<&String> = match mode {
-        IfRegistered::Reissue => Default::default(),
-        _ => skipped.iter().collect(),
-    };
+    let skipped_set: std::collections::HashSet<&String> = skipped.iter().collect();
+    // Devices given a new credential were known before: every replica forgets the old one.
+    // New devices were cached nowhere.
+    state.credentials.forget_devices(
+        registered_before
+            .iter()
+            .filter(|id| !skipped_set.contains(id))
+            .map(String::as_str),
+    );
     for (id, sha) in &hashes {
-        if !kept.contains(id) {
-            state.credentials.forget_device(id);
+        if !skipped_set.contains(id) {
             state.credentials.remember_device(id, sha);
         }
     }
-    let tokens = match mode {
-        IfRegistered::Reissue => tokens,
-        _ => {
-            let skipped: std::collections::HashSet<&String> = skipped.iter().collect();
-            tokens
-                .into_iter()
-                .filter(|t| !skipped.contains(&t.device_id))
-                .collect()
-        }
-    };
+    let tokens: Vec<DeviceToken> = tokens
+        .into_iter()
+        .filter(|t| !skipped_set.contains(&t.device_id))
+        .collect();
     Ok((
         StatusCode::CREATED,
         Json(BatchAnswer {

@@ -4,14 +4,19 @@
 //! key, by a signature over its id and the time, and is given its credential. Rejecting or
 //! decommissioning a device takes its credential away at once.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use hotswap_protocol::auth::DEVICE_TOKEN_PREFIX;
 use hotswap_protocol::devices::ENROLLMENT_CLOCK_SKEW_SECONDS;
-use hotswap_protocol::{DeviceRecord, DeviceStatus, DeviceToken, Enrollment, TokenClaim};
+use hotswap_protocol::{
+    DeviceRecord, DeviceStatus, DeviceToken, Enrollment, StandingQuery, TokenClaim,
+};
+use hotswap_store::NewAudit;
 
 use super::{ApiError, AppState, Body, blocking};
 use hotswap_protocol::ErrorBody;
@@ -27,15 +32,19 @@ use hotswap_protocol::routes;
     request_body = Enrollment,
     responses(
         (status = 202, description = "Enrolled, pending acceptance", body = DeviceRecord),
+        (status = 400, description = "The enrollment is malformed", body = ErrorBody),
         (status = 401, description = "The enrollment secret is wrong", body = ErrorBody),
         (status = 403, description = "This server takes no enrollments", body = ErrorBody),
-        (status = 409, description = "The device exists with another key", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address", body = ErrorBody),
     )
 )]
 pub async fn enroll(
     State(state): State<Arc<AppState>>,
+    source: Option<Extension<ConnectInfo<SocketAddr>>>,
     Body(e): Body<Enrollment>,
 ) -> Result<(StatusCode, Json<DeviceRecord>), ApiError> {
+    let address = source.map(|c| c.0.0.ip());
+    limit(&state, address)?;
     let Some(config) = state.enrollment.clone() else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -50,6 +59,7 @@ pub async fn enroll(
         differ |= given.get(i) != Some(b);
     }
     if differ {
+        refused(&state, address, "enrollment refused: wrong secret", 401).await?;
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "wrong enrollment secret",
@@ -59,17 +69,93 @@ pub async fn enroll(
     public_key(&key)?;
     let (mut new, _) = super::devices::check(e.device)?;
     new.token_sha256 = None;
+    // Groups and labels decide which deployments reach a device: the operator gives them, not
+    // whoever holds the fleet's secret.
+    new.groups.clear();
+    new.labels.clear();
+    let store = state.store.clone();
+    let (sent_key, now) = (key.clone(), store.clock().now().seconds());
+    let answered = DeviceRecord {
+        device_id: new.device_id.clone(),
+        device_model: new.device_model.clone(),
+        region: new.region.clone(),
+        labels: Default::default(),
+        groups: Vec::new(),
+        firmware_version: new.firmware_version.clone(),
+        status: DeviceStatus::Pending,
+        last_seen: None,
+        created_at: now,
+        key_fingerprint: hotswap_store::key_fingerprint(&sent_key),
+    };
     let device = blocking(move || {
-        let d = state.store.enroll_device(&new, &key)?;
+        let d = match store.enroll_device(&new, &key) {
+            Ok(d) => d,
+            // An id the fleet has, with another key: answered as a new enrollment would be,
+            // so the answer does not tell which ids exist; nothing is stored.
+            Err(hotswap_store::StoreError::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         if config.auto_accept && d.status == DeviceStatus::Pending {
-            return Ok(state
-                .store
-                .set_device_status(&d.device_id, DeviceStatus::Registered)?);
+            return Ok(Some(
+                store.set_device_status(&d.device_id, DeviceStatus::Registered)?,
+            ));
         }
-        Ok(d)
+        Ok(Some(d))
     })
     .await?;
+    let Some(device) = device else {
+        refused(
+            &state,
+            address,
+            "enrollment refused: a known id with another key",
+            202,
+        )
+        .await?;
+        return Ok((StatusCode::ACCEPTED, Json(answered)));
+    };
+    audit(&state, address, &device.device_id, "enroll", 202).await?;
     Ok((StatusCode::ACCEPTED, Json(device)))
+}
+
+/// Enrollment is anonymous: each client address has its rate ([`ADDRESS_RATE`]).
+///
+/// [`ADDRESS_RATE`]: crate::credentials::ADDRESS_RATE
+fn limit(state: &AppState, address: Option<IpAddr>) -> Result<(), ApiError> {
+    match address {
+        Some(a) => state
+            .rate_limits
+            .check_address(a)
+            .map_err(|l| ApiError::too_many(l.message, l.retry_after_seconds)),
+        None => Ok(()),
+    }
+}
+
+/// Records what a device's enrollment or claim did.
+async fn audit(
+    state: &AppState,
+    address: Option<IpAddr>,
+    device_id: &str,
+    action: &str,
+    status: u16,
+) -> Result<(), ApiError> {
+    let entry = NewAudit::of(format!("device:{device_id}"), address, action, status);
+    Ok(state.store.append_audit(entry).await?)
+}
+
+/// Records a refused enrollment or claim, counted per source and minute like refused
+/// credentials (the caller is anonymous).
+async fn refused(
+    state: &AppState,
+    address: Option<IpAddr>,
+    action: &str,
+    status: u16,
+) -> Result<(), ApiError> {
+    let now = state.store.clock().now().seconds().0;
+    let entry = NewAudit::of("anonymous".into(), address, action, status);
+    if let Some(first) = state.refusals.refused(now, entry) {
+        state.store.append_audit(first).await?;
+    }
+    Ok(())
 }
 
 fn public_key(hex_key: &str) -> Result<ed25519_dalek::VerifyingKey, ApiError> {
@@ -82,7 +168,8 @@ fn public_key(hex_key: &str) -> Result<ed25519_dalek::VerifyingKey, ApiError> {
 }
 
 /// An accepted device's credential, for a signature by the key it enrolled with. Each claim
-/// gives a new credential and ends the one before.
+/// gives a new credential and ends the one before; a claim is used once (its timestamp must be
+/// later than the last claim's).
 #[utoipa::path(
     post,
     path = routes::ENROLL_TOKEN,
@@ -92,16 +179,21 @@ fn public_key(hex_key: &str) -> Result<ed25519_dalek::VerifyingKey, ApiError> {
     request_body = TokenClaim,
     responses(
         (status = 200, description = "A new credential", body = DeviceToken),
-        (status = 401, description = "The signature does not check, or its timestamp is too far from the server's clock", body = ErrorBody),
-        (status = 403, description = "The device is not accepted", body = ErrorBody),
-        (status = 404, description = "No such device", body = ErrorBody),
-        (status = 409, description = "The device did not enroll with a key", body = ErrorBody),
+        (status = 400, description = "The claim is malformed", body = ErrorBody),
+        (status = 401, description = "No device enrolled with this key (unknown ids answer the same), the claim was used already, or its timestamp is too far from the server's clock", body = ErrorBody),
+        (status = 403, description = "The device is rejected or decommissioned", body = ErrorBody),
+        (status = 409, description = "The device is pending: not accepted yet", body = ErrorBody),
+        (status = 429, description = "Too many requests from this address", body = ErrorBody),
     )
 )]
 pub async fn claim_token(
     State(state): State<Arc<AppState>>,
+    source: Option<Extension<ConnectInfo<SocketAddr>>>,
     Body(c): Body<TokenClaim>,
 ) -> Result<Json<DeviceToken>, ApiError> {
+    let address = source.map(|c| c.0.0.ip());
+    limit(&state, address)?;
+    hotswap_protocol::Name::parse("deviceId", &c.device_id)?;
     let now = state.store.clock().now().seconds().0;
     // A stale claim is refused as a credential would be: it may be a replay.
     if c.timestamp.saturating_sub(now).saturating_abs() > ENROLLMENT_CLOCK_SKEW_SECONDS {
@@ -115,24 +207,45 @@ pub async fn claim_token(
     }
     let store = state.store.clone();
     let id = c.device_id.clone();
-    let (device, key) =
-        blocking(move || Ok((store.device(&id)?, store.device_public_key(&id)?))).await?;
-    let refused = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            format!("device `{}` did not enroll with this key", c.device_id),
-        )
-    };
-    let key = public_key(&key.ok_or_else(refused)?)?;
+    let (device, key) = blocking(move || {
+        let device = match store.device(&id) {
+            Ok(d) => Some(d),
+            Err(hotswap_store::StoreError::NotFound(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        Ok((device, store.device_public_key(&id)?))
+    })
+    .await?;
+    // An unknown id, a device without a key and a wrong signature answer alike.
+    let not_this_key = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        format!(
+            "device `{}` did not enroll with the key this claim is signed by",
+            c.device_id
+        ),
+    );
     let signature: [u8; 64] = hex::decode(&c.signature)
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| ApiError::bad_request("`signature` must be 128 hex digits"))?;
-    key.verify_strict(
-        &TokenClaim::signed_bytes(&c.device_id, c.timestamp),
-        &ed25519_dalek::Signature::from_bytes(&signature),
-    )
-    .map_err(|_| refused())?;
+    let checked = key
+        .as_deref()
+        .map(public_key)
+        .transpose()
+        .ok()
+        .flatten()
+        .zip(device)
+        .filter(|(key, _)| {
+            key.verify_strict(
+                &TokenClaim::signed_bytes(&c.device_id, c.timestamp),
+                &ed25519_dalek::Signature::from_bytes(&signature),
+            )
+            .is_ok()
+        });
+    let Some((_, device)) = checked else {
+        refused(&state, address, "credential claim refused", 401).await?;
+        return Err(not_this_key);
+    };
     match device.status {
         DeviceStatus::Pending => {
             return Err(ApiError::new(
@@ -154,11 +267,28 @@ pub async fn claim_token(
     let token = crate::credentials::new_secret(DEVICE_TOKEN_PREFIX)?;
     let sha = crate::credentials::digest(&token);
     let store = state.store.clone();
-    let id = c.device_id.clone();
+    let (id, timestamp) = (c.device_id.clone(), c.timestamp);
     let remembered = sha.clone();
-    blocking(move || Ok(store.reissue_device_tokens(&[(id, sha)])?)).await?;
+    let claimed = blocking(move || Ok(store.claim_device_token(&id, timestamp, &sha)?)).await?;
+    if !claimed {
+        refused(
+            &state,
+            address,
+            "credential claim refused: used already",
+            401,
+        )
+        .await?;
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            format!(
+                "this claim of device `{}` was used already: each claim gives one credential; sign a new one with a later timestamp",
+                c.device_id
+            ),
+        ));
+    }
     state.credentials.forget_device(&c.device_id);
     state.credentials.remember_device(&c.device_id, &remembered);
+    audit(&state, address, &c.device_id, "credential claimed", 200).await?;
     Ok(Json(DeviceToken {
         device_id: c.device_id,
         token,
@@ -176,7 +306,7 @@ macro_rules! standing_changes {
             operation_id = $operation,
             tag = "devices",
             summary = $summary,
-            params(("id" = String, Path, description = "The device id")),
+            params(("id" = String, Path, description = "The device id"), StandingQuery),
             responses(
                 (status = 200, description = "Done", body = DeviceRecord),
                 (status = 404, description = "No such device", body = ErrorBody),
@@ -186,8 +316,10 @@ macro_rules! standing_changes {
         pub async fn $handler(
             State(state): State<Arc<AppState>>,
             Path(id): Path<String>,
+            query: Result<Query<StandingQuery>, QueryRejection>,
         ) -> Result<Json<DeviceRecord>, ApiError> {
-            set_standing(state, id, $change).await
+            let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+            set_standing(state, id, $change, q.fingerprint).await
         }
     )*};
 }
@@ -209,8 +341,14 @@ async fn set_standing(
     state: Arc<AppState>,
     id: String,
     change: StandingChange,
+    fingerprint: Option<String>,
 ) -> Result<Json<DeviceRecord>, ApiError> {
     Ok(Json(
-        blocking(move || Ok(state.rollout.set_standing(&id, change)?)).await?,
+        blocking(move || {
+            Ok(state
+                .rollout
+                .set_standing_of_key(&id, change, fingerprint.as_deref())?)
+        })
+        .await?,
     ))
 }

@@ -66,8 +66,14 @@ pub struct AppState {
     pub credentials: Arc<Credentials>,
     /// Where the first start wrote the administrator token, when this start made one.
     pub admin_token_file: Option<std::path::PathBuf>,
-    /// Requests per operator token and per device.
+    /// Requests per operator token and per device, and per address without a credential.
     pub rate_limits: crate::credentials::RateLimits,
+    /// Each operator's requests in flight, held to `MAX_IN_FLIGHT_PER_OPERATOR`.
+    pub in_flight: crate::credentials::InFlight,
+    /// Credentials refused to anonymous callers, counted for the audit log.
+    pub refusals: crate::refusals::Refusals,
+    /// Password hashes checked at once: one per core, so sign-ins cannot take every thread.
+    pub password_checks: tokio::sync::Semaphore,
     /// Signs and checks the sessions sign-ins give.
     pub sessions: crate::sessions::Sessions,
     /// How devices may enroll themselves; `None`: they cannot.
@@ -148,6 +154,7 @@ routes! {
     POST routes::TOKEN_REVOKE => tokens::revoke, Rule::Operator(ManageTokens);
     GET routes::AUDIT => audit::list, Rule::Operator(ReadAudit);
     POST routes::LOGIN => users::login, Rule::Login;
+    POST routes::PASSWORD => users::change_password, Rule::Login;
     POST routes::USERS => users::create, Rule::Operator(ManageUsers);
     GET routes::USERS => users::list, Rule::Operator(ManageUsers);
     POST routes::USER_DISABLE => users::disable, Rule::Operator(ManageUsers);

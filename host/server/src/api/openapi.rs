@@ -72,6 +72,7 @@ pub const DEVICE_CERTIFICATE_SCHEME: &str = "deviceCertificate";
         tokens::revoke,
         audit::list,
         users::login,
+        users::change_password,
         users::create,
         users::list,
         users::disable,
@@ -389,7 +390,7 @@ impl Modify for Rules {
                 answer(403, &forbidden);
                 answer(
                     429,
-                    "Over the credential's rate limit: `Retry-After` says when to try again",
+                    "Over the credential's rate limit or its requests in flight, or, for a refused credential, the client address's rate: `Retry-After` says when to try again",
                 );
             }
             if operation.request_body.is_some() {

@@ -24,7 +24,9 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use hotswap_protocol::device_protocol::{MAX_BATCH_REPORTS, MAX_WAIT_SECONDS};
-use hotswap_protocol::{CheckIn, CheckInAnswer, CheckInQuery, Report, ReportAnswer, ReportBatch};
+use hotswap_protocol::{
+    CheckIn, CheckInAnswer, CheckInQuery, Health, Report, ReportAnswer, ReportBatch,
+};
 
 use super::{ApiError, AppState, Body};
 use hotswap_protocol::ErrorBody;
@@ -54,8 +56,9 @@ pub async fn check_in(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
     query: Result<Query<CheckInQuery>, QueryRejection>,
-    Body(c): Body<CheckIn>,
+    Body(mut c): Body<CheckIn>,
 ) -> Result<Json<CheckInAnswer>, ApiError> {
+    c.health = c.health.map(Health::bounded);
     let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if q.wait > MAX_WAIT_SECONDS {
         return Err(ApiError::bad_request(format!(
@@ -116,8 +119,9 @@ pub async fn check_in(
 pub async fn report(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
-    Body(r): Body<Report>,
+    Body(mut r): Body<Report>,
 ) -> Result<Json<ReportAnswer>, ApiError> {
+    r.health = r.health.map(Health::bounded);
     let reported = r.state;
     let traced = (state.traces.on() && r.traceparent.is_some()).then(|| r.clone());
     let answer = state.store.report(device_id.clone(), r).await?;
@@ -150,8 +154,11 @@ pub async fn report(
 pub async fn report_batch(
     State(state): State<Arc<AppState>>,
     Path(device_id): Path<String>,
-    Body(batch): Body<ReportBatch>,
+    Body(mut batch): Body<ReportBatch>,
 ) -> Result<Json<Vec<ReportAnswer>>, ApiError> {
+    for r in &mut batch.reports {
+        r.health = r.health.take().map(Health::bounded);
+    }
     if batch.reports.is_empty() || batch.reports.len() > MAX_BATCH_REPORTS {
         return Err(ApiError::bad_request(format!(
             "a batch carries 1 to {MAX_BATCH_REPORTS} reports, found {}",

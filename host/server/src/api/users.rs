@@ -4,10 +4,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use hotswap_protocol::{LoginRequest, Session, UserInfo, UserRequest};
+use hotswap_protocol::{
+    DisableQuery, LoginRequest, MAX_PASSWORD_BYTES, PasswordChange, Session, UserInfo, UserRequest,
+};
 use hotswap_store::NewAudit;
 
 use super::{ApiError, AppState, Body, blocking};
@@ -25,8 +28,9 @@ use hotswap_protocol::routes;
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in", body = Session),
+        (status = 400, description = "The name is not a name, or the password is too long", body = ErrorBody),
         (status = 401, description = "Wrong name or password", body = ErrorBody),
-        (status = 429, description = "Too many failed sign-ins", body = ErrorBody),
+        (status = 429, description = "Too many sign-ins for this name or from this address", body = ErrorBody),
     )
 )]
 pub async fn login(
@@ -34,33 +38,8 @@ pub async fn login(
     source: Option<Extension<ConnectInfo<SocketAddr>>>,
     Body(r): Body<LoginRequest>,
 ) -> Result<Json<Session>, ApiError> {
-    let store = state.store.clone();
-    let name = r.name.clone();
-    // argon2 takes tens of milliseconds of CPU: off the async workers.
-    let found = blocking(move || {
-        let user = store.user(&name)?;
-        Ok(user.filter(|u| !u.info.disabled && password_matches(&r.password, &u.password_hash)))
-    })
-    .await?;
-    let granted = found.is_some();
-    state
-        .store
-        .append_audit(NewAudit {
-            actor: format!("user:{}", r.name),
-            token_id: None,
-            source: source.map(|c| c.0.0.ip().to_string()),
-            action: if granted { "login" } else { "login refused" }.into(),
-            object: None,
-            status: if granted { 200 } else { 401 },
-        })
-        .await?;
-    // The same answer for an unknown name and a wrong password: names are not given away.
-    let user = found.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "wrong name or password, or the user is disabled",
-        )
-    })?;
+    let address = source.map(|c| c.0.0.ip());
+    let user = signed_in(&state, address, &r.name, &r.password, "login").await?;
     let (token, expires_at) = state
         .sessions
         .issue(
@@ -80,6 +59,119 @@ pub async fn login(
 
 #[utoipa::path(
     post,
+    path = routes::PASSWORD,
+    operation_id = "changePassword",
+    tag = "users",
+    summary = "Change one's own password, proving the current one",
+    request_body = PasswordChange,
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 400, description = "The name is not a name, or a password is too short or too long", body = ErrorBody),
+        (status = 401, description = "Wrong name or password", body = ErrorBody),
+        (status = 429, description = "Too many sign-ins for this name or from this address", body = ErrorBody),
+    )
+)]
+pub async fn change_password(
+    State(state): State<Arc<AppState>>,
+    source: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Body(r): Body<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    check_new_password("newPassword", &r.new_password)?;
+    let address = source.map(|c| c.0.0.ip());
+    let user = signed_in(&state, address, &r.name, &r.password, "password change").await?;
+    let _permit = state
+        .password_checks
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let store = state.store.clone();
+    blocking(move || {
+        let hash = hash_password(&r.new_password).map_err(ApiError::internal)?;
+        Ok(store.set_password(&user.info.name, &hash)?)
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The user `name` signs in with `password` from `address`: throttled per name and address,
+/// checked under the semaphore that bounds password hashing, costing the same whether the
+/// name is unknown, disabled or the password wrong, and recorded in the audit log as `what`
+/// (or `what refused`).
+async fn signed_in(
+    state: &Arc<AppState>,
+    address: Option<std::net::IpAddr>,
+    name: &str,
+    password: &str,
+    what: &str,
+) -> Result<hotswap_store::UserRow, ApiError> {
+    // Checked before anything is recorded: the audit log keeps only names that are names.
+    hotswap_protocol::Name::parse("name", name)?;
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "`password` holds {} bytes, the limit is {MAX_PASSWORD_BYTES}",
+            password.len()
+        )));
+    }
+    state
+        .rate_limits
+        .check_sign_in(name, address)
+        .map_err(|l| ApiError::too_many(l.message, l.retry_after_seconds))?;
+    let _permit = state
+        .password_checks
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let store = state.store.clone();
+    let (looked_up, password) = (name.to_string(), password.to_string());
+    let dummy = state.sessions.dummy_hash().to_string();
+    let found = blocking(move || {
+        let user = store.user(&looked_up)?;
+        // An unknown or disabled name is checked against a hash of the same cost, so the time
+        // an answer takes does not tell which names exist.
+        let hash = user
+            .as_ref()
+            .filter(|u| !u.info.disabled)
+            .map_or(dummy.as_str(), |u| u.password_hash.as_str());
+        let matches = password_matches(&password, hash);
+        Ok(user.filter(|u| matches && !u.info.disabled))
+    })
+    .await?;
+    let granted = found.is_some();
+    let action = if granted {
+        what.to_string()
+    } else {
+        format!("{what} refused")
+    };
+    let status = if granted { 200 } else { 401 };
+    let entry = NewAudit::of(format!("user:{name}"), address, &action, status);
+    state.store.append_audit(entry).await?;
+    // The same answer for an unknown name and a wrong password: names are not given away.
+    found.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "wrong name or password, or the user is disabled",
+        )
+    })
+}
+
+fn check_new_password(field: &str, password: &str) -> Result<(), ApiError> {
+    let chars = password.chars().count();
+    if chars < MIN_PASSWORD_CHARS {
+        return Err(ApiError::bad_request(format!(
+            "`{field}` must be at least {MIN_PASSWORD_CHARS} characters, found {chars}"
+        )));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "`{field}` holds {} bytes, the limit is {MAX_PASSWORD_BYTES}",
+            password.len()
+        )));
+    }
+    Ok(())
+}
+
+#[utoipa::path(
+    post,
     path = routes::USERS,
     operation_id = "createUser",
     tag = "users",
@@ -92,19 +184,19 @@ pub async fn login(
 )]
 pub async fn create(
     State(state): State<Arc<AppState>>,
-    Extension(_by): Extension<Principal>,
     Body(r): Body<UserRequest>,
 ) -> Result<(StatusCode, Json<UserInfo>), ApiError> {
     hotswap_protocol::Name::parse("name", &r.name)?;
-    if r.password.chars().count() < MIN_PASSWORD_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "`password` must be at least {MIN_PASSWORD_CHARS} characters, found {}",
-            r.password.chars().count()
-        )));
-    }
+    check_new_password("password", &r.password)?;
+    let _permit = state
+        .password_checks
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
+    let store = state.store.clone();
     let user = blocking(move || {
         let hash = hash_password(&r.password).map_err(ApiError::internal)?;
-        Ok(state.store.add_user(&r.name, r.role, &hash)?)
+        Ok(store.add_user(&r.name, r.role, &hash)?)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(user)))
@@ -129,8 +221,8 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<UserInf
     path = routes::USER_DISABLE,
     operation_id = "disableUser",
     tag = "users",
-    summary = "Disable a user; its sessions end",
-    params(("name" = String, Path, description = "The user's name")),
+    summary = "Disable a user; its sessions end, and with `revokeTokens` the tokens it made",
+    params(("name" = String, Path, description = "The user's name"), DisableQuery),
     responses(
         (status = 200, description = "Disabled", body = UserInfo),
         (status = 404, description = "No such user", body = ErrorBody),
@@ -139,6 +231,26 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Vec<UserInf
 pub async fn disable(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    query: Result<Query<DisableQuery>, QueryRejection>,
 ) -> Result<Json<UserInfo>, ApiError> {
-    blocking(move || Ok(Json(state.store.disable_user(&name)?))).await
+    let Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let store = state.store.clone();
+    let (user, revoked) = blocking(move || {
+        let user = store.disable_user(&name)?;
+        let revoked = if q.revoke_tokens {
+            let maker = Principal::User {
+                name: name.clone(),
+                role: user.role,
+            };
+            store.revoke_tokens_made_by(&maker.actor())?
+        } else {
+            0
+        };
+        Ok((user, revoked))
+    })
+    .await?;
+    if revoked > 0 {
+        state.credentials.forget_tokens();
+    }
+    Ok(Json(user))
 }

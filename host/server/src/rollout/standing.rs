@@ -24,8 +24,30 @@ impl Rollout {
         id: &str,
         change: StandingChange,
     ) -> Result<DeviceRecord, RolloutError> {
+        self.set_standing_of_key(id, change, None)
+    }
+
+    /// [`Rollout::set_standing`], only if the device enrolled with the key whose fingerprint is
+    /// `fingerprint` (when given): an operator accepting a device names the key it expects, so a
+    /// look-alike enrolled under a real device's id with another key is not accepted by mistake.
+    pub fn set_standing_of_key(
+        &self,
+        id: &str,
+        change: StandingChange,
+        fingerprint: Option<&str>,
+    ) -> Result<DeviceRecord, RolloutError> {
         let (from, to) = transition(change);
         let d = self.store.device(id)?;
+        if let Some(expected) = fingerprint
+            && d.key_fingerprint.as_deref() != Some(expected)
+        {
+            return Err(RolloutError::Conflict(format!(
+                "device `{id}` enrolled with the key {}, not the expected {expected}",
+                d.key_fingerprint
+                    .as_deref()
+                    .unwrap_or("(none: it did not enroll itself)")
+            )));
+        }
         if !from.contains(&d.status) {
             return Err(RolloutError::Conflict(format!(
                 "device `{id}` is {}, so it cannot become {to}",

@@ -31,6 +31,14 @@ struct Floor {
 type Labels<'a> = &'a [(&'a str, &'a str)];
 
 fn floor(devices: &[(&str, &str, Labels<'_>)]) -> Floor {
+    floor_with_limits(devices, Default::default())
+}
+
+/// A floor whose plugins run under `limits` (a small pool, say).
+fn floor_with_limits(
+    devices: &[(&str, &str, Labels<'_>)],
+    limits: hotswap_plugin_host::Limits,
+) -> Floor {
     let db = TestDatabase::sqlite();
     let store = Arc::new(db.open(Arc::new(SystemClock)).expect("a store"));
     let new: Vec<NewDevice> = devices
@@ -66,7 +74,11 @@ fn floor(devices: &[(&str, &str, Labels<'_>)]) -> Floor {
             })
             .expect("firmware");
     }
-    let runtime = PluginRuntime::new(RuntimeConfig::default()).expect("a plugin runtime");
+    let runtime = PluginRuntime::new(RuntimeConfig {
+        limits,
+        ..RuntimeConfig::default()
+    })
+    .expect("a plugin runtime");
     let rollout = Rollout {
         store,
         runtime,
@@ -353,4 +365,39 @@ fn a_device_changes_standing_only_from_the_statuses_the_change_names() {
         matches!(err, RolloutError::Store(StoreError::NotFound(_))),
         "{err:?}"
     );
+}
+
+// Every judged deployment used to keep a warm health-policy instance: at the pool's size, a
+// dry run answered 503 and the next judgement paused a deployment. The orchestrator keeps a
+// share of the pool warm and gives the rest back.
+#[test]
+fn judging_many_deployments_leaves_the_plugin_pool_room() {
+    let ids: Vec<String> = (0..12).map(|i| format!("d-{i:02}")).collect();
+    let devices: Vec<(&str, &str, Labels<'_>)> = ids
+        .iter()
+        .map(|id| (id.as_str(), "1.0.0", &[][..]))
+        .collect();
+    let f = floor_with_limits(
+        &devices,
+        hotswap_plugin_host::Limits {
+            pool_instances: 8,
+            ..Default::default()
+        },
+    );
+    for id in &ids {
+        f.rollout
+            .start(request("2.0.0", &[id.as_str()]), "token:ci", None)
+            .unwrap();
+    }
+    let mut orchestrator = crate::orchestrator::Orchestrator::new(f.rollout.clone());
+    orchestrator
+        .pass(f.rollout.store.clock().now())
+        .expect("a pass");
+    let deployments = f.rollout.store.list_deployments(100).unwrap();
+    assert_eq!(deployments.len(), ids.len());
+    for d in &deployments {
+        assert_eq!(d.state, DeploymentState::Running, "{:?}", d.reason);
+    }
+    // The pool still has room for a dry run's strategy.
+    f.rollout.plan(request("2.0.0", &["d-00"])).unwrap();
 }

@@ -50,7 +50,7 @@ impl Api {
         if self.json {
             writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
         } else {
-            human(out, value)?;
+            human(&mut show::Escaped::new(out), value)?;
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -128,7 +128,13 @@ pub enum DevicesCommand {
     /// The versions a device went through, oldest first.
     Lineage { id: String },
     /// A pending (enrolled) device may claim its credential.
-    Accept { id: String },
+    Accept {
+        id: String,
+        /// Only if it enrolled with the key of this fingerprint (`sha256:...`, as `devices
+        /// show` prints it): compare with what the device itself shows.
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
     /// The device is refused from now on; its credential stops at once.
     Reject { id: String },
     /// The device leaves the fleet; its credential stops at once.
@@ -384,6 +390,14 @@ pub enum UsersCommand {
     /// The user can no longer sign in; its sessions end.
     Disable {
         name: String,
+        /// Also revoke every API token the user made.
+        #[arg(long)]
+        revoke_tokens: bool,
+    },
+    /// Change a user's own password: the current one from `HOTSWAP_PASSWORD` or standard
+    /// input, the new one from `HOTSWAP_NEW_PASSWORD` or standard input. No token needed.
+    Password {
+        name: String,
     },
 }
 
@@ -594,17 +608,18 @@ pub async fn devices(a: DevicesArgs, out: &mut dyn Write) -> Result<ExitCode> {
             let l = api.client()?.lineage(&id).await?;
             api.print(out, &l, show::lineage)
         }
-        DevicesCommand::Accept { id } => {
-            standing(api, &id, StandingChange::Accept, "accepted", out).await
+        DevicesCommand::Accept { id, fingerprint } => {
+            let change = (StandingChange::Accept, fingerprint.as_deref());
+            standing(api, &id, change, "accepted", out).await
         }
         DevicesCommand::Reject { id } => {
-            standing(api, &id, StandingChange::Reject, "rejected", out).await
+            standing(api, &id, (StandingChange::Reject, None), "rejected", out).await
         }
         DevicesCommand::Decommission { id } => {
             standing(
                 api,
                 &id,
-                StandingChange::Decommission,
+                (StandingChange::Decommission, None),
                 "decommissioned",
                 out,
             )
@@ -613,14 +628,18 @@ pub async fn devices(a: DevicesArgs, out: &mut dyn Write) -> Result<ExitCode> {
     }
 }
 
+/// Changes a device's standing: `(change, fingerprint of the key it must have enrolled with)`.
 async fn standing(
     api: &Api,
     id: &str,
-    standing: StandingChange,
+    (standing, fingerprint): (StandingChange, Option<&str>),
     done: &str,
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
-    let d = api.client()?.set_standing(id, standing).await?;
+    let d = api
+        .client()?
+        .set_standing_of_key(id, standing, fingerprint)
+        .await?;
     api.print(out, &d, |out, d| {
         Ok(writeln!(out, "{done} {}: now {}", d.device_id, d.status)?)
     })
@@ -945,11 +964,38 @@ pub async fn users(a: UsersArgs, out: &mut dyn Write) -> Result<ExitCode> {
             let list = api.client()?.users().await?;
             api.print(out, &list, show::users)
         }
-        UsersCommand::Disable { name } => {
-            let u = api.client()?.disable_user(&name).await?;
+        UsersCommand::Disable {
+            name,
+            revoke_tokens,
+        } => {
+            let u = api
+                .client()?
+                .disable_user_revoking(&name, revoke_tokens)
+                .await?;
             api.print(out, &u, |out, u| {
                 Ok(writeln!(out, "disabled user {}", u.name)?)
             })
+        }
+        UsersCommand::Password { name } => {
+            use crate::operator::login::password_from;
+            let password = password_from(
+                "HOTSWAP_PASSWORD",
+                &format!("current password for {name}: "),
+            )?;
+            let new_password = password_from(
+                "HOTSWAP_NEW_PASSWORD",
+                &format!("new password for {name}: "),
+            )?;
+            api.server
+                .anonymous_client()?
+                .change_password(&hotswap_protocol::PasswordChange {
+                    name: name.clone(),
+                    password,
+                    new_password,
+                })
+                .await?;
+            writeln!(out, "changed the password of {name}")?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -13,6 +13,59 @@ use hotswap_protocol::{
     UserInfo,
 };
 
+/// What the human output goes through: control characters in what the server sent (a device's
+/// id or region, a label, a reason) are written as escapes (`\x1b`, `\u{9b}`), never passed to
+/// the terminal, where they could move the cursor, rewrite a line or set a title. Line feeds
+/// and tabs, which the output is made of, pass.
+pub struct Escaped<'a> {
+    out: &'a mut dyn Write,
+    /// A 0xC2 byte written last: the first byte of a C1 control character, or of a printable
+    /// one, as the next byte will tell.
+    lead: bool,
+}
+
+impl<'a> Escaped<'a> {
+    pub fn new(out: &'a mut dyn Write) -> Escaped<'a> {
+        Escaped { out, lead: false }
+    }
+}
+
+impl Write for Escaped<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            if self.lead {
+                self.lead = false;
+                if (0x80..=0x9f).contains(&b) {
+                    write!(self.out, "\\u{{{b:x}}}")?;
+                } else {
+                    self.out.write_all(&[0xc2, b])?;
+                }
+                continue;
+            }
+            match b {
+                b'\n' | b'\t' => self.out.write_all(&[b])?,
+                0x00..=0x1f | 0x7f => write!(self.out, "\\x{b:02x}")?,
+                0xc2 => self.lead = true,
+                _ => self.out.write_all(&[b])?,
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if std::mem::take(&mut self.lead) {
+            self.out.write_all(&[0xc2])?;
+        }
+        self.out.flush()
+    }
+}
+
+impl Drop for Escaped<'_> {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
 /// A table without borders, as `kubectl get` prints one.
 fn table<const N: usize>(
     out: &mut dyn Write,
@@ -160,6 +213,9 @@ pub fn device(out: &mut dyn Write, d: &DeviceDetail) -> Result<()> {
     writeln!(out, "  region:    {}", r.region)?;
     writeln!(out, "  runs:      {}", r.firmware_version)?;
     writeln!(out, "  last seen: {}", maybe_time(r.last_seen))?;
+    if let Some(f) = &r.key_fingerprint {
+        writeln!(out, "  key:       {f}")?;
+    }
     if !r.labels.is_empty() {
         let labels: Vec<String> = r.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         writeln!(out, "  labels:    {}", labels.join(", "))?;
@@ -606,4 +662,22 @@ pub fn audit(out: &mut dyn Write, page: &AuditPage) -> Result<()> {
         writeln!(out, "older entries: before id {next}")?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_from_the_server_are_escaped() {
+        let mut out = Vec::new();
+        {
+            let mut e = Escaped::new(&mut out);
+            write!(e, "d-1\u{1b}[2J\r\u{9b}31m é 20°C\tok\n").unwrap();
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "d-1\\x1b[2J\\x0d\\u{9b}31m é 20°C\tok\n"
+        );
+    }
 }
