@@ -55,6 +55,9 @@ pub enum Command {
     /// The scale benchmark: a server process, N simulated devices here, every device updated
     /// end to end; prints devices per minute, time per device, memory and CPU of each process.
     Scale(bench::scale::ScaleArgs),
+    /// The readers benchmark: a server here over SQLite, one viewer's burst of label-filtered
+    /// lists, and another operator's read latency meanwhile; before and after pooled readers.
+    ReadersBench(bench::readers::ReadersArgs),
     /// Plan a rollout over a generated fleet with every built-in strategy, in the sandbox.
     Plans(kit::plans::FleetArgs),
     /// Plan a rollout over a generated fleet with one built-in strategy and print the waves.
@@ -213,6 +216,7 @@ async fn run(command: Command, traces: hotswap_server::Traces) -> Result<ExitCod
             done(tokio::task::spawn_blocking(move || push::bench::run(a, &mut io::stdout())).await?)
         }
         Command::Scale(a) => done(bench::scale::run(a.into(), &mut out).await),
+        Command::ReadersBench(a) => done(bench::readers::run(a, &mut out).await),
         Command::Plans(fleet) => {
             let runtime = PluginRuntime::new(RuntimeConfig::default())?;
             done(kit::plans::run(
