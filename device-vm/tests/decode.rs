@@ -5,17 +5,22 @@
 
 use hotswap_device_vm::image::{HEADER_SIZE, SlotHeader};
 use hotswap_device_vm::journal::{RECORD_SIZE, Record};
+use hotswap_device_vm::mcuboot;
 use hotswap_device_vm::release::ReleaseKey;
 use hotswap_device_vm::sim::SimFlash;
-use hotswap_device_vm::{Device, DeviceConfig, Layout};
-use hotswap_device_vm::mcuboot;
 use hotswap_device_vm::smp::{Header, Server};
+use hotswap_device_vm::{Device, DeviceConfig, Layout};
 use proptest::prelude::*;
 
 /// An SMP request the fuzzer shapes: mostly image uploads, with any offsets, lengths and data,
 /// and the other commands with any bodies.
 fn smp_request() -> impl Strategy<Value = Vec<u8>> {
-    let upload = (any::<u32>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..600), any::<bool>())
+    let upload = (
+        any::<u32>(),
+        any::<u32>(),
+        prop::collection::vec(any::<u8>(), 0..600),
+        any::<bool>(),
+    )
         .prop_map(|(off, len, data, first)| {
             let mut body = Vec::new();
             let mut e = minicbor::Encoder::new(&mut body);
@@ -45,7 +50,12 @@ fn smp_request() -> impl Strategy<Value = Vec<u8>> {
         e.str("len").unwrap().u32(len).unwrap();
         Header::request(true, 1, 0, 1, &body)
     });
-    let other = (any::<bool>(), 0u16..3, 0u8..8, prop::collection::vec(any::<u8>(), 0..64))
+    let other = (
+        any::<bool>(),
+        0u16..3,
+        0u8..8,
+        prop::collection::vec(any::<u8>(), 0..64),
+    )
         .prop_map(|(write, group, command, body)| Header::request(write, group, 0, command, &body));
     prop_oneof![4 => upload, 2 => header_first, 1 => other, 1 => prop::collection::vec(any::<u8>(), 0..32)]
 }
