@@ -161,17 +161,16 @@ impl Store {
 
     pub fn list_devices(&self, f: &DeviceFilter) -> Result<Vec<DeviceRecord>, StoreError> {
         let conn = self.reader()?;
-        // Groups and labels are JSON text; each database reads it with its own functions.
-        let (in_group, labelled) = match conn.dialect() {
-            Dialect::Sqlite => (
-                "EXISTS (SELECT 1 FROM json_each(groups) WHERE value = ?3)",
-                "json_extract(labels, '$.\"' || ?4 || '\"') = ?5",
-            ),
-            Dialect::Postgres => (
-                "EXISTS (SELECT 1 FROM jsonb_array_elements_text(groups::jsonb) AS g WHERE g = CAST(?3 AS TEXT))",
-                "(labels::jsonb ->> CAST(?4 AS TEXT)) = CAST(?5 AS TEXT)",
-            ),
+        // Groups are JSON text; each database reads it with its own functions. Labels are
+        // found through their index, `device_labels`.
+        let in_group = match conn.dialect() {
+            Dialect::Sqlite => "EXISTS (SELECT 1 FROM json_each(groups) WHERE value = ?3)",
+            Dialect::Postgres => {
+                "EXISTS (SELECT 1 FROM jsonb_array_elements_text(groups::jsonb) AS g WHERE g = CAST(?3 AS TEXT))"
+            }
         };
+        let labelled = "device_id IN (SELECT device_id FROM device_labels
+                                      WHERE key = CAST(?4 AS TEXT) AND value = CAST(?5 AS TEXT))";
         let (label_key, label_value) = f.label.clone().unzip();
         conn.query_map(
             &format!(
@@ -228,6 +227,9 @@ impl Store {
                 public_key
             ],
         )?;
+        if inserted > 0 {
+            index_labels(&conn, &d.device_id, &d.labels)?;
+        }
         if inserted == 0 {
             let known: Option<String> = conn
                 .query_opt(
@@ -365,5 +367,24 @@ fn insert_device(
             d.token_sha256
         ],
     )?;
+    if inserted > 0 {
+        index_labels(conn, &d.device_id, &d.labels)?;
+    }
     Ok(inserted > 0)
+}
+
+/// Indexes a new device's labels in `device_labels`.
+fn index_labels(
+    conn: &Tx<'_>,
+    device_id: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Result<(), StoreError> {
+    for (key, value) in labels {
+        conn.execute(
+            "INSERT INTO device_labels (key, value, device_id) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+            params![key, value, device_id],
+        )?;
+    }
+    Ok(())
 }

@@ -1,9 +1,11 @@
 //! `hotswap readers-bench`: whether expensive reads from one operator starve everyone else. A
-//! server in this process over SQLite with a fleet of `--devices`, one viewer firing `--lists`
-//! label-filtered device lists at once (each scans the fleet's labels), and another operator
-//! reading the firmware list every few milliseconds meanwhile: how long its reads took while
-//! the burst ran. Two variants in the same run, alternated: the server as it was (one read
-//! connection, no cap on an operator's requests in flight) and as it is.
+//! server in this process over SQLite with a fleet of `--devices`, one viewer keeping `--lists`
+//! label-filtered device lists in flight for `--seconds` (each for a site no device is at, so
+//! each scans every device's labels: the worst a viewer can ask; a refused one is sent again at
+//! once), and another operator reading the firmware list every few milliseconds meanwhile: how
+//! long its reads took. Three variants in the same run, alternated: the server as it was (one
+//! read connection, no cap on an operator's requests in flight), pooled readers alone, and as
+//! it is.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -25,6 +27,9 @@ pub struct ReadersArgs {
     /// Label-filtered lists one viewer sends at once.
     #[arg(long, default_value_t = 500)]
     pub lists: usize,
+    /// Seconds the viewer keeps its lists in flight.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
     /// Runs of each variant, alternated.
     #[arg(long, default_value_t = 2)]
     pub runs: usize,
@@ -34,6 +39,7 @@ pub struct ReadersArgs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Variant {
     OneReader,
+    PooledReaders,
     Served,
 }
 
@@ -41,6 +47,7 @@ impl Variant {
     fn name(self) -> &'static str {
         match self {
             Variant::OneReader => "one read connection, no in-flight cap",
+            Variant::PooledReaders => "pooled readers, no in-flight cap",
             Variant::Served => "as served",
         }
     }
@@ -48,27 +55,28 @@ impl Variant {
 
 /// What one run measured.
 struct Run {
-    /// How long the burst took, first list sent to last answered.
-    burst: Duration,
-    /// The burst's answers by status.
+    /// The viewer's lists answered in full.
+    answered: usize,
+    /// The viewer's answers by status.
     statuses: BTreeMap<u16, usize>,
-    /// The other operator's reads while the burst ran.
+    /// The other operator's reads while the viewer's lists were in flight.
     probes: Vec<Duration>,
 }
 
 pub async fn run(a: ReadersArgs, out: &mut dyn Write) -> Result<()> {
     let mut results: BTreeMap<Variant, Vec<Run>> = BTreeMap::new();
     for i in 0..a.runs.max(1) {
-        for variant in [Variant::OneReader, Variant::Served] {
+        for variant in [Variant::OneReader, Variant::PooledReaders, Variant::Served] {
             let run = once(&a, variant)
                 .await
                 .with_context(|| format!("run {} of {}", i + 1, variant.name()))?;
             writeln!(
                 out,
-                "{}: burst of {} lists in {:.2} s ({:?}); other operator's reads: median {:.1} ms, p99 {:.1} ms, worst {:.1} ms ({} reads)",
+                "{}: {} lists in flight for {} s, {} answered ({:?}); other operator's reads: median {:.1} ms, p99 {:.1} ms, worst {:.1} ms ({} reads)",
                 variant.name(),
                 a.lists,
-                run.burst.as_secs_f64(),
+                a.seconds,
+                run.answered,
                 run.statuses,
                 ms(quantile(&run.probes, 0.5)),
                 ms(quantile(&run.probes, 0.99)),
@@ -115,7 +123,7 @@ async fn once(a: &ReadersArgs, variant: Variant) -> Result<Run> {
     let dir = tempfile::tempdir()?;
     let readers = match variant {
         Variant::OneReader => 1,
-        Variant::Served => SQLITE_READERS,
+        Variant::PooledReaders | Variant::Served => SQLITE_READERS,
     };
     let store = Store::open_with_readers(
         &Database::Sqlite,
@@ -135,7 +143,7 @@ async fn once(a: &ReadersArgs, variant: Variant) -> Result<Run> {
     )?;
     config.limits = ServerLimits {
         operator_in_flight: match variant {
-            Variant::OneReader => usize::MAX,
+            Variant::OneReader | Variant::PooledReaders => usize::MAX,
             Variant::Served => MAX_IN_FLIGHT_PER_OPERATOR,
         },
         ..ServerLimits::default()
@@ -155,7 +163,7 @@ async fn once(a: &ReadersArgs, variant: Variant) -> Result<Run> {
     };
     let (viewer, other) = (client(&viewer)?, client(&other)?);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // The other operator reads every 5 ms until the burst is over.
+    // The other operator reads every 5 ms while the viewer's lists are in flight.
     let probing = {
         let done = done.clone();
         tokio::spawn(async move {
@@ -170,40 +178,48 @@ async fn once(a: &ReadersArgs, variant: Variant) -> Result<Run> {
             took
         })
     };
-    let began = Instant::now();
+    let until = Instant::now() + Duration::from_secs(a.seconds);
     let lists: Vec<_> = (0..a.lists)
         .map(|i| {
             let viewer = viewer.clone();
             tokio::spawn(async move {
-                let q = hotswap_protocol::DeviceQuery {
-                    label: Some(format!("site=s{}", i % SITES)),
-                    limit: Some(100),
-                    ..Default::default()
-                };
-                match viewer.devices(&q).await {
-                    Ok(_) => 200,
-                    Err(e) => e.status().unwrap_or(0),
+                let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+                let mut n = 0;
+                while Instant::now() < until {
+                    let q = hotswap_protocol::DeviceQuery {
+                        label: Some(format!("site=nowhere-{i}-{n}")),
+                        limit: Some(100),
+                        ..Default::default()
+                    };
+                    n += 1;
+                    let status = match viewer.devices(&q).await {
+                        Ok(_) => 200,
+                        Err(e) => e.status().unwrap_or(0),
+                    };
+                    *statuses.entry(status).or_default() += 1;
                 }
+                statuses
             })
         })
         .collect();
     let mut statuses = BTreeMap::new();
     for l in lists {
-        *statuses.entry(l.await?).or_default() += 1;
+        for (status, n) in l.await? {
+            *statuses.entry(status).or_default() += n;
+        }
     }
-    let burst = began.elapsed();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     let probes = probing.await?;
     let _ = stop.send(());
     server.await??;
     Ok(Run {
-        burst,
+        answered: statuses.get(&200).copied().unwrap_or(0),
         statuses,
         probes,
     })
 }
 
-/// The sites the fleet's devices are labelled with.
+/// The sites the fleet's devices are labelled with (the viewer asks for others).
 const SITES: usize = 50;
 
 /// Registers `n` devices, each labelled with one of [`SITES`] sites.
