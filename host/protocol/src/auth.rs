@@ -188,12 +188,11 @@ pub struct DeviceToken {
 pub struct LoginRequest {
     #[schema(schema_with = crate::names::Name::schema)]
     pub name: String,
-    #[schema(max_length = 1024)]
     pub password: String,
 }
 
-/// The longest password the server hashes, in bytes.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// The longest password the server hashes, in characters.
+pub const MAX_PASSWORD_CHARS: usize = 256;
 
 /// `POST /api/v1/auth/password`: a user changes their own password, proving the current one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -201,9 +200,7 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub struct PasswordChange {
     #[schema(schema_with = crate::names::Name::schema)]
     pub name: String,
-    #[schema(max_length = 1024)]
     pub password: String,
-    #[schema(max_length = 1024)]
     pub new_password: String,
 }
 

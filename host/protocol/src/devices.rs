@@ -274,6 +274,7 @@ pub struct Enrollment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenClaim {
+    #[schema(schema_with = Name::schema)]
     pub device_id: String,
     /// Seconds since the Unix epoch, within `ENROLLMENT_CLOCK_SKEW_SECONDS` of the server's.
     pub timestamp: i64,

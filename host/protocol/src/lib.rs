@@ -29,7 +29,7 @@ pub use hotswap_plan::{Gate, Mode};
 
 pub use auth::{
     AuditEntry, AuditPage, AuditQuery, CreatedToken, DeviceToken, DisableQuery, LoginRequest,
-    MAX_PASSWORD_BYTES, PasswordChange, Permission, Role, Session, TokenInfo, TokenRequest,
+    MAX_PASSWORD_CHARS, PasswordChange, Permission, Role, Session, TokenInfo, TokenRequest,
     UserInfo, UserRequest,
 };
 pub use deployments::{

@@ -377,7 +377,7 @@ fn insert_device(
 fn index_labels(
     conn: &Tx<'_>,
     device_id: &str,
-    labels: &std::collections::BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
 ) -> Result<(), StoreError> {
     for (key, value) in labels {
         conn.execute(

@@ -229,12 +229,19 @@ fn constraints(doc: &mut Value) {
         "expiresInDays",
         json!({"minimum": 1, "maximum": tokens::MAX_TOKEN_DAYS}),
     );
-    constrain(
-        doc,
-        "UserRequest",
-        "password",
-        json!({"minLength": crate::sessions::MIN_PASSWORD_CHARS}),
-    );
+    let new_password = json!({
+        "minLength": crate::sessions::MIN_PASSWORD_CHARS,
+        "maxLength": hotswap_protocol::MAX_PASSWORD_CHARS,
+    });
+    let any_password = json!({"maxLength": hotswap_protocol::MAX_PASSWORD_CHARS});
+    for (schema, property, constraint) in [
+        ("UserRequest", "password", &new_password),
+        ("PasswordChange", "newPassword", &new_password),
+        ("PasswordChange", "password", &any_password),
+        ("LoginRequest", "password", &any_password),
+    ] {
+        constrain(doc, schema, property, constraint.clone());
+    }
     // serde flattens the registration into the enrollment; utoipa's allOf of two closed objects
     // would admit no body at all, so the enrollment is written out as the one object it is.
     let registration = doc["components"]["schemas"]["DeviceRegistration"].clone();

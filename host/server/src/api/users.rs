@@ -9,7 +9,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use hotswap_protocol::{
-    DisableQuery, LoginRequest, MAX_PASSWORD_BYTES, PasswordChange, Session, UserInfo, UserRequest,
+    DisableQuery, LoginRequest, MAX_PASSWORD_CHARS, PasswordChange, Session, UserInfo, UserRequest,
 };
 use hotswap_store::NewAudit;
 
@@ -106,10 +106,10 @@ async fn signed_in(
 ) -> Result<hotswap_store::UserRow, ApiError> {
     // Checked before anything is recorded: the audit log keeps only names that are names.
     hotswap_protocol::Name::parse("name", name)?;
-    if password.len() > MAX_PASSWORD_BYTES {
+    let chars = password.chars().count();
+    if chars > MAX_PASSWORD_CHARS {
         return Err(ApiError::bad_request(format!(
-            "`password` holds {} bytes, the limit is {MAX_PASSWORD_BYTES}",
-            password.len()
+            "`password` is {chars} characters, the limit is {MAX_PASSWORD_CHARS}"
         )));
     }
     state
@@ -161,10 +161,9 @@ fn check_new_password(field: &str, password: &str) -> Result<(), ApiError> {
             "`{field}` must be at least {MIN_PASSWORD_CHARS} characters, found {chars}"
         )));
     }
-    if password.len() > MAX_PASSWORD_BYTES {
+    if chars > MAX_PASSWORD_CHARS {
         return Err(ApiError::bad_request(format!(
-            "`{field}` holds {} bytes, the limit is {MAX_PASSWORD_BYTES}",
-            password.len()
+            "`{field}` is {chars} characters, the limit is {MAX_PASSWORD_CHARS}"
         )));
     }
     Ok(())
