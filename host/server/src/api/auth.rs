@@ -6,9 +6,10 @@
 //! their own token (`hsw_dev_...`), which works only on the device routes and only for that
 //! device: its check-in and reports, and an artifact while an assignment hands it to that
 //! device. A token is known to the server only as its SHA-256; checking one costs a hash and a
-//! lookup in memory (filled from the store on the first use, emptied when a token is revoked).
-//! Every operator action that changes something, and every refused credential, goes to the
-//! audit log before the answer is sent.
+//! lookup in memory (filled from the store on the first use, emptied here and on every replica
+//! when a token is revoked). Every operator action that changes something goes to the audit log
+//! before the answer is sent; refused credentials too, the first of each source's route and
+//! minute at once and the rest as their count ([`crate::refusals`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -142,8 +143,8 @@ pub async fn check(State(state): State<Arc<AppState>>, mut req: Request, next: N
                     format!("credential refused: {}", action()),
                 )
             };
-            // Counted, not written one by one: the first of its source's minute is written
-            // now, the rest as one entry when the minute is over.
+            // Counted, not written one by one: the first of its source's route and minute is
+            // written now, the rest as one entry when the minute is over.
             let now = state.store.clock().now().seconds().0;
             if let Some(first) = state.refusals.refused(now, audit)
                 && let Err(err) = state.store.append_audit(first).await
