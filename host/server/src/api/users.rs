@@ -106,12 +106,7 @@ async fn signed_in(
 ) -> Result<hotswap_store::UserRow, ApiError> {
     // Checked before anything is recorded: the audit log keeps only names that are names.
     hotswap_protocol::Name::parse("name", name)?;
-    let chars = password.chars().count();
-    if chars > MAX_PASSWORD_CHARS {
-        return Err(ApiError::bad_request(format!(
-            "`password` is {chars} characters, the limit is {MAX_PASSWORD_CHARS}"
-        )));
-    }
+    check_password("password", password, 0)?;
     state
         .rate_limits
         .check_sign_in(name, address)
@@ -154,11 +149,17 @@ async fn signed_in(
     })
 }
 
+/// A new password: at least [`MIN_PASSWORD_CHARS`], at most [`MAX_PASSWORD_CHARS`].
 fn check_new_password(field: &str, password: &str) -> Result<(), ApiError> {
+    check_password(field, password, MIN_PASSWORD_CHARS)
+}
+
+/// A password of `field`: at least `min` characters and at most [`MAX_PASSWORD_CHARS`].
+fn check_password(field: &str, password: &str, min: usize) -> Result<(), ApiError> {
     let chars = password.chars().count();
-    if chars < MIN_PASSWORD_CHARS {
+    if chars < min {
         return Err(ApiError::bad_request(format!(
-            "`{field}` must be at least {MIN_PASSWORD_CHARS} characters, found {chars}"
+            "`{field}` must be at least {min} characters, found {chars}"
         )));
     }
     if chars > MAX_PASSWORD_CHARS {
